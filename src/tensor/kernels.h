@@ -11,6 +11,7 @@
 // Kernels know nothing about models: no layer, config or tensor names appear here.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensor/dtype.h"
@@ -88,7 +89,7 @@ struct RopeParams {
   int64_t dim = 0;       // R
   double theta = 10000;  // rope_theta
   // rope_scaling; type "" means none.
-  std::string_view type;              // "", "yarn", "llama3", "linear"
+  std::string type;  // "", "yarn", "llama3", "linear"
   double factor = 1;
   double original_max_position = 4096;  // original_max_position_embeddings
   double beta_fast = 32, beta_slow = 1;  // yarn
