@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# setup.sh — install every Debian package seek needs, then configure and build the Release preset.
+# Safe to run twice: apt skips what is installed and CMake rebuilds only what changed.
+#   bash scripts/setup.sh              # dependencies + Release build in build/
+#   bash scripts/setup.sh --reference  # also PyTorch, for regenerating the golden files
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+packages=(
+  build-essential cmake git pkg-config
+  libopenblas-openmp-dev   # BLAS for f32 GEMMs; the OpenMP build shares libgomp's threads with ours
+  nlohmann-json3-dev       # config.json, safetensors headers
+  libcli11-dev             # the command line
+  libgtest-dev             # tests
+)
+if [ "${1:-}" = "--reference" ]; then
+  packages+=(python3-torch python3-numpy)  # test oracle only (scripts/reference), never a runtime dependency
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+cmake --preset release
+cmake --build --preset release -j "$(nproc)"
+echo "setup: built build/seek"

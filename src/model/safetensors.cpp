@@ -1,0 +1,293 @@
+// safetensors.cpp — see safetensors.h.
+#include "model/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+namespace seek {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+int64_t TensorInfo::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string TensorInfo::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw Error(path + ": cannot stat");
+  }
+  size_ = size_t(st.st_size);
+  if (size_ < 8) {
+    ::close(fd);
+    throw Error(strfmt("%s: truncated: %zu bytes, a safetensors file needs at least 8", path.c_str(), size_));
+  }
+  map_ = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map_ == MAP_FAILED) {
+    map_ = nullptr;
+    throw Error(path + ": mmap failed: " + std::strerror(errno));
+  }
+  try {
+    const auto* base = static_cast<const uint8_t*>(map_);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= uint64_t(base[i]) << (8 * i);
+    if (n > size_ - 8)
+      throw Error(strfmt("%s: truncated or corrupt: header says %llu bytes of JSON but only %zu bytes follow",
+                         path.c_str(), (unsigned long long)n, size_ - 8));
+    json h;
+    try {
+      h = json::parse(base + 8, base + 8 + n);
+    } catch (const json::exception& e) {
+      throw Error(path + ": header is not valid JSON: " + e.what());
+    }
+    if (!h.is_object()) throw Error(path + ": header must be a JSON object");
+    const uint8_t* data = base + 8 + n;
+    size_t data_size = size_ - 8 - n;
+    std::vector<std::pair<size_t, size_t>> ranges;
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      const std::string& name = it.key();
+      if (name == "__metadata__") {
+        if (!it->is_object()) throw Error(path + ": __metadata__ must be an object");
+        for (auto m = it->begin(); m != it->end(); ++m)
+          if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
+        continue;
+      }
+      auto bad = [&](const std::string& why) -> Error {
+        return Error(path + ": tensor \"" + name + "\": " + why);
+      };
+      const json& e = *it;
+      if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+        throw bad("entry must have dtype, shape and data_offsets");
+      TensorInfo t;
+      t.name = name;
+      t.file = path;
+      if (!e["dtype"].is_string() || !dtype_from_name(e["dtype"].get<std::string>(), &t.dtype))
+        throw bad("unsupported dtype " + e["dtype"].dump() + " (expected F32, BF16, F16, F8_E4M3, I32 or I64)");
+      if (!e["shape"].is_array()) throw bad("shape must be an array");
+      for (const json& d : e["shape"]) {
+        if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > (int64_t(1) << 40))
+          throw bad("shape " + e["shape"].dump() + " must hold non-negative integers");
+        t.shape.push_back(d.get<int64_t>());
+      }
+      const json& off = e["data_offsets"];
+      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+        throw bad("data_offsets must be [begin, end] with non-negative integers, got " + off.dump());
+      uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
+      if (b > en || en > data_size)
+        throw bad(strfmt("data_offsets [%llu, %llu] fall outside the %zu data bytes of the file (truncated?)",
+                         (unsigned long long)b, (unsigned long long)en, data_size));
+      uint64_t want = uint64_t(t.numel()) * dtype_size(t.dtype);
+      if (en - b != want)
+        throw bad(strfmt("holds %llu bytes but shape %s of %s needs %llu", (unsigned long long)(en - b),
+                         t.shape_str().c_str(), std::string(dtype_name(t.dtype)).c_str(), (unsigned long long)want));
+      t.nbytes = size_t(want);
+      t.data = data + b;
+      if (want > 0) ranges.emplace_back(size_t(b), size_t(en));
+      if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype) != 0) {
+        // Typed loads need natural alignment; a file that does not give it costs one copy.
+        copies_.emplace_back(new uint8_t[t.nbytes]);
+        std::memcpy(copies_.back().get(), t.data, t.nbytes);
+        t.data = copies_.back().get();
+      }
+      tensors_.emplace(name, std::move(t));
+    }
+    std::sort(ranges.begin(), ranges.end());
+    for (size_t i = 1; i < ranges.size(); ++i)
+      if (ranges[i].first < ranges[i - 1].second)
+        throw Error(strfmt("%s: tensors overlap at data offset %zu", path.c_str(), ranges[i].first));
+  } catch (...) {
+    munmap(map_, size_);
+    map_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) munmap(map_, size_);
+}
+
+const TensorInfo* SafetensorsFile::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
+  if (!fs::is_directory(dir)) throw Error(dir + ": not a directory (expected a model directory with config.json and *.safetensors)");
+  fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  std::vector<std::string> shards;
+  if (fs::exists(index)) {
+    std::ifstream in(index);
+    json j;
+    try {
+      j = json::parse(in);
+    } catch (const json::exception& e) {
+      throw Error(index.string() + ": not valid JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw Error(index.string() + ": expected an object with \"weight_map\"");
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      if (!it->is_string()) throw Error(index.string() + ": weight_map[\"" + it.key() + "\"] must be a file name");
+      std::string f = it->get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw Error(index.string() + ": weight_map[\"" + it.key() + "\"] = \"" + f + "\" must be a file in the directory");
+      if (std::find(shards.begin(), shards.end(), f) == shards.end()) shards.push_back(f);
+    }
+    for (const std::string& f : shards) files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / f).string()));
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      const std::string f = (fs::path(dir) / it->get<std::string>()).string();
+      for (auto& file : files_)
+        if (file->path() == f) {
+          const TensorInfo* t = file->find(it.key());
+          if (!t) throw Error(f + ": has no tensor \"" + it.key() + "\" although " + index.string() + " puts it there");
+          index_[it.key()] = t;
+        }
+    }
+  } else {
+    fs::path single = fs::path(dir) / "model.safetensors";
+    if (fs::exists(single)) {
+      shards.push_back(single.string());
+    } else {
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().extension() == ".safetensors") shards.push_back(e.path().string());
+      std::sort(shards.begin(), shards.end());
+    }
+    if (shards.empty()) throw Error(dir + ": no model.safetensors, index or *.safetensors file");
+    for (const std::string& f : shards) {
+      files_.push_back(std::make_unique<SafetensorsFile>(f));
+      for (const auto& [name, t] : files_.back()->tensors()) {
+        if (index_.count(name)) throw Error(f + ": tensor \"" + name + "\" also appears in " + index_[name]->file);
+        index_[name] = &t;
+      }
+    }
+  }
+}
+
+const TensorInfo* Checkpoint::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : it->second;
+}
+
+const TensorInfo& Checkpoint::get(const std::string& name) const {
+  const TensorInfo* t = find(name);
+  if (!t) throw Error(dir_ + ": missing tensor \"" + name + "\"");
+  return *t;
+}
+
+size_t Checkpoint::total_bytes() const {
+  size_t n = 0;
+  for (const auto& [name, t] : index_) n += t->nbytes;
+  return n;
+}
+
+namespace {
+
+void write_all(int fd, const void* p, size_t n, const std::string& path) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = ::write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw Error(path + ": write failed: " + std::strerror(errno));
+    }
+    c += w;
+    n -= size_t(w);
+  }
+}
+
+// Runs `body(fd)` on a temp file beside `path`, then fsyncs and renames it over `path`.
+template <class F>
+void atomic_write(const std::string& path, F body) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(tmp + ": cannot create: " + std::strerror(errno));
+  try {
+    body(fd, tmp);
+    if (::fsync(fd) != 0) throw Error(tmp + ": fsync failed: " + std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(path + ": rename failed: " + std::strerror(errno));
+  }
+  // Make the rename itself durable.
+  std::string parent = fs::path(path).parent_path().string();
+  int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace
+
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorMeta>& tensors,
+                                const std::function<const void*(size_t i)>& data,
+                                const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  std::vector<std::pair<size_t, size_t>> spans;  // offset, bytes
+  size_t off = 0;
+  for (const TensorMeta& t : tensors) {
+    size_t n = dtype_size(t.dtype);
+    for (int64_t d : t.shape) n *= size_t(d);
+    off = (off + 7) / 8 * 8;  // keep every tensor 8-aligned
+    h[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
+    spans.emplace_back(off, n);
+    off += n;
+  }
+  std::string header = h.dump();
+  while ((header.size() + 8) % 8) header.push_back(' ');
+  atomic_write(path, [&](int fd, const std::string& tmp) {
+    uint8_t len[8];
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
+    write_all(fd, len, 8, tmp);
+    write_all(fd, header.data(), header.size(), tmp);
+    size_t pos = 0;
+    static const char zeros[8] = {};
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      write_all(fd, zeros, spans[i].first - pos, tmp);
+      write_all(fd, data(i), spans[i].second, tmp);
+      pos = spans[i].first + spans[i].second;
+    }
+  });
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorOut>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorMeta> meta;
+  for (const TensorOut& t : tensors) meta.push_back({t.name, t.dtype, t.shape});
+  write_safetensors_streamed(path, meta, [&](size_t i) { return tensors[i].data; }, metadata);
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  atomic_write(path, [&](int fd, const std::string& tmp) { write_all(fd, text.data(), text.size(), tmp); });
+}
+
+}  // namespace seek

@@ -1,0 +1,29 @@
+// commands.h — what the CLI's command files share.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace seek {
+
+nlohmann::json preset_config(const std::string& name);
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed);
+double seconds_since(std::chrono::steady_clock::time_point t0);
+int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
+                  const std::string& dtype, uint64_t seed, int shards);
+
+struct BenchOptions {
+  std::string model_dir = "build/bench-model";
+  std::string preset = "bench-1b";
+  std::string dtype = "bf16";
+  int64_t prompt = 512;
+  int64_t decode = 64;
+  std::string json_out;
+};
+void add_bench_options(CLI::App* cmd, BenchOptions& o);
+int cmd_bench(const BenchOptions& o);
+
+}  // namespace seek

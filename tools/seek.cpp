@@ -1,0 +1,337 @@
+// seek — the command line. Thin mains over the library: flags, progress and printing only.
+//
+//   seek info [--json] PATH            parameters and KV cache of a model dir or config.json
+//   seek new-model --out DIR ...       write a random model in HF layout (no download)
+//   seek forward -m DIR ...            run a forward pass and show the predictions
+//   seek demo                          the built-in main job: all of the above on a tiny V3 model
+//   seek bench ...                     rooflines and prefill/decode throughput (tools/bench.cpp)
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "commands.h"
+#include "model/model.h"
+#include "model/random_checkpoint.h"
+#include "presets.h"
+#include "tensor/cpu.h"
+#include "util/compare.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace seek {
+
+json preset_config(const std::string& name) {
+  if (name == "tiny-v3") return json::parse(presets::kTinyV3);
+  if (name == "bench-1b") return json::parse(presets::kBench1B);
+  throw Error("unknown preset \"" + name + "\" (expected tiny-v3 or bench-1b)");
+}
+
+DType parse_dtype_flag(const std::string& s) {
+  if (s == "f32") return DType::F32;
+  if (s == "bf16") return DType::BF16;
+  if (s == "f16") return DType::F16;
+  if (s == "fp8") return DType::F8_E4M3;
+  throw Error("--dtype " + s + ": expected f32, bf16, f16 or fp8");
+}
+
+MlaForm parse_mla_flag(const std::string& s) {
+  if (s == "absorbed") return MlaForm::Absorbed;
+  if (s == "naive") return MlaForm::Naive;
+  throw Error("--mla " + s + ": expected absorbed or naive");
+}
+
+json info_json(const std::string& path) {
+  Config c = load_config(path);
+  ParamCount p = count_params(c);
+  const int64_t L = c.num_hidden_layers;
+  json j;
+  j["model_type"] = c.model_type_name;
+  j["params_total"] = p.total;
+  j["params_active"] = p.active;
+  j["params_mtp"] = p.mtp;
+  j["num_hidden_layers"] = L;
+  j["moe_layers"] = [&] {
+    int64_t n = 0;
+    for (int64_t i = 0; i < L; ++i) n += c.is_moe_layer(i);
+    return n;
+  }();
+  if (c.is_mla()) {
+    j["kv_values_per_token"] = L * KVCache::values_per_token(c, MlaForm::Absorbed);
+    j["kv_values_per_token_mha"] = L * c.num_attention_heads * (c.qk_head_dim() + c.v_head_dim);
+    j["kv_form"] = "mla_latent";
+  } else {
+    j["kv_values_per_token"] = L * KVCache::values_per_token(c, MlaForm::Naive);
+    j["kv_values_per_token_mha"] = L * 2 * c.num_attention_heads * c.head_dim;
+    j["kv_form"] = c.num_key_value_heads == c.num_attention_heads ? "mha" : "gqa";
+  }
+  j["kv_bytes_per_token_bf16"] = j["kv_values_per_token"].get<int64_t>() * 2;
+  j["kv_ratio_to_mha"] = double(j["kv_values_per_token"].get<int64_t>()) / double(j["kv_values_per_token_mha"].get<int64_t>());
+  if (fs::is_directory(path)) {
+    bool has_weights = fs::exists(fs::path(path) / "model.safetensors") ||
+                       fs::exists(fs::path(path) / "model.safetensors.index.json");
+    if (has_weights) {
+      Checkpoint ck(path);
+      std::map<std::string, int64_t> by_dtype;
+      for (const auto& [name, t] : ck.tensors()) by_dtype[std::string(dtype_name(t->dtype))] += int64_t(t->nbytes);
+      j["weight_bytes"] = ck.total_bytes();
+      j["weight_bytes_by_dtype"] = by_dtype;
+      j["tensors"] = ck.tensors().size();
+    }
+  }
+  return j;
+}
+
+static std::string human(double x) {
+  const char* u[] = {"", "K", "M", "B", "T"};
+  int i = 0;
+  while (std::fabs(x) >= 1000 && i < 4) x /= 1000, ++i;
+  return strfmt(i ? "%.2f%s" : "%.0f%s", x, u[i]);
+}
+
+void print_info(const json& j) {
+  std::printf("model_type        %s\n", j["model_type"].get<std::string>().c_str());
+  std::printf("layers            %lld (%lld MoE)\n", (long long)j["num_hidden_layers"].get<int64_t>(),
+              (long long)j["moe_layers"].get<int64_t>());
+  std::printf("parameters        %s total, %s active per token", human(double(j["params_total"].get<int64_t>())).c_str(),
+              human(double(j["params_active"].get<int64_t>())).c_str());
+  if (j["params_mtp"].get<int64_t>() > 0) std::printf(", %s in MTP", human(double(j["params_mtp"].get<int64_t>())).c_str());
+  std::printf("\n");
+  std::printf("kv cache / token  %lld values (%s, %lld B in bf16) vs %lld for multi-head attention: %.1f%% (%.1fx smaller)\n",
+              (long long)j["kv_values_per_token"].get<int64_t>(), j["kv_form"].get<std::string>().c_str(),
+              (long long)j["kv_bytes_per_token_bf16"].get<int64_t>(), (long long)j["kv_values_per_token_mha"].get<int64_t>(),
+              100 * j["kv_ratio_to_mha"].get<double>(), 1 / j["kv_ratio_to_mha"].get<double>());
+  if (j.contains("weight_bytes")) {
+    std::printf("weights           %zu tensors, %.1f MB:", j["tensors"].get<size_t>(), j["weight_bytes"].get<double>() / 1e6);
+    for (auto& [k, v] : j["weight_bytes_by_dtype"].items()) std::printf(" %s %.1f MB", k.c_str(), v.get<double>() / 1e6);
+    std::printf("\n");
+  }
+}
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    std::string tok = s.substr(i, j == std::string::npos ? std::string::npos : j - i);
+    try {
+      size_t used = 0;
+      long v = std::stol(tok, &used);
+      if (used != tok.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("range");
+      ids.push_back(int32_t(v));
+    } catch (const std::exception&) {
+      throw Error("--ids: \"" + tok + "\" is not a token id (expected comma-separated non-negative integers)");
+    }
+    if (j == std::string::npos) break;
+    i = j + 1;
+  }
+  if (ids.empty()) throw Error("--ids: no token ids");
+  return ids;
+}
+
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = int32_t(rng() % uint64_t(vocab));
+  return ids;
+}
+
+static int argmax(const float* x, int64_t n) {
+  int best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = int(i);
+  return best;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Compares the two MLA forms, and cached step-by-step decode against one full pass, on `ids`.
+// Returns {naive vs absorbed, cached vs full} as max relative differences of the logits.
+std::pair<double, double> self_check(Model& m, const std::vector<int32_t>& ids) {
+  const int64_t T = int64_t(ids.size()), V = m.config().vocab_size;
+  std::vector<float> full(static_cast<size_t>(T * V)), naive(static_cast<size_t>(T * V)), step(size_t(T * V));
+  KVCache a = m.new_cache(T, MlaForm::Absorbed);
+  m.forward(a, ids.data(), T, full.data());
+  double forms = 0;
+  if (m.config().is_mla()) {
+    KVCache n = m.new_cache(T, MlaForm::Naive);
+    m.forward(n, ids.data(), T, naive.data());
+    forms = max_rel_diff(naive.data(), full.data(), T * V);
+  }
+  KVCache s = m.new_cache(T, MlaForm::Absorbed);
+  for (int64_t t = 0; t < T; ++t) m.forward(s, ids.data() + t, 1, step.data() + t * V);
+  return {forms, max_rel_diff(step.data(), full.data(), T * V)};
+}
+
+int cmd_info(const std::string& path, bool as_json) {
+  json j = info_json(path);
+  if (as_json) std::printf("%s\n", j.dump(2).c_str());
+  else print_info(j);
+  return 0;
+}
+
+int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
+                  const std::string& dtype, uint64_t seed, int shards) {
+  json cj;
+  if (!config_file.empty()) {
+    std::ifstream in(config_file);
+    if (!in) throw Error(config_file + ": cannot open");
+    try {
+      cj = json::parse(in);
+    } catch (const json::exception& e) {
+      throw Error(config_file + ": not valid JSON: " + e.what());
+    }
+  } else {
+    cj = preset_config(preset);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  size_t bytes = write_random_checkpoint(out, cj, {parse_dtype_flag(dtype), seed, shards});
+  std::fprintf(stderr, "wrote %s: %.1f MB of %s weights in %.1f s\n", out.c_str(), double(bytes) / 1e6, dtype.c_str(),
+               seconds_since(t0));
+  return 0;
+}
+
+int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_random, const std::string& mla,
+                uint64_t seed) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto m = Model::load(dir);
+  const Config& c = m->config();
+  std::fprintf(stderr, "loaded %s (%s) in %.2f s\n", dir.c_str(), c.model_type_name.c_str(), seconds_since(t0));
+  std::vector<int32_t> ids = ids_flag.empty() ? random_ids(n_random, c.vocab_size, seed) : parse_ids(ids_flag);
+  const int64_t T = int64_t(ids.size()), V = c.vocab_size, D = c.hidden_size;
+  std::vector<float> logits(static_cast<size_t>(T * V)), hidden(static_cast<size_t>(T * D));
+  KVCache cache = m->new_cache(T, parse_mla_flag(mla));
+  t0 = std::chrono::steady_clock::now();
+  m->forward(cache, ids.data(), T, logits.data(), true, hidden.data());
+  double dt = seconds_since(t0);
+  std::vector<float> mtp;
+  if (c.num_nextn_predict_layers > 0 && T > 1) {
+    mtp.resize(size_t((T - 1) * V));
+    KVCache mc = m->new_mtp_cache(T, parse_mla_flag(mla));
+    m->forward_mtp(0, mc, hidden.data(), ids.data() + 1, T - 1, mtp.data());
+  }
+  std::printf("pos  token  next(argmax)  logit    %s\n", mtp.empty() ? "" : "next+1(MTP)");
+  for (int64_t t = 0; t < T; ++t) {
+    int a = argmax(&logits[size_t(t * V)], V);
+    std::printf("%3lld  %5d  %12d  %7.3f", (long long)t, ids[size_t(t)], a, logits[size_t(t * V + a)]);
+    if (!mtp.empty() && t + 1 < T) std::printf("  %11d", argmax(&mtp[size_t(t * V)], V));
+    std::printf("\n");
+  }
+  std::fprintf(stderr, "forward: %lld tokens in %.3f s (%.1f tokens/s), MLA form %s\n", (long long)T, dt, double(T) / dt,
+               mla.c_str());
+  return 0;
+}
+
+int cmd_demo(const std::string& out) {
+  std::printf("seek demo: a tiny DeepSeek-V3-architecture model with random weights, made here (no download)\n");
+  std::printf("cpu: %s\n\n", cpu_features_string());
+  if (!fs::exists(fs::path(out) / "config.json")) cmd_new_model(out, "tiny-v3", "", "bf16", 1, 1);
+  print_info(info_json(out));
+  auto m = Model::load(out);
+  const Config& c = m->config();
+  std::vector<int32_t> ids = random_ids(48, c.vocab_size, 7);
+  auto [forms, cached] = self_check(*m, ids);
+  std::printf("\nchecks on a %zu-token prompt (max |a-b| / max |b| over all logits):\n", ids.size());
+  std::printf("  naive vs absorbed MLA        %.2e\n", forms);
+  std::printf("  cached decode vs full pass   %.2e\n", cached);
+
+  // Greedy generation from the prompt, with the MTP module's draft for the token after next.
+  const int64_t V = c.vocab_size, D = c.hidden_size, n_new = 32;
+  KVCache cache = m->new_cache(int64_t(ids.size()) + n_new);
+  KVCache mtp_cache = m->new_mtp_cache(int64_t(ids.size()) + n_new);
+  std::vector<float> logits(static_cast<size_t>(int64_t(ids.size()) * V)), hidden(static_cast<size_t>(int64_t(ids.size()) * D)), mtp_logits(static_cast<size_t>(V));
+  auto t0 = std::chrono::steady_clock::now();
+  m->forward(cache, ids.data(), int64_t(ids.size()), logits.data(), false, nullptr);
+  double prefill = seconds_since(t0);
+  std::vector<int32_t> out_ids;
+  int32_t next = argmax(logits.data(), V);
+  int agree = 0, drafts = 0, draft = -1;
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < n_new; ++i) {
+    out_ids.push_back(next);
+    if (draft >= 0) drafts++, agree += draft == next;
+    m->forward(cache, &next, 1, logits.data(), false, hidden.data());
+    int32_t after = argmax(logits.data(), V);
+    if (c.num_nextn_predict_layers > 0) {
+      m->forward_mtp(0, mtp_cache, hidden.data(), &after, 1, mtp_logits.data());
+      draft = argmax(mtp_logits.data(), V);
+    }
+    next = after;
+  }
+  double decode = seconds_since(t0);
+  std::printf("\ngreedy continuation (%lld tokens):", (long long)n_new);
+  for (int32_t id : out_ids) std::printf(" %d", id);
+  std::printf("\nprefill %zu tokens: %.1f tokens/s; decode: %.1f tokens/s", ids.size(), double(ids.size()) / prefill,
+              double(n_new) / decode);
+  if (drafts) std::printf("; MTP draft agreed with the next greedy token %d/%d times (random weights: expect ~0)", agree, drafts);
+  std::printf("\n");
+  bool ok = forms < 1e-4 && cached < 1e-4;
+  std::printf("\n%s\n", ok ? "demo: OK" : "demo: FAILED (the two MLA forms or cached decode disagree)");
+  return ok ? 0 : 1;
+}
+
+}  // namespace seek
+
+int main(int argc, char** argv) {
+  using namespace seek;
+  CLI::App app{"seek — the DeepSeek system in C++"};
+  app.require_subcommand(1);
+
+  auto* info = app.add_subcommand("info", "Parameters and KV cache of a model (a directory, or a bare config.json)");
+  std::string info_path;
+  bool info_json_flag = false;
+  info->add_option("path", info_path, "model directory or config.json")->required();
+  info->add_flag("--json", info_json_flag, "print JSON");
+
+  auto* nm = app.add_subcommand("new-model", "Write a model with random weights in Hugging Face layout");
+  std::string nm_out, nm_preset = "tiny-v3", nm_config, nm_dtype = "bf16";
+  uint64_t nm_seed = 1;
+  int nm_shards = 1;
+  nm->add_option("--out", nm_out, "output directory")->required();
+  nm->add_option("--preset", nm_preset, "built-in config: tiny-v3 or bench-1b")->capture_default_str();
+  nm->add_option("--config", nm_config, "a config.json to use instead of a preset");
+  nm->add_option("--dtype", nm_dtype, "f32, bf16, f16 or fp8 (block-scaled e4m3)")->capture_default_str();
+  nm->add_option("--seed", nm_seed, "random seed")->capture_default_str();
+  nm->add_option("--shards", nm_shards, "number of safetensors shards")->capture_default_str()->check(CLI::Range(1, 1000));
+
+  auto* fw = app.add_subcommand("forward", "Run a forward pass and print each position's prediction");
+  std::string fw_model, fw_ids, fw_mla = "absorbed";
+  int64_t fw_random = 16;
+  uint64_t fw_seed = 1;
+  fw->add_option("-m,--model", fw_model, "model directory")->required();
+  fw->add_option("--ids", fw_ids, "comma-separated token ids");
+  fw->add_option("--random", fw_random, "use N random token ids (when --ids is absent)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  fw->add_option("--mla", fw_mla, "MLA form: absorbed or naive")->capture_default_str();
+  fw->add_option("--seed", fw_seed, "seed for --random")->capture_default_str();
+
+  auto* demo = app.add_subcommand("demo", "The built-in main job: make a tiny V3 model, describe it, check and run it");
+  std::string demo_out = "build/demo-model";
+  demo->add_option("--out", demo_out, "where to write the tiny model")->capture_default_str();
+
+  BenchOptions bo;
+  auto* bench = app.add_subcommand("bench", "Measure rooflines and prefill/decode throughput on a 1B V3-layout model");
+  add_bench_options(bench, bo);
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*info) return cmd_info(info_path, info_json_flag);
+    if (*nm) return cmd_new_model(nm_out, nm_preset, nm_config, nm_dtype, nm_seed, nm_shards);
+    if (*fw) return cmd_forward(fw_model, fw_ids, fw_random, fw_mla, fw_seed);
+    if (*demo) return cmd_demo(demo_out);
+    if (*bench) return cmd_bench(bo);
+  } catch (const seek::Error& e) {
+    std::fprintf(stderr, "seek: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "seek: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
