@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "model/model.h"
+#include "tensor/blas.h"
 #include "tensor/cpu.h"
 #include "tensor/roofline.h"
 #include "util/error.h"
@@ -94,7 +95,8 @@ int argmax(const float* x, int64_t n) {
 }  // namespace
 
 int cmd_bench(const BenchOptions& o) {
-  std::fprintf(stderr, "seek bench: cpu %s, %d threads\n", cpu_features_string(), omp_get_max_threads());
+  std::fprintf(stderr, "seek bench: cpu %s, BLAS core %s, %d threads\n", cpu_features_string(), blas_core_name(),
+               omp_get_max_threads());
   if (!fs::exists(fs::path(o.model_dir) / "config.json")) {
     std::fprintf(stderr, "writing the %s model to %s (once; reused by later runs)\n", o.preset.c_str(), o.model_dir.c_str());
     std::fflush(stderr);
@@ -156,6 +158,7 @@ int cmd_bench(const BenchOptions& o) {
                           (double(T) + double(o.decode) / 2);
   json j = {
       {"cpu", cpu_features_string()},
+      {"blas_core", blas_core_name()},
       {"threads", omp_get_max_threads()},
       {"model", o.model_dir},
       {"params_total", pc.total},

@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "model/random_checkpoint.h"
 #include "presets.h"
+#include "tensor/blas.h"
 #include "tensor/cpu.h"
 #include "util/compare.h"
 #include "util/error.h"
@@ -231,7 +232,8 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
 
 int cmd_demo(const std::string& out) {
   std::printf("seek demo: a tiny DeepSeek-V3-architecture model with random weights, made here (no download)\n");
-  std::printf("cpu: %s\n\n", cpu_features_string());
+  std::printf("cpu: %s; BLAS core %s\n\n", cpu_features_string(), blas_core_name());
+  std::fflush(stdout);
   if (!fs::exists(fs::path(out) / "config.json")) cmd_new_model(out, "tiny-v3", "", "bf16", 1, 1);
   print_info(info_json(out));
   auto m = Model::load(out);
@@ -281,6 +283,7 @@ int cmd_demo(const std::string& out) {
 
 int main(int argc, char** argv) {
   using namespace seek;
+  blas_prefer_avx512(argv);
   CLI::App app{"seek — the DeepSeek system in C++"};
   app.require_subcommand(1);
 

@@ -48,10 +48,11 @@ except ImportError:  # run as a script from this directory
 DT = torch.float64
 DEEPSEEK = ("deepseek_v2", "deepseek_v3")
 
-# Which main-model hidden state feeds the MTP module's hnorm. seek's decision (and the facts sheet):
-# the last hidden state BEFORE the final norm. vLLM/SGLang feed the state AFTER model.norm instead;
-# set this to "post_final_norm" (and regenerate) to produce goldens for that convention.
-MTP_PREVIOUS_HIDDEN = "pre_final_norm"
+# Which main-model hidden state feeds the MTP module's hnorm. The facts sheet says the last hidden
+# state BEFORE the final norm; vLLM and SGLang, which run DeepSeek's released MTP weights at the
+# reported acceptance rates, feed the state AFTER model.norm. seek follows the engines ("post_final_norm");
+# "pre_final_norm" regenerates goldens for the other convention.
+MTP_PREVIOUS_HIDDEN = "post_final_norm"
 DENSE = ("qwen2", "llama")
 
 

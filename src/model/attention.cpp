@@ -33,15 +33,15 @@ const int32_t* positions(Workspace& ws, int64_t T, int64_t pos0) {
 
 }  // namespace
 
-void mla_forward(const Config& c, const MlaWeights& w, LayerCache& cache, MlaForm form, const float* x,
-                 float* out, int64_t T, int64_t pos0, Workspace& ws) {
+void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, LayerCache& cache, MlaForm form,
+                 const float* x, float* out, int64_t T, int64_t pos0, Workspace& ws) {
   const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, D = c.hidden_size;
   const int64_t L = pos0 + T;
   const float eps = float(c.rms_norm_eps);
   const float scale = c.softmax_scale();
-  const std::vector<float> inv_freq = rope_inv_freq(c.rope);  // small; TODO(perf): cache per model
-  const float cs = rope_cos_sin_scale(c.rope);
+  const float* inv_freq = rope_tab.inv_freq.data();
+  const float cs = rope_tab.cos_sin_scale;
   const int32_t* pos = positions(ws, T, pos0);
 
   // Query: q [T, H, qk].
@@ -54,13 +54,13 @@ void mla_forward(const Config& c, const MlaWeights& w, LayerCache& cache, MlaFor
     rmsnorm(qa, qa, w.q_a_layernorm.data(), T, c.q_lora_rank, eps);
     matmul(q, qa, w.q_b_proj, T);                                    // [T, H·qk]
   }
-  rope(q + nope, T, H, H * qk, qk, pos, inv_freq.data(), R, cs, RopeLayout::Interleaved);
+  rope(q + nope, T, H, H * qk, qk, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
   // Compressed KV: kva [T, C + R] = [c_kv ; k_pe].
   float* kva = ws.f(kKVA, T * (C + R));
   matmul(kva, x, w.kv_a_proj_with_mqa, T);
   for (int64_t t = 0; t < T; ++t) rmsnorm(kva + t * (C + R), kva + t * (C + R), w.kv_a_layernorm.data(), 1, C, eps);
-  rope(kva + C, T, 1, C + R, C + R, pos, inv_freq.data(), R, cs, RopeLayout::Interleaved);
+  rope(kva + C, T, 1, C + R, C + R, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
   float* attn = ws.f(kAttnOut, T * H * vd);  // [T, H·v]
   float* S = ws.f(kScores, H * T * L);        // [H·T, L]
@@ -111,12 +111,12 @@ void mla_forward(const Config& c, const MlaWeights& w, LayerCache& cache, MlaFor
   (void)D;
 }
 
-void gqa_forward(const Config& c, const GqaWeights& w, LayerCache& cache, const float* x, float* out, int64_t T,
-                 int64_t pos0, Workspace& ws) {
+void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, LayerCache& cache, const float* x,
+                 float* out, int64_t T, int64_t pos0, Workspace& ws) {
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim;
   const int64_t L = pos0 + T, per_group = H / G;
-  const std::vector<float> inv_freq = rope_inv_freq(c.rope);
-  const float cs = rope_cos_sin_scale(c.rope);
+  const float* inv_freq = rope_tab.inv_freq.data();
+  const float cs = rope_tab.cos_sin_scale;
   const int32_t* pos = positions(ws, T, pos0);
   const auto bias = [](const Vec& b) { return b.empty() ? nullptr : b.data(); };
 
@@ -126,8 +126,8 @@ void gqa_forward(const Config& c, const GqaWeights& w, LayerCache& cache, const 
   matmul(q, x, w.q_proj, T, bias(w.q_bias));
   matmul(K, x, w.k_proj, T, bias(w.k_bias));
   matmul(V, x, w.v_proj, T, bias(w.v_bias));
-  rope(q, T, H, H * hd, hd, pos, inv_freq.data(), hd, cs, RopeLayout::HalfSplit);
-  rope(K, T, G, G * hd, hd, pos, inv_freq.data(), hd, cs, RopeLayout::HalfSplit);
+  rope(q, T, H, H * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
+  rope(K, T, G, G * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
 
   float* S = ws.f(kScores, H * T * L);  // [H·T, L]
   float* attn = ws.f(kAttnOut, T * H * hd);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -13,15 +14,23 @@ namespace seek {
 
 struct Trace;
 
+// Rotary tables a model computes once at load: frequencies after scaling and YaRN's cos/sin factor.
+struct Rope {
+  std::vector<float> inv_freq;  // [R/2]
+  float cos_sin_scale = 1.f;
+  explicit Rope(const RopeParams& p) : inv_freq(rope_inv_freq(p)), cos_sin_scale(rope_cos_sin_scale(p)) {}
+  Rope() = default;
+};
+
 // Multi-head Latent Attention (deepseek-facts.md, MLA; DeepSeek-V2 §2.1). The cache layout decides the
 // form: naive (per-head K/V, decompressed once per token) or absorbed (latent c_kv + k_pe, W_UK folded
 // into the query and W_UV applied after the softmax).
-void mla_forward(const Config& c, const MlaWeights& w, LayerCache& cache, MlaForm form, const float* x,
-                 float* out, int64_t T, int64_t pos0, Workspace& ws);
+void mla_forward(const Config& c, const Rope& rope, const MlaWeights& w, LayerCache& cache, MlaForm form,
+                 const float* x, float* out, int64_t T, int64_t pos0, Workspace& ws);
 
 // Grouped-query attention with optional q/k/v bias (Qwen2, Llama).
-void gqa_forward(const Config& c, const GqaWeights& w, LayerCache& cache, const float* x, float* out, int64_t T,
-                 int64_t pos0, Workspace& ws);
+void gqa_forward(const Config& c, const Rope& rope, const GqaWeights& w, LayerCache& cache, const float* x,
+                 float* out, int64_t T, int64_t pos0, Workspace& ws);
 
 // SwiGLU MLP: out = down(silu(gate(x)) * up(x)); x [T, D] -> out [T, D].
 void mlp_forward(const MlpWeights& w, const float* x, float* out, int64_t T, int64_t D, Workspace& ws);

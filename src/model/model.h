@@ -11,6 +11,7 @@
 
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "model/layers.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 #include "model/workspace.h"
@@ -47,24 +48,29 @@ class Model {
 
   // Appends T tokens to the sequence in `cache` and computes their logits:
   // logits [T, V] when all_logits, else [1, V] for the last token only.
-  // hidden (optional) receives the last hidden state before the final norm [T, D] (the MTP input).
+  // hidden (optional) receives the final-normed hidden states [T, D], the MTP module's input. (The
+  // facts sheet says the state before the final norm; vLLM and SGLang, which run the released MTP
+  // weights, use the normed one, and so does seek: docs/LOG.md, 2026-11-24.)
   void forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits, bool all_logits = true,
                float* hidden = nullptr, Trace* trace = nullptr);
 
   // MTP module k (0-based) at T positions appended to mtp_cache: h_prev [T, D] is the previous depth's
-  // hidden state at positions i, next_ids [T] the tokens t_{i+k+1}; writes logits [T, V] predicting
-  // t_{i+k+2}, and (optional) this depth's hidden state [T, D] before shared_head.norm.
+  // normed hidden state at positions i, next_ids [T] the tokens t_{i+k+1}; writes logits [T, V]
+  // predicting t_{i+k+2}, and (optional) this depth's hidden state after shared_head.norm [T, D], the
+  // input of depth k + 1.
   void forward_mtp(int k, KVCache& mtp_cache, const float* h_prev, const int32_t* next_ids, int64_t T,
                    float* logits, float* hidden_out = nullptr, Trace* trace = nullptr);
 
  private:
   void block(const BlockWeights& b, LayerCache& cache, MlaForm form, float* x, int64_t T, int64_t pos0,
-             Trace* trace, const std::string& name);
+             Trace* trace, const std::string* name);
   void check_ids(const int32_t* ids, int64_t T) const;
 
   Config cfg_;
   std::unique_ptr<Checkpoint> ckpt_;
   Weights w_;
+  Rope rope_;
+  std::vector<std::string> layer_names_;  // "layer.{i}", then "mtp.{k}": built once, for traces
   Workspace ws_;
 };
 

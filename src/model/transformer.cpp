@@ -16,6 +16,9 @@ std::unique_ptr<Model> Model::load(const std::string& dir) {
 
 Model::Model(Config cfg, std::unique_ptr<Checkpoint> ckpt) : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
   w_ = load_weights(cfg_, *ckpt_);
+  rope_ = Rope(cfg_.rope);
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) layer_names_.push_back("layer." + std::to_string(i));
+  for (int64_t k = 0; k < cfg_.num_nextn_predict_layers; ++k) layer_names_.push_back("mtp." + std::to_string(k));
 }
 
 KVCache Model::new_cache(int64_t capacity, MlaForm form) const {
@@ -34,16 +37,16 @@ void Model::check_ids(const int32_t* ids, int64_t T) const {
 }
 
 void Model::block(const BlockWeights& b, LayerCache& cache, MlaForm form, float* x, int64_t T, int64_t pos0,
-                  Trace* trace, const std::string& name) {
+                  Trace* trace, const std::string* name) {
   const int64_t D = cfg_.hidden_size;
   const float eps = float(cfg_.rms_norm_eps);
   float* xn = ws_.f(kXNorm, T * D);
   float* y = ws_.f(kAttnProj, T * D);
   // Attention sub-block.
   rmsnorm(xn, x, b.input_layernorm.data(), T, D, eps);
-  if (cfg_.is_mla()) mla_forward(cfg_, b.mla, cache, form, xn, y, T, pos0, ws_);
-  else gqa_forward(cfg_, b.gqa, cache, xn, y, T, pos0, ws_);
-  if (trace) trace->put(name + ".attn", y, T * D);
+  if (cfg_.is_mla()) mla_forward(cfg_, rope_, b.mla, cache, form, xn, y, T, pos0, ws_);
+  else gqa_forward(cfg_, rope_, b.gqa, cache, xn, y, T, pos0, ws_);
+  if (trace) trace->put(*name + ".attn", y, T * D);
   for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
   // Feed-forward sub-block.
   rmsnorm(xn, x, b.post_attention_layernorm.data(), T, D, eps);
@@ -59,15 +62,15 @@ void Model::block(const BlockWeights& b, LayerCache& cache, MlaForm form, float*
     moe_forward(cfg_, b.experts, xn, f, T, ws_, trace ? idx.data() : nullptr, trace ? wt.data() : nullptr);
     if (trace) {
       std::vector<float> fidx(idx.begin(), idx.end());
-      trace->put(name + ".topk_idx", fidx.data(), T * k);
-      trace->put(name + ".topk_weight", wt.data(), T * k);
+      trace->put(*name + ".topk_idx", fidx.data(), T * k);
+      trace->put(*name + ".topk_weight", wt.data(), T * k);
     }
   } else {
     mlp_forward(b.mlp, xn, f, T, D, ws_);
   }
-  if (trace) trace->put(name + ".ffn", f, T * D);
+  if (trace) trace->put(*name + ".ffn", f, T * D);
   for (int64_t i = 0; i < T * D; ++i) x[i] += f[i];
-  if (trace) trace->put(name, x, T * D);
+  if (trace) trace->put(*name, x, T * D);
 }
 
 void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits, bool all_logits, float* hidden,
@@ -84,12 +87,13 @@ void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits
   embedding(x, w_.embed_tokens, ids, T);
   if (trace) trace->put("embed", x, T * D);
   for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i)
-    block(w_.layers[size_t(i)], cache.layers[size_t(i)], cache.form, x, T, pos0, trace, "layer." + std::to_string(i));
+    block(w_.layers[size_t(i)], cache.layers[size_t(i)], cache.form, x, T, pos0, trace, &layer_names_[size_t(i)]);
   cache.len += T;
-  if (hidden) std::memcpy(hidden, x, sizeof(float) * size_t(T * D));
   const int64_t first = all_logits ? 0 : T - 1;  // rows that get logits
+  const int64_t first_norm = hidden ? 0 : first;   // rows that get the final norm
   float* xn = ws_.f(kXNorm, T * D);
-  rmsnorm(xn + first * D, x + first * D, w_.norm.data(), T - first, D, float(cfg_.rms_norm_eps));
+  rmsnorm(xn + first_norm * D, x + first_norm * D, w_.norm.data(), T - first_norm, D, float(cfg_.rms_norm_eps));
+  if (hidden) std::memcpy(hidden, xn, sizeof(float) * size_t(T * D));
   if (trace) trace->put("norm", xn + first * D, (T - first) * D);
   matmul(logits, xn + first * D, w_.lm_head, T - first);  // [T - first, V]
   if (trace) trace->put("logits", logits, (T - first) * V);
@@ -113,18 +117,18 @@ void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_
   }
   float* x = ws_.f(kX, T * D);
   matmul(x, cat, m.eh_proj, T);
-  const std::string name = "mtp." + std::to_string(k);
+  const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
   if (trace) trace->put(name + ".eh", x, T * D);
   const int64_t pos0 = cache.len;
-  block(m.block, cache.layers[size_t(k)], cache.form, x, T, pos0, trace, name);  // traces mtp.k.{attn,ffn,...}
+  block(m.block, cache.layers[size_t(k)], cache.form, x, T, pos0, trace, &name);  // traces mtp.k.{attn,ffn,...}
   cache.len += T;
-  if (hidden_out) std::memcpy(hidden_out, x, sizeof(float) * size_t(T * D));
   if (trace) {
     trace->values[name + ".hidden"] = std::move(trace->values[name]);
     trace->values.erase(name);
   }
   float* xn = ws_.f(kXNorm, T * D);
   rmsnorm(xn, x, m.shared_head_norm.data(), T, D, eps);
+  if (hidden_out) std::memcpy(hidden_out, xn, sizeof(float) * size_t(T * D));
   matmul(logits, xn, w_.lm_head, T);
   if (trace) trace->put(name + ".logits", logits, T * cfg_.vocab_size);
 }
