@@ -63,7 +63,9 @@ void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, Lay
   rope(kva + C, T, 1, C + R, C + R, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
   float* attn = ws.f(kAttnOut, T * H * vd);  // [T, H·v]
-  float* S = ws.f(kScores, H * T * L);        // [H·T, L]
+  // Scores [H·T, L], sized for the cache's capacity so a growing context never reallocates.
+  const int64_t cap = int64_t(cache.k.size()) / (form == MlaForm::Absorbed ? C + R : H * qk);
+  float* S = ws.f(kScores, H * T * cap);
   const float* Wkvb = w.kv_b_f32.data();      // [H·(nope+v), C]
 
   if (form == MlaForm::Absorbed) {
@@ -129,7 +131,8 @@ void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, Lay
   rope(q, T, H, H * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
   rope(K, T, G, G * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
 
-  float* S = ws.f(kScores, H * T * L);  // [H·T, L]
+  const int64_t cap = int64_t(cache.k.size()) / (G * hd);
+  float* S = ws.f(kScores, H * T * cap);  // [H·T, L], sized for the capacity
   float* attn = ws.f(kAttnOut, T * H * hd);
   const float scale = c.softmax_scale();
   for (int64_t h = 0; h < H; ++h) {
