@@ -1,8 +1,17 @@
 // attention.cpp — MLA (naive and absorbed) and GQA attention over a KV cache.
 //
-// Shapes follow the legend in tensor/kernels.h; qk = qk_nope + R. Scores are laid out head-major,
-// [H·T, L] with row h·T + t, so one GEMM covers all heads where the key is shared (absorbed MLA is
-// MQA with key dim C + R and value dim C).
+// Shapes follow the legend in tensor/kernels.h; qk = qk_nope + R.
+//
+// Three ways to compute MLA, one result (tests assert equal logits):
+//   - naive cache: per-head K/V stored; causal attention per head (the "MHA" form).
+//   - absorbed cache, few new tokens (decode): W_UK folded into the query, attention is MQA over the
+//     latent rows with key dim C + R and value dim C, then W_UV per head. Scores are laid out head-major,
+//     [H·T, L] with row h·T + t, so one GEMM covers all heads.
+//   - absorbed cache, many new tokens (prefill, T ≥ kPrefillDecompress): K/V of the whole context are
+//     decompressed from the latent rows once and attention runs in the per-head form, which costs
+//     160 instead of 544 multiply-adds per head and query-key pair for V3's dimensions — DeepSeek's own
+//     prefill/decode split. The cache keeps only the latent rows either way.
+// Per-head attention runs in causal query blocks, so keys after a block's last query are never scored.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -24,6 +33,9 @@ void causal_softmax(float* s, int64_t rows, int64_t T, int64_t L, int64_t pos0) 
 
 namespace {
 
+constexpr int64_t kPrefillDecompress = 64;  // new tokens from which absorbed MLA decompresses K/V
+constexpr int64_t kQueryBlock = 128;        // causal query block of the per-head form
+
 // Positions pos0 .. pos0+T-1 as int32 for the rope kernel.
 const int32_t* positions(Workspace& ws, int64_t T, int64_t pos0) {
   int32_t* p = ws.i(kPos, T);
@@ -31,13 +43,41 @@ const int32_t* positions(Workspace& ws, int64_t T, int64_t pos0) {
   return p;
 }
 
+// Where head h's vectors live: row t of head h is at base + (h / group) * head + t * row.
+struct Heads {
+  const float* base = nullptr;
+  int64_t head = 0;   // stride between heads (0: shared by all heads)
+  int64_t row = 0;    // stride between tokens
+  int64_t dim = 0;    // vector length
+  int64_t group = 1;  // query heads per kv head (GQA)
+  const float* at(int64_t h) const { return base + (h / group) * head; }
+};
+
+// Causal attention of T queries (positions pos0 ..) over the first pos0 + T keys, per head:
+// out_h = softmax(scale · (q_h·k_hᵀ + q2_h·k2_hᵀ)) · v_h, where the optional (q2, k2) pair adds a second
+// score term (MLA's decoupled rope part). out is [T, H·v] with row stride out_row.
+void attend_per_head(int64_t H, int64_t T, int64_t pos0, float scale, const Heads& q, const Heads& k,
+                     const Heads* q2, const Heads* k2, const Heads& v, float* out, int64_t out_row, float* S) {
+  for (int64_t q0 = 0; q0 < T; q0 += kQueryBlock) {
+    const int64_t Tb = std::min(kQueryBlock, T - q0), Lb = pos0 + q0 + Tb;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t h = 0; h < H; ++h) {
+      float* Sh = S + h * Tb * Lb;  // [Tb, Lb]
+      gemm_f32(Tb, Lb, q.dim, scale, q.at(h) + q0 * q.row, q.row, k.at(h), k.row, true, 0.f, Sh, Lb);
+      if (q2) gemm_f32(Tb, Lb, q2->dim, scale, q2->at(h) + q0 * q2->row, q2->row, k2->at(h), k2->row, true, 1.f, Sh, Lb);
+      causal_softmax(Sh, Tb, Tb, Lb, pos0 + q0);
+      gemm_f32(Tb, v.dim, Lb, 1.f, Sh, Lb, v.at(h), v.row, false, 0.f, out + q0 * out_row + h * v.dim, out_row);
+    }
+  }
+}
+
 }  // namespace
 
 void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, LayerCache& cache, MlaForm form,
                  const float* x, float* out, int64_t T, int64_t pos0, Workspace& ws) {
   const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
-  const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, D = c.hidden_size;
-  const int64_t L = pos0 + T;
+  const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim;
+  const int64_t L = pos0 + T, kvw = nope + vd;  // kvw: one head's rows of kv_b_proj
   const float eps = float(c.rms_norm_eps);
   const float scale = c.softmax_scale();
   const float* inv_freq = rope_tab.inv_freq.data();
@@ -50,9 +90,9 @@ void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, Lay
     matmul(q, x, w.q_proj, T);
   } else {
     float* qa = ws.f(kQA, T * c.q_lora_rank);
-    matmul(qa, x, w.q_a_proj, T);                                    // [T, q_lora_rank]
+    matmul(qa, x, w.q_a_proj, T);  // [T, q_lora_rank]
     rmsnorm(qa, qa, w.q_a_layernorm.data(), T, c.q_lora_rank, eps);
-    matmul(q, qa, w.q_b_proj, T);                                    // [T, H·qk]
+    matmul(q, qa, w.q_b_proj, T);  // [T, H·qk]
   }
   rope(q + nope, T, H, H * qk, qk, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
@@ -63,67 +103,73 @@ void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, Lay
   rope(kva + C, T, 1, C + R, C + R, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
   float* attn = ws.f(kAttnOut, T * H * vd);  // [T, H·v]
-  // Scores [H·T, L], sized for the cache's capacity so a growing context never reallocates.
-  const int64_t cap = int64_t(cache.k.size()) / (form == MlaForm::Absorbed ? C + R : H * qk);
-  float* S = ws.f(kScores, H * T * cap);
-  const float* Wkvb = w.kv_b_f32.data();      // [H·(nope+v), C]
+  const float* Wkvb = w.kv_b_f32.data();     // [H·(nope+v), C]
+  const Heads q_nope{q, qk, H * qk, nope}, q_pe{q + nope, qk, H * qk, R};
 
   if (form == MlaForm::Absorbed) {
+    const int64_t cap = int64_t(cache.k.size()) / (C + R);
     float* latent = cache.k.data();  // [cap, C + R]
     std::memcpy(latent + pos0 * (C + R), kva, sizeof(float) * size_t(T * (C + R)));
-    // q̃_h = q_nope_h · W_UK_h, with q_pe beside it: qcat [H, T, C + R].
-    float* qcat = ws.f(kQCat, H * T * (C + R));
-    for (int64_t h = 0; h < H; ++h) {
-      const float* Wuk = Wkvb + h * (nope + vd) * C;  // [nope, C]
-      gemm_f32(T, C, nope, 1.f, q + h * qk, H * qk, Wuk, C, false, 0.f, qcat + h * T * (C + R), C + R);
-      for (int64_t t = 0; t < T; ++t)
-        std::memcpy(qcat + (h * T + t) * (C + R) + C, q + t * H * qk + h * qk + nope, sizeof(float) * size_t(R));
-    }
-    gemm_f32(H * T, L, C + R, scale, qcat, C + R, latent, C + R, true, 0.f, S, L);  // [H·T, L]
-    causal_softmax(S, H * T, T, L, pos0);
-    float* ctx = ws.f(kCtx, H * T * C);
-    gemm_f32(H * T, C, L, 1.f, S, L, latent, C + R, false, 0.f, ctx, C);  // [H·T, C]
-    for (int64_t h = 0; h < H; ++h) {
-      const float* Wuv = Wkvb + (h * (nope + vd) + nope) * C;  // [v, C]
-      gemm_f32(T, vd, C, 1.f, ctx + h * T * C, C, Wuv, C, true, 0.f, attn + h * vd, H * vd);
+    if (T >= kPrefillDecompress) {
+      // Decompress every cached position's k_nope and v: kv [L, H·(nope + v)] = c_kv · kv_b_projᵀ.
+      float* kv = ws.f(kKV, cap * H * kvw);
+      gemm_f32(L, H * kvw, C, 1.f, latent, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
+      const Heads k_nope{kv, kvw, H * kvw, nope}, k_pe{latent + C, 0, C + R, R}, v{kv + nope, kvw, H * kvw, vd};
+      float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
+      attend_per_head(H, T, pos0, scale, q_nope, k_nope, &q_pe, &k_pe, v, attn, H * vd, S);
+    } else {
+      // q̃_h = q_nope_h · W_UK_h, with q_pe beside it: qcat [H, T, C + R].
+      float* qcat = ws.f(kQCat, H * T * (C + R));
+#pragma omp parallel for schedule(static)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* Wuk = Wkvb + h * kvw * C;  // [nope, C]
+        gemm_f32(T, C, nope, 1.f, q + h * qk, H * qk, Wuk, C, false, 0.f, qcat + h * T * (C + R), C + R);
+        for (int64_t t = 0; t < T; ++t)
+          std::memcpy(qcat + (h * T + t) * (C + R) + C, q + t * H * qk + h * qk + nope, sizeof(float) * size_t(R));
+      }
+      float* S = ws.f(kScores, H * T * cap);  // [H·T, L], sized for the capacity: never reallocates
+      gemm_f32(H * T, L, C + R, scale, qcat, C + R, latent, C + R, true, 0.f, S, L);
+      causal_softmax(S, H * T, T, L, pos0);
+      float* ctx = ws.f(kCtx, H * T * C);
+      gemm_f32(H * T, C, L, 1.f, S, L, latent, C + R, false, 0.f, ctx, C);  // [H·T, C]
+#pragma omp parallel for schedule(static)
+      for (int64_t h = 0; h < H; ++h) {
+        const float* Wuv = Wkvb + (h * kvw + nope) * C;  // [v, C]
+        gemm_f32(T, vd, C, 1.f, ctx + h * T * C, C, Wuv, C, true, 0.f, attn + h * vd, H * vd);
+      }
     }
   } else {
-    // Decompress the new tokens' keys and values once: kv [T, H·(nope + v)].
-    float* ckv = ws.f(kCkv, T * C);
-    for (int64_t t = 0; t < T; ++t) std::memcpy(ckv + t * C, kva + t * (C + R), sizeof(float) * size_t(C));
-    float* kv = ws.f(kKV, T * H * (nope + vd));
-    matmul(kv, ckv, w.kv_b_proj, T);
-    float* K = cache.k.data();  // [cap, H, qk]
-    float* V = cache.v.data();  // [cap, H, v]
+    // Decompress the new tokens' keys and values once and store them: K [cap, H, qk], V [cap, H, v].
+    const int64_t cap = int64_t(cache.k.size()) / (H * qk);
+    float* kv = ws.f(kKV, T * H * kvw);
+    gemm_f32(T, H * kvw, C, 1.f, kva, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
+    float* K = cache.k.data();
+    float* V = cache.v.data();
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < H; ++h) {
         float* kd = K + ((pos0 + t) * H + h) * qk;
-        const float* src = kv + t * H * (nope + vd) + h * (nope + vd);
+        const float* src = kv + t * H * kvw + h * kvw;
         std::memcpy(kd, src, sizeof(float) * size_t(nope));
         std::memcpy(kd + nope, kva + t * (C + R) + C, sizeof(float) * size_t(R));
         std::memcpy(V + ((pos0 + t) * H + h) * vd, src + nope, sizeof(float) * size_t(vd));
       }
-    for (int64_t h = 0; h < H; ++h)
-      gemm_f32(T, L, qk, scale, q + h * qk, H * qk, K + h * qk, H * qk, true, 0.f, S + h * T * L, L);
-    causal_softmax(S, H * T, T, L, pos0);
-    for (int64_t h = 0; h < H; ++h)
-      gemm_f32(T, vd, L, 1.f, S + h * T * L, L, V + h * vd, H * vd, false, 0.f, attn + h * vd, H * vd);
+    const Heads q_all{q, qk, H * qk, qk}, k_all{K, qk, H * qk, qk}, v{V, vd, H * vd, vd};
+    float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
+    attend_per_head(H, T, pos0, scale, q_all, k_all, nullptr, nullptr, v, attn, H * vd, S);
   }
   matmul(out, attn, w.o_proj, T);  // [T, D]
-  (void)D;
 }
 
 void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, LayerCache& cache, const float* x,
                  float* out, int64_t T, int64_t pos0, Workspace& ws) {
   const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim;
-  const int64_t L = pos0 + T, per_group = H / G;
   const float* inv_freq = rope_tab.inv_freq.data();
   const float cs = rope_tab.cos_sin_scale;
   const int32_t* pos = positions(ws, T, pos0);
   const auto bias = [](const Vec& b) { return b.empty() ? nullptr : b.data(); };
 
-  float* q = ws.f(kQ, T * H * hd);                    // [T, H, hd]
-  float* K = cache.k.data() + pos0 * G * hd;          // new rows of [cap, G, hd]
+  float* q = ws.f(kQ, T * H * hd);            // [T, H, hd]
+  float* K = cache.k.data() + pos0 * G * hd;  // new rows of [cap, G, hd]
   float* V = cache.v.data() + pos0 * G * hd;
   matmul(q, x, w.q_proj, T, bias(w.q_bias));
   matmul(K, x, w.k_proj, T, bias(w.k_bias));
@@ -132,18 +178,11 @@ void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, Lay
   rope(K, T, G, G * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
 
   const int64_t cap = int64_t(cache.k.size()) / (G * hd);
-  float* S = ws.f(kScores, H * T * cap);  // [H·T, L], sized for the capacity
+  float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);  // sized for the capacity
   float* attn = ws.f(kAttnOut, T * H * hd);
-  const float scale = c.softmax_scale();
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t g = h / per_group;
-    gemm_f32(T, L, hd, scale, q + h * hd, H * hd, cache.k.data() + g * hd, G * hd, true, 0.f, S + h * T * L, L);
-  }
-  causal_softmax(S, H * T, T, L, pos0);
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t g = h / per_group;
-    gemm_f32(T, hd, L, 1.f, S + h * T * L, L, cache.v.data() + g * hd, G * hd, false, 0.f, attn + h * hd, H * hd);
-  }
+  const int64_t group = H / G;
+  const Heads qh{q, hd, H * hd, hd}, kh{cache.k.data(), hd, G * hd, hd, group}, vh{cache.v.data(), hd, G * hd, hd, group};
+  attend_per_head(H, T, pos0, c.softmax_scale(), qh, kh, nullptr, nullptr, vh, attn, H * hd, S);
   matmul(out, attn, w.o_proj, T);
 }
 

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 
+#include <omp.h>
+
 #include "model/layers.h"
 #include "util/error.h"
 
@@ -85,34 +87,50 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* x, float* ou
   if (weight_out) std::memcpy(weight_out, wt, sizeof(float) * size_t(T * k));
 
   // Group the T·k (token, slot) pairs by expert: counting sort, stable in token order.
-  int32_t* order = ws.i(kOrder, T * k + E + 1);  // [T·k] pair ids, then E + 1 offsets
-  int32_t* start = order + T * k;
+  // order[r] = pair at grouped row r; row_of[p] = its row; start[e] .. start[e+1] = expert e's rows.
+  int32_t* order = ws.i(kOrder, 2 * T * k + 2 * E + 1);
+  int32_t* row_of = order + T * k;
+  int32_t* start = row_of + T * k;
+  int32_t* cursor = start + E + 1;
   std::fill(start, start + E + 1, 0);
   for (int64_t p = 0; p < T * k; ++p) start[idx[p] + 1]++;
   for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  {
-    int32_t* fill = ws.i(kGate, E);  // reuse: per-expert cursor
-    std::memcpy(fill, start, sizeof(int32_t) * size_t(E));
-    for (int64_t p = 0; p < T * k; ++p) order[fill[idx[p]]++] = int32_t(p);
+  std::memcpy(cursor, start, sizeof(int32_t) * size_t(E));
+  for (int64_t p = 0; p < T * k; ++p) {
+    row_of[p] = cursor[idx[p]]++;
+    order[row_of[p]] = int32_t(p);
   }
   float* xg = ws.f(kGather, T * k * D);     // [T·k, D] rows grouped by expert
   float* yg = ws.f(kExpertOut, T * k * D);  // [T·k, D]
+#pragma omp parallel for schedule(static) if (T * k * D > 65536)
   for (int64_t r = 0; r < T * k; ++r) std::memcpy(xg + r * D, x + (order[r] / k) * D, sizeof(float) * size_t(D));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = start[e + 1] - start[e];
-    if (n > 0) mlp_forward(w.experts[size_t(e)], xg + start[e] * D, yg + start[e] * D, n, D, ws);
+
+  // One expert per thread: each expert's matmuls run whole on one core (nested regions are serial),
+  // which beats splitting a ~T·k/E-row matmul over both cores with a barrier after each.
+  int32_t* active = ws.i(kActive, E);  // the experts with tokens
+  int64_t n_active = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (start[e + 1] > start[e]) active[n_active++] = int32_t(e);
+  ws.threads(omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t a = 0; a < n_active; ++a) {
+    const int64_t e = active[a], n = start[e + 1] - start[e];
+    mlp_forward(w.experts[size_t(e)], xg + start[e] * D, yg + start[e] * D, n, D, ws.thread(omp_get_thread_num()));
   }
   if (w.has_shared) {
     mlp_forward(w.shared, x, out, T, D, ws);
   } else {
     std::fill(out, out + T * D, 0.f);
   }
-  for (int64_t r = 0; r < T * k; ++r) {
-    const int64_t p = order[r], t = p / k;
-    const float g = wt[p];
+  // Weighted sum per token (no two threads touch the same row).
+#pragma omp parallel for schedule(static) if (T * k * D > 65536)
+  for (int64_t t = 0; t < T; ++t) {
     float* o = out + t * D;
-    const float* y = yg + r * D;
-    for (int64_t d = 0; d < D; ++d) o[d] += g * y[d];
+    for (int64_t j = 0; j < k; ++j) {
+      const float g = wt[t * k + j];
+      const float* y = yg + int64_t(row_of[t * k + j]) * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += g * y[d];
+    }
   }
 }
 

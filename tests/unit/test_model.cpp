@@ -59,6 +59,27 @@ TEST_P(ModelTypes, CachedDecodeEqualsFullPass) {
   }
 }
 
+TEST_P(ModelTypes, LongPromptPathsAgree) {
+  // 150 tokens cross the absorbed form's switch to decompressed prefill (64 new tokens) and the causal
+  // query block (128): one full pass, a 70-token chunk followed by single-token decode steps, and (MLA)
+  // the naive cache must all give the same logits.
+  test::TempDir dir;
+  write_random_checkpoint(dir.path.string(), test::tiny_config(GetParam()), {DType::F32, 14, 1});
+  auto m = Model::load(dir.path.string());
+  const int64_t T = 150, V = m->config().vocab_size;
+  auto ids = ids_for(T, V);
+  std::vector<float> full = full_pass(*m, ids, MlaForm::Absorbed);
+  std::vector<float> mixed(static_cast<size_t>(T * V));
+  KVCache c = m->new_cache(T, MlaForm::Absorbed);
+  m->forward(c, ids.data(), 70, mixed.data());
+  for (int64_t t = 70; t < T; ++t) m->forward(c, &ids[size_t(t)], 1, &mixed[size_t(t * V)]);
+  EXPECT_LT(max_rel_diff(mixed.data(), full.data(), T * V), 1e-5);
+  if (m->config().is_mla()) {
+    std::vector<float> naive = full_pass(*m, ids, MlaForm::Naive);
+    EXPECT_LT(max_rel_diff(naive.data(), full.data(), T * V), 1e-5);
+  }
+}
+
 TEST_P(ModelTypes, NaiveEqualsAbsorbed) {
   if (GetParam() != "deepseek_v3" && GetParam() != "deepseek_v2") GTEST_SKIP() << "MLA only";
   test::TempDir dir;
