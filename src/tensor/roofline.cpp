@@ -1,7 +1,13 @@
 // roofline.cpp — see roofline.h.
+//
+// The bandwidth probe must not be the bottleneck itself: one scalar-dependency chain or a loop the
+// compiler leaves unvectorized reads ~25% below what the memory system gives (measured here: 63 vs
+// 84 GB/s). It sums 64-byte vectors into four independent accumulators per thread (AVX-512 where the
+// CPU has it; otherwise four 8-lane integer accumulators the compiler vectorizes).
 #include "tensor/roofline.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,29 +16,65 @@
 #include <memory>
 #include <vector>
 
+#include "tensor/cpu.h"
+
 namespace seek {
 
 namespace {
+
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Sum of n 64-byte blocks (n a multiple of 4), one OpenMP team.
+__attribute__((target("avx512f"))) uint64_t sum_avx512(const uint64_t* p, int64_t n) {
+  uint64_t total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i += 4) {
+      const uint64_t* q = p + i * 8;
+      a0 = _mm512_add_epi64(a0, _mm512_load_si512(q));
+      a1 = _mm512_add_epi64(a1, _mm512_load_si512(q + 8));
+      a2 = _mm512_add_epi64(a2, _mm512_load_si512(q + 16));
+      a3 = _mm512_add_epi64(a3, _mm512_load_si512(q + 24));
+    }
+    total += uint64_t(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
+  }
+  return total;
+}
+
+uint64_t sum_portable(const uint64_t* p, int64_t n) {
+  uint64_t total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    uint64_t acc[32] = {};
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i += 4)
+      for (int j = 0; j < 32; ++j) acc[j] += p[i * 8 + j];
+    for (uint64_t a : acc) total += a;
+  }
+  return total;
+}
+
 }  // namespace
 
 double measure_read_bandwidth(int64_t bytes, int reps) {
-  // Integer sums vectorize without reassociation flags, so the loop is bound by loads alone.
-  const int64_t n = bytes / int64_t(sizeof(uint64_t));
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[size_t(n)]);
+  const int64_t blocks = bytes / 256 * 4;  // 64-byte blocks, a multiple of 4
+  const int64_t n = blocks * 8;             // uint64 values
+  auto* buf = static_cast<uint64_t*>(std::aligned_alloc(64, size_t(n) * 8));
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) buf[size_t(i)] = uint64_t(i & 7);  // touch every page, per thread
+  for (int64_t i = 0; i < n; ++i) buf[i] = uint64_t(i & 7);  // touch every page from the thread that reads it
+  const bool avx512 = cpu_features().avx512f;
   double best = 0;
   volatile uint64_t sink = 0;
   for (int r = 0; r < reps; ++r) {
     double t0 = now();
-    uint64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int64_t i = 0; i < n; ++i) total += buf[size_t(i)];
+    uint64_t s = avx512 ? sum_avx512(buf, blocks) : sum_portable(buf, blocks);
     double dt = now() - t0;
-    sink = sink + total;
-    best = std::max(best, double(bytes) / dt);
+    sink = sink + s;
+    best = std::max(best, double(n) * 8 / dt);
   }
+  std::free(buf);
   return best;
 }
 
