@@ -18,4 +18,8 @@ const CpuFeatures& cpu_features();
 // One line such as "avx2 fma avx512f avx512bw avx512vl avx512bf16" for logs and `seek info`.
 const char* cpu_features_string();
 
+// For tests: while set, cpu_features() reports no AVX-512 (as if SEEK_NO_AVX512=1), so the kernels
+// take their portable paths in-process. Not thread-safe against kernels running concurrently.
+void set_force_portable(bool on);
+
 }  // namespace seek

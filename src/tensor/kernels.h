@@ -42,6 +42,13 @@ void mat_rows_to_f32_ref(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
 void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
 
+// The same product for BF16 weights through AVX512-BF16 dot products (vdpbf16ps): activations are
+// rounded to bf16 (nearest even) first, products are summed in f32. Fewer instructions per weight than
+// matmul (faster where matmul is compute bound, 1 < T, cached weights; at T = 1 both run at memory
+// bandwidth) but not exact in x (relative error ~1e-3), so it is never the default; benchmarks and
+// experiments call it by name. Without AVX512-BF16 it runs a portable emulation (same rounding of x).
+void matmul_bf16_dpbf16(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
+
 // Plain f32 GEMM with explicit strides, for attention: C[M, N] = alpha · A[M, K] · op(B) + beta · C,
 // op(B) = B^T when trans_b (B is [N, K]) else B (B is [K, N]). lda/ldb/ldc are row strides in elements.
 void gemm_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

@@ -1,0 +1,271 @@
+// bench_kernels.cpp — how close seek's matmul comes to this machine's limits.
+//
+//   decode  (T = 1):   GB/s of weights read by matmul (bf16, f16, f8 weights; and the AVX512-BF16
+//                      variant matmul_bf16_dpbf16) vs the memory-read bandwidth of a plain streaming
+//                      sum (the better of two software-prefetch settings) over a 1 GiB buffer. The two are measured in
+//                      alternating rounds and the ratio is taken per round (median reported), because
+//                      a VM's memory bandwidth drifts with its neighbours.
+//   small T:           time per token of bf16 matmul from T = 1 to 128, across the direct/panel switch.
+//   prefill (T = 512): GFLOP/s of matmul on bf16 (and f8) weights vs cblas_sgemm on f32 weights of the
+//                      same shape — the peak seek's panel path can reach, since it ends in that sgemm.
+// Threads: OMP_NUM_THREADS (default: all cores).
+//
+// Like seek itself, it first asks OpenBLAS for its AVX-512 kernels (blas_prefer_avx512, which may
+// re-execute the program); the core in use is printed. Buffers hold non-repeating pseudo-random data, so
+// that nothing (a compressing or page-merging memory system) can serve them faster than real weights.
+//
+// Does not: check results (tests/unit/test_kernels.cpp does).
+// Usage: bench_kernels [--quick]
+// GCC 12's avx512fintrin.h trips -Wuninitialized when its reductions are inlined (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "tensor/blas.h"
+#include "tensor/cpu.h"
+#include "tensor/kernels.h"
+
+using namespace seek;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Best of `reps` runs after one warm-up, in seconds.
+double best_time(int reps, const std::function<void()>& fn) {
+  fn();
+  double best = 1e30;
+  for (int i = 0; i < reps; i++) {
+    double t0 = now_s();
+    fn();
+    best = std::min(best, now_s() - t0);
+  }
+  return best;
+}
+
+uint64_t mix(uint64_t z) {  // splitmix64's finaliser
+  z *= 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// A uniform float in [-1, 1) from an index.
+float rand_at(uint64_t i) { return float(int64_t(mix(i) >> 40) - (1 << 23)) / float(1 << 23); }
+
+// Sums with software prefetch, `ahead` bytes ahead into L1 (HINT = T0) or L2 (T1).
+template <int ahead, int hint>
+__attribute__((target("avx512f"))) float sum_avx512(const float* p, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const char* c = reinterpret_cast<const char*>(p + i);
+    for (int l = 0; l < 4; l++) _mm_prefetch(c + ahead + 64 * l, _mm_hint(hint));
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; i < n; i++) s += p[i];
+  return s;
+}
+
+float sum_portable(const float* p, int64_t n) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += p[i];
+  return s;
+}
+
+// Memory-read bandwidth: every thread sums its share of a buffer far larger than the caches.
+struct Bandwidth {
+  int64_t n;
+  float* buf;
+  explicit Bandwidth(size_t bytes) : n(int64_t(bytes / 4)) {
+    buf = static_cast<float*>(std::aligned_alloc(64, size_t(n) * 4));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) buf[i] = rand_at(uint64_t(i));  // first touch by the reading thread
+  }
+  ~Bandwidth() { std::free(buf); }
+  // The better of two prefetch distances (the read pattern matmul uses at T = 1 and a shorter one).
+  double measure_gbs(int reps) const {
+    const bool avx = cpu_features().avx512f;
+    volatile float sink = 0;
+    double best = 0;
+    for (int variant = 0; variant < (avx ? 2 : 1); variant++) {
+      double t = best_time(reps, [&] {
+        float total = 0;
+#pragma omp parallel reduction(+ : total)
+        {
+          int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+          int64_t a = n * id / nt / 64 * 64, b = id + 1 == nt ? n : n * (id + 1) / nt / 64 * 64;
+          if (!avx)
+            total += sum_portable(buf + a, b - a);
+          else if (variant == 0)
+            total += sum_avx512<2048, _MM_HINT_T0>(buf + a, b - a);
+          else
+            total += sum_avx512<4096, _MM_HINT_T1>(buf + a, b - a);
+        }
+        sink = total;
+      });
+      best = std::max(best, double(n) * 4 / t / 1e9);
+    }
+    (void)sink;
+    return best;
+  }
+};
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+  Mat mat;
+};
+
+Weights make_weights(DType dt, int64_t N, int64_t K) {
+  Weights w;
+  const int64_t n = N * K;
+  w.bytes.resize(size_t(n) * dtype_size(dt));
+  uint8_t* b = w.bytes.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    const float v = rand_at(uint64_t(i) + 12345);
+    if (dt == DType::BF16) { uint16_t h = f32_to_bf16(v); std::memcpy(b + 2 * i, &h, 2); }
+    if (dt == DType::F16) { uint16_t h = f32_to_f16(v); std::memcpy(b + 2 * i, &h, 2); }
+    if (dt == DType::F8_E4M3) b[i] = f32_to_f8e4m3(v * 400);
+    if (dt == DType::F32) std::memcpy(b + 4 * i, &v, 4);
+  }
+  w.mat = Mat{dt, w.bytes.data(), N, K};
+  if (dt == DType::F8_E4M3) {
+    w.scales.assign(size_t(((N + 127) / 128) * ((K + 127) / 128)), 1.0f / 400);
+    w.mat.scale_inv = w.scales.data();
+  }
+  return w;
+}
+
+std::vector<float> random_vec(size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = rand_at(i + 999);
+  return v;
+}
+
+const char* dtype_label(DType t) {
+  switch (t) {
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    case DType::F8_E4M3: return "f8";
+    default: return "f32";
+  }
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  blas_prefer_avx512(argv);
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  std::printf("seek bench_kernels: %d threads, cpu: %s, OpenBLAS core: %s\n", omp_get_max_threads(),
+              cpu_features_string(), openblas_get_corename());
+
+  // ---- decode: T = 1 ------------------------------------------------------------------------------
+  const Bandwidth bw(size_t(1) << 30);
+  std::printf("\ndecode, T = 1: weights read per second vs streaming-read bandwidth, measured in alternation\n");
+  std::printf("  %-30s %9s %9s %9s %7s\n", "weights [N, K]", "time ms", "GB/s", "bw GB/s", "ratio");
+  double big_bf16_ratio = 0;
+  struct Shape { int64_t N, K; };
+  const Shape decode_shapes[] = {{129280, 1024}, {18432, 7168}, {512, 1024}};
+  for (Shape s : decode_shapes) {
+    if (quick && s.N == 18432) continue;
+    for (DType dt : {DType::BF16, DType::F16, DType::F8_E4M3}) {
+      Weights w = make_weights(dt, s.N, s.K);
+      std::vector<float> x = random_vec(size_t(s.K)), y(size_t(s.N));
+      const double bytes = double(w.bytes.size());
+      const int reps = bytes > 1e8 ? 3 : 200, rounds = quick ? 3 : 5;
+      auto run = [&](const char* what, const std::function<void()>& fn) {
+        std::vector<double> ratios;
+        double best_t = 1e30, best_bw = 0;
+        for (int r = 0; r < rounds; r++) {
+          const double b = bw.measure_gbs(3);
+          const double t = best_time(reps, fn);
+          ratios.push_back(bytes / t / 1e9 / b);
+          best_t = std::min(best_t, t);
+          best_bw = std::max(best_bw, b);
+        }
+        char label[64];
+        std::snprintf(label, sizeof label, "%s [%lld, %lld] %s", dtype_label(dt), (long long)s.N, (long long)s.K,
+                      what);
+        std::printf("  %-30s %9.3f %9.1f %9.1f %7.2f\n", label, best_t * 1e3, bytes / best_t / 1e9, best_bw,
+                    median(ratios));
+        return median(ratios);
+      };
+      double ratio = run("", [&] { matmul(y.data(), x.data(), w.mat, 1); });
+      if (dt == DType::BF16 && s.N == 129280) big_bf16_ratio = ratio;
+      if (dt == DType::BF16) run("dpbf16", [&] { matmul_bf16_dpbf16(y.data(), x.data(), w.mat, 1); });
+    }
+  }
+  std::printf("  ([512, 1024] is 1 MiB and stays in cache between calls: its ratio exceeds 1)\n");
+
+  // ---- small T ------------------------------------------------------------------------------------
+  std::printf("\nsmall T, bf16 [4096, 4096] (32 MiB, about the L3): time per token across the direct (T <= 64)"
+              " / panel switch\n");
+  {
+    Weights w = make_weights(DType::BF16, 4096, 4096);
+    for (int64_t T : {1, 2, 4, 8, 16, 32, 64, 65, 128}) {
+      std::vector<float> x = random_vec(size_t(T * 4096)), y(size_t(T * 4096));
+      double t = best_time(quick ? 5 : 20, [&] { matmul(y.data(), x.data(), w.mat, T); });
+      std::printf("  T = %-4lld %9.3f ms %8.3f ms/token %7.1f GFLOP/s\n", (long long)T, t * 1e3, t * 1e3 / T,
+                  2.0 * T * 4096 * 4096 / t / 1e9);
+    }
+  }
+
+  // ---- prefill: T = 512 ------------------------------------------------------------------------
+  std::printf("\nprefill, T = 512: matmul on bf16 / f8 weights vs cblas_sgemm on f32 weights of the same shape\n");
+  std::printf("  %-16s %12s %12s %7s %12s %7s\n", "weights [N, K]", "sgemm GF/s", "bf16 GF/s", "ratio", "f8 GF/s",
+              "ratio");
+  double prefill_ratio = 0;
+  const Shape prefill_shapes[] = {{2048, 7168}, {4096, 1024}};
+  for (Shape s : prefill_shapes) {
+    const int64_t T = 512;
+    const double flops = 2.0 * T * s.N * s.K;
+    std::vector<float> x = random_vec(size_t(T * s.K)), y(size_t(T * s.N));
+    const int reps = quick ? 2 : 5;
+    Weights wf = make_weights(DType::F32, s.N, s.K);
+    Weights wb = make_weights(DType::BF16, s.N, s.K);
+    Weights w8 = make_weights(DType::F8_E4M3, s.N, s.K);
+    const float* W = reinterpret_cast<const float*>(wf.bytes.data());
+    double t_sgemm = 1e30, t_bf16 = 1e30, t_f8 = 1e30;
+    for (int round = 0; round < 2; round++) {  // alternate, as for decode
+      t_sgemm = std::min(t_sgemm, best_time(reps, [&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(s.N), int(s.K), 1.0f, x.data(), int(s.K),
+                    W, int(s.K), 0.0f, y.data(), int(s.N));
+      }));
+      t_bf16 = std::min(t_bf16, best_time(reps, [&] { matmul(y.data(), x.data(), wb.mat, T); }));
+      t_f8 = std::min(t_f8, best_time(reps, [&] { matmul(y.data(), x.data(), w8.mat, T); }));
+    }
+    char label[48];
+    std::snprintf(label, sizeof label, "[%lld, %lld]", (long long)s.N, (long long)s.K);
+    if (prefill_ratio == 0) prefill_ratio = t_sgemm / t_bf16;
+    std::printf("  %-16s %12.1f %12.1f %7.2f %12.1f %7.2f\n", label, flops / t_sgemm / 1e9, flops / t_bf16 / 1e9,
+                t_sgemm / t_bf16, flops / t_f8 / 1e9, t_sgemm / t_f8);
+  }
+
+  std::printf("\nsummary: decode bf16 [129280, 1024] at %.2f of memory bandwidth; prefill bf16 [2048, 7168] at "
+              "%.2f of sgemm\n",
+              big_bf16_ratio, prefill_ratio);
+  return 0;
+}

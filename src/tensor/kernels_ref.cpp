@@ -1,0 +1,160 @@
+// kernels_ref.cpp — the naive `_ref` kernels: the specification of every kernel in kernels.h, the
+// oracle the tests compare the fast kernels against, and a fallback that is always correct.
+//
+// Does: plain scalar loops, in the most obvious order; dot products and reductions in double
+// (matmul_ref, gemm_f32_ref, rmsnorm_ref, softmax_ref), so the fast kernels are judged against
+// something more accurate than themselves.
+// Does not: thread, vectorise, call BLAS or allocate on behalf of speed. Never optimise this file;
+// if a reference is too slow for a test, make the test smaller.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+namespace seek {
+
+namespace {
+
+// The real value of w[n][k] in f32, as the specification defines it (FP8: f8 value × block scale,
+// rounded once to f32).
+float weight_at(const Mat& w, int64_t n, int64_t k) {
+  int64_t i = n * w.cols + k;
+  switch (w.dtype) {
+    case DType::F32: return static_cast<const float*>(w.data)[i];
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+    case DType::F8_E4M3: {
+      SEEK_ASSERT_MSG(w.scale_inv != nullptr && w.block > 0, "F8_E4M3 weight without block scales");
+      int64_t kb = (w.cols + w.block - 1) / w.block;
+      float s = w.scale_inv[(n / w.block) * kb + k / w.block];
+      return f8e4m3_to_f32(static_cast<const uint8_t*>(w.data)[i]) * s;
+    }
+    case DType::I32:
+    case DType::I64:
+      break;
+  }
+  SEEK_ASSERT_MSG(false, "weights must be F32, BF16, F16 or F8_E4M3");
+}
+
+// topk order: a before b. NaN ranks below every number; equal values go to the lower index.
+bool ranks_before(const float* x, int64_t a, int64_t b) {
+  bool na = std::isnan(x[a]), nb = std::isnan(x[b]);
+  if (na != nb) return nb;
+  if (!na && x[a] != x[b]) return x[a] > x[b];
+  return a < b;
+}
+
+}  // namespace
+
+void mat_rows_to_f32_ref(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  SEEK_ASSERT(r0 >= 0 && nr >= 0 && r0 + nr <= w.rows);
+  for (int64_t r = 0; r < nr; r++)
+    for (int64_t k = 0; k < w.cols; k++) dst[r * w.cols + k] = weight_at(w, r0 + r, k);
+}
+
+void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t n = 0; n < N; n++) {
+      double acc = bias ? bias[n] : 0.0;
+      for (int64_t k = 0; k < K; k++) acc += double(x[t * K + k]) * double(weight_at(w, n, k));
+      y[t * N + n] = float(acc);
+    }
+  }
+}
+
+void gemm_f32_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t n = 0; n < N; n++) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; k++) {
+        float b = trans_b ? B[n * ldb + k] : B[k * ldb + n];
+        acc += double(A[m * lda + k]) * double(b);
+      }
+      // As in BLAS, beta == 0 means C is not read (it may hold NaN).
+      double c = beta == 0.0f ? 0.0 : double(beta) * double(C[m * ldc + n]);
+      C[m * ldc + n] = float(double(alpha) * acc + c);
+    }
+  }
+}
+
+void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps) {
+  for (int64_t t = 0; t < T; t++) {
+    double ss = 0;
+    for (int64_t d = 0; d < D; d++) ss += double(x[t * D + d]) * double(x[t * D + d]);
+    double inv = 1.0 / std::sqrt(ss / double(D) + double(eps));
+    for (int64_t d = 0; d < D; d++) y[t * D + d] = float(double(x[t * D + d]) * inv * double(w[d]));
+  }
+}
+
+void softmax_ref(float* x, int64_t T, int64_t n, int64_t stride) {
+  for (int64_t t = 0; t < T; t++) {
+    float* row = x + t * stride;
+    double mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = std::fmax(mx, double(row[i]));
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += std::exp(double(row[i]) - mx);
+    for (int64_t i = 0; i < n; i++) row[i] = float(std::exp(double(row[i]) - mx) / sum);
+  }
+}
+
+void silu_mul_ref(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double g = gate[i];
+    out[i] = float(g / (1.0 + std::exp(-g)) * double(up[i]));
+  }
+}
+
+void topk_ref(const float* x, int64_t n, int64_t k, int32_t* idx) {
+  SEEK_ASSERT(k >= 0 && k <= n);
+  std::vector<bool> taken(n, false);
+  for (int64_t j = 0; j < k; j++) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+      if (!taken[i] && (best < 0 || ranks_before(x, i, best))) best = i;
+    taken[best] = true;
+    idx[j] = int32_t(best);
+  }
+}
+
+void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T) {
+  SEEK_ASSERT_MSG(table.dtype == DType::F32 || table.dtype == DType::BF16 || table.dtype == DType::F16,
+                  "embedding tables must be F32, BF16 or F16");
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t d = 0; d < table.cols; d++) out[t * table.cols + d] = weight_at(table, ids[t], d);
+}
+
+void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
+                           int64_t block) {
+  Mat m{DType::F8_E4M3, w, N, K, scale_inv, block};
+  mat_rows_to_f32_ref(m, 0, N, dst);
+}
+
+// Angles are pos · inv_freq rounded to f32, as the PyTorch references compute them
+// (torch.outer(t, inv_freq) in float32 in HF and DeepSeek's inference/model.py); cos and sin of that
+// angle are taken in double and rounded once.
+void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
+              const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout) {
+  SEEK_ASSERT(R % 2 == 0);
+  const int64_t half = R / 2;
+  for (int64_t t = 0; t < T; t++) {
+    for (int64_t h = 0; h < n_heads; h++) {
+      float* v = x + t * token_stride + h * head_stride;
+      for (int64_t i = 0; i < half; i++) {
+        float angle = float(pos[t]) * inv_freq[i];
+        double c = std::cos(double(angle)) * double(cs_scale);
+        double s = std::sin(double(angle)) * double(cs_scale);
+        int64_t i0 = layout == RopeLayout::Interleaved ? 2 * i : i;
+        int64_t i1 = layout == RopeLayout::Interleaved ? 2 * i + 1 : i + half;
+        double a = v[i0], b = v[i1];
+        v[i0] = float(a * c - b * s);
+        v[i1] = float(a * s + b * c);
+      }
+    }
+  }
+}
+
+}  // namespace seek
