@@ -111,7 +111,16 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* x, float* ou
   int64_t n_active = 0;
   for (int64_t e = 0; e < E; ++e)
     if (start[e + 1] > start[e]) active[n_active++] = int32_t(e);
-  ws.threads(omp_get_max_threads());
+  // Every thread's scratch is sized for the largest expert before the loop: which thread runs which
+  // expert varies from call to call, and a decode step must not allocate.
+  int64_t most = 0;
+  for (int64_t a = 0; a < n_active; ++a) most = std::max<int64_t>(most, start[active[a] + 1] - start[active[a]]);
+  const int n_threads = omp_get_max_threads();
+  ws.threads(n_threads);
+  for (int i = 0; i < n_threads; ++i) {
+    ws.thread(i).f(kGate, most * c.moe_intermediate_size);
+    ws.thread(i).f(kUp, most * c.moe_intermediate_size);
+  }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t a = 0; a < n_active; ++a) {
     const int64_t e = active[a], n = start[e + 1] - start[e];
