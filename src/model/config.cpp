@@ -214,6 +214,10 @@ Config parse_config(const json& j, const std::string& source) {
   c.max_position_embeddings = f.integer_or("max_position_embeddings", 4096, 1, kBig);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
   parse_rope_scaling(f, c);
+  // Behaviours seek does not implement are refused rather than silently computed some other way.
+  const std::string act = f.string("hidden_act", "silu");
+  if (act != "silu") f.bad("hidden_act", "= \"" + act + "\" is not supported (expected silu: every model type here uses SwiGLU)");
+  if (f.boolean("use_sliding_window", false)) f.bad("use_sliding_window", "= true is not supported (full attention only)");
   if (c.is_mla()) parse_deepseek(f, c);
   else parse_dense(f, c);
   return c;

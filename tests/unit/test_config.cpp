@@ -117,7 +117,13 @@ TEST(Config, BadFieldsAreNamed) {
   j = v3;
   j["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128, 64}}};
   expect_refused(j, "\"weight_block_size\" must be [n, n]");
+  j = v3;
+  j["hidden_act"] = "gelu";
+  expect_refused(j, "\"hidden_act\" = \"gelu\" is not supported");
   json q = test::tiny_config("qwen2");
+  q["use_sliding_window"] = true;
+  expect_refused(q, "\"use_sliding_window\" = true is not supported");
+  q = test::tiny_config("qwen2");
   ASSERT_NO_THROW(parse_config(q, "cfg.json"));
   q["num_key_value_heads"] = 3;
   expect_refused(q, "\"num_key_value_heads\" = 3 does not divide num_attention_heads = 4");
