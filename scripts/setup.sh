@@ -14,6 +14,7 @@ packages=(
   libopenblas-openmp-dev   # BLAS for f32 GEMMs; the OpenMP build shares libgomp's threads with ours
   nlohmann-json3-dev       # config.json, safetensors headers
   libcli11-dev             # the command line
+  libpcre2-dev             # Unicode regexes of the BPE pre-tokenizer
   libgtest-dev             # tests
 )
 if [ "${1:-}" = "--reference" ]; then
