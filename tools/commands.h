@@ -15,6 +15,13 @@ double seconds_since(std::chrono::steady_clock::time_point t0);
 int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
                   const std::string& dtype, uint64_t seed, int shards);
 
+// Commands that register themselves: each adds its subcommands to `app` with a callback that runs the
+// command and throws seek::Error on bad input (main prints it and exits with status 2).
+// tools/tokenize_cmd.cpp: `seek tokenize`, `seek tokenizer train`.
+void register_tokenizer_commands(CLI::App& app);
+// tools/generate_cmd.cpp: `seek generate`, `seek chat`.
+void register_generate_commands(CLI::App& app);
+
 struct BenchOptions {
   std::string model_dir = "build/bench-model";
   std::string preset = "bench-1b";

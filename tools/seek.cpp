@@ -322,17 +322,19 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "Measure rooflines and prefill/decode throughput on a 1B V3-layout model");
   add_bench_options(bench, bo);
 
-  CLI11_PARSE(app, argc, argv);
+  register_tokenizer_commands(app);
+  register_generate_commands(app);
   try {
+    app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);
     if (*nm) return cmd_new_model(nm_out, nm_preset, nm_config, nm_dtype, nm_seed, nm_shards);
     if (*fw) return cmd_forward(fw_model, fw_ids, fw_random, fw_mla, fw_seed);
     if (*demo) return cmd_demo(demo_out);
     if (*bench) return cmd_bench(bo);
-  } catch (const seek::Error& e) {
-    std::fprintf(stderr, "seek: %s\n", e.what());
-    return 2;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
   } catch (const std::exception& e) {
+    std::fflush(stdout);
     std::fprintf(stderr, "seek: %s\n", e.what());
     return 2;
   }
