@@ -36,13 +36,6 @@ namespace {
 constexpr int64_t kPrefillDecompress = 64;  // new tokens from which absorbed MLA decompresses K/V
 constexpr int64_t kQueryBlock = 128;        // causal query block of the per-head form
 
-// Positions pos0 .. pos0+T-1 as int32 for the rope kernel.
-const int32_t* positions(Workspace& ws, int64_t T, int64_t pos0) {
-  int32_t* p = ws.i(kPos, T);
-  for (int64_t t = 0; t < T; ++t) p[t] = int32_t(pos0 + t);
-  return p;
-}
-
 // Where head h's vectors live: row t of head h is at base + (h / group) * head + t * row.
 struct Heads {
   const float* base = nullptr;
@@ -73,117 +66,133 @@ void attend_per_head(int64_t H, int64_t T, int64_t pos0, float scale, const Head
 
 }  // namespace
 
-void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, LayerCache& cache, MlaForm form,
-                 const float* x, float* out, int64_t T, int64_t pos0, Workspace& ws) {
+void mla_forward(const Config& c, const Rope& rope_tab, const MlaWeights& w, const std::vector<Segment>& segs,
+                 MlaForm form, const float* x, float* out, int64_t rows, const int32_t* pos, Workspace& ws) {
   const int64_t H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim;
-  const int64_t L = pos0 + T, kvw = nope + vd;  // kvw: one head's rows of kv_b_proj
+  const int64_t kvw = nope + vd;  // one head's rows of kv_b_proj
   const float eps = float(c.rms_norm_eps);
   const float scale = c.softmax_scale();
   const float* inv_freq = rope_tab.inv_freq.data();
   const float cs = rope_tab.cos_sin_scale;
-  const int32_t* pos = positions(ws, T, pos0);
+  const int64_t N = rows;
 
-  // Query: q [T, H, qk].
-  float* q = ws.f(kQ, T * H * qk);
+  // Query for every row: q [N, H, qk].
+  float* q = ws.f(kQ, N * H * qk);
   if (c.q_lora_rank == 0) {
-    matmul(q, x, w.q_proj, T);
+    matmul(q, x, w.q_proj, N);
   } else {
-    float* qa = ws.f(kQA, T * c.q_lora_rank);
-    matmul(qa, x, w.q_a_proj, T);  // [T, q_lora_rank]
-    rmsnorm(qa, qa, w.q_a_layernorm.data(), T, c.q_lora_rank, eps);
-    matmul(q, qa, w.q_b_proj, T);  // [T, H·qk]
+    float* qa = ws.f(kQA, N * c.q_lora_rank);
+    matmul(qa, x, w.q_a_proj, N);  // [N, q_lora_rank]
+    rmsnorm(qa, qa, w.q_a_layernorm.data(), N, c.q_lora_rank, eps);
+    matmul(q, qa, w.q_b_proj, N);  // [N, H·qk]
   }
-  rope(q + nope, T, H, H * qk, qk, pos, inv_freq, R, cs, RopeLayout::Interleaved);
+  rope(q + nope, N, H, H * qk, qk, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
-  // Compressed KV: kva [T, C + R] = [c_kv ; k_pe].
-  float* kva = ws.f(kKVA, T * (C + R));
-  matmul(kva, x, w.kv_a_proj_with_mqa, T);
-  for (int64_t t = 0; t < T; ++t) rmsnorm(kva + t * (C + R), kva + t * (C + R), w.kv_a_layernorm.data(), 1, C, eps);
-  rope(kva + C, T, 1, C + R, C + R, pos, inv_freq, R, cs, RopeLayout::Interleaved);
+  // Compressed KV: kva [N, C + R] = [c_kv ; k_pe].
+  float* kva = ws.f(kKVA, N * (C + R));
+  matmul(kva, x, w.kv_a_proj_with_mqa, N);
+  for (int64_t t = 0; t < N; ++t) rmsnorm(kva + t * (C + R), kva + t * (C + R), w.kv_a_layernorm.data(), 1, C, eps);
+  rope(kva + C, N, 1, C + R, C + R, pos, inv_freq, R, cs, RopeLayout::Interleaved);
 
-  float* attn = ws.f(kAttnOut, T * H * vd);  // [T, H·v]
+  float* attn = ws.f(kAttnOut, N * H * vd);  // [N, H·v]
   const float* Wkvb = w.kv_b_f32.data();     // [H·(nope+v), C]
-  const Heads q_nope{q, qk, H * qk, nope}, q_pe{q + nope, qk, H * qk, R};
-
-  if (form == MlaForm::Absorbed) {
-    const int64_t cap = int64_t(cache.k.size()) / (C + R);
-    float* latent = cache.k.data();  // [cap, C + R]
-    std::memcpy(latent + pos0 * (C + R), kva, sizeof(float) * size_t(T * (C + R)));
-    if (T >= kPrefillDecompress) {
-      // Decompress every cached position's k_nope and v: kv [L, H·(nope + v)] = c_kv · kv_b_projᵀ.
-      float* kv = ws.f(kKV, cap * H * kvw);
-      gemm_f32(L, H * kvw, C, 1.f, latent, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
-      const Heads k_nope{kv, kvw, H * kvw, nope}, k_pe{latent + C, 0, C + R, R}, v{kv + nope, kvw, H * kvw, vd};
-      float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
-      attend_per_head(H, T, pos0, scale, q_nope, k_nope, &q_pe, &k_pe, v, attn, H * vd, S);
-    } else {
-      // q̃_h = q_nope_h · W_UK_h, with q_pe beside it: qcat [H, T, C + R].
-      float* qcat = ws.f(kQCat, H * T * (C + R));
-#pragma omp parallel for schedule(static)
-      for (int64_t h = 0; h < H; ++h) {
-        const float* Wuk = Wkvb + h * kvw * C;  // [nope, C]
-        gemm_f32(T, C, nope, 1.f, q + h * qk, H * qk, Wuk, C, false, 0.f, qcat + h * T * (C + R), C + R);
-        for (int64_t t = 0; t < T; ++t)
-          std::memcpy(qcat + (h * T + t) * (C + R) + C, q + t * H * qk + h * qk + nope, sizeof(float) * size_t(R));
-      }
-      float* S = ws.f(kScores, H * T * cap);  // [H·T, L], sized for the capacity: never reallocates
-      gemm_f32(H * T, L, C + R, scale, qcat, C + R, latent, C + R, true, 0.f, S, L);
-      causal_softmax(S, H * T, T, L, pos0);
-      float* ctx = ws.f(kCtx, H * T * C);
-      gemm_f32(H * T, C, L, 1.f, S, L, latent, C + R, false, 0.f, ctx, C);  // [H·T, C]
-#pragma omp parallel for schedule(static)
-      for (int64_t h = 0; h < H; ++h) {
-        const float* Wuv = Wkvb + (h * kvw + nope) * C;  // [v, C]
-        gemm_f32(T, vd, C, 1.f, ctx + h * T * C, C, Wuv, C, true, 0.f, attn + h * vd, H * vd);
-      }
-    }
-  } else {
-    // Decompress the new tokens' keys and values once and store them: K [cap, H, qk], V [cap, H, v].
-    const int64_t cap = int64_t(cache.k.size()) / (H * qk);
-    float* kv = ws.f(kKV, T * H * kvw);
-    gemm_f32(T, H * kvw, C, 1.f, kva, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
-    float* K = cache.k.data();
-    float* V = cache.v.data();
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < H; ++h) {
-        float* kd = K + ((pos0 + t) * H + h) * qk;
-        const float* src = kv + t * H * kvw + h * kvw;
-        std::memcpy(kd, src, sizeof(float) * size_t(nope));
-        std::memcpy(kd + nope, kva + t * (C + R) + C, sizeof(float) * size_t(R));
-        std::memcpy(V + ((pos0 + t) * H + h) * vd, src + nope, sizeof(float) * size_t(vd));
-      }
-    const Heads q_all{q, qk, H * qk, qk}, k_all{K, qk, H * qk, qk}, v{V, vd, H * vd, vd};
-    float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
-    attend_per_head(H, T, pos0, scale, q_all, k_all, nullptr, nullptr, v, attn, H * vd, S);
+  if (form == MlaForm::Naive) {
+    // Decompress the new tokens' keys and values once: kv [N, H·(nope + v)].
+    float* kv = ws.f(kKV, N * H * kvw);
+    gemm_f32(N, H * kvw, C, 1.f, kva, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
   }
-  matmul(out, attn, w.o_proj, T);  // [T, D]
+
+  for (const Segment& sg : segs) {
+    const int64_t T = sg.T, pos0 = sg.pos0, L = pos0 + T, r0 = sg.row0;
+    LayerCache& cache = *sg.cache;
+    const float* qs = q + r0 * H * qk;
+    const float* kvas = kva + r0 * (C + R);
+    float* attn_s = attn + r0 * H * vd;
+    const Heads q_nope{qs, qk, H * qk, nope}, q_pe{qs + nope, qk, H * qk, R};
+    if (form == MlaForm::Absorbed) {
+      const int64_t cap = int64_t(cache.k.size()) / (C + R);
+      float* latent = cache.k.data();  // [cap, C + R]
+      std::memcpy(latent + pos0 * (C + R), kvas, sizeof(float) * size_t(T * (C + R)));
+      if (T >= kPrefillDecompress) {
+        // Decompress every cached position's k_nope and v: kv [L, H·(nope + v)] = c_kv · kv_b_projᵀ.
+        float* kv = ws.f(kKV, cap * H * kvw);
+        gemm_f32(L, H * kvw, C, 1.f, latent, C + R, Wkvb, C, true, 0.f, kv, H * kvw);
+        const Heads k_nope{kv, kvw, H * kvw, nope}, k_pe{latent + C, 0, C + R, R}, v{kv + nope, kvw, H * kvw, vd};
+        float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
+        attend_per_head(H, T, pos0, scale, q_nope, k_nope, &q_pe, &k_pe, v, attn_s, H * vd, S);
+      } else {
+        // q̃_h = q_nope_h · W_UK_h, with q_pe beside it: qcat [H, T, C + R].
+        float* qcat = ws.f(kQCat, H * T * (C + R));
+#pragma omp parallel for schedule(static) if (H * T * C * nope > 32768)
+        for (int64_t h = 0; h < H; ++h) {
+          const float* Wuk = Wkvb + h * kvw * C;  // [nope, C]
+          gemm_f32(T, C, nope, 1.f, qs + h * qk, H * qk, Wuk, C, false, 0.f, qcat + h * T * (C + R), C + R);
+          for (int64_t t = 0; t < T; ++t)
+            std::memcpy(qcat + (h * T + t) * (C + R) + C, qs + t * H * qk + h * qk + nope, sizeof(float) * size_t(R));
+        }
+        float* S = ws.f(kScores, H * T * cap);  // [H·T, L], sized for the capacity: never reallocates
+        gemm_f32(H * T, L, C + R, scale, qcat, C + R, latent, C + R, true, 0.f, S, L);
+        causal_softmax(S, H * T, T, L, pos0);
+        float* ctx = ws.f(kCtx, H * T * C);
+        gemm_f32(H * T, C, L, 1.f, S, L, latent, C + R, false, 0.f, ctx, C);  // [H·T, C]
+#pragma omp parallel for schedule(static) if (H * T * C * vd > 32768)
+        for (int64_t h = 0; h < H; ++h) {
+          const float* Wuv = Wkvb + (h * kvw + nope) * C;  // [v, C]
+          gemm_f32(T, vd, C, 1.f, ctx + h * T * C, C, Wuv, C, true, 0.f, attn_s + h * vd, H * vd);
+        }
+      }
+    } else {
+      // Store this segment's decompressed keys and values: K [cap, H, qk], V [cap, H, v].
+      const int64_t cap = int64_t(cache.k.size()) / (H * qk);
+      const float* kv = ws.f(kKV, N * H * kvw) + r0 * H * kvw;
+      float* K = cache.k.data();
+      float* V = cache.v.data();
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < H; ++h) {
+          float* kd = K + ((pos0 + t) * H + h) * qk;
+          const float* src = kv + t * H * kvw + h * kvw;
+          std::memcpy(kd, src, sizeof(float) * size_t(nope));
+          std::memcpy(kd + nope, kvas + t * (C + R) + C, sizeof(float) * size_t(R));
+          std::memcpy(V + ((pos0 + t) * H + h) * vd, src + nope, sizeof(float) * size_t(vd));
+        }
+      const Heads q_all{qs, qk, H * qk, qk}, k_all{K, qk, H * qk, qk}, v{V, vd, H * vd, vd};
+      float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);
+      attend_per_head(H, T, pos0, scale, q_all, k_all, nullptr, nullptr, v, attn_s, H * vd, S);
+    }
+  }
+  matmul(out, attn, w.o_proj, N);  // [N, D]
 }
 
-void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, LayerCache& cache, const float* x,
-                 float* out, int64_t T, int64_t pos0, Workspace& ws) {
-  const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim;
+void gqa_forward(const Config& c, const Rope& rope_tab, const GqaWeights& w, const std::vector<Segment>& segs,
+                 const float* x, float* out, int64_t rows, const int32_t* pos, Workspace& ws) {
+  const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim, N = rows;
   const float* inv_freq = rope_tab.inv_freq.data();
   const float cs = rope_tab.cos_sin_scale;
-  const int32_t* pos = positions(ws, T, pos0);
   const auto bias = [](const Vec& b) { return b.empty() ? nullptr : b.data(); };
 
-  float* q = ws.f(kQ, T * H * hd);            // [T, H, hd]
-  float* K = cache.k.data() + pos0 * G * hd;  // new rows of [cap, G, hd]
-  float* V = cache.v.data() + pos0 * G * hd;
-  matmul(q, x, w.q_proj, T, bias(w.q_bias));
-  matmul(K, x, w.k_proj, T, bias(w.k_bias));
-  matmul(V, x, w.v_proj, T, bias(w.v_bias));
-  rope(q, T, H, H * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
-  rope(K, T, G, G * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
+  float* q = ws.f(kQ, N * H * hd);   // [N, H, hd]
+  float* k = ws.f(kK, N * G * hd);   // [N, G, hd]
+  float* v = ws.f(kV, N * G * hd);
+  matmul(q, x, w.q_proj, N, bias(w.q_bias));
+  matmul(k, x, w.k_proj, N, bias(w.k_bias));
+  matmul(v, x, w.v_proj, N, bias(w.v_bias));
+  rope(q, N, H, H * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
+  rope(k, N, G, G * hd, hd, pos, inv_freq, hd, cs, RopeLayout::HalfSplit);
 
-  const int64_t cap = int64_t(cache.k.size()) / (G * hd);
-  float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);  // sized for the capacity
-  float* attn = ws.f(kAttnOut, T * H * hd);
+  float* attn = ws.f(kAttnOut, N * H * hd);
   const int64_t group = H / G;
-  const Heads qh{q, hd, H * hd, hd}, kh{cache.k.data(), hd, G * hd, hd, group}, vh{cache.v.data(), hd, G * hd, hd, group};
-  attend_per_head(H, T, pos0, c.softmax_scale(), qh, kh, nullptr, nullptr, vh, attn, H * hd, S);
-  matmul(out, attn, w.o_proj, T);
+  for (const Segment& sg : segs) {
+    LayerCache& cache = *sg.cache;
+    const int64_t T = sg.T, r0 = sg.row0, cap = int64_t(cache.k.size()) / (G * hd);
+    std::memcpy(cache.k.data() + sg.pos0 * G * hd, k + r0 * G * hd, sizeof(float) * size_t(T * G * hd));
+    std::memcpy(cache.v.data() + sg.pos0 * G * hd, v + r0 * G * hd, sizeof(float) * size_t(T * G * hd));
+    float* S = ws.f(kScores, H * std::min(T, kQueryBlock) * cap);  // sized for the capacity
+    const Heads qh{q + r0 * H * hd, hd, H * hd, hd}, kh{cache.k.data(), hd, G * hd, hd, group},
+        vh{cache.v.data(), hd, G * hd, hd, group};
+    attend_per_head(H, T, sg.pos0, c.softmax_scale(), qh, kh, nullptr, nullptr, vh, attn + r0 * H * hd, H * hd, S);
+  }
+  matmul(out, attn, w.o_proj, N);
 }
 
 }  // namespace seek

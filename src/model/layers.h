@@ -22,15 +22,25 @@ struct Rope {
   Rope() = default;
 };
 
-// Multi-head Latent Attention (deepseek-facts.md, MLA; DeepSeek-V2 §2.1). The cache layout decides the
-// form: naive (per-head K/V, decompressed once per token) or absorbed (latent c_kv + k_pe, W_UK folded
-// into the query and W_UV applied after the softmax).
-void mla_forward(const Config& c, const Rope& rope, const MlaWeights& w, LayerCache& cache, MlaForm form,
-                 const float* x, float* out, int64_t T, int64_t pos0, Workspace& ws);
+// The new tokens of one sequence inside a batch: rows row0 .. row0+T-1 of the activations, at
+// positions pos0 .. pos0+T-1 of `cache`. A single-sequence forward is one segment.
+struct Segment {
+  LayerCache* cache = nullptr;
+  int64_t row0 = 0;
+  int64_t T = 0;
+  int64_t pos0 = 0;
+};
 
-// Grouped-query attention with optional q/k/v bias (Qwen2, Llama).
-void gqa_forward(const Config& c, const Rope& rope, const GqaWeights& w, LayerCache& cache, const float* x,
-                 float* out, int64_t T, int64_t pos0, Workspace& ws);
+// Multi-head Latent Attention (deepseek-facts.md, MLA; DeepSeek-V2 §2.1) for all segments: projections
+// run once over every row, attention per segment against its own cache. The cache layout decides the
+// form: naive (per-head K/V) or absorbed (latent c_kv + k_pe, W_UK folded into the query and W_UV
+// applied after the softmax). x, out: [rows, D]; pos [rows] holds each row's position.
+void mla_forward(const Config& c, const Rope& rope, const MlaWeights& w, const std::vector<Segment>& segs,
+                 MlaForm form, const float* x, float* out, int64_t rows, const int32_t* pos, Workspace& ws);
+
+// Grouped-query attention with optional q/k/v bias (Qwen2, Llama), same conventions.
+void gqa_forward(const Config& c, const Rope& rope, const GqaWeights& w, const std::vector<Segment>& segs,
+                 const float* x, float* out, int64_t rows, const int32_t* pos, Workspace& ws);
 
 // SwiGLU MLP: out = down(silu(gate(x)) * up(x)); x [T, D] -> out [T, D].
 void mlp_forward(const MlpWeights& w, const float* x, float* out, int64_t T, int64_t D, Workspace& ws);

@@ -54,6 +54,17 @@ class Model {
   void forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits, bool all_logits = true,
                float* hidden = nullptr, Trace* trace = nullptr);
 
+  // One step for several sequences in one pass (continuous batching, GRPO rollouts): item b appends
+  // its n tokens to its own cache; projections and experts run once over all rows, so their weights
+  // are read once per step for the whole batch. logits [B, V]: each item's last token. All caches
+  // must have the same MLA form.
+  struct BatchItem {
+    KVCache* cache;
+    const int32_t* ids;
+    int64_t n;
+  };
+  void forward_batch(const std::vector<BatchItem>& items, float* logits);
+
   // MTP module k (0-based) at T positions appended to mtp_cache: h_prev [T, D] is the previous depth's
   // normed hidden state at positions i, next_ids [T] the tokens t_{i+k+1}; writes logits [T, V]
   // predicting t_{i+k+2}, and (optional) this depth's hidden state after shared_head.norm [T, D], the
@@ -62,8 +73,11 @@ class Model {
                    float* logits, float* hidden_out = nullptr, Trace* trace = nullptr);
 
  private:
-  void block(const BlockWeights& b, LayerCache& cache, MlaForm form, float* x, int64_t T, int64_t pos0,
-             Trace* trace, const std::string* name);
+  // The shared pass: items' tokens in rows, each item's layer caches taken from `caches` (main or MTP).
+  // Returns the rows of the final activations [N, D].
+  void block(const BlockWeights& b, const std::vector<Segment>& segs, MlaForm form, float* x, int64_t N,
+             const int32_t* pos, Trace* trace, const std::string* name);
+  float* run_blocks(const std::vector<BatchItem>& items, Trace* trace);
   void check_ids(const int32_t* ids, int64_t T) const;
 
   Config cfg_;
@@ -71,6 +85,8 @@ class Model {
   Weights w_;
   Rope rope_;
   std::vector<std::string> layer_names_;  // "layer.{i}", then "mtp.{k}": built once, for traces
+  std::vector<Segment> segs_;             // reused per step: no allocation once warm
+  std::vector<BatchItem> one_;            // forward()'s single item
   Workspace ws_;
 };
 

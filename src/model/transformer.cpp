@@ -36,59 +36,86 @@ void Model::check_ids(const int32_t* ids, int64_t T) const {
                          (long long)cfg_.vocab_size));
 }
 
-void Model::block(const BlockWeights& b, LayerCache& cache, MlaForm form, float* x, int64_t T, int64_t pos0,
-                  Trace* trace, const std::string* name) {
+void Model::block(const BlockWeights& b, const std::vector<Segment>& segs, MlaForm form, float* x, int64_t N,
+                  const int32_t* pos, Trace* trace, const std::string* name) {
   const int64_t D = cfg_.hidden_size;
   const float eps = float(cfg_.rms_norm_eps);
-  float* xn = ws_.f(kXNorm, T * D);
-  float* y = ws_.f(kAttnProj, T * D);
+  float* xn = ws_.f(kXNorm, N * D);
+  float* y = ws_.f(kAttnProj, N * D);
   // Attention sub-block.
-  rmsnorm(xn, x, b.input_layernorm.data(), T, D, eps);
-  if (cfg_.is_mla()) mla_forward(cfg_, rope_, b.mla, cache, form, xn, y, T, pos0, ws_);
-  else gqa_forward(cfg_, rope_, b.gqa, cache, xn, y, T, pos0, ws_);
-  if (trace) trace->put(*name + ".attn", y, T * D);
-  for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
+  rmsnorm(xn, x, b.input_layernorm.data(), N, D, eps);
+  if (cfg_.is_mla()) mla_forward(cfg_, rope_, b.mla, segs, form, xn, y, N, pos, ws_);
+  else gqa_forward(cfg_, rope_, b.gqa, segs, xn, y, N, pos, ws_);
+  if (trace) trace->put(*name + ".attn", y, N * D);
+  for (int64_t i = 0; i < N * D; ++i) x[i] += y[i];
   // Feed-forward sub-block.
-  rmsnorm(xn, x, b.post_attention_layernorm.data(), T, D, eps);
-  float* f = ws_.f(kFfnOut, T * D);
+  rmsnorm(xn, x, b.post_attention_layernorm.data(), N, D, eps);
+  float* f = ws_.f(kFfnOut, N * D);
   if (b.moe) {
     const int64_t k = cfg_.num_experts_per_tok;
     std::vector<int32_t> idx;
     std::vector<float> wt;
     if (trace) {
-      idx.resize(size_t(T * k));
-      wt.resize(size_t(T * k));
+      idx.resize(size_t(N * k));
+      wt.resize(size_t(N * k));
     }
-    moe_forward(cfg_, b.experts, xn, f, T, ws_, trace ? idx.data() : nullptr, trace ? wt.data() : nullptr);
+    moe_forward(cfg_, b.experts, xn, f, N, ws_, trace ? idx.data() : nullptr, trace ? wt.data() : nullptr);
     if (trace) {
       std::vector<float> fidx(idx.begin(), idx.end());
-      trace->put(*name + ".topk_idx", fidx.data(), T * k);
-      trace->put(*name + ".topk_weight", wt.data(), T * k);
+      trace->put(*name + ".topk_idx", fidx.data(), N * k);
+      trace->put(*name + ".topk_weight", wt.data(), N * k);
     }
   } else {
-    mlp_forward(b.mlp, xn, f, T, D, ws_);
+    mlp_forward(b.mlp, xn, f, N, D, ws_);
   }
-  if (trace) trace->put(*name + ".ffn", f, T * D);
-  for (int64_t i = 0; i < T * D; ++i) x[i] += f[i];
-  if (trace) trace->put(*name, x, T * D);
+  if (trace) trace->put(*name + ".ffn", f, N * D);
+  for (int64_t i = 0; i < N * D; ++i) x[i] += f[i];
+  if (trace) trace->put(*name, x, N * D);
+}
+
+float* Model::run_blocks(const std::vector<BatchItem>& items, Trace* trace) {
+  const int64_t D = cfg_.hidden_size;
+  if (items.empty()) throw Error("forward: no sequences");
+  int64_t N = 0;
+  for (const BatchItem& it : items) {
+    if (it.n <= 0) throw Error("forward: a sequence with no tokens");
+    if (it.cache->len + it.n > it.cache->capacity)
+      throw Error(strfmt("forward: %lld cached + %lld new tokens exceed the cache capacity %lld",
+                         (long long)it.cache->len, (long long)it.n, (long long)it.cache->capacity));
+    if (int64_t(it.cache->layers.size()) != cfg_.num_hidden_layers) throw Error("forward: cache was made for another model");
+    if (it.cache->form != items[0].cache->form) throw Error("forward: a batch mixes naive and absorbed MLA caches");
+    check_ids(it.ids, it.n);
+    N += it.n;
+  }
+  // Rows: the items' tokens one after the other, with their positions.
+  int32_t* ids = ws_.i(kIds, N);
+  int32_t* pos = ws_.i(kPos, N);
+  segs_.resize(items.size());
+  int64_t row = 0;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const BatchItem& it = items[j];
+    std::memcpy(ids + row, it.ids, sizeof(int32_t) * size_t(it.n));
+    for (int64_t t = 0; t < it.n; ++t) pos[row + t] = int32_t(it.cache->len + t);
+    segs_[j] = Segment{nullptr, row, it.n, it.cache->len};
+    row += it.n;
+  }
+  float* x = ws_.f(kX, N * D);  // [N, D] residual stream
+  embedding(x, w_.embed_tokens, ids, N);
+  if (trace) trace->put("embed", x, N * D);
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    for (size_t j = 0; j < items.size(); ++j) segs_[j].cache = &items[j].cache->layers[size_t(i)];
+    block(w_.layers[size_t(i)], segs_, items[0].cache->form, x, N, pos, trace, &layer_names_[size_t(i)]);
+  }
+  for (const BatchItem& it : items) it.cache->len += it.n;
+  return x;
 }
 
 void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits, bool all_logits, float* hidden,
                     Trace* trace) {
   const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
   if (T <= 0) throw Error("forward: no tokens");
-  if (cache.len + T > cache.capacity)
-    throw Error(strfmt("forward: %lld cached + %lld new tokens exceed the cache capacity %lld", (long long)cache.len,
-                       (long long)T, (long long)cache.capacity));
-  if (int64_t(cache.layers.size()) != cfg_.num_hidden_layers) throw Error("forward: cache was made for another model");
-  check_ids(ids, T);
-  const int64_t pos0 = cache.len;
-  float* x = ws_.f(kX, T * D);  // [T, D] residual stream
-  embedding(x, w_.embed_tokens, ids, T);
-  if (trace) trace->put("embed", x, T * D);
-  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i)
-    block(w_.layers[size_t(i)], cache.layers[size_t(i)], cache.form, x, T, pos0, trace, &layer_names_[size_t(i)]);
-  cache.len += T;
+  one_.assign(1, BatchItem{&cache, ids, T});
+  float* x = run_blocks(one_, trace);
   const int64_t first = all_logits ? 0 : T - 1;  // rows that get logits
   const int64_t first_norm = hidden ? 0 : first;   // rows that get the final norm
   float* xn = ws_.f(kXNorm, T * D);
@@ -99,9 +126,25 @@ void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits
   if (trace) trace->put("logits", logits, (T - first) * V);
 }
 
+void Model::forward_batch(const std::vector<BatchItem>& items, float* logits) {
+  const int64_t D = cfg_.hidden_size;
+  float* x = run_blocks(items, nullptr);
+  // Each item's last row, normed, through the head: logits [B, V].
+  const int64_t B = int64_t(items.size());
+  float* last = ws_.f(kLastRows, B * D);
+  int64_t row = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    row += items[size_t(b)].n;
+    std::memcpy(last + b * D, x + (row - 1) * D, sizeof(float) * size_t(D));
+  }
+  rmsnorm(last, last, w_.norm.data(), B, D, float(cfg_.rms_norm_eps));
+  matmul(logits, last, w_.lm_head, B);
+}
+
 void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_t* next_ids, int64_t T,
                         float* logits, float* hidden_out, Trace* trace) {
   if (k < 0 || k >= int(w_.mtp.size())) throw Error(strfmt("forward_mtp: the model has no MTP module %d", k));
+  if (T <= 0) throw Error("forward_mtp: no tokens");
   if (cache.len + T > cache.capacity) throw Error("forward_mtp: cache capacity exceeded");
   check_ids(next_ids, T);
   const MtpWeights& m = w_.mtp[size_t(k)];
@@ -119,8 +162,10 @@ void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_
   matmul(x, cat, m.eh_proj, T);
   const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
   if (trace) trace->put(name + ".eh", x, T * D);
-  const int64_t pos0 = cache.len;
-  block(m.block, cache.layers[size_t(k)], cache.form, x, T, pos0, trace, &name);  // traces mtp.k.{attn,ffn,...}
+  int32_t* pos = ws_.i(kPos, T);
+  for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(cache.len + t);
+  segs_.assign(1, Segment{&cache.layers[size_t(k)], 0, T, cache.len});
+  block(m.block, segs_, cache.form, x, T, pos, trace, &name);  // traces mtp.k.{attn,ffn,...}
   cache.len += T;
   if (trace) {
     trace->values[name + ".hidden"] = std::move(trace->values[name]);

@@ -10,7 +10,7 @@ namespace seek {
 enum Slot : int {
   kX, kXNorm, kQ, kQA, kKVA, kCkv, kKV, kQCat, kScores, kCtx, kAttnOut, kAttnProj,
   kK, kV, kRouterLogits, kScores2, kSel, kGather, kGate, kUp, kDown, kFfnOut, kMtpCat, kPos,
-  kTopkIdx, kTopkW, kOrder, kExpertOut, kShared, kActive, kNumSlots
+  kTopkIdx, kTopkW, kOrder, kExpertOut, kShared, kActive, kIds, kLastRows, kNumSlots
 };
 
 class Workspace {

@@ -92,6 +92,45 @@ TEST_P(ModelTypes, NaiveEqualsAbsorbed) {
   EXPECT_GT(err, 0.0) << "the two forms should take different arithmetic paths";
 }
 
+TEST_P(ModelTypes, BatchEqualsOneAtATime) {
+  // Three sequences with prompts of 5, 1 and 70 tokens (70 takes the long-prefill path) in one batched
+  // prefill, then four batched decode steps: each sequence's logits equal running it alone.
+  test::TempDir dir;
+  write_random_checkpoint(dir.path.string(), test::tiny_config(GetParam()), {DType::F32, 15, 1});
+  auto m = Model::load(dir.path.string());
+  const int64_t V = m->config().vocab_size;
+  const std::vector<int64_t> lens = {5, 1, 70};
+  for (MlaForm form : {MlaForm::Absorbed, MlaForm::Naive}) {
+    std::vector<std::vector<int32_t>> seqs;
+    for (size_t b = 0; b < lens.size(); ++b) {
+      auto ids = ids_for(lens[b] + 4, V);
+      for (auto& id : ids) id = int32_t((id + 13 * int32_t(b)) % V);
+      seqs.push_back(ids);
+    }
+    std::vector<KVCache> caches;
+    for (size_t b = 0; b < lens.size(); ++b) caches.push_back(m->new_cache(80, form));
+    std::vector<float> batched(static_cast<size_t>(lens.size() * V));
+    std::vector<std::vector<float>> got(lens.size());  // per sequence: logits after each step
+    for (int step = 0; step < 5; ++step) {
+      std::vector<Model::BatchItem> items;
+      for (size_t b = 0; b < lens.size(); ++b) {
+        const int64_t start = step == 0 ? 0 : lens[b] + step - 1, n = step == 0 ? lens[b] : 1;
+        items.push_back({&caches[b], seqs[b].data() + start, n});
+      }
+      m->forward_batch(items, batched.data());
+      for (size_t b = 0; b < lens.size(); ++b) got[b].insert(got[b].end(), &batched[b * V], &batched[(b + 1) * V]);
+    }
+    for (size_t b = 0; b < lens.size(); ++b) {
+      std::vector<float> alone = full_pass(*m, seqs[b], form);
+      for (int step = 0; step < 5; ++step) {
+        const int64_t row = lens[b] - 1 + step;
+        EXPECT_LT(max_rel_diff(&got[b][size_t(step * V)], &alone[size_t(row * V)], V), 1e-5)
+            << mla_form_name(form) << " sequence " << b << " step " << step;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, ModelTypes, ::testing::Values("deepseek_v3", "deepseek_v2", "qwen2", "llama"));
 
 TEST(Model, MtpIncrementalEqualsFull) {
