@@ -1,0 +1,140 @@
+// sampler.cpp — see sampler.h.
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace seek {
+
+void SamplingParams::validate(int64_t vocab) const {
+  auto bad = [](const char* name, double v, const char* range) {
+    throw Error(strfmt("sampling parameter %s = %g is out of range (%s)", name, v, range));
+  };
+  if (!std::isfinite(temperature) || temperature < 0 || temperature > 100) bad("temperature", temperature, "0 to 100; 0 is greedy");
+  if (top_k < 0) bad("top_k", double(top_k), ">= 0; 0 is off");
+  if (!(top_p > 0 && top_p <= 1)) bad("top_p", top_p, "(0, 1]");
+  if (!(min_p >= 0 && min_p <= 1)) bad("min_p", min_p, "[0, 1]");
+  if (!(repetition_penalty > 0 && repetition_penalty <= 100)) bad("repetition_penalty", repetition_penalty, "(0, 100]");
+  if (!(frequency_penalty >= -2 && frequency_penalty <= 2)) bad("frequency_penalty", frequency_penalty, "[-2, 2]");
+  if (!(presence_penalty >= -2 && presence_penalty <= 2)) bad("presence_penalty", presence_penalty, "[-2, 2]");
+  for (const auto& [id, b] : logit_bias) {
+    if (id < 0 || id >= vocab) throw Error(strfmt("logit_bias: token id %d is outside the vocabulary [0, %lld)", id, (long long)vocab));
+    if (!(b >= -100 && b <= 100)) bad("logit_bias", b, "[-100, 100]");
+  }
+}
+
+Sampler::Sampler(SamplingParams p, int64_t vocab)
+    : p_(std::move(p)), vocab_(vocab), rng_(p_.seed), out_count_(size_t(vocab), 0), seen_(size_t(vocab), 0),
+      cand_(size_t(vocab)), prob_(size_t(vocab)) {
+  p_.validate(vocab);
+  // Everything that can grow is reserved at its largest, so sample() never allocates.
+  out_tokens_.reserve(size_t(vocab));
+  seen_tokens_.reserve(size_t(vocab));
+  pairs_.reserve(size_t(vocab));
+}
+
+void Sampler::note_seen(int32_t id) {
+  if (!seen_[size_t(id)]) {
+    seen_[size_t(id)] = 1;
+    seen_tokens_.push_back(id);
+  }
+}
+
+void Sampler::add_prompt(const int32_t* ids, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] >= 0 && ids[i] < vocab_) note_seen(ids[i]);
+}
+
+float Sampler::uniform() { return float(double(rng_() >> 11) * 0x1.0p-53); }
+
+int32_t Sampler::sample(float* z) {
+  const int64_t V = vocab_;
+  for (const auto& [id, b] : p_.logit_bias) z[id] += b;
+  if (p_.repetition_penalty != 1.0f)
+    for (int32_t id : seen_tokens_) z[id] = z[id] > 0 ? z[id] / p_.repetition_penalty : z[id] * p_.repetition_penalty;
+  if (p_.frequency_penalty != 0 || p_.presence_penalty != 0)
+    for (int32_t id : out_tokens_) z[id] -= p_.frequency_penalty * float(out_count_[size_t(id)]) + p_.presence_penalty;
+
+  int32_t chosen = 0;
+  if (p_.temperature == 0) {
+    for (int64_t i = 1; i < V; ++i)
+      if (z[i] > z[chosen]) chosen = int32_t(i);
+  } else {
+    // Candidates: all ids, or the top k by logit (partitioned, then sorted, descending; ties to lower id).
+    int64_t n = V;
+    std::iota(cand_.begin(), cand_.end(), 0);
+    auto by_logit = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+    if (p_.top_k > 0 && p_.top_k < V) {
+      n = p_.top_k;
+      std::nth_element(cand_.begin(), cand_.begin() + n - 1, cand_.end(), by_logit);
+    }
+    float zmax = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) zmax = std::max(zmax, z[cand_[size_t(i)]]);
+    const float inv_t = 1.0f / p_.temperature;
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) total += (prob_[size_t(i)] = std::exp((z[cand_[size_t(i)]] - zmax) * inv_t));
+    // min-p: drop what is below min_p × the most likely (whose unnormalized probability is 1).
+    if (p_.min_p > 0) {
+      int64_t kept = 0;
+      total = 0;
+      for (int64_t i = 0; i < n; ++i)
+        if (prob_[size_t(i)] >= p_.min_p) {
+          cand_[size_t(kept)] = cand_[size_t(i)];
+          total += (prob_[size_t(kept)] = prob_[size_t(i)]);
+          ++kept;
+        }
+      n = kept;
+    }
+    // top-p: the smallest set of most likely tokens whose mass reaches top_p. Sort only as far as
+    // needed: grow a sorted prefix (32, 128, 512, ...) until it holds the mass.
+    if (p_.top_p < 1) {
+      std::vector<std::pair<float, int32_t>>& pairs = top_p_scratch();
+      pairs.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i) pairs[size_t(i)] = {prob_[size_t(i)], cand_[size_t(i)]};
+      auto more_likely = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+      const double need = double(p_.top_p) * total;
+      int64_t sorted = 0, keep = n;
+      for (int64_t want = 32;; want *= 4) {
+        const int64_t m = std::min(want, n);
+        std::partial_sort(pairs.begin() + sorted, pairs.begin() + m, pairs.end(), more_likely);
+        double mass = 0;
+        int64_t i = 0;
+        for (; i < m; ++i) {
+          mass += pairs[size_t(i)].first;
+          if (mass >= need) break;
+        }
+        if (i < m) {
+          keep = i + 1;
+          break;
+        }
+        sorted = m;
+        if (m == n) break;
+      }
+      total = 0;
+      for (int64_t i = 0; i < keep; ++i) {
+        cand_[size_t(i)] = pairs[size_t(i)].second;
+        total += (prob_[size_t(i)] = pairs[size_t(i)].first);
+      }
+      n = keep;
+    }
+    // Draw.
+    const double u = double(uniform()) * total;
+    double acc = 0;
+    chosen = cand_[size_t(n - 1)];
+    for (int64_t i = 0; i < n; ++i) {
+      acc += prob_[size_t(i)];
+      if (u < acc) {
+        chosen = cand_[size_t(i)];
+        break;
+      }
+    }
+  }
+  if (out_count_[size_t(chosen)]++ == 0) out_tokens_.push_back(chosen);
+  note_seen(chosen);
+  return chosen;
+}
+
+}  // namespace seek
