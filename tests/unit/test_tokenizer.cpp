@@ -1,0 +1,275 @@
+// test_tokenizer.cpp — the byte-level BPE tokenizer: DeepSeek-V3's golden ids (tests/data/tokenizer/,
+// made by an independent JavaScript implementation), round trips on random mixed-script text, the
+// invalid UTF-8 policy, the streaming decoder, loader errors, and the BPE trainer.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "model/tokenizer.h"
+#include "test_util.h"
+#include "util/error.h"
+
+using json = nlohmann::json;
+
+namespace seek {
+namespace {
+
+const Tokenizer& deepseek() {
+  static const Tokenizer t = Tokenizer::load(test::data_path("data/tokenizer"));
+  return t;
+}
+
+json golden() {
+  std::ifstream in(test::data_path("data/tokenizer/golden.json"));
+  return json::parse(in);
+}
+
+TEST(Tokenizer, DeepSeekV3GoldenIds) {
+  const Tokenizer& t = deepseek();
+  json g = golden();
+  int cases = 0;
+  for (auto& [name, c] : g["cases"].items()) {
+    std::string text = c["text"];
+    auto ids = t.encode(text);
+    EXPECT_EQ(ids, c["ids"].get<std::vector<int32_t>>()) << name;
+    EXPECT_EQ(t.encode(text, true), c["ids_with_bos"].get<std::vector<int32_t>>()) << name;
+    auto pieces = c["pieces"].get<std::vector<std::string>>();
+    for (size_t i = 0; i < ids.size() && i < pieces.size(); ++i) EXPECT_EQ(t.piece(ids[i]), pieces[i]) << name << " #" << i;
+    EXPECT_EQ(t.decode(ids), text) << name;
+    ++cases;
+  }
+  EXPECT_GE(cases, 30);
+}
+
+TEST(Tokenizer, DeepSeekV3Metadata) {
+  const Tokenizer& t = deepseek();
+  EXPECT_EQ(t.bos_id(), 0);
+  EXPECT_EQ(t.eos_id(), 1);
+  EXPECT_EQ(t.vocab_size(), 128815);
+  EXPECT_EQ(t.token_id("<｜begin▁of▁sentence｜>"), 0);
+  EXPECT_EQ(t.token_id("<｜User｜>"), 128803);
+  EXPECT_EQ(t.token_id("Ġworld"), 2058);
+  EXPECT_EQ(t.token_id("no such token here"), -1);
+  EXPECT_TRUE(t.is_special(0));
+  EXPECT_FALSE(t.is_special(128803));  // added but not special
+  EXPECT_FALSE(t.is_special(2058));
+  EXPECT_EQ(t.piece(2058), "Ġworld");
+  EXPECT_EQ(t.decode({0, 19923, 1}, true), "Hello");
+  EXPECT_EQ(t.decode({0, 19923, 128803}, true), "Hello<｜User｜>");
+  EXPECT_THROW(t.decode({200000}), Error);
+  EXPECT_THROW(t.piece(-1), Error);
+}
+
+// Random strings from pieces of many scripts, whitespace runs, digits and emoji (ZWJ sequences).
+std::string random_text(std::mt19937& rng, int parts) {
+  static const std::vector<std::string> atoms = {
+      "hello", "World", " the", "  ", "\t", "\n", "\r\n", "\n\n\n", "   ", "0", "42", "3.14159", "1234567",
+      "你好", "世界", "深度求索", "こんにちは", "カタカナ", "안녕하세요", "Привет", "мир", "مرحبا", "بالعالم",
+      "नमस्ते", "दुनिया", "สวัสดี", "🚀", "😶‍🌫️", "👨‍👩‍👧‍👦", "🏳️‍🌈", "👍🏽", "🇨🇳", "é", "e\u0301",
+      "Z̷͑a͒l͓g͔o", "'s", "'RE", "don't", "!!", "?", ".", ",", "{", "}", "()", "<", ">", "<think>", "</think>",
+      "<｜User｜>", "<｜begin▁of▁sentence｜>", "\u200b", "\ufeff", "ＡＢＣ", "∀x∈ℝ", "x²", "_", "-", "==", "//",
+      "\xc2\xa0", "\u3000", "\u2028", "a", "b", "Q"};
+  std::string s;
+  std::uniform_int_distribution<size_t> pick(0, atoms.size() - 1);
+  std::uniform_int_distribution<int> cp_kind(0, 9);
+  for (int i = 0; i < parts; ++i) {
+    if (cp_kind(rng) == 0) {
+      // a random code point from the whole range (no surrogates)
+      uint32_t cp = std::uniform_int_distribution<uint32_t>(1, 0x10FFFF)(rng);
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0x4E00;
+      if (cp < 0x80) s += char(cp);
+      else if (cp < 0x800) { s += char(0xC0 | (cp >> 6)); s += char(0x80 | (cp & 0x3F)); }
+      else if (cp < 0x10000) { s += char(0xE0 | (cp >> 12)); s += char(0x80 | ((cp >> 6) & 0x3F)); s += char(0x80 | (cp & 0x3F)); }
+      else { s += char(0xF0 | (cp >> 18)); s += char(0x80 | ((cp >> 12) & 0x3F)); s += char(0x80 | ((cp >> 6) & 0x3F)); s += char(0x80 | (cp & 0x3F)); }
+    } else {
+      s += atoms[pick(rng)];
+    }
+  }
+  return s;
+}
+
+TEST(Tokenizer, RoundTripRandomMixedScripts) {
+  const Tokenizer& t = deepseek();
+  std::mt19937 rng(1234);
+  for (int iter = 0; iter < 2000; ++iter) {
+    std::string s = random_text(rng, 1 + iter % 40);
+    auto ids = t.encode(s);
+    ASSERT_EQ(t.decode(ids), s) << "iteration " << iter;
+  }
+}
+
+TEST(Tokenizer, InvalidUtf8BytesRoundTripExactly) {
+  // Policy (tokenizer.h): invalid bytes become their own byte-level tokens; decode returns them as is.
+  const Tokenizer& t = deepseek();
+  const std::vector<std::string> cases = {"\xff", "abc\xff" "def", "\xc3", "caf\xc3", "\xe4\xbd", "\xe4\xbd" "a",
+                                          "\xed\xa0\x80", "\xc0\xaf", "\xf5\x80\x80\x80", "x\x80\x80y", "\xf0\x9f\x9a"};
+  for (const std::string& s : cases) {
+    auto ids = t.encode(s);
+    EXPECT_EQ(t.decode(ids), s);
+  }
+  // Each invalid byte is exactly its byte token.
+  auto ids = t.encode("a\xff" "b");
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(t.bytes(ids[1]), "\xff");
+  // Random bytes.
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 500; ++iter) {
+    std::string s(1 + iter % 50, '\0');
+    for (char& c : s) c = char(rng());
+    ASSERT_EQ(t.decode(t.encode(s)), s);
+  }
+}
+
+std::string stream_all(const Tokenizer& t, const std::vector<int32_t>& ids, bool skip_special = false) {
+  StreamDecoder d(t, skip_special);
+  std::string out;
+  for (int32_t id : ids) out += d.push(id);
+  out += d.flush();
+  return out;
+}
+
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    int n = utf8_sequence_length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+TEST(StreamDecoder, NeverEmitsHalfACharacter) {
+  const Tokenizer& t = deepseek();
+  // Byte tokens of "世" (E4 B8 96) one at a time: nothing until the last.
+  std::string shi = "世";
+  StreamDecoder d(t);
+  EXPECT_EQ(d.push(t.token_id(byte_level_encode(shi.substr(0, 1)))), "");
+  EXPECT_EQ(d.push(t.token_id(byte_level_encode(shi.substr(1, 1)))), "");
+  EXPECT_EQ(d.push(t.token_id(byte_level_encode(shi.substr(2, 1)))), "世");
+  EXPECT_EQ(d.flush(), "");
+  // Emoji whose bytes the BPE splits across tokens; every chunk must be valid UTF-8.
+  std::mt19937 rng(99);
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string s = random_text(rng, 1 + iter % 30);
+    auto ids = t.encode(s);
+    StreamDecoder sd(t);
+    std::string out;
+    for (int32_t id : ids) {
+      std::string chunk = sd.push(id);
+      ASSERT_TRUE(valid_utf8(chunk)) << iter;
+      out += chunk;
+    }
+    out += sd.flush();
+    ASSERT_EQ(out, t.decode(ids)) << iter;
+  }
+  // skip_special matches decode(skip_special).
+  auto ids = t.encode("<｜begin▁of▁sentence｜>Hi 🚀<｜end▁of▁sentence｜>");
+  EXPECT_EQ(stream_all(t, ids, true), t.decode(ids, true));
+  EXPECT_EQ(stream_all(t, ids, true), "Hi 🚀");
+}
+
+TEST(StreamDecoder, InvalidBytesBecomeReplacementCharacters) {
+  const Tokenizer& t = deepseek();
+  auto byte_tok = [&](uint8_t b) { return t.token_id(byte_level_encode(std::string(1, char(b)))); };
+  // A lone continuation byte, then "a".
+  EXPECT_EQ(stream_all(t, {byte_tok(0x80), byte_tok('a')}), "\xEF\xBF\xBD" "a");
+  // A truncated 3-byte sequence followed by "a": one U+FFFD for the maximal subpart.
+  EXPECT_EQ(stream_all(t, {byte_tok(0xE4), byte_tok(0xBD), byte_tok('a')}), "\xEF\xBF\xBD" "a");
+  // Cut off at the end: flush gives one U+FFFD.
+  StreamDecoder d(t);
+  EXPECT_EQ(d.push(byte_tok('x')), "x");
+  EXPECT_EQ(d.push(byte_tok(0xF0)), "");
+  EXPECT_EQ(d.push(byte_tok(0x9F)), "");
+  EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");
+}
+
+TEST(Tokenizer, LoaderRefusesWhatItDoesNotSupport) {
+  test::TempDir dir;
+  auto base = [] {
+    json j;
+    json vocab = json::object();
+    int id = 0;
+    for (int b = 0; b < 256; ++b) vocab[byte_level_encode(std::string(1, char(b)))] = id++;
+    vocab["ab"] = id++;
+    j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b"})}};
+    j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+    j["decoder"] = {{"type", "ByteLevel"}};
+    return j;
+  };
+  auto expect_error = [&](const json& j, const std::string& needle) {
+    test::write_text(dir / "tokenizer.json", j.dump());
+    try {
+      Tokenizer::load(dir.path.string());
+      ADD_FAILURE() << "no error for " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  // The base loads, with both merge formats.
+  test::write_text(dir / "tokenizer.json", base().dump());
+  EXPECT_EQ(Tokenizer::load(dir.path.string()).encode("abab"), (std::vector<int32_t>{256, 256}));
+  json pairs = base();
+  pairs["model"]["merges"] = json::array({json::array({"a", "b"})});
+  test::write_text(dir / "tokenizer.json", pairs.dump());
+  EXPECT_EQ(Tokenizer::load(dir / "tokenizer.json").encode("xab"), (std::vector<int32_t>{'x', 256}));
+
+  json j = base();
+  j["model"]["type"] = "WordPiece";
+  expect_error(j, "model.type");
+  j = base();
+  j["normalizer"] = {{"type", "NFKC"}};
+  expect_error(j, "normalizer");
+  j = base();
+  j["pre_tokenizer"] = {{"type", "Metaspace"}};
+  expect_error(j, "pre_tokenizer");
+  j = base();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  expect_error(j, "pattern.Regex");
+  j = base();
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Contiguous"}};
+  expect_error(j, "behavior");
+  j = base();
+  j["model"]["merges"] = json::array({"a b c"});
+  expect_error(j, "merges[0]");
+  j = base();
+  j["model"]["merges"] = json::array({"a zz"});
+  expect_error(j, "merges[0]");
+  j = base();
+  j["model"]["vocab"].erase("a");
+  expect_error(j, "byte 0x61");
+  j = base();
+  j["decoder"] = {{"type", "WordPiece"}};
+  expect_error(j, "decoder");
+  test::write_text(dir / "tokenizer.json", "{not json");
+  EXPECT_THROW(Tokenizer::load(dir.path.string()), Error);
+  EXPECT_THROW(Tokenizer::load(dir / "missing"), Error);
+}
+
+TEST(Tokenizer, AddedTokenStripAndSingleWord) {
+  test::TempDir dir;
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_level_encode(std::string(1, char(b)))] = b;
+  json j;
+  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}};
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  j["added_tokens"] = json::array({
+      {{"id", 300}, {"content", "<L>"}, {"lstrip", true}, {"rstrip", false}, {"single_word", false}, {"special", true}},
+      {{"id", 301}, {"content", "<R>"}, {"lstrip", false}, {"rstrip", true}, {"single_word", false}, {"special", false}},
+      {{"id", 302}, {"content", "cat"}, {"lstrip", false}, {"rstrip", false}, {"single_word", true}, {"special", false}},
+  });
+  test::write_text(dir / "tokenizer.json", j.dump());
+  Tokenizer t = Tokenizer::load(dir.path.string());
+  EXPECT_EQ(t.vocab_size(), 303);
+  EXPECT_EQ(t.encode("x  <L>y"), (std::vector<int32_t>{'x', 300, 'y'}));
+  EXPECT_EQ(t.encode("x<R> \ty"), (std::vector<int32_t>{'x', 301, 'y'}));
+  EXPECT_EQ(t.encode("cat"), (std::vector<int32_t>{302}));
+  EXPECT_EQ(t.encode("a cat."), (std::vector<int32_t>{'a', ' ', 302, '.'}));
+  EXPECT_EQ(t.encode("cats"), (std::vector<int32_t>{'c', 'a', 't', 's'}));
+  EXPECT_EQ(t.bos_id(), -1);
+  EXPECT_THROW(t.encode("x", true), Error);
+}
+
+}  // namespace
+}  // namespace seek
