@@ -1,8 +1,218 @@
-// generate_cmd.cpp — `seek generate` and `seek chat` (being written).
+// generate_cmd.cpp — `seek generate` (stream a completion, or n of them in one batch) and `seek chat`
+// (an interactive loop with history, /reset, reasoning shown dimmed apart from the answer, and Ctrl-C
+// that stops the current answer without leaving).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
 #include "commands.h"
+#include "engine/generator.h"
+#include "engine/reasoning.h"
+#include "model/chat_template.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
 
 namespace seek {
 
-void register_generate_commands(CLI::App& app) { (void)app; }
+namespace {
+
+struct GenFlags {
+  std::string model, tokenizer, prompt, system;
+  int64_t max_tokens = 256;
+  int64_t n = 1;
+  std::vector<std::string> stops;
+  bool chat = false, think = false, raw = false;
+  SamplingParams sp;
+};
+
+void add_sampling_flags(CLI::App* c, GenFlags& f) {
+  c->add_option("-m,--model", f.model, "model directory")->required();
+  c->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model directory)");
+  c->add_option("--temperature", f.sp.temperature, "0 = greedy")->capture_default_str();
+  c->add_option("--top-k", f.sp.top_k, "0 = off")->capture_default_str();
+  c->add_option("--top-p", f.sp.top_p, "1 = off")->capture_default_str();
+  c->add_option("--min-p", f.sp.min_p, "0 = off")->capture_default_str();
+  c->add_option("--repetition-penalty", f.sp.repetition_penalty, "1 = off")->capture_default_str();
+  c->add_option("--frequency-penalty", f.sp.frequency_penalty)->capture_default_str();
+  c->add_option("--presence-penalty", f.sp.presence_penalty)->capture_default_str();
+  c->add_option("--seed", f.sp.seed)->capture_default_str();
+  c->add_option("--max-tokens", f.max_tokens, "most new tokens")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--stop", f.stops, "stop string (repeatable)");
+  c->add_option("--system", f.system, "system prompt (chat format)");
+  c->add_flag("--think", f.think, "prefill <think> after the assistant tag (R1 style)");
+}
+
+struct Loaded {
+  std::unique_ptr<Model> model;
+  Tokenizer tok;
+};
+
+Loaded load_all(const GenFlags& f) {
+  if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
+  std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
+  if (!fs::exists(fs::path(tdir) / "tokenizer.json"))
+    throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
+  Loaded l{Model::load(f.model), Tokenizer::load(tdir)};
+  if (l.tok.vocab_size() > l.model->config().vocab_size)
+    throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
+                       (long long)l.tok.vocab_size(), (long long)l.model->config().vocab_size));
+  return l;
+}
+
+ChatStyle style_of(const Tokenizer& t) {
+  return detect_chat_style([&](std::string_view s) { return t.token_id(s) >= 0; });
+}
+
+StopCriteria stops_for(const GenFlags& f, const Tokenizer& t) {
+  StopCriteria s;
+  s.max_new_tokens = f.max_tokens;
+  s.stop_strings = f.stops;
+  if (t.eos_id() >= 0) s.stop_ids.push_back(t.eos_id());
+  return s;
+}
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) { g_interrupted = true; }
+
+int run_generate(const GenFlags& f) {
+  Loaded l = load_all(f);
+  std::string text = f.prompt;
+  if (text == "-") text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  if (f.chat) {
+    std::vector<ChatMessage> msgs;
+    if (!f.system.empty()) msgs.push_back({"system", f.system});
+    msgs.push_back({"user", text});
+    text = render_chat(style_of(l.tok), msgs, ChatOptions{true, f.think});
+  }
+  const bool add_bos = !f.chat && l.tok.bos_id() >= 0;
+  std::vector<GenerationRequest> reqs(static_cast<size_t>(f.n));
+  for (int64_t i = 0; i < f.n; ++i) {
+    reqs[size_t(i)].prompt = l.tok.encode(text, add_bos);
+    reqs[size_t(i)].sampling = f.sp;
+    reqs[size_t(i)].sampling.seed = f.sp.seed + uint64_t(i);
+    reqs[size_t(i)].stop = stops_for(f, l.tok);
+  }
+  Generator g(*l.model, &l.tok);
+  std::vector<GenerationOutput> out = g.run(reqs, [&](size_t seq, std::string_view piece) {
+    if (f.n == 1) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    (void)seq;
+    return true;
+  });
+  int64_t generated = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    generated += int64_t(out[i].tokens.size());
+    if (f.n > 1) std::printf("%s--- completion %zu (%s) ---\n%s\n", i ? "\n" : "", i, out[i].finish_reason.c_str(), out[i].text.c_str());
+  }
+  if (f.n == 1) std::printf("\n");
+  const GenerationOutput& o = out[0];
+  std::fprintf(stderr, "prompt %lld tokens, generated %lld tokens in %lld sequence%s (%s); prefill %.1f tokens/s, decode %.2f tokens/s\n",
+               (long long)o.prompt_tokens, (long long)generated, (long long)f.n, f.n > 1 ? "s" : "", o.finish_reason.c_str(),
+               double(o.prompt_tokens * f.n) / o.prefill_seconds,
+               o.decode_seconds > 0 ? double(generated - f.n) / o.decode_seconds : 0.0);
+  return 0;
+}
+
+int run_chat(const GenFlags& f) {
+  Loaded l = load_all(f);
+  const ChatStyle style = style_of(l.tok);
+  const ChatTokens& ct = chat_tokens(style);
+  const bool tty = isatty(STDOUT_FILENO);
+  const char* dim = tty ? "\x1b[2m" : "";
+  const char* reset = tty ? "\x1b[0m" : "";
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;  // no SA_RESTART: Ctrl-C interrupts a read at the prompt too
+  sigaction(SIGINT, &sa, nullptr);
+
+  std::vector<ChatMessage> history;
+  if (!f.system.empty()) history.push_back({"system", f.system});
+  Generator g(*l.model, &l.tok);
+  std::printf("seek chat — %s (%s). /reset clears the history, /exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
+              f.model.c_str(), l.model->config().model_type_name.c_str());
+  uint64_t turn = 0;
+  for (;;) {
+    std::printf("\n> ");
+    std::fflush(stdout);
+    std::string line;
+    g_interrupted = false;
+    if (!std::getline(std::cin, line)) {
+      if (g_interrupted && !std::cin.eof()) {  // Ctrl-C at the prompt: a fresh prompt
+        std::cin.clear();
+        continue;
+      }
+      std::printf("\n");
+      return 0;
+    }
+    if (line == "/exit" || line == "/quit") return 0;
+    if (line == "/reset") {
+      history.clear();
+      if (!f.system.empty()) history.push_back({"system", f.system});
+      std::printf("(history cleared)\n");
+      continue;
+    }
+    if (line.empty()) continue;
+    history.push_back({"user", line});
+    GenerationRequest r;
+    r.prompt = l.tok.encode(render_chat(style, history, ChatOptions{true, f.think}), false);
+    r.sampling = f.sp;
+    r.sampling.seed = f.sp.seed + turn++;
+    r.stop = stops_for(f, l.tok);
+    ReasoningStream rs(f.think, std::string(ct.think_open), std::string(ct.think_close));
+    bool in_reasoning = false;
+    std::string answer;
+    auto show = [&](const ReasoningStream::Delta& d) {
+      if (!d.reasoning.empty()) {
+        if (!in_reasoning) std::printf("%s(thinking) ", dim);
+        in_reasoning = true;
+        std::printf("%s", d.reasoning.c_str());
+      }
+      if (!d.content.empty()) {
+        if (in_reasoning) std::printf("%s\n", reset);
+        in_reasoning = false;
+        std::printf("%s", d.content.c_str());
+        answer += d.content;
+      }
+      std::fflush(stdout);
+    };
+    g_interrupted = false;
+    std::vector<GenerationOutput> out = g.run({r}, [&](size_t, std::string_view piece) {
+      show(rs.push(piece));
+      return !g_interrupted.load();
+    });
+    show(rs.finish());
+    if (in_reasoning) std::printf("%s", reset);
+    if (out[0].finish_reason == "cancelled") std::printf(" [stopped]");
+    std::printf("\n");
+    history.push_back({"assistant", out[0].text});
+  }
+}
+
+}  // namespace
+
+void register_generate_commands(CLI::App& app) {
+  static GenFlags gen, chat;
+  auto* g = app.add_subcommand("generate", "Stream a completion of a prompt (or n of them, batched)");
+  add_sampling_flags(g, gen);
+  g->add_option("-p,--prompt", gen.prompt, "prompt text; - reads stdin")->required();
+  g->add_option("-n", gen.n, "completions, generated as one batch")->capture_default_str()->check(CLI::Range(1, 256));
+  g->add_flag("--chat", gen.chat, "wrap the prompt as a user turn in the tokenizer's chat format");
+  g->callback([] {
+    int rc = run_generate(gen);
+    if (rc) throw CLI::RuntimeError(rc);
+  });
+  auto* c = app.add_subcommand("chat", "Talk to a model in the terminal");
+  add_sampling_flags(c, chat);
+  chat.max_tokens = 512;
+  c->callback([] { run_chat(chat); });
+}
 
 }  // namespace seek

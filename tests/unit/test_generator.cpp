@@ -1,0 +1,102 @@
+// Generation: several sequences in one batch give exactly what each gives alone (greedy and seeded
+// sampling, different prompt lengths, budgets and stops); stop strings that span tokens.
+#include <gtest/gtest.h>
+
+#include "engine/generator.h"
+#include "test_util.h"
+#include "util/error.h"
+
+using namespace seek;
+
+TEST(StopMatcher, HoldsBackAPossibleStartAndCutsAtTheFirstStop) {
+  StopMatcher m({"</answer>", "STOP"});
+  EXPECT_EQ(m.push("the answer is 4"), "the answer is 4");
+  EXPECT_EQ(m.push(" </ans"), " ");  // "</ans" may begin "</answer>"
+  EXPECT_EQ(m.push("wer> more"), "");
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(m.push("x"), "");
+
+  StopMatcher n({"STOP"});
+  EXPECT_EQ(n.push("ST"), "");
+  EXPECT_EQ(n.push("AY"), "STAY");  // not a stop after all: released
+  EXPECT_EQ(n.push("S"), "");
+  EXPECT_EQ(n.finish(), "S");
+  EXPECT_FALSE(n.stopped());
+
+  StopMatcher e({"b", "abc"});
+  EXPECT_EQ(e.push("xab"), "xa");  // "b" completes first: the earliest stop wins
+  EXPECT_TRUE(e.stopped());
+  StopMatcher none({});
+  EXPECT_EQ(none.push("anything"), "anything");
+}
+
+namespace {
+
+std::vector<int32_t> prompt(int64_t n, int32_t salt, int64_t V) {
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < n; ++i) p.push_back(int32_t((i * 31 + salt * 7 + 3) % V));
+  return p;
+}
+
+}  // namespace
+
+TEST(Generator, BatchEqualsOneAtATime) {
+  for (const char* type : {"deepseek_v3", "qwen2"}) {
+    test::TempDir dir;
+    write_random_checkpoint(dir.path.string(), test::tiny_config(type), {DType::F32, 31, 1});
+    auto m = Model::load(dir.path.string());
+    const int64_t V = m->config().vocab_size;
+    std::vector<GenerationRequest> reqs(4);
+    reqs[0].prompt = prompt(3, 1, V);
+    reqs[0].sampling.temperature = 0;
+    reqs[0].stop.max_new_tokens = 6;
+    reqs[1].prompt = prompt(7, 2, V);
+    reqs[1].sampling.temperature = 0.8f;
+    reqs[1].sampling.top_p = 0.9f;
+    reqs[1].sampling.seed = 5;
+    reqs[1].stop.max_new_tokens = 9;
+    reqs[2].prompt = prompt(5, 3, V);
+    reqs[2].sampling.temperature = 1.0f;
+    reqs[2].sampling.top_k = 20;
+    reqs[2].sampling.seed = 6;
+    reqs[2].stop.max_new_tokens = 12;
+    reqs[3] = reqs[1];
+    reqs[3].sampling.seed = 77;
+    Generator g(*m, nullptr);
+    // Alone first, to find a token sequence 2 will emit and use it as a stop id in the batch.
+    std::vector<GenerationOutput> alone;
+    for (const auto& r : reqs) alone.push_back(g.run({r})[0]);
+    ASSERT_GE(alone[2].tokens.size(), 4u);
+    reqs[2].stop.stop_ids = {alone[2].tokens[3]};
+    alone[2] = g.run({reqs[2]})[0];
+    EXPECT_EQ(alone[2].finish_reason, "stop");
+    std::vector<GenerationOutput> batch = g.run(reqs);
+    ASSERT_EQ(batch.size(), reqs.size());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(batch[i].tokens, alone[i].tokens) << type << " request " << i;
+      EXPECT_EQ(batch[i].finish_reason, alone[i].finish_reason) << type << " request " << i;
+      EXPECT_EQ(batch[i].prompt_tokens, int64_t(reqs[i].prompt.size()));
+    }
+    EXPECT_EQ(batch[0].finish_reason, "length");
+    EXPECT_EQ(batch[0].tokens.size(), 6u);
+    EXPECT_NE(batch[1].tokens, batch[3].tokens) << "different seeds should differ";
+  }
+}
+
+TEST(Generator, RefusesBadRequests) {
+  test::TempDir dir;
+  write_random_checkpoint(dir.path.string(), test::tiny_config("llama"), {DType::F32, 1, 1});
+  auto m = Model::load(dir.path.string());
+  Generator g(*m, nullptr);
+  GenerationRequest r;
+  EXPECT_THROW(g.run({r}), Error);  // empty prompt
+  r.prompt = {1, 2};
+  r.stop.stop_strings = {"x"};
+  EXPECT_THROW(g.run({r}), Error);  // stop strings without a tokenizer
+  r.stop.stop_strings.clear();
+  r.stop.max_new_tokens = 100000;
+  EXPECT_THROW(g.run({r}), Error);  // beyond max_position_embeddings
+  r.stop.max_new_tokens = 3;
+  r.sampling.top_p = 2;
+  EXPECT_THROW(g.run({r}), Error);
+}
