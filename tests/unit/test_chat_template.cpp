@@ -1,10 +1,13 @@
 // Chat formats: DeepSeek-V3/R1 and SeekTiny prompts against hand-checked strings, history reasoning
-// stripped as R1's template does, style detection, and the conversations we refuse.
+// stripped as R1's template does, style detection, the conversations we refuse, and a rendered prompt
+// through DeepSeek-V3's tokenizer (tests/data/tokenizer/): every tag one special id.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include "model/chat_template.h"
+#include "model/tokenizer.h"
+#include "test_util.h"
 #include "util/error.h"
 
 using namespace seek;
@@ -102,4 +105,36 @@ TEST(ChatTemplate, DetectStyle) {
   EXPECT_EQ(detect_chat_style(has({BOS, USER, ASSIST})), ChatStyle::DeepSeekV3);
   EXPECT_EQ(detect_chat_style(has({"<|bos|>", "<|user|>"})), ChatStyle::SeekTiny);
   EXPECT_THROW(detect_chat_style(has({"<s>", "[INST]"})), Error);
+}
+
+TEST(ChatTemplate, V3PromptThroughTheTokenizer) {
+  const Tokenizer tok = Tokenizer::load(test::data_path("data/tokenizer"));
+  EXPECT_EQ(detect_chat_style([&](std::string_view s) { return tok.token_id(s) >= 0; }), ChatStyle::DeepSeekV3);
+  const int32_t bos = 0, eos = 1, user = 128803, assistant = 128804;  // tokenizer.json added_tokens
+  EXPECT_EQ(tok.token_id(BOS), bos);
+  EXPECT_EQ(tok.token_id(EOS), eos);
+  EXPECT_EQ(tok.token_id(USER), user);
+  EXPECT_EQ(tok.token_id(ASSIST), assistant);
+  EXPECT_EQ(tok.bos_id(), bos);
+
+  std::vector<ChatMessage> m{{"system", "Be brief."},
+                             {"user", "Hi there"},
+                             {"assistant", "<think>\nhmm\n</think>\n\nHello!"},
+                             {"user", "Bye"}};
+  const std::string prompt = render_chat(ChatStyle::DeepSeekV3, m, {});
+  // The text carries its BOS: encode without adding another one.
+  std::vector<int32_t> ids = tok.encode(prompt);
+  std::vector<int32_t> want{bos};
+  auto add = [&](std::vector<int32_t> v) { want.insert(want.end(), v.begin(), v.end()); };
+  add(tok.encode("Be brief."));
+  want.push_back(user);
+  add(tok.encode("Hi there"));
+  want.push_back(assistant);
+  add(tok.encode("\n\nHello!"));
+  want.push_back(eos);
+  want.push_back(user);
+  add(tok.encode("Bye"));
+  want.push_back(assistant);
+  EXPECT_EQ(ids, want);
+  EXPECT_EQ(tok.decode(ids), prompt);
 }
