@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
 #include "test_util.h"
 #include "util/error.h"
@@ -269,6 +270,71 @@ TEST(Tokenizer, AddedTokenStripAndSingleWord) {
   EXPECT_EQ(t.encode("cats"), (std::vector<int32_t>{'c', 'a', 't', 's'}));
   EXPECT_EQ(t.bos_id(), -1);
   EXPECT_THROW(t.encode("x", true), Error);
+}
+
+std::vector<std::string> small_corpus() {
+  std::mt19937 rng(5);
+  std::vector<std::string> texts;
+  for (int d = 0; d < 4; ++d) {
+    std::string s;
+    for (int i = 0; i < 400; ++i) s += random_text(rng, 8) + " the model and the expert layer, 1234 ";
+    texts.push_back(s);
+  }
+  return texts;
+}
+
+TEST(BpeTrainer, WritesWhatTheLoaderReadsAndRoundTrips) {
+  auto texts = small_corpus();
+  TrainedTokenizer tt = train_bpe(texts, {.vocab_size = 600, .min_frequency = 2});
+  EXPECT_EQ(tt.vocab_size, 600);
+  EXPECT_EQ(tt.n_merges, 600 - 266);  // no duplicate merge results on this corpus
+  test::TempDir dir;
+  write_tokenizer_dir(dir / "tok", tt);
+  Tokenizer t = Tokenizer::load(dir / "tok");
+  EXPECT_EQ(t.vocab_size(), 600);
+  const auto& specials = seek_special_tokens();
+  ASSERT_EQ(specials.size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(t.token_id(specials[i]), i);
+    EXPECT_TRUE(t.is_special(i));
+  }
+  EXPECT_EQ(t.bos_id(), 0);
+  EXPECT_EQ(t.eos_id(), 1);
+  EXPECT_EQ(t.piece(10 + ' '), "Ġ");  // bytes follow the specials in byte order
+  // HF format details another loader relies on.
+  json j = json::parse(tt.tokenizer_json);
+  EXPECT_EQ(j["model"]["type"], "BPE");
+  EXPECT_TRUE(j["model"]["merges"][0].is_string());
+  EXPECT_EQ(j["pre_tokenizer"]["type"], "ByteLevel");
+  EXPECT_EQ(j["pre_tokenizer"]["use_regex"], true);
+  EXPECT_EQ(j["decoder"]["type"], "ByteLevel");
+  EXPECT_EQ(j["added_tokens"].size(), 10u);
+  // Round trips, compression, special tokens in text.
+  std::mt19937 rng(77);
+  for (int iter = 0; iter < 300; ++iter) {
+    std::string s = random_text(rng, 1 + iter % 30);
+    ASSERT_EQ(t.decode(t.encode(s)), s);
+  }
+  std::string sample = texts[0].substr(0, 2000);
+  EXPECT_LT(t.encode(sample).size(), sample.size() / 2);
+  auto ids = t.encode("<|user|>hi<think>ok</think>");
+  EXPECT_EQ(ids.front(), 4);
+  EXPECT_EQ(t.decode(ids), "<|user|>hi<think>ok</think>");
+  EXPECT_EQ(t.decode(ids, true), "hiok");
+  // Deterministic.
+  TrainedTokenizer again = train_bpe(texts, {.vocab_size = 600, .min_frequency = 2});
+  EXPECT_EQ(again.tokenizer_json, tt.tokenizer_json);
+  EXPECT_EQ(again.tokenizer_config_json, tt.tokenizer_config_json);
+}
+
+TEST(BpeTrainer, TiesBrokenByBytesAndSmallCorporaStopEarly) {
+  // "ab" and "cd" occur equally often: "a b" is merged first.
+  TrainedTokenizer tt = train_bpe({"cd\nab\ncd\nab"}, {.vocab_size = 1000, .min_frequency = 2});
+  json j = json::parse(tt.tokenizer_json);
+  ASSERT_GE(j["model"]["merges"].size(), 2u);
+  EXPECT_EQ(j["model"]["merges"][0], "a b");
+  EXPECT_LT(tt.vocab_size, 1000);  // ran out of pairs occurring twice
+  EXPECT_THROW(train_bpe({"x"}, {.vocab_size = 100}), Error);
 }
 
 }  // namespace
