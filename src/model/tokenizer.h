@@ -13,7 +13,9 @@
 // - normalizer: null or a Sequence of them (possibly empty). NFC, NFKC, Lowercase, ... are refused.
 // - pre_tokenizer: null, Split (Regex or String pattern; behavior Isolated, Removed,
 //   MergedWithPrevious or MergedWithNext; invert), ByteLevel (add_prefix_space; use_regex applies the
-//   GPT-2 regex), or a Sequence of these. Regexes run in PCRE2 (UTF + UCP, JIT).
+//   GPT-2 regex), or a Sequence of these. Regexes run in PCRE2 (UTF + UCP, JIT), whose classes are
+//   those of HF's Rust regexes: \s is Unicode White_Space, so U+FEFF is not a space (JavaScript ports
+//   differ there: "  \uFEFF" splits as " ", " ", "\uFEFF" here and in HF, "  ", "\uFEFF" in JS).
 // - decoder: ByteLevel (or null, treated the same). post_processor is ignored: add_bos is explicit.
 // - tokenizer_config.json (optional, next to tokenizer.json): bos_token / eos_token, as a string or an
 //   AddedToken object.
