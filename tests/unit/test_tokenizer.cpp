@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <sys/wait.h>
 
 #include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
@@ -351,6 +352,47 @@ TEST(BpeTrainer, TiesBrokenByBytesAndSmallCorporaStopEarly) {
   EXPECT_EQ(j["model"]["merges"][0], "a b");
   EXPECT_LT(tt.vocab_size, 1000);  // ran out of pairs occurring twice
   EXPECT_THROW(train_bpe({"x"}, {.vocab_size = 100}), Error);
+}
+
+// The CLI as a user runs it: `seek tokenizer train`, then `seek tokenize` on a file piped to stdin.
+std::string run_command(const std::string& cmd, int* status) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *status = pclose(p);
+  return out;
+}
+
+TEST(Tokenizer, CliTokenizeAndTrain) {
+  test::TempDir dir;
+  const std::string seek = SEEK_BINARY;
+  const std::string text = "  Hello, 世界 🚀\n\n<|user|>x\t ";
+  test::write_text(dir / "text.txt", text);
+  auto texts = small_corpus();
+  test::write_text(dir / "a.txt", texts[0]);
+  test::write_text(dir / "b.txt", texts[1]);
+  int status = 0;
+  run_command(seek + " tokenizer train --vocab-size 400 --out " + dir / "tok" + " " + dir / "a.txt" + " " + dir / "b.txt", &status);
+  ASSERT_EQ(status, 0);
+  Tokenizer t = Tokenizer::load(dir / "tok");
+  EXPECT_EQ(t.vocab_size(), 400);
+  std::string out = run_command(seek + " tokenize --tokenizer " + dir / "tok" + " - < " + dir / "text.txt", &status);
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(json::parse(out).get<std::vector<int32_t>>(), t.encode(text));  // stdin read exactly, no stripping
+  out = run_command(seek + " tokenize --pieces --tokenizer " + dir / "tok" + " '<|user|>hi'", &status);
+  json pieces = json::parse(out);
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[0]["id"], 4);
+  EXPECT_EQ(pieces[0]["piece"], "<|user|>");
+  EXPECT_EQ(pieces[0]["special"], true);
+  EXPECT_EQ(pieces[1]["special"], false);
+  // Bad input: exit status 2 with a message.
+  run_command(seek + " tokenize --tokenizer " + dir / "missing" + " x 2>/dev/null", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  run_command(seek + " tokenizer train --vocab-size 10 --out " + dir / "t2" + " " + dir / "a.txt" + " 2>/dev/null", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
 }  // namespace
