@@ -648,12 +648,17 @@ Tokenizer Tokenizer::load(const std::string& path) {
 // Encoding and decoding.
 
 namespace {
+// A default-constructed Tokenizer has no vocabulary: using it is an Error, not a crash.
+const Tokenizer::Impl& loaded(const std::shared_ptr<const Tokenizer::Impl>& p) {
+  if (!p) throw Error("tokenizer used before Tokenizer::load");
+  return *p;
+}
 bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 bool is_word_byte(char c) { return std::isalnum(uint8_t(c)) || c == '_'; }
 }  // namespace
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) const {
-  const Impl& t = *impl_;
+  const Impl& t = loaded(impl_);
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 2);
   if (add_bos) {
@@ -696,7 +701,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
-  const Impl& t = *impl_;
+  const Impl& t = loaded(impl_);
   std::string out;
   for (int32_t id : ids) {
     if (id < 0 || size_t(id) >= t.bytes.size())
@@ -708,32 +713,36 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 }
 
 std::string_view Tokenizer::piece(int32_t id) const {
-  if (id < 0 || size_t(id) >= impl_->pieces.size())
-    throw Error(strfmt("token id %d is outside the vocabulary [0, %zu)", id, impl_->pieces.size()));
-  return impl_->pieces[id];
+  const Impl& t = loaded(impl_);
+  if (id < 0 || size_t(id) >= t.pieces.size())
+    throw Error(strfmt("token id %d is outside the vocabulary [0, %zu) of %s", id, t.pieces.size(), t.file.c_str()));
+  return t.pieces[id];
 }
 
 std::string_view Tokenizer::bytes(int32_t id) const {
-  if (id < 0 || size_t(id) >= impl_->bytes.size())
-    throw Error(strfmt("token id %d is outside the vocabulary [0, %zu)", id, impl_->bytes.size()));
-  return impl_->bytes[id];
+  const Impl& t = loaded(impl_);
+  if (id < 0 || size_t(id) >= t.bytes.size())
+    throw Error(strfmt("token id %d is outside the vocabulary [0, %zu) of %s", id, t.bytes.size(), t.file.c_str()));
+  return t.bytes[id];
 }
 
 bool Tokenizer::is_special(int32_t id) const {
-  return id >= 0 && size_t(id) < impl_->special.size() && impl_->special[id];
+  const Impl& t = loaded(impl_);
+  return id >= 0 && size_t(id) < t.special.size() && t.special[id];
 }
 
 int32_t Tokenizer::token_id(std::string_view token) const {
+  const Impl& t = loaded(impl_);
   std::string s(token);
-  auto it = impl_->added_by_content.find(s);
-  if (it != impl_->added_by_content.end()) return it->second;
-  auto iv = impl_->vocab.find(s);
-  return iv != impl_->vocab.end() ? iv->second : -1;
+  auto it = t.added_by_content.find(s);
+  if (it != t.added_by_content.end()) return it->second;
+  auto iv = t.vocab.find(s);
+  return iv != t.vocab.end() ? iv->second : -1;
 }
 
-int32_t Tokenizer::bos_id() const { return impl_->bos; }
-int32_t Tokenizer::eos_id() const { return impl_->eos; }
-int64_t Tokenizer::vocab_size() const { return int64_t(impl_->pieces.size()); }
+int32_t Tokenizer::bos_id() const { return loaded(impl_).bos; }
+int32_t Tokenizer::eos_id() const { return loaded(impl_).eos; }
+int64_t Tokenizer::vocab_size() const { return int64_t(loaded(impl_).pieces.size()); }
 
 // ---------------------------------------------------------------------------------------------
 // Streaming decoding.

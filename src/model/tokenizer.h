@@ -41,6 +41,8 @@ namespace seek {
 
 class Tokenizer {
  public:
+  // Empty until assigned from load(); every method of an empty one throws Error. Copies share the
+  // (immutable) tables; encode/decode may run from several threads at once.
   // dir (holding tokenizer.json and optionally tokenizer_config.json) or a tokenizer.json path.
   // Throws Error naming the file/field.
   static Tokenizer load(const std::string& path);

@@ -79,6 +79,8 @@ TEST(Tokenizer, DeepSeekV3Metadata) {
   EXPECT_EQ(t.decode({0, 19923, 128803}, true), "Hello<｜User｜>");
   EXPECT_THROW(t.decode({200000}), Error);
   EXPECT_THROW(t.piece(-1), Error);
+  Tokenizer empty;
+  EXPECT_THROW(empty.encode("x"), Error);
 }
 
 // Random strings from pieces of many scripts, whitespace runs, digits and emoji (ZWJ sequences).
