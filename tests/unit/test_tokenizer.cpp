@@ -267,6 +267,46 @@ TEST(Tokenizer, LoaderRefusesWhatItDoesNotSupport) {
   EXPECT_THROW(Tokenizer::load(dir / "missing"), Error);
 }
 
+// Split behaviors, observed through whether "a b" can merge: vocab is the bytes plus "ab" (id 256).
+TEST(Tokenizer, SplitBehaviorsAndPrefixSpace) {
+  test::TempDir dir;
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_level_encode(std::string(1, char(b)))] = b;
+  vocab["ab"] = 256;
+  vocab["Ġa"] = 257;
+  auto load = [&](const json& pre) {
+    json j;
+    j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array({"a b", "Ġ a"})}};
+    j["pre_tokenizer"] = pre;
+    test::write_text(dir / "tokenizer.json", j.dump());
+    return Tokenizer::load(dir.path.string());
+  };
+  auto split = [](const char* pattern, const char* behavior, bool invert) {
+    return json{{"type", "Split"}, {"pattern", {{"String", pattern}}}, {"behavior", behavior}, {"invert", invert}};
+  };
+  using V = std::vector<int32_t>;
+  const int a = 'a', b = 'b', ab = 256;
+  EXPECT_EQ(load(nullptr).encode("abab"), (V{ab, ab}));
+  EXPECT_EQ(load(split("b", "Isolated", false)).encode("abab"), (V{a, b, a, b}));
+  EXPECT_EQ(load(split("b", "Removed", false)).encode("abab"), (V{a, a}));
+  EXPECT_EQ(load(split("b", "Removed", true)).encode("abab"), (V{b, b}));
+  EXPECT_EQ(load(split("b", "MergedWithPrevious", false)).encode("abab"), (V{ab, ab}));
+  EXPECT_EQ(load(split("a", "MergedWithPrevious", false)).encode("abab"), (V{a, b, a, b}));
+  EXPECT_EQ(load(split("a", "MergedWithNext", false)).encode("abab"), (V{ab, ab}));
+  // Consecutive matches: only the last one joins the next piece (as HF does).
+  EXPECT_EQ(load(split("a", "MergedWithNext", false)).encode("aab"), (V{a, ab}));
+  EXPECT_EQ(load(split("b", "MergedWithNext", false)).encode("abab"), (V{a, b, a, b}));
+  // Regex patterns use PCRE2 with Unicode classes and lookahead.
+  json re = {{"type", "Split"}, {"pattern", {{"Regex", "\\p{L}(?=b)"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  EXPECT_EQ(load(re).encode("abab"), (V{a, b, a, b}));
+  // ByteLevel add_prefix_space: "a" is encoded as " a".
+  json bl = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}};
+  EXPECT_EQ(load(bl).encode("a"), (V{257}));
+  EXPECT_EQ(load(bl).encode(" a"), (V{257}));
+  bl["add_prefix_space"] = false;
+  EXPECT_EQ(load(bl).encode("a"), (V{a}));
+}
+
 TEST(Tokenizer, AddedTokenStripAndSingleWord) {
   test::TempDir dir;
   json vocab = json::object();
