@@ -207,10 +207,12 @@ struct Tokenizer::Impl {
   std::vector<PreStep> steps;
   int32_t bos = -1, eos = -1;
 
-  // Cache of BPE results per pre-token (its raw bytes), cleared when it grows past kCacheCap.
+  // Cache of BPE results per pre-token (its raw bytes), in two generations (an approximate LRU):
+  // when `cache` reaches kCacheCap entries it becomes `cache_old`; a hit in `cache_old` moves back.
   static constexpr size_t kCacheCap = 1 << 17;
   mutable std::mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache, cache_old;
+  void cache_insert(std::string key, std::vector<int32_t> ids) const;
 
   void add_trie(const std::string& s, int32_t index);
   void pre_tokenize(std::string_view text, size_t step, std::vector<int32_t>& out) const;
@@ -335,12 +337,28 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }
+    auto old = cache_old.find(key);
+    if (old != cache_old.end()) {
+      out.insert(out.end(), old->second.begin(), old->second.end());
+      std::vector<int32_t> ids = std::move(old->second);
+      cache_old.erase(old);
+      cache_insert(std::move(key), std::move(ids));
+      return;
+    }
   }
   size_t start = out.size();
   bpe_uncached(word, out);
   std::lock_guard<std::mutex> lock(cache_mutex);
-  if (cache.size() >= kCacheCap) cache.clear();
-  cache.emplace(std::move(key), std::vector<int32_t>(out.begin() + start, out.end()));
+  cache_insert(std::move(key), std::vector<int32_t>(out.begin() + start, out.end()));
+}
+
+// Called with cache_mutex held.
+void Tokenizer::Impl::cache_insert(std::string key, std::vector<int32_t> ids) const {
+  if (cache.size() >= kCacheCap) {
+    cache_old = std::move(cache);
+    cache = {};
+  }
+  cache.emplace(std::move(key), std::move(ids));
 }
 
 // Rank-based BPE: repeatedly merge the adjacent pair of lowest rank (leftmost on ties), with a heap

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <sys/wait.h>
 
 #include "model/bpe_trainer.h"
@@ -119,6 +120,25 @@ TEST(Tokenizer, RoundTripRandomMixedScripts) {
     auto ids = t.encode(s);
     ASSERT_EQ(t.decode(ids), s) << "iteration " << iter;
   }
+}
+
+TEST(Tokenizer, EncodeFromSeveralThreadsAtOnce) {
+  const Tokenizer& t = deepseek();
+  std::mt19937 rng(3);
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back(random_text(rng, 30));
+  std::vector<std::vector<int32_t>> expected;
+  for (auto& s : texts) expected.push_back(t.encode(s));
+  std::vector<int> bad(4, 0);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int rep = 0; rep < 5; ++rep)
+        for (size_t i = 0; i < texts.size(); ++i) bad[k] += t.encode(texts[(i + k * 37) % texts.size()]) != expected[(i + k * 37) % texts.size()];
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad, std::vector<int>(4, 0));
 }
 
 TEST(Tokenizer, InvalidUtf8BytesRoundTripExactly) {
