@@ -15,7 +15,11 @@
 
 #include "commands.h"
 #include "model/model.h"
+#include "model/bpe_trainer.h"
+#include "model/chat_template.h"
 #include "model/random_checkpoint.h"
+#include "model/tokenizer.h"
+#include "engine/generator.h"
 #include "presets.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
@@ -230,11 +234,27 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
   return 0;
 }
 
+// A few lines for the demo's tokenizer to learn from (the real corpus arrives with `seek pretrain`).
+const char* kDemoCorpus =
+    "DeepSeek-V3 is a Mixture-of-Experts language model with Multi-head Latent Attention.\n"
+    "Each token is routed to 8 of 256 experts; a bias balances their load without an auxiliary loss.\n"
+    "The latent attention caches 576 values per token per layer instead of 32768.\n"
+    "Multi-token prediction trains the model to predict the token after next.\n"
+    "R1-Zero learned to reason from rule-based rewards: <think> 12 * 34 = 408 </think> <answer> 408 </answer>\n"
+    "The answer is checked by a rule, and the format by another: think first, then answer.\n"
+    "Distillation hands the reasoning of a large model to a small dense student.\n"
+    "Context caching makes a repeated prefix cheap: a cache hit costs a quarter of a miss.\n";
+
 int cmd_demo(const std::string& out) {
   std::printf("seek demo: a tiny DeepSeek-V3-architecture model with random weights, made here (no download)\n");
   std::printf("cpu: %s; BLAS core %s\n\n", cpu_features_string(), blas_core_name());
   std::fflush(stdout);
   if (!fs::exists(fs::path(out) / "config.json")) cmd_new_model(out, "tiny-v3", "", "bf16", 1, 1);
+  if (!fs::exists(fs::path(out) / "tokenizer.json")) {
+    std::vector<std::string> texts;
+    for (int i = 0; i < 8; ++i) texts.push_back(kDemoCorpus);
+    write_tokenizer_dir(out, train_bpe(texts, BpeTrainOptions{512, 2}));
+  }
   print_info(info_json(out));
   auto m = Model::load(out);
   const Config& c = m->config();
@@ -274,6 +294,26 @@ int cmd_demo(const std::string& out) {
               double(n_new) / decode);
   if (drafts) std::printf("; MTP draft agreed with the next greedy token %d/%d times (random weights: expect ~0)", agree, drafts);
   std::printf("\n");
+
+  // Text in, text out: the chat format, the tokenizer, sampling, streaming.
+  Tokenizer tok = Tokenizer::load(out);
+  const ChatStyle style = detect_chat_style([&](std::string_view s) { return tok.token_id(s) >= 0; });
+  const std::string prompt = render_chat(style, {{"user", "What does latent attention cache?"}}, ChatOptions{true, true});
+  GenerationRequest req;
+  req.prompt = tok.encode(prompt);
+  req.sampling.temperature = 0.8f;
+  req.sampling.seed = 1;
+  req.stop.max_new_tokens = 24;
+  req.stop.stop_ids = {tok.eos_id()};
+  std::printf("\nchat prompt (%zu tokens): %s\nsampled reply (random weights, so no sense yet): ", req.prompt.size(),
+              prompt.c_str());
+  Generator gen(*m, &tok);
+  gen.run({req}, [](size_t, std::string_view piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    return true;
+  });
+  std::printf("\n(try it yourself: build/seek chat -m %s)\n", out.c_str());
+
   bool ok = forms < 1e-4 && cached < 1e-4;
   std::printf("\n%s\n", ok ? "demo: OK" : "demo: FAILED (the two MLA forms or cached decode disagree)");
   return ok ? 0 : 1;
