@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -166,6 +167,15 @@ int run_chat(const GenFlags& f) {
     r.sampling = f.sp;
     r.sampling.seed = f.sp.seed + turn++;
     r.stop = stops_for(f, l.tok);
+    // The answer gets what is left of the model's context; a conversation that no longer fits says so.
+    const int64_t room = l.model->config().max_position_embeddings - int64_t(r.prompt.size());
+    if (room < 1) {
+      history.pop_back();
+      std::printf("(the conversation has outgrown the model's context of %lld tokens: /reset to start over)\n",
+                  (long long)l.model->config().max_position_embeddings);
+      continue;
+    }
+    r.stop.max_new_tokens = std::min(r.stop.max_new_tokens, room);
     ReasoningStream rs(f.think, std::string(ct.think_open), std::string(ct.think_close));
     bool in_reasoning = false;
     std::string answer;
@@ -184,10 +194,17 @@ int run_chat(const GenFlags& f) {
       std::fflush(stdout);
     };
     g_interrupted = false;
-    std::vector<GenerationOutput> out = g.run({r}, [&](size_t, std::string_view piece) {
-      show(rs.push(piece));
-      return !g_interrupted.load();
-    });
+    std::vector<GenerationOutput> out;
+    try {
+      out = g.run({r}, [&](size_t, std::string_view piece) {
+        show(rs.push(piece));
+        return !g_interrupted.load();
+      });
+    } catch (const Error& e) {  // one bad turn does not end the conversation
+      history.pop_back();
+      std::printf("%s\n(error: %s)\n", reset, e.what());
+      continue;
+    }
     show(rs.finish());
     if (in_reasoning) std::printf("%s", reset);
     if (out[0].finish_reason == "cancelled") std::printf(" [stopped]");
