@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "commands.h"
+#include "engine/generator.h"
 #include "model/model.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
@@ -173,6 +174,24 @@ int cmd_bench(const BenchOptions& o) {
   };
   const double decode_ratio = median(ratios), bw = median(bws);
 
+  // Generation through the engine (sampling included), batch 1 and batch 8: 8 prompts of 32 tokens,
+  // each generating o.decode tokens at temperature 1 without stops; decode tokens/s over the batch.
+  auto generate_tps = [&](int64_t batch) {
+    std::vector<GenerationRequest> reqs(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b) {
+      reqs[size_t(b)].prompt = random_ids(32, V, 100 + uint64_t(b));
+      reqs[size_t(b)].sampling.seed = uint64_t(b);
+      reqs[size_t(b)].stop.max_new_tokens = o.decode;
+    }
+    Generator g(*m, nullptr);
+    std::vector<GenerationOutput> out = g.run(reqs);
+    int64_t n = 0;
+    for (const auto& r : out) n += int64_t(r.tokens.size()) - 1;  // the first token comes from prefill
+    return double(n) / out[0].decode_seconds;
+  };
+  const double gen1 = generate_tps(1), gen8 = generate_tps(8);
+  std::fprintf(stderr, "  generate: batch 1 %.1f tokens/s, batch 8 %.1f tokens/s\n", gen1, gen8);
+
   std::fprintf(stderr, "measuring the GEMM peak\n");
   const double peak = measure_sgemm_peak();
 
@@ -200,6 +219,8 @@ int cmd_bench(const BenchOptions& o) {
       {"decode_bytes_per_token", wbytes + kv_bytes},
       {"decode_pct_of_bandwidth", 100.0 * decode_ratio},
       {"decode_round_bandwidths_GBps", bws},
+      {"generate_batch1_tokens_per_s", gen1},
+      {"generate_batch8_tokens_per_s", gen8},
       {"peak_rss_bytes", peak_rss},
       {"peak_rss_over_weights", peak_rss / weight_file_bytes},
   };
@@ -211,6 +232,8 @@ int cmd_bench(const BenchOptions& o) {
               flops / prefill_s / 1e9, 100.0 * flops / prefill_s / peak);
   std::printf("decode    batch 1: %.2f tokens/s, %.1f MB/token = %.1f%% of read bandwidth (median of %zu rounds)\n",
               decode_tps, (wbytes + kv_bytes) / 1e6, 100.0 * decode_ratio, ratios.size());
+  std::printf("generate  sampling at temperature 1: batch 1 %.1f tokens/s, batch 8 %.1f tokens/s aggregate (%.2fx)\n", gen1,
+              gen8, gen8 / gen1);
   std::printf("memory    peak resident %.2f GB = %.3f x weight bytes\n", peak_rss / 1e9, peak_rss / weight_file_bytes);
   if (!o.json_out.empty()) {
     std::ofstream out(o.json_out);

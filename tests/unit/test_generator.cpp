@@ -2,7 +2,10 @@
 // sampling, different prompt lengths, budgets and stops); stop strings that span tokens.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "engine/generator.h"
+#include "model/bpe_trainer.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -99,4 +102,52 @@ TEST(Generator, RefusesBadRequests) {
   r.stop.max_new_tokens = 3;
   r.sampling.top_p = 2;
   EXPECT_THROW(g.run({r}), Error);
+}
+
+TEST(Generator, StopStringAcrossTokensWithATokenizer) {
+  // A tokenizer trained here and a tiny model of the same vocabulary: run greedy once, pick two ASCII
+  // bytes on either side of a token boundary as the stop string, and run again with it.
+  test::TempDir dir;
+  std::vector<std::string> corpus(20, "the quick brown fox jumps over the lazy dog; 12 + 34 = 46\n");
+  TrainedTokenizer tt = train_bpe(corpus, BpeTrainOptions{300, 2});
+  write_tokenizer_dir(dir.path.string(), tt);
+  Tokenizer tok = Tokenizer::load(dir.path.string());
+  auto cfg = test::tiny_config("deepseek_v3");
+  cfg["vocab_size"] = tok.vocab_size();
+  bool tested = false;
+  for (uint64_t seed = 41; seed < 61 && !tested; ++seed) {
+    write_random_checkpoint(dir.path.string(), cfg, {DType::F32, seed, 1});
+    auto m = Model::load(dir.path.string());
+    Generator g(*m, &tok);
+    GenerationRequest r;
+    r.prompt = tok.encode("the quick brown");
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens = 40;
+    // Keep the output ASCII (so bytes and text agree): bias away every token holding a byte >= 0x80.
+    for (int32_t id = 0; id < int32_t(tok.vocab_size()); ++id) {
+      std::string_view b = tok.bytes(id);
+      if (std::any_of(b.begin(), b.end(), [](char ch) { return (unsigned char)ch >= 0x80; }))
+        r.sampling.logit_bias.push_back({id, -100.f});
+    }
+    GenerationOutput free_run = g.run({r})[0];
+    std::string before;  // text of tokens [0, j)
+    for (size_t j = 1; j < free_run.tokens.size() && !tested; ++j) {
+      before += std::string(tok.bytes(free_run.tokens[j - 1]));
+      std::string next(tok.bytes(free_run.tokens[j]));
+      if (before.empty() || next.empty() || (unsigned char)before.back() >= 0x80 || (unsigned char)next[0] >= 0x80) continue;
+      const std::string stop = std::string(1, before.back()) + next[0];
+      if (before.find(stop) != std::string::npos) continue;  // it must first complete across the boundary
+      r.stop.stop_strings = {stop};
+      std::string streamed;
+      GenerationOutput cut = g.run({r}, [&](size_t, std::string_view s) {
+        streamed += s;
+        return true;
+      })[0];
+      EXPECT_EQ(cut.finish_reason, "stop") << "stop " << stop;
+      EXPECT_EQ(cut.text, before.substr(0, before.size() - 1)) << "stop " << stop;
+      EXPECT_EQ(streamed, cut.text) << "streamed text must equal the final text (no part of the stop leaks)";
+      tested = true;
+    }
+  }
+  EXPECT_TRUE(tested) << "no model seed produced an ASCII token boundary to stop at";
 }
