@@ -87,13 +87,6 @@ double prefill_flops(const Config& c, const ParamCount& p, int64_t T) {
   return flops;
 }
 
-int argmax(const float* x, int64_t n) {
-  int best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = int(i);
-  return best;
-}
-
 }  // namespace
 
 int cmd_bench(const BenchOptions& o) {

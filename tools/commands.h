@@ -12,6 +12,7 @@ namespace seek {
 nlohmann::json preset_config(const std::string& name);
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed);
 double seconds_since(std::chrono::steady_clock::time_point t0);
+int argmax(const float* x, int64_t n);  // the first largest
 int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
                   const std::string& dtype, uint64_t seed, int shards);
 

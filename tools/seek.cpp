@@ -146,7 +146,7 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
-static int argmax(const float* x, int64_t n) {
+int argmax(const float* x, int64_t n) {
   int best = 0;
   for (int64_t i = 1; i < n; ++i)
     if (x[i] > x[best]) best = int(i);
