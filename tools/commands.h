@@ -22,6 +22,8 @@ int cmd_new_model(const std::string& out, const std::string& preset, const std::
 void register_tokenizer_commands(CLI::App& app);
 // tools/generate_cmd.cpp: `seek generate`, `seek chat`.
 void register_generate_commands(CLI::App& app);
+// tools/data_cmd.cpp: `seek corpus` (synthetic reasoning corpus), `seek data` (token shards).
+void register_data_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";
