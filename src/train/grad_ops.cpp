@@ -1,0 +1,187 @@
+// grad_ops.cpp — see grad_ops.h. Each backward follows from its forward by the chain rule; the
+// derivation is in the comment above it. Every one is checked against central finite differences in
+// tests/unit/test_grad_ops.cpp.
+#include "train/grad_ops.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "util/error.h"
+
+namespace seek::train {
+
+void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t T, int64_t K, int64_t N) {
+  gemm_f32(T, N, K, 1.f, x, K, W, K, true, 0.f, y, N);
+  if (b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) y[t * N + n] += b[n];
+}
+
+// y = x Wᵀ + b  ⇒  dx = dy W,  dW = dyᵀ x,  db = Σ_t dy.
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int64_t T,
+                     int64_t K, int64_t N) {
+  if (dx) gemm_f32(T, K, N, 1.f, dy, N, W, K, false, 1.f, dx, K);
+  if (dW) {
+    // dW[N, K] += dyᵀ[N, T] · x[T, K]: transpose dy once (T·N is small next to the GEMM).
+    std::vector<float> dyt(static_cast<size_t>(N * T));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) dyt[size_t(n * T + t)] = dy[t * N + n];
+    gemm_f32(N, K, T, 1.f, dyt.data(), T, x, K, false, 1.f, dW, K);
+  }
+  if (db)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) db[n] += dy[t * N + n];
+}
+
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * D;
+    double ss = 0;
+    for (int64_t d = 0; d < D; ++d) ss += double(xr[d]) * xr[d];
+    const float r = float(1.0 / std::sqrt(ss / double(D) + double(eps)));
+    rstd[t] = r;
+    for (int64_t d = 0; d < D; ++d) y[t * D + d] = xr[d] * r * w[d];
+  }
+}
+
+// y_d = x_d r w_d, r = (mean(x²) + eps)^(-1/2), ∂r/∂x_j = −r³ x_j / D
+//   ⇒ dw_d = Σ_t dy_d x_d r;  dx_j = r (dy_j w_j) − (r³ / D) x_j Σ_d dy_d w_d x_d.
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
+                      int64_t T, int64_t D) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xr = x + t * D;
+    const float* g = dy + t * D;
+    const double r = rstd[t];
+    double dot = 0;
+    for (int64_t d = 0; d < D; ++d) dot += double(g[d]) * w[d] * xr[d];
+    const double c = r * r * r * dot / double(D);
+    for (int64_t d = 0; d < D; ++d) {
+      if (dw) dw[d] += float(double(g[d]) * xr[d] * r);
+      if (dx) dx[t * D + d] += float(r * g[d] * w[d] - c * xr[d]);
+    }
+  }
+}
+
+void swiglu_forward(float* out, const float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+// out = g σ(g) u  ⇒  ∂out/∂u = g σ(g);  ∂out/∂g = u σ(g) (1 + g (1 − σ(g))).
+void swiglu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = 1.f / (1.f + std::exp(-g[i]));
+    if (du) du[i] += dout[i] * g[i] * s;
+    if (dg) dg[i] += dout[i] * u[i] * s * (1.f + g[i] * (1.f - s));
+  }
+}
+
+// y = c · R(θ) x with R a rotation  ⇒  dx = c · R(θ)ᵀ dy = c · R(−θ) dy: the forward kernel at −pos.
+void rope_backward(float* dx, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
+                   const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout) {
+  std::vector<int32_t> neg(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) neg[size_t(t)] = -pos[t];
+  rope(dx, T, n_heads, token_stride, head_stride, neg.data(), inv_freq, R, cs_scale, layout);
+}
+
+void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t T, int64_t D) {
+  for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * D, table + int64_t(ids[t]) * D, sizeof(float) * size_t(D));
+}
+
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T, int64_t D) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d) dtable[int64_t(ids[t]) * D + d] += dout[t * D + d];
+}
+
+double cross_entropy_forward(float* probs, const float* logits, const int32_t* targets, int64_t T, int64_t V) {
+  double loss = 0;
+  int64_t counted = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    float* p = probs + t * V;
+    std::memcpy(p, logits + t * V, sizeof(float) * size_t(V));
+    softmax(p, 1, V, V);
+    if (targets[t] < 0) continue;
+    if (targets[t] >= V) throw Error(strfmt("cross_entropy: target %d is outside the vocabulary [0, %lld)", targets[t], (long long)V));
+    loss -= std::log(std::max(double(p[targets[t]]), 1e-30));
+    ++counted;
+  }
+  return counted ? loss / double(counted) : 0.0;
+}
+
+// L = −(1/n) Σ_t log p_t[y_t], p = softmax(z)  ⇒  ∂L/∂z_t = (p_t − onehot(y_t)) / n.
+void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int64_t T, int64_t V,
+                            float scale) {
+  int64_t counted = 0;
+  for (int64_t t = 0; t < T; ++t) counted += targets[t] >= 0;
+  if (!counted) return;
+  const float f = scale / float(counted);
+  for (int64_t t = 0; t < T; ++t) {
+    if (targets[t] < 0) continue;
+    for (int64_t v = 0; v < V; ++v) dlogits[t * V + v] += f * probs[t * V + v];
+    dlogits[t * V + targets[t]] -= f;
+  }
+}
+
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t T, int64_t H,
+                       int64_t G, int64_t hd, float scale) {
+  const int64_t group = H / G;
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t g = h / group;
+    for (int64_t t = 0; t < T; ++t) {
+      float* a = att + (h * T + t) * T;
+      const float* qt = q + (t * H + h) * hd;
+      for (int64_t s = 0; s < T; ++s) {
+        if (s > t) {
+          a[s] = 0.f;
+          continue;
+        }
+        const float* ks = k + (s * G + g) * hd;
+        double dot = 0;
+        for (int64_t i = 0; i < hd; ++i) dot += double(qt[i]) * ks[i];
+        a[s] = float(dot) * scale;
+      }
+      softmax(a, 1, t + 1, T);
+      float* o = out + (t * H + h) * hd;
+      for (int64_t i = 0; i < hd; ++i) {
+        double acc = 0;
+        for (int64_t s = 0; s <= t; ++s) acc += double(a[s]) * v[(s * G + g) * hd + i];
+        o[i] = float(acc);
+      }
+    }
+  }
+}
+
+// o_t = Σ_s a_ts v_s, a_t = softmax_s≤t(c q_t·k_s)
+//   ⇒ dv_s += Σ_t a_ts do_t;  da_ts = do_t·v_s;  dz_ts = a_ts (da_ts − Σ_s' a_ts' da_ts');
+//     dq_t += c Σ_s dz_ts k_s;  dk_s += c Σ_t dz_ts q_t.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t hd, float scale) {
+  const int64_t group = H / G;
+  std::vector<double> da(static_cast<size_t>(T));
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t g = h / group;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* a = att + (h * T + t) * T;
+      const float* dot_ = dout + (t * H + h) * hd;
+      double sum = 0;
+      for (int64_t s = 0; s <= t; ++s) {
+        double x = 0;
+        for (int64_t i = 0; i < hd; ++i) {
+          x += double(dot_[i]) * v[(s * G + g) * hd + i];
+          dv[(s * G + g) * hd + i] += a[s] * dot_[i];
+        }
+        da[size_t(s)] = x;
+        sum += a[s] * x;
+      }
+      for (int64_t s = 0; s <= t; ++s) {
+        const float dz = float(a[s] * (da[size_t(s)] - sum)) * scale;
+        for (int64_t i = 0; i < hd; ++i) {
+          dq[(t * H + h) * hd + i] += dz * k[(s * G + g) * hd + i];
+          dk[(s * G + g) * hd + i] += dz * q[(t * H + h) * hd + i];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace seek::train

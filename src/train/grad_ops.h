@@ -1,0 +1,54 @@
+// grad_ops.h — the training ops of seek, each forward beside its backward (llm.c style), over f32
+// row-major activations. Backward functions ACCUMULATE into the gradients they are given (+=), so a
+// parameter used twice (a tied head) or a residual branch sums naturally; zero them before a step.
+//
+// Shapes use the letters of tensor/kernels.h: T tokens, K in features, N out features, D model dim,
+// H heads, G kv heads, hd head dim, V vocabulary.
+//
+// Does not (yet): MLA, MoE and MTP layer backward, the optimizer — those build on these ops.
+#pragma once
+#include <cstdint>
+
+#include "tensor/kernels.h"
+
+namespace seek::train {
+
+// y[T, N] = x[T, K] · W[N, K]ᵀ (+ b[N]).
+void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t T, int64_t K, int64_t N);
+// dx[T, K] += dy · W;  dW[N, K] += dyᵀ · x;  db[N] += Σ_t dy (any of dx, dW, db may be null).
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int64_t T,
+                     int64_t K, int64_t N);
+
+// y = x · r · w with r = 1/sqrt(mean(x²) + eps), per row of D. rstd[T] keeps r for the backward.
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
+                      int64_t T, int64_t D);
+
+// out = silu(g) · u over n elements.
+void swiglu_forward(float* out, const float* g, const float* u, int64_t n);
+void swiglu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n);
+
+// RoPE is a rotation: its backward is the inverse rotation of the gradient (same layout, in place).
+void rope_backward(float* dx, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
+                   const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout);
+
+// out[t] = table[ids[t]] (f32 table [V, D]); backward scatters: dtable[ids[t]] += dout[t].
+void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t T, int64_t D);
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t T, int64_t D);
+
+// Mean cross-entropy over the rows whose target >= 0 (negative targets are ignored, e.g. prompt tokens
+// in SFT). probs[T, V] receives the softmax; returns the loss. Backward: dlogits += scale · (p − onehot)
+// / n_counted (scale = the loss weight, e.g. λ for MTP).
+double cross_entropy_forward(float* probs, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int64_t T, int64_t V,
+                            float scale = 1.f);
+
+// Causal self-attention of one sequence, per head: q [T, H, hd], k and v [T, G, hd] (query head h
+// reads kv head h / (H / G)), scale applied to q·k. att [H, T, T] keeps the probabilities for the
+// backward; out [T, H, hd].
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t T, int64_t H,
+                       int64_t G, int64_t hd, float scale);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t hd, float scale);
+
+}  // namespace seek::train
