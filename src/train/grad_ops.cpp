@@ -3,6 +3,7 @@
 // tests/unit/test_grad_ops.cpp.
 #include "train/grad_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -180,6 +181,45 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
           dk[(s * G + g) * hd + i] += dz * q[(t * H + h) * hd + i];
         }
       }
+    }
+  }
+}
+
+// s_j the score of chosen expert j (σ or softmax), S = Σ_sel s, c the scale.
+//   normalized: w_j = c s_j / S  ⇒  ∂L/∂s_j = c (dw_j / S − Σ_l dw_l s_l / S²)   (chosen j only)
+//   plain:      w_j = c s_j      ⇒  ∂L/∂s_j = c dw_j
+//   sigmoid: dz_j = ds_j s_j (1 − s_j);  softmax: dz_e = p_e (ds_e − Σ_j ds_j p_j) over all E.
+void moe_gate_backward(float* dz, const float* z, const int32_t* idx, const float* dweight, int64_t T, int64_t E,
+                       int64_t k, const RouterSpec& r) {
+  std::vector<double> s(static_cast<size_t>(E)), ds(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* zt = z + t * E;
+    if (r.sigmoid) {
+      for (int64_t e = 0; e < E; ++e) s[size_t(e)] = 1.0 / (1.0 + std::exp(-double(zt[e])));
+    } else {
+      double mx = zt[0], sum = 0;
+      for (int64_t e = 1; e < E; ++e) mx = std::max(mx, double(zt[e]));
+      for (int64_t e = 0; e < E; ++e) sum += (s[size_t(e)] = std::exp(double(zt[e]) - mx));
+      for (double& x : s) x /= sum;
+    }
+    std::fill(ds.begin(), ds.end(), 0.0);
+    const int32_t* it = idx + t * k;
+    const float* dw = dweight + t * k;
+    const double c = r.routed_scaling_factor;
+    if (r.norm_topk_prob && k > 1) {
+      double S = 1e-20, cross = 0;
+      for (int64_t j = 0; j < k; ++j) S += s[size_t(it[j])];
+      for (int64_t j = 0; j < k; ++j) cross += dw[j] * s[size_t(it[j])];
+      for (int64_t j = 0; j < k; ++j) ds[size_t(it[j])] += c * (dw[j] / S - cross / (S * S));
+    } else {
+      for (int64_t j = 0; j < k; ++j) ds[size_t(it[j])] += c * dw[j];
+    }
+    if (r.sigmoid) {
+      for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(ds[size_t(e)] * s[size_t(e)] * (1.0 - s[size_t(e)]));
+    } else {
+      double dot = 0;
+      for (int64_t e = 0; e < E; ++e) dot += ds[size_t(e)] * s[size_t(e)];
+      for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(s[size_t(e)] * (ds[size_t(e)] - dot));
     }
   }
 }

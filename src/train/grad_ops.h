@@ -51,4 +51,17 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
                         const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t hd, float scale);
 
+// The router's gradient through the gating values (DeepSeekMoE): given router logits z [T, E], the
+// experts chosen by moe_route (idx [T, k], treated as constants — selection has no gradient, nor has
+// e_score_correction_bias) and dweight [T, k] = ∂L/∂(gate weight), accumulates dz [T, E].
+//   sigmoid: w_j = c·s_j / (Σ_sel s + 1e-20) (or c·s_j without norm_topk_prob), s = σ(z)
+//   softmax: w_j = c·p_j (normalized over the chosen k when norm_topk_prob), p = softmax(z) over all E
+struct RouterSpec {
+  bool sigmoid = true;
+  bool norm_topk_prob = true;
+  float routed_scaling_factor = 1.f;
+};
+void moe_gate_backward(float* dz, const float* z, const int32_t* idx, const float* dweight, int64_t T, int64_t E,
+                       int64_t k, const RouterSpec& r);
+
 }  // namespace seek::train

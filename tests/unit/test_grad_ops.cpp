@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 
+#include "model/layers.h"
 #include "train/grad_ops.h"
 
 using namespace seek;
@@ -213,4 +214,59 @@ TEST(GradOps, CausalAttentionGqa) {
               return g;
             }};
   check_gradients(op);
+}
+
+// The gate backward against finite differences of the production router (model/layers.h moe_route):
+// V3-style sigmoid + noaux_tc with a bias and groups, and V2-style softmax greedy without normalization.
+// Logits are spread apart so that no perturbation changes which experts are chosen.
+TEST(GradOps, MoeGateThroughTheProductionRouter) {
+  struct Variant {
+    const char* name;
+    bool sigmoid, norm;
+    float scale;
+    TopkMethod method;
+    int64_t groups, keep;
+  };
+  for (const Variant& var : {Variant{"sigmoid noaux_tc norm", true, true, 2.5f, TopkMethod::NoauxTc, 4, 2},
+                             Variant{"softmax greedy", false, false, 16.f, TopkMethod::Greedy, 1, 1},
+                             Variant{"softmax greedy norm", false, true, 1.f, TopkMethod::Greedy, 1, 1}}) {
+    Config c;
+    c.n_routed_experts = 8;
+    c.num_experts_per_tok = 3;
+    c.n_group = var.groups;
+    c.topk_group = var.keep;
+    c.topk_method = var.method;
+    c.scoring_func = var.sigmoid ? ScoringFunc::Sigmoid : ScoringFunc::Softmax;
+    c.norm_topk_prob = var.norm;
+    c.routed_scaling_factor = var.scale;
+    const int64_t T = 3, E = 8, k = 3;
+    std::vector<float> z(static_cast<size_t>(T * E)), bias(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t e = 0; e < E; ++e) z[size_t(t * E + e)] = 0.4f * float((e * 5 + t * 3) % E) - 1.2f;
+    for (int64_t e = 0; e < E; ++e) bias[size_t(e)] = 0.05f * float(e % 3);
+    Workspace ws;
+    auto route = [&](const std::vector<float>& logits, std::vector<int32_t>& idx, std::vector<float>& w) {
+      idx.assign(size_t(T * k), 0);
+      w.assign(size_t(T * k), 0.f);
+      moe_route(c, logits.data(), var.sigmoid ? bias.data() : nullptr, T, idx.data(), w.data(), ws);
+    };
+    std::vector<int32_t> idx0;
+    std::vector<float> w0;
+    route(z, idx0, w0);
+    OpCase op{var.name, {z},
+              [&](const Tensors& in) {
+                std::vector<int32_t> idx;
+                std::vector<float> w;
+                route(in[0], idx, w);
+                EXPECT_EQ(idx, idx0) << "a perturbation changed the selection";
+                return w;
+              },
+              [&](const Tensors& in, const std::vector<float>& dw) {
+                Tensors g = {std::vector<float>(in[0].size())};
+                moe_gate_backward(g[0].data(), in[0].data(), idx0.data(), dw.data(), T, E, k,
+                                  RouterSpec{var.sigmoid, var.norm, var.scale});
+                return g;
+              }};
+    check_gradients(op);
+  }
 }
