@@ -124,28 +124,28 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* t
 }
 
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t T, int64_t H,
-                       int64_t G, int64_t hd, float scale) {
+                       int64_t G, int64_t dk, int64_t dv, float scale) {
   const int64_t group = H / G;
   for (int64_t h = 0; h < H; ++h) {
     const int64_t g = h / group;
     for (int64_t t = 0; t < T; ++t) {
       float* a = att + (h * T + t) * T;
-      const float* qt = q + (t * H + h) * hd;
+      const float* qt = q + (t * H + h) * dk;
       for (int64_t s = 0; s < T; ++s) {
         if (s > t) {
           a[s] = 0.f;
           continue;
         }
-        const float* ks = k + (s * G + g) * hd;
+        const float* ks = k + (s * G + g) * dk;
         double dot = 0;
-        for (int64_t i = 0; i < hd; ++i) dot += double(qt[i]) * ks[i];
+        for (int64_t i = 0; i < dk; ++i) dot += double(qt[i]) * ks[i];
         a[s] = float(dot) * scale;
       }
       softmax(a, 1, t + 1, T);
-      float* o = out + (t * H + h) * hd;
-      for (int64_t i = 0; i < hd; ++i) {
+      float* o = out + (t * H + h) * dv;
+      for (int64_t i = 0; i < dv; ++i) {
         double acc = 0;
-        for (int64_t s = 0; s <= t; ++s) acc += double(a[s]) * v[(s * G + g) * hd + i];
+        for (int64_t s = 0; s <= t; ++s) acc += double(a[s]) * v[(s * G + g) * dv + i];
         o[i] = float(acc);
       }
     }
@@ -155,30 +155,31 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 // o_t = Σ_s a_ts v_s, a_t = softmax_s≤t(c q_t·k_s)
 //   ⇒ dv_s += Σ_t a_ts do_t;  da_ts = do_t·v_s;  dz_ts = a_ts (da_ts − Σ_s' a_ts' da_ts');
 //     dq_t += c Σ_s dz_ts k_s;  dk_s += c Σ_t dz_ts q_t.
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
-                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t hd, float scale) {
+void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t dk, int64_t dv,
+                        float scale) {
   const int64_t group = H / G;
   std::vector<double> da(static_cast<size_t>(T));
   for (int64_t h = 0; h < H; ++h) {
     const int64_t g = h / group;
     for (int64_t t = 0; t < T; ++t) {
       const float* a = att + (h * T + t) * T;
-      const float* dot_ = dout + (t * H + h) * hd;
+      const float* go = dout + (t * H + h) * dv;
       double sum = 0;
       for (int64_t s = 0; s <= t; ++s) {
         double x = 0;
-        for (int64_t i = 0; i < hd; ++i) {
-          x += double(dot_[i]) * v[(s * G + g) * hd + i];
-          dv[(s * G + g) * hd + i] += a[s] * dot_[i];
+        for (int64_t i = 0; i < dv; ++i) {
+          x += double(go[i]) * v[(s * G + g) * dv + i];
+          dv_[(s * G + g) * dv + i] += a[s] * go[i];
         }
         da[size_t(s)] = x;
         sum += a[s] * x;
       }
       for (int64_t s = 0; s <= t; ++s) {
         const float dz = float(a[s] * (da[size_t(s)] - sum)) * scale;
-        for (int64_t i = 0; i < hd; ++i) {
-          dq[(t * H + h) * hd + i] += dz * k[(s * G + g) * hd + i];
-          dk[(s * G + g) * hd + i] += dz * q[(t * H + h) * hd + i];
+        for (int64_t i = 0; i < dk; ++i) {
+          dq[(t * H + h) * dk + i] += dz * k[(s * G + g) * dk + i];
+          dk_[(s * G + g) * dk + i] += dz * q[(t * H + h) * dk + i];
         }
       }
     }

@@ -43,13 +43,14 @@ double cross_entropy_forward(float* probs, const float* logits, const int32_t* t
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int64_t T, int64_t V,
                             float scale = 1.f);
 
-// Causal self-attention of one sequence, per head: q [T, H, hd], k and v [T, G, hd] (query head h
-// reads kv head h / (H / G)), scale applied to q·k. att [H, T, T] keeps the probabilities for the
-// backward; out [T, H, hd].
+// Causal self-attention of one sequence, per head: q [T, H, dk], k [T, G, dk], v [T, G, dv] (query head
+// h reads kv head h / (H / G)), scale applied to q·k. att [H, T, T] keeps the probabilities for the
+// backward; out [T, H, dv]. (MLA's naive form has dk = qk_nope + qk_rope and dv = v_head_dim.)
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t T, int64_t H,
-                       int64_t G, int64_t hd, float scale);
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* att, const float* q,
-                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t hd, float scale);
+                       int64_t G, int64_t dk, int64_t dv, float scale);
+void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t dk, int64_t dv,
+                        float scale);
 
 // The router's gradient through the gating values (DeepSeekMoE): given router logits z [T, E], the
 // experts chosen by moe_route (idx [T, k], treated as constants — selection has no gradient, nor has

@@ -197,20 +197,20 @@ TEST(GradOps, CrossEntropyWithIgnoredTargets) {
 
 TEST(GradOps, CausalAttentionGqa) {
   std::mt19937 rng(8);
-  const int64_t T = 5, H = 4, G = 2, hd = 3;
+  const int64_t T = 5, H = 4, G = 2, dk = 3, dv = 2;  // dv != dk, as in MLA
   const float scale = 0.7f;
-  OpCase op{"attention", {randn(T * H * hd, rng), randn(T * G * hd, rng), randn(T * G * hd, rng)},
+  OpCase op{"attention", {randn(T * H * dk, rng), randn(T * G * dk, rng), randn(T * G * dv, rng)},
             [&](const Tensors& in) {
-              std::vector<float> o(static_cast<size_t>(T * H * hd)), att(static_cast<size_t>(H * T * T));
-              attention_forward(o.data(), att.data(), in[0].data(), in[1].data(), in[2].data(), T, H, G, hd, scale);
+              std::vector<float> o(static_cast<size_t>(T * H * dv)), att(static_cast<size_t>(H * T * T));
+              attention_forward(o.data(), att.data(), in[0].data(), in[1].data(), in[2].data(), T, H, G, dk, dv, scale);
               return o;
             },
             [&](const Tensors& in, const std::vector<float>& dy) {
-              std::vector<float> o(static_cast<size_t>(T * H * hd)), att(static_cast<size_t>(H * T * T));
-              attention_forward(o.data(), att.data(), in[0].data(), in[1].data(), in[2].data(), T, H, G, hd, scale);
+              std::vector<float> o(static_cast<size_t>(T * H * dv)), att(static_cast<size_t>(H * T * T));
+              attention_forward(o.data(), att.data(), in[0].data(), in[1].data(), in[2].data(), T, H, G, dk, dv, scale);
               Tensors g = {std::vector<float>(in[0].size()), std::vector<float>(in[1].size()), std::vector<float>(in[2].size())};
               attention_backward(g[0].data(), g[1].data(), g[2].data(), dy.data(), att.data(), in[0].data(), in[1].data(),
-                                 in[2].data(), T, H, G, hd, scale);
+                                 in[2].data(), T, H, G, dk, dv, scale);
               return g;
             }};
   check_gradients(op);
