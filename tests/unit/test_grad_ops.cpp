@@ -8,7 +8,13 @@
 #include <functional>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "model/layers.h"
+#include "model/model.h"
+#include "test_util.h"
+#include "train/mla_train.h"
+#include "util/compare.h"
 #include "train/grad_ops.h"
 
 using namespace seek;
@@ -268,5 +274,127 @@ TEST(GradOps, MoeGateThroughTheProductionRouter) {
                 return g;
               }};
     check_gradients(op);
+  }
+}
+
+namespace {
+
+// A tiny MLA layer: dims from the test configs, with YaRN on (cos/sin scaled, softmax scale ≠ 1/sqrt(qk)).
+seek::Config mla_config(bool q_lora) {
+  nlohmann::json j = seek::test::tiny_config("deepseek_v3");
+  if (!q_lora) j["q_lora_rank"] = nullptr;
+  return seek::parse_config(j, "test");
+}
+
+// Parameter tensors in the order: [q_proj] or [q_a_proj, q_a_norm, q_b_proj], kv_a_proj, kv_a_norm,
+// kv_b_proj, o_proj.
+std::vector<std::vector<int64_t>> mla_param_sizes(const seek::Config& c) {
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, qk = c.qk_head_dim(), C = c.kv_lora_rank;
+  const int64_t R = c.qk_rope_head_dim, nv = c.qk_nope_head_dim + c.v_head_dim, ql = c.q_lora_rank;
+  std::vector<std::vector<int64_t>> s;
+  if (ql == 0) s.push_back({H * qk, D});
+  else s.insert(s.end(), {{ql, D}, {ql}, {H * qk, ql}});
+  s.insert(s.end(), {{C + R, D}, {C}, {H * nv, C}, {D, H * c.v_head_dim}});
+  return s;
+}
+
+MlaParams mla_views(const seek::Config& c, std::vector<float>* t) {  // t[0] is x
+  MlaParams p;
+  size_t i = 1;
+  if (c.q_lora_rank == 0) p.q_proj = t[i++].data();
+  else {
+    p.q_a_proj = t[i++].data();
+    p.q_a_norm = t[i++].data();
+    p.q_b_proj = t[i++].data();
+  }
+  p.kv_a_proj = t[i++].data();
+  p.kv_a_norm = t[i++].data();
+  p.kv_b_proj = t[i++].data();
+  p.o_proj = t[i++].data();
+  return p;
+}
+
+}  // namespace
+
+TEST(GradOps, MlaLayerBothQueryForms) {
+  for (bool q_lora : {true, false}) {
+    const seek::Config c = mla_config(q_lora);
+    const seek::Rope rope_tab(c.rope);
+    const int64_t T = 5, D = c.hidden_size;
+    std::mt19937 rng(q_lora ? 11 : 12);
+    Tensors inputs = {randn(size_t(T * D), rng)};
+    for (const auto& shape : mla_param_sizes(c)) {
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      const bool norm = shape.size() == 1;
+      std::vector<float> v = randn(size_t(n), rng, norm ? 0.1f : 1.f / std::sqrt(float(shape.back())));
+      if (norm)
+        for (float& w : v) w += 1.f;
+      inputs.push_back(v);
+    }
+    OpCase op{q_lora ? "mla (q_lora)" : "mla (q_proj)", inputs,
+              [&](const Tensors& in) {
+                Tensors t = in;
+                MlaParams p = mla_views(c, t.data());
+                MlaActivations a;
+                std::vector<float> out(static_cast<size_t>(T * D));
+                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), T, a);
+                return out;
+              },
+              [&](const Tensors& in, const std::vector<float>& dy) {
+                Tensors t = in;
+                MlaParams p = mla_views(c, t.data());
+                MlaActivations a;
+                std::vector<float> out(static_cast<size_t>(T * D));
+                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), T, a);
+                Tensors g;
+                for (const auto& x : in) g.emplace_back(x.size(), 0.f);
+                MlaParams gp = mla_views(c, g.data());
+                mla_train_backward(c, rope_tab, p, gp, t[0].data(), dy.data(), g[0].data(), T, a);
+                return g;
+              }};
+    check_gradients(op);
+  }
+}
+
+TEST(GradOps, MlaTrainingForwardEqualsInference) {
+  // Same weights through the inference layer (both cache forms) and the training layer.
+  for (bool q_lora : {true, false}) {
+    seek::test::TempDir dir;
+    nlohmann::json j = seek::test::tiny_config("deepseek_v3");
+    if (!q_lora) j["q_lora_rank"] = nullptr;
+    seek::write_random_checkpoint(dir.path.string(), j, {seek::DType::F32, 3, 1});
+    auto m = seek::Model::load(dir.path.string());
+    const seek::Config& c = m->config();
+    const seek::MlaWeights& w = m->weights().layers[0].mla;
+    auto f = [](const seek::Mat& x) { return const_cast<float*>(static_cast<const float*>(x.data)); };
+    MlaParams p;
+    if (q_lora) {
+      p.q_a_proj = f(w.q_a_proj);
+      p.q_a_norm = const_cast<float*>(w.q_a_layernorm.data());
+      p.q_b_proj = f(w.q_b_proj);
+    } else {
+      p.q_proj = f(w.q_proj);
+    }
+    p.kv_a_proj = f(w.kv_a_proj_with_mqa);
+    p.kv_a_norm = const_cast<float*>(w.kv_a_layernorm.data());
+    p.kv_b_proj = f(w.kv_b_proj);
+    p.o_proj = f(w.o_proj);
+    const int64_t T = 9, D = c.hidden_size;
+    std::mt19937 rng(4);
+    std::vector<float> x = randn(size_t(T * D), rng), train_out(static_cast<size_t>(T * D));
+    const seek::Rope rope_tab(c.rope);
+    MlaActivations a;
+    mla_train_forward(c, rope_tab, p, x.data(), train_out.data(), T, a);
+    for (seek::MlaForm form : {seek::MlaForm::Naive, seek::MlaForm::Absorbed}) {
+      seek::KVCache cache = m->new_cache(T, form);
+      seek::Workspace ws;
+      std::vector<int32_t> pos(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t);
+      std::vector<seek::Segment> segs = {seek::Segment{&cache.layers[0], 0, T, 0}};
+      std::vector<float> inf_out(static_cast<size_t>(T * D));
+      seek::mla_forward(c, rope_tab, w, segs, form, x.data(), inf_out.data(), T, pos.data(), ws);
+      EXPECT_LT(seek::max_rel_diff(train_out.data(), inf_out.data(), T * D), 1e-5) << seek::mla_form_name(form);
+    }
   }
 }
