@@ -1,12 +1,16 @@
 // test_loader.cpp — the training loader and validation set: determinism by seed, exact restore in the
 // middle of an epoch and across epochs, every token of an epoch served once (but the documented
-// remainder), a stable validation set, and refusals of foreign states and too-small data.
+// remainder), a stable validation set, refusals of foreign states and too-small data, and `seek data`
+// end to end (documents, bos/eos, a split independent of file order, errors).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
+#include <sys/wait.h>
 
 #include "data/loader.h"
+#include "model/tokenizer.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -198,6 +202,88 @@ TEST(Loader, ManifestShards) {
   EXPECT_THROW(manifest_shards((dir / "missing"), "train"), Error);
   test::write_text(dir / "data.json", "{not json");
   EXPECT_THROW(manifest_shards(dir.path.string(), "train"), Error);
+}
+
+std::string run_command(const std::string& cmd, int* status) {
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *status = pclose(p);
+  return out;
+}
+
+// Every document of a split, decoded, in shard order.
+std::vector<std::string> split_texts(const Tokenizer& t, const std::string& dir, const std::string& split) {
+  std::vector<std::string> out;
+  for (const std::string& path : manifest_shards(dir, split)) {
+    ShardReader r = ShardReader::open(path);
+    for (uint64_t d = 0; d < r.n_docs(); ++d) {
+      std::vector<int32_t> ids = r.doc(d);
+      EXPECT_GE(ids.size(), 2u);
+      EXPECT_EQ(ids.front(), t.bos_id());
+      EXPECT_EQ(ids.back(), t.eos_id());
+      out.push_back(t.decode(std::vector<int32_t>(ids.begin() + 1, ids.end() - 1)));
+    }
+  }
+  return out;
+}
+
+TEST(Loader, CliDataEndToEnd) {
+  test::TempDir dir;
+  const std::string seek = SEEK_BINARY, tokdir = test::data_path("data/tokenizer");
+  Tokenizer t = Tokenizer::load(tokdir);
+  std::string plain, jsonl;
+  std::vector<std::string> expected;
+  for (int i = 0; i < 60; ++i) {
+    std::string a = "Document " + std::to_string(i) + " line one.\nLine two of " + std::to_string(i) + ".";
+    plain += a + (i % 3 ? "\n\n" : "\n \t\r\n\n");
+    expected.push_back(a);
+  }
+  for (int i = 0; i < 40; ++i) {
+    std::string b = "json \"doc\" " + std::to_string(i) + "\n\twith a newline";
+    jsonl += nlohmann::json{{"text", b}, {"id", i}}.dump() + "\n" + (i % 5 ? "" : "\n");
+    expected.push_back(b);
+  }
+  test::write_text(dir / "a.txt", plain);
+  test::write_text(dir / "b.jsonl", jsonl);
+  int status = 0;
+  std::string cmd = seek + " data --tokenizer " + tokdir + " --val-fraction 0.25 --seed 5 --shard-tokens 300 --out ";
+  run_command(cmd + dir / "o1" + " " + dir / "a.txt" + " " + dir / "b.jsonl 2>/dev/null", &status);
+  ASSERT_EQ(status, 0);
+  run_command(cmd + dir / "o2" + " " + dir / "b.jsonl" + " " + dir / "a.txt 2>/dev/null", &status);
+  ASSERT_EQ(status, 0);
+  auto train1 = split_texts(t, dir / "o1", "train"), val1 = split_texts(t, dir / "o1", "val");
+  auto train2 = split_texts(t, dir / "o2", "train"), val2 = split_texts(t, dir / "o2", "val");
+  EXPECT_EQ(train1.size() + val1.size(), expected.size());
+  EXPECT_GT(val1.size(), 5u);
+  EXPECT_GT(manifest_shards(dir / "o1", "train").size(), 1u);  // --shard-tokens 300 splits
+  std::vector<std::string> all = train1;
+  all.insert(all.end(), val1.begin(), val1.end());
+  std::sort(all.begin(), all.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);
+  // The split does not depend on file order.
+  std::sort(val1.begin(), val1.end());
+  std::sort(val2.begin(), val2.end());
+  EXPECT_EQ(val1, val2);
+  std::ifstream in(dir / "o1/data.json");
+  nlohmann::json m = nlohmann::json::parse(in);
+  EXPECT_EQ(m["tokenizer"]["vocab_size"], t.vocab_size());
+  EXPECT_EQ(m["seed"], 5);
+  // The loader reads it.
+  DataLoader l(manifest_shards(dir / "o1", "train"), {2, 16, 0});
+  EXPECT_GT(l.batches_per_epoch(), 0u);
+  // Bad input: exit status 2.
+  test::write_text(dir / "bad.jsonl", "{\"text\": \"ok\"}\n{\"txt\": 1}\n");
+  std::string err = run_command(cmd + dir / "o3 " + dir / "bad.jsonl 2>&1", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  EXPECT_NE(err.find("bad.jsonl:2"), std::string::npos) << err;
+  run_command(cmd + dir / "o3 " + dir / "missing.txt 2>/dev/null", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  run_command(seek + " data --tokenizer " + tokdir + " --val-fraction 1.5 --out " + dir / "o3 " + dir / "a.txt 2>/dev/null", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
 }  // namespace
