@@ -1,0 +1,400 @@
+// train_model.cpp — see train_model.h. The forward of each piece keeps what its backward needs; the
+// model's backward calls the pieces in exactly the reverse order of the forward (style.md §7).
+#include "train/train_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "model/safetensors.h"
+#include "model/weights.h"
+#include "train/grad_ops.h"
+#include "train/mla_train.h"
+#include "util/error.h"
+
+namespace seek::train {
+
+namespace {
+
+using Buf = std::vector<float>;
+Buf zeros(int64_t n) { return Buf(static_cast<size_t>(n), 0.f); }
+
+struct MlpActs {
+  Buf gate, up, act;  // [T, F]
+};
+struct MoeActs {
+  Buf z;                     // [T, E] router logits
+  std::vector<int32_t> idx;  // [T, k]
+  Buf w;                     // [T, k] gate weights
+  std::vector<MlpActs> rows; // per (t, j): the expert's activations on token t
+  Buf y;                     // [T·k, D] expert outputs
+  MlpActs shared;
+};
+struct GqaActs {
+  Buf q, k, v, att, attn;
+};
+struct BlockActs {
+  Buf x_in, rstd1, xn1, h, rstd2, xn2;
+  MlaActivations mla;
+  GqaActs gqa;
+  MlpActs mlp;
+  MoeActs moe;
+};
+
+}  // namespace
+
+TrainModel::TrainModel(Config c) : cfg_(std::move(c)), rope_(cfg_.rope) {
+  int64_t off = 0;
+  for (const TensorSpec& s : expected_tensors(cfg_)) {
+    Param p;
+    p.name = s.name;
+    p.shape = s.shape;
+    p.numel = 1;
+    for (int64_t d : s.shape) p.numel *= d;
+    p.offset = off;
+    p.decay = s.shape.size() == 2;
+    off += p.numel;
+    index_[p.name] = params_.size();
+    params_.push_back(p);
+  }
+  data_.assign(static_cast<size_t>(off), 0.f);
+  grad_.assign(static_cast<size_t>(off), 0.f);
+}
+
+TrainModel TrainModel::from_checkpoint(const std::string& dir) {
+  TrainModel m(load_config(dir));
+  Checkpoint ck(dir);
+  for (const Param& p : m.params_) {
+    const TensorInfo& t = ck.get(p.name);
+    if (t.shape != p.shape)
+      throw Error(t.file + ": tensor \"" + p.name + "\" has shape " + t.shape_str() + ", not what the config implies");
+    float* dst = m.data_.data() + p.offset;
+    if (t.dtype == DType::F8_E4M3) {
+      const TensorInfo& s = ck.get(p.name + "_scale_inv");
+      Mat w{t.dtype, t.data, p.shape[0], p.shape[1], static_cast<const float*>(s.data), m.cfg_.fp8_block};
+      mat_rows_to_f32(w, 0, w.rows, dst);
+    } else if (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16) {
+      to_f32(t.dtype, t.data, dst, size_t(p.numel));
+    } else {
+      throw Error(t.file + ": tensor \"" + p.name + "\" has a dtype that is not a weight");
+    }
+  }
+  return m;
+}
+
+const TrainModel::Param& TrainModel::param(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw Error("training model: no parameter \"" + name + "\"");
+  return params_[it->second];
+}
+float* TrainModel::p(const std::string& name) { return data_.data() + param(name).offset; }
+float* TrainModel::g(const std::string& name) { return grad_.data() + param(name).offset; }
+
+LossParts TrainModel::forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w) {
+  return run(ids, B, T, w, true);
+}
+LossParts TrainModel::loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w) {
+  return run(ids, B, T, w, false);
+}
+
+LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const LossWeights& lw, bool backward) {
+  const Config& c = cfg_;
+  const int64_t D = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  const float eps = float(c.rms_norm_eps);
+  const bool mtp = c.num_nextn_predict_layers > 0 && T > 1;
+  const std::string head = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (backward) std::fill(grad_.begin(), grad_.end(), 0.f);
+  for (int64_t i = 0; i < B * (T + 1); ++i)
+    if (all_ids[i] < 0 || all_ids[i] >= V) throw Error(strfmt("training batch: token id %d is outside the vocabulary", all_ids[i]));
+  LossParts out;
+  Workspace ws;
+  auto lp = [](int64_t i) { return "model.layers." + std::to_string(i) + "."; };
+
+  // ---- pieces: forward and backward side by side -------------------------------------------------
+  auto mlp_fwd = [&](const std::string& pre, const float* x, float* y, int64_t n, int64_t F, MlpActs& a) {
+    a.gate = zeros(n * F);
+    a.up = zeros(n * F);
+    a.act = zeros(n * F);
+    linear_forward(a.gate.data(), x, p(pre + "gate_proj.weight"), nullptr, n, D, F);
+    linear_forward(a.up.data(), x, p(pre + "up_proj.weight"), nullptr, n, D, F);
+    swiglu_forward(a.act.data(), a.gate.data(), a.up.data(), n * F);
+    linear_forward(y, a.act.data(), p(pre + "down_proj.weight"), nullptr, n, F, D);
+  };
+  auto mlp_bwd = [&](const std::string& pre, const float* x, const float* dy, float* dx, int64_t n, int64_t F,
+                     const MlpActs& a) {
+    Buf dact = zeros(n * F), dg = zeros(n * F), du = zeros(n * F);
+    linear_backward(dact.data(), g(pre + "down_proj.weight"), nullptr, dy, a.act.data(), p(pre + "down_proj.weight"), n, F, D);
+    swiglu_backward(dg.data(), du.data(), dact.data(), a.gate.data(), a.up.data(), n * F);
+    linear_backward(dx, g(pre + "gate_proj.weight"), nullptr, dg.data(), x, p(pre + "gate_proj.weight"), n, D, F);
+    linear_backward(dx, g(pre + "up_proj.weight"), nullptr, du.data(), x, p(pre + "up_proj.weight"), n, D, F);
+  };
+
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok, Fm = c.moe_intermediate_size;
+  auto moe_fwd = [&](const std::string& pre, const float* x, float* y, int64_t n, MoeActs& a) {
+    a.z = zeros(n * E);
+    linear_forward(a.z.data(), x, p(pre + "mlp.gate.weight"), nullptr, n, D, E);
+    a.idx.assign(size_t(n * k), 0);
+    a.w = zeros(n * k);
+    const float* bias = c.topk_method == TopkMethod::NoauxTc ? p(pre + "mlp.gate.e_score_correction_bias") : nullptr;
+    moe_route(c, a.z.data(), bias, n, a.idx.data(), a.w.data(), ws);
+    if (c.n_shared_experts > 0) mlp_fwd(pre + "mlp.shared_experts.", x, y, n, Fm * c.n_shared_experts, a.shared);
+    else std::fill(y, y + n * D, 0.f);
+    a.rows.assign(size_t(n * k), MlpActs{});
+    a.y = zeros(n * k * D);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        const std::string ep = pre + "mlp.experts." + std::to_string(a.idx[size_t(t * k + j)]) + ".";
+        float* yt = &a.y[size_t((t * k + j) * D)];
+        mlp_fwd(ep, x + t * D, yt, 1, Fm, a.rows[size_t(t * k + j)]);
+        for (int64_t d = 0; d < D; ++d) y[t * D + d] += a.w[size_t(t * k + j)] * yt[d];
+      }
+  };
+  // Sequence-wise balance loss of one MoE layer (forward value; with dz, its gradient scaled by coef).
+  auto balance = [&](const MoeActs& a, int64_t n, double coef, float* dz) {
+    Buf s = zeros(n * E);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* zt = &a.z[size_t(t * E)];
+      float* st = &s[size_t(t * E)];
+      if (c.scoring_func == ScoringFunc::Sigmoid) {
+        for (int64_t e = 0; e < E; ++e) st[e] = 1.f / (1.f + std::exp(-zt[e]));
+      } else {
+        std::memcpy(st, zt, sizeof(float) * size_t(E));
+        softmax(st, 1, E, E);
+      }
+    }
+    std::vector<double> f(static_cast<size_t>(E), 0.0), P(static_cast<size_t>(E), 0.0), S(static_cast<size_t>(n), 0.0);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < k; ++j) f[size_t(a.idx[size_t(t * k + j)])] += double(E) / double(k * n);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t e = 0; e < E; ++e) S[size_t(t)] += s[size_t(t * E + e)];
+      for (int64_t e = 0; e < E; ++e) P[size_t(e)] += s[size_t(t * E + e)] / S[size_t(t)] / double(n);
+    }
+    double value = 0;
+    for (int64_t e = 0; e < E; ++e) value += f[size_t(e)] * P[size_t(e)];
+    if (dz) {
+      // ∂/∂s'_{t,e} = coef·f_e/n; s' = s/S_t; then through sigmoid or softmax.
+      for (int64_t t = 0; t < n; ++t) {
+        const double St = S[size_t(t)];
+        double dot = 0;  // Σ_e ds'_e s'_e
+        for (int64_t e = 0; e < E; ++e) dot += coef * f[size_t(e)] / double(n) * s[size_t(t * E + e)] / St;
+        std::vector<double> ds(static_cast<size_t>(E));
+        for (int64_t e = 0; e < E; ++e) ds[size_t(e)] = (coef * f[size_t(e)] / double(n) - dot) / St;
+        if (c.scoring_func == ScoringFunc::Sigmoid) {
+          for (int64_t e = 0; e < E; ++e) {
+            const double se = s[size_t(t * E + e)];
+            dz[t * E + e] += float(ds[size_t(e)] * se * (1 - se));
+          }
+        } else {
+          double d2 = 0;
+          for (int64_t e = 0; e < E; ++e) d2 += ds[size_t(e)] * s[size_t(t * E + e)];
+          for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(s[size_t(t * E + e)] * (ds[size_t(e)] - d2));
+        }
+      }
+    }
+    return value;
+  };
+  auto moe_bwd = [&](const std::string& pre, const float* x, const float* dy, float* dx, int64_t n, const MoeActs& a,
+                     double balance_coef) {
+    if (c.n_shared_experts > 0) mlp_bwd(pre + "mlp.shared_experts.", x, dy, dx, n, Fm * c.n_shared_experts, a.shared);
+    Buf dw = zeros(n * k), dyt = zeros(D);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t r = t * k + j;
+        const float* yt = &a.y[size_t(r * D)];
+        double dot = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          dot += double(dy[t * D + d]) * yt[d];
+          dyt[size_t(d)] = a.w[size_t(r)] * dy[t * D + d];
+        }
+        dw[size_t(r)] = float(dot);
+        mlp_bwd(pre + "mlp.experts." + std::to_string(a.idx[size_t(r)]) + ".", x + t * D, dyt.data(), dx + t * D, 1, Fm,
+                a.rows[size_t(r)]);
+      }
+    Buf dz = zeros(n * E);
+    moe_gate_backward(dz.data(), a.z.data(), a.idx.data(), dw.data(), n, E, k,
+                      RouterSpec{c.scoring_func == ScoringFunc::Sigmoid, c.norm_topk_prob, float(c.routed_scaling_factor)});
+    if (balance_coef != 0) balance(a, n, balance_coef, dz.data());
+    linear_backward(dx, g(pre + "mlp.gate.weight"), nullptr, dz.data(), x, p(pre + "mlp.gate.weight"), n, D, E);
+  };
+
+  auto mla_params = [&](const std::string& pre, bool grads) {
+    auto f = [&](const std::string& name) { return grads ? g(pre + name) : p(pre + name); };
+    MlaParams m;
+    if (c.q_lora_rank == 0) m.q_proj = f("self_attn.q_proj.weight");
+    else {
+      m.q_a_proj = f("self_attn.q_a_proj.weight");
+      m.q_a_norm = f("self_attn.q_a_layernorm.weight");
+      m.q_b_proj = f("self_attn.q_b_proj.weight");
+    }
+    m.kv_a_proj = f("self_attn.kv_a_proj_with_mqa.weight");
+    m.kv_a_norm = f("self_attn.kv_a_layernorm.weight");
+    m.kv_b_proj = f("self_attn.kv_b_proj.weight");
+    m.o_proj = f("self_attn.o_proj.weight");
+    return m;
+  };
+
+  const int64_t H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim;
+  auto bias_p = [&](const std::string& name) { return c.attention_bias ? p(name) : nullptr; };
+  auto bias_g = [&](const std::string& name) { return c.attention_bias ? g(name) : nullptr; };
+  auto gqa_fwd = [&](const std::string& pre, const float* x, float* y, int64_t n, GqaActs& a) {
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) pos[size_t(t)] = int32_t(t);
+    a.q = zeros(n * H * hd);
+    a.k = zeros(n * G * hd);
+    a.v = zeros(n * G * hd);
+    linear_forward(a.q.data(), x, p(pre + "self_attn.q_proj.weight"), bias_p(pre + "self_attn.q_proj.bias"), n, D, H * hd);
+    linear_forward(a.k.data(), x, p(pre + "self_attn.k_proj.weight"), bias_p(pre + "self_attn.k_proj.bias"), n, D, G * hd);
+    linear_forward(a.v.data(), x, p(pre + "self_attn.v_proj.weight"), bias_p(pre + "self_attn.v_proj.bias"), n, D, G * hd);
+    rope(a.q.data(), n, H, H * hd, hd, pos.data(), rope_.inv_freq.data(), hd, rope_.cos_sin_scale, RopeLayout::HalfSplit);
+    rope(a.k.data(), n, G, G * hd, hd, pos.data(), rope_.inv_freq.data(), hd, rope_.cos_sin_scale, RopeLayout::HalfSplit);
+    a.att = zeros(H * n * n);
+    a.attn = zeros(n * H * hd);
+    attention_forward(a.attn.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), n, H, G, hd, hd, c.softmax_scale());
+    linear_forward(y, a.attn.data(), p(pre + "self_attn.o_proj.weight"), nullptr, n, H * hd, D);
+  };
+  auto gqa_bwd = [&](const std::string& pre, const float* x, const float* dy, float* dx, int64_t n, const GqaActs& a) {
+    std::vector<int32_t> pos(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) pos[size_t(t)] = int32_t(t);
+    Buf dattn = zeros(n * H * hd), dq = zeros(n * H * hd), dk = zeros(n * G * hd), dv = zeros(n * G * hd);
+    linear_backward(dattn.data(), g(pre + "self_attn.o_proj.weight"), nullptr, dy, a.attn.data(),
+                    p(pre + "self_attn.o_proj.weight"), n, H * hd, D);
+    attention_backward(dq.data(), dk.data(), dv.data(), dattn.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(), n,
+                       H, G, hd, hd, c.softmax_scale());
+    rope_backward(dq.data(), n, H, H * hd, hd, pos.data(), rope_.inv_freq.data(), hd, rope_.cos_sin_scale, RopeLayout::HalfSplit);
+    rope_backward(dk.data(), n, G, G * hd, hd, pos.data(), rope_.inv_freq.data(), hd, rope_.cos_sin_scale, RopeLayout::HalfSplit);
+    linear_backward(dx, g(pre + "self_attn.q_proj.weight"), bias_g(pre + "self_attn.q_proj.bias"), dq.data(), x,
+                    p(pre + "self_attn.q_proj.weight"), n, D, H * hd);
+    linear_backward(dx, g(pre + "self_attn.k_proj.weight"), bias_g(pre + "self_attn.k_proj.bias"), dk.data(), x,
+                    p(pre + "self_attn.k_proj.weight"), n, D, G * hd);
+    linear_backward(dx, g(pre + "self_attn.v_proj.weight"), bias_g(pre + "self_attn.v_proj.bias"), dv.data(), x,
+                    p(pre + "self_attn.v_proj.weight"), n, D, G * hd);
+  };
+
+  // One pre-norm block (layer i) on x [n, D] in place.
+  auto block_fwd = [&](int64_t i, float* x, int64_t n, BlockActs& a) {
+    const std::string pre = lp(i);
+    a.x_in.assign(x, x + n * D);
+    a.xn1 = zeros(n * D);
+    a.rstd1 = zeros(n);
+    rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, p(pre + "input_layernorm.weight"), n, D, eps);
+    Buf y = zeros(n * D);
+    if (c.is_mla()) mla_train_forward(c, rope_, mla_params(pre, false), a.xn1.data(), y.data(), n, a.mla);
+    else gqa_fwd(pre, a.xn1.data(), y.data(), n, a.gqa);
+    for (int64_t j = 0; j < n * D; ++j) x[j] += y[size_t(j)];
+    a.h.assign(x, x + n * D);
+    a.xn2 = zeros(n * D);
+    a.rstd2 = zeros(n);
+    rmsnorm_forward(a.xn2.data(), a.rstd2.data(), x, p(pre + "post_attention_layernorm.weight"), n, D, eps);
+    std::fill(y.begin(), y.end(), 0.f);
+    if (c.is_moe_layer(i)) moe_fwd(pre, a.xn2.data(), y.data(), n, a.moe);
+    else mlp_fwd(pre + "mlp.", a.xn2.data(), y.data(), n, c.intermediate_size, a.mlp);
+    for (int64_t j = 0; j < n * D; ++j) x[j] += y[size_t(j)];
+  };
+  // dx [n, D]: in, ∂L/∂(block output); out, ∂L/∂(block input).
+  auto block_bwd = [&](int64_t i, float* dx, int64_t n, const BlockActs& a, double balance_coef) {
+    const std::string pre = lp(i);
+    Buf dxn2 = zeros(n * D);
+    if (c.is_moe_layer(i)) moe_bwd(pre, a.xn2.data(), dx, dxn2.data(), n, a.moe, balance_coef);
+    else mlp_bwd(pre + "mlp.", a.xn2.data(), dx, dxn2.data(), n, c.intermediate_size, a.mlp);
+    rmsnorm_backward(dx, g(pre + "post_attention_layernorm.weight"), dxn2.data(), a.h.data(),
+                     p(pre + "post_attention_layernorm.weight"), a.rstd2.data(), n, D);
+    Buf dxn1 = zeros(n * D);
+    if (c.is_mla()) {
+      MlaParams gp = mla_params(pre, true);
+      mla_train_backward(c, rope_, mla_params(pre, false), gp, a.xn1.data(), dx, dxn1.data(), n, a.mla);
+    } else {
+      gqa_bwd(pre, a.xn1.data(), dx, dxn1.data(), n, a.gqa);
+    }
+    rmsnorm_backward(dx, g(pre + "input_layernorm.weight"), dxn1.data(), a.x_in.data(), p(pre + "input_layernorm.weight"),
+                     a.rstd1.data(), n, D);
+  };
+
+  // ---- the model, one sequence at a time ---------------------------------------------------------
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* ids = all_ids + b * (T + 1);
+    const int32_t* targets = ids + 1;
+    std::vector<BlockActs> acts(static_cast<size_t>(L));
+    Buf x = zeros(T * D);
+    embedding_forward(x.data(), p("model.embed_tokens.weight"), ids, T, D);
+    double bal = 0;
+    for (int64_t i = 0; i < L; ++i) {
+      block_fwd(i, x.data(), T, acts[size_t(i)]);
+      if (c.is_moe_layer(i)) bal += balance(acts[size_t(i)].moe, T, 0, nullptr);
+    }
+    Buf hn = zeros(T * D), rstd_f = zeros(T), logits = zeros(T * V), probs = zeros(T * V);
+    rmsnorm_forward(hn.data(), rstd_f.data(), x.data(), p("model.norm.weight"), T, D, eps);
+    linear_forward(logits.data(), hn.data(), p(head), nullptr, T, D, V);
+    const double main = cross_entropy_forward(probs.data(), logits.data(), targets, T, V);
+    out.main += main / double(B);
+    out.balance += bal / double(B);
+
+    // MTP module: positions 0 .. T-2, inputs Emb(ids[i+1]) and the main model's normed hidden state.
+    const int64_t Tm = T - 1;
+    const std::string mp = lp(L);
+    BlockActs mact;
+    Buf e, en, e_rstd, hnn, h_rstd, cat, x2, x2_in, mn, m_rstd, mprobs;
+    if (mtp) {
+      e = zeros(Tm * D);
+      en = zeros(Tm * D);
+      e_rstd = zeros(Tm);
+      hnn = zeros(Tm * D);
+      h_rstd = zeros(Tm);
+      cat = zeros(Tm * 2 * D);
+      embedding_forward(e.data(), p("model.embed_tokens.weight"), ids + 1, Tm, D);
+      rmsnorm_forward(en.data(), e_rstd.data(), e.data(), p(mp + "enorm.weight"), Tm, D, eps);
+      rmsnorm_forward(hnn.data(), h_rstd.data(), hn.data(), p(mp + "hnorm.weight"), Tm, D, eps);
+      for (int64_t t = 0; t < Tm; ++t) {
+        std::memcpy(&cat[size_t(t * 2 * D)], &en[size_t(t * D)], sizeof(float) * size_t(D));
+        std::memcpy(&cat[size_t(t * 2 * D + D)], &hnn[size_t(t * D)], sizeof(float) * size_t(D));
+      }
+      x2 = zeros(Tm * D);
+      linear_forward(x2.data(), cat.data(), p(mp + "eh_proj.weight"), nullptr, Tm, 2 * D, D);
+      block_fwd(L, x2.data(), Tm, mact);
+      mn = zeros(Tm * D);
+      m_rstd = zeros(Tm);
+      rmsnorm_forward(mn.data(), m_rstd.data(), x2.data(), p(mp + "shared_head.norm.weight"), Tm, D, eps);
+      Buf mlogits = zeros(Tm * V);
+      mprobs = zeros(Tm * V);
+      linear_forward(mlogits.data(), mn.data(), p(head), nullptr, Tm, D, V);
+      out.mtp += cross_entropy_forward(mprobs.data(), mlogits.data(), ids + 2, Tm, V) / double(B);
+    }
+    if (!backward) continue;
+
+    // ---- backward, in reverse ----
+    Buf dhn = zeros(T * D);
+    if (mtp) {
+      Buf dml = zeros(Tm * V), dmn = zeros(Tm * D), dx2 = zeros(Tm * D), dcat = zeros(Tm * 2 * D);
+      cross_entropy_backward(dml.data(), mprobs.data(), ids + 2, Tm, V, float(lw.mtp_lambda / double(B)));
+      linear_backward(dmn.data(), g(head), nullptr, dml.data(), mn.data(), p(head), Tm, D, V);
+      rmsnorm_backward(dx2.data(), g(mp + "shared_head.norm.weight"), dmn.data(), x2.data(), p(mp + "shared_head.norm.weight"),
+                       m_rstd.data(), Tm, D);
+      block_bwd(L, dx2.data(), Tm, mact, 0.0);
+      linear_backward(dcat.data(), g(mp + "eh_proj.weight"), nullptr, dx2.data(), cat.data(), p(mp + "eh_proj.weight"), Tm,
+                      2 * D, D);
+      Buf den = zeros(Tm * D), dhnn = zeros(Tm * D), de = zeros(Tm * D);
+      for (int64_t t = 0; t < Tm; ++t) {
+        std::memcpy(&den[size_t(t * D)], &dcat[size_t(t * 2 * D)], sizeof(float) * size_t(D));
+        std::memcpy(&dhnn[size_t(t * D)], &dcat[size_t(t * 2 * D + D)], sizeof(float) * size_t(D));
+      }
+      rmsnorm_backward(de.data(), g(mp + "enorm.weight"), den.data(), e.data(), p(mp + "enorm.weight"), e_rstd.data(), Tm, D);
+      embedding_backward(g("model.embed_tokens.weight"), de.data(), ids + 1, Tm, D);
+      rmsnorm_backward(dhn.data(), g(mp + "hnorm.weight"), dhnn.data(), hn.data(), p(mp + "hnorm.weight"), h_rstd.data(), Tm, D);
+    }
+    Buf dlogits = zeros(T * V), dx = zeros(T * D);
+    cross_entropy_backward(dlogits.data(), probs.data(), targets, T, V, float(1.0 / double(B)));
+    linear_backward(dhn.data(), g(head), nullptr, dlogits.data(), hn.data(), p(head), T, D, V);
+    rmsnorm_backward(dx.data(), g("model.norm.weight"), dhn.data(), x.data(), p("model.norm.weight"), rstd_f.data(), T, D);
+    for (int64_t i = L - 1; i >= 0; --i) block_bwd(i, dx.data(), T, acts[size_t(i)], lw.balance_alpha / double(B));
+    embedding_backward(g("model.embed_tokens.weight"), dx.data(), ids, T, D);
+  }
+  out.total = out.main + (mtp ? lw.mtp_lambda * out.mtp : 0.0) + lw.balance_alpha * out.balance;
+  // The routing bias is moved by the balancing rule, never by the gradient.
+  if (backward && c.topk_method == TopkMethod::NoauxTc)
+    for (int64_t i = 0; i < L + c.num_nextn_predict_layers; ++i)
+      if (c.is_moe_layer(i)) {
+        const Param& bp = param(lp(i) + "mlp.gate.e_score_correction_bias");
+        std::fill(grad_.begin() + bp.offset, grad_.begin() + bp.offset + bp.numel, 0.f);
+      }
+  return out;
+}
+
+}  // namespace seek::train

@@ -1,0 +1,70 @@
+// train_model.h — a model being trained: every parameter in one f32 arena (HF names, llm.c-style
+// ParameterTensors), a gradient arena of the same layout, and the loss with its gradient.
+//
+// The loss (DeepSeek-V3 §2.2, §2.1.2; the contract scripts/reference/train_reference.py also computes):
+//   main    = mean over B·T positions of CE(logits[b, i], ids[b, i+1])
+//   mtp     = mean over B·(T−1) positions of CE(MTP logits at i, ids[b, i+2]); the module reads the main
+//             model's final-normed hidden state and Emb(ids[b, i+1]) (num_nextn_predict_layers = 1)
+//   balance = mean over sequences of Σ over MoE layers of Σ_e f_e·P_e, f_e = E/(k·T)·count_e (constant),
+//             P_e = mean_t s'_{e,t}, s' = scores normalized over all experts
+//   total   = main + λ·mtp + α·balance
+// Routing choices are constants; e_score_correction_bias gets no gradient (it is moved by the
+// aux-loss-free rule between steps, not by the loss).
+//
+// Does not (yet): parallelize over sequences, run in FP8, or use the absorbed MLA form (training is naive).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/layers.h"
+
+namespace seek::train {
+
+struct LossWeights {
+  double mtp_lambda = 0.3;
+  double balance_alpha = 0.0001;
+};
+
+struct LossParts {
+  double total = 0, main = 0, mtp = 0, balance = 0;
+};
+
+class TrainModel {
+ public:
+  // f32 copies of every tensor of a model directory (any stored dtype).
+  static TrainModel from_checkpoint(const std::string& dir);
+
+  struct Param {
+    std::string name;
+    std::vector<int64_t> shape;
+    int64_t offset = 0, numel = 0;
+    bool decay = false;  // 2-D weights decay; norms, biases and the routing bias do not
+  };
+
+  const Config& config() const { return cfg_; }
+  const std::vector<Param>& params() const { return params_; }
+  std::vector<float>& data() { return data_; }
+  std::vector<float>& grad() { return grad_; }
+  float* p(const std::string& name);
+  float* g(const std::string& name);
+  const Param& param(const std::string& name) const;
+
+  // ids [B, T+1]; zeroes and fills grad(); returns the loss parts.
+  LossParts forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w);
+  // The loss only (no gradient).
+  LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w);
+
+ private:
+  explicit TrainModel(Config c);
+  LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward);
+
+  Config cfg_;
+  Rope rope_;
+  std::vector<Param> params_;
+  std::map<std::string, size_t> index_;
+  std::vector<float> data_, grad_;
+};
+
+}  // namespace seek::train
