@@ -15,8 +15,8 @@
 // shards with their counts and checksums, the tokenizer's vocab size and bos/eos, the seed and inputs.
 // Each input file is read whole into memory (encoding runs on OpenMP threads, 2048 documents at a time);
 // a shard's documents are held until it is written. Progress (documents/s, ETA by bytes) goes to stderr
-// every 2 s. Not done: inputs larger than memory, deduplication, quality filters; stale shards of an earlier run in --out are left alone
-// (data.json names the current ones).
+// every 2 s. Not done: inputs larger than memory, deduplication, quality filters; stale shards of an
+// earlier run in --out are left alone (data.json names the current ones).
 #include <sys/stat.h>
 
 #include <chrono>
