@@ -2,8 +2,12 @@
 // model's backward calls the pieces in exactly the reverse order of the forward (style.md §7).
 #include "train/train_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "model/safetensors.h"
 #include "model/weights.h"
@@ -62,6 +66,10 @@ TrainModel::TrainModel(Config c) : cfg_(std::move(c)), rope_(cfg_.rope) {
 
 TrainModel TrainModel::from_checkpoint(const std::string& dir) {
   TrainModel m(load_config(dir));
+  {
+    std::ifstream in(std::filesystem::path(dir) / "config.json");
+    m.config_json_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   Checkpoint ck(dir);
   for (const Param& p : m.params_) {
     const TensorInfo& t = ck.get(p.name);
@@ -107,6 +115,9 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
     if (all_ids[i] < 0 || all_ids[i] >= V) throw Error(strfmt("training batch: token id %d is outside the vocabulary", all_ids[i]));
   LossParts out;
   Workspace ws;
+  load_.assign(static_cast<size_t>(L), {});
+  for (int64_t i = 0; i < L; ++i)
+    if (c.is_moe_layer(i)) load_[size_t(i)].assign(static_cast<size_t>(c.n_routed_experts), 0);
   auto lp = [](int64_t i) { return "model.layers." + std::to_string(i) + "."; };
 
   // ---- pieces: forward and backward side by side -------------------------------------------------
@@ -318,7 +329,10 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
     double bal = 0;
     for (int64_t i = 0; i < L; ++i) {
       block_fwd(i, x.data(), T, acts[size_t(i)]);
-      if (c.is_moe_layer(i)) bal += balance(acts[size_t(i)].moe, T, 0, nullptr);
+      if (c.is_moe_layer(i)) {
+        bal += balance(acts[size_t(i)].moe, T, 0, nullptr);
+        for (int32_t e : acts[size_t(i)].moe.idx) load_[size_t(i)][size_t(e)]++;
+      }
     }
     Buf hn = zeros(T * D), rstd_f = zeros(T), logits = zeros(T * V), probs = zeros(T * V);
     rmsnorm_forward(hn.data(), rstd_f.data(), x.data(), p("model.norm.weight"), T, D, eps);
@@ -395,6 +409,46 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
         std::fill(grad_.begin() + bp.offset, grad_.begin() + bp.offset + bp.numel, 0.f);
       }
   return out;
+}
+
+TrainModel::BalanceStats TrainModel::balance_stats() const {
+  BalanceStats st;
+  for (const auto& l : load_) {
+    if (l.empty()) continue;
+    int64_t total = 0, most = 0;
+    for (int64_t n : l) {
+      total += n;
+      most = std::max(most, n);
+      st.dead += n == 0;
+    }
+    const double mean = double(total) / double(l.size());
+    if (mean > 0) st.max_over_mean = std::max(st.max_over_mean, double(most) / mean);
+  }
+  return st;
+}
+
+TrainModel::BalanceStats TrainModel::update_routing_bias(double gamma) {
+  for (size_t i = 0; i < load_.size(); ++i) {
+    const auto& l = load_[i];
+    if (l.empty() || cfg_.topk_method != TopkMethod::NoauxTc) continue;
+    double mean = 0;
+    for (int64_t n : l) mean += double(n);
+    mean /= double(l.size());
+    float* b = p("model.layers." + std::to_string(i) + ".mlp.gate.e_score_correction_bias");
+    for (size_t e = 0; e < l.size(); ++e) {
+      const double d = mean - double(l[e]);
+      b[e] += float(gamma * double((d > 0) - (d < 0)));
+    }
+  }
+  return balance_stats();
+}
+
+void TrainModel::save(const std::string& dir) const {
+  std::filesystem::create_directories(dir);
+  std::vector<TensorOut> out;
+  for (const Param& p : params_) out.push_back({p.name, DType::F32, p.shape, data_.data() + p.offset});
+  write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config_json_);
 }
 
 }  // namespace seek::train

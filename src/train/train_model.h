@@ -56,12 +56,30 @@ class TrainModel {
   // The loss only (no gradient).
   LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w);
 
+  // Tokens routed to each expert of each main MoE layer by the last forward: [layer][E] (empty for
+  // dense layers).
+  const std::vector<std::vector<int64_t>>& expert_load() const { return load_; }
+  // DeepSeek-V3's auxiliary-loss-free balancing (§2.1.2): for every MoE layer and expert,
+  // b_i += γ · sign(mean load − load_i), from the loads of the last forward.
+  struct BalanceStats {
+    double max_over_mean = 0;  // worst layer's max load / mean load
+    int64_t dead = 0;          // experts that received no token, over all layers
+  };
+  BalanceStats update_routing_bias(double gamma);
+  BalanceStats balance_stats() const;
+
+  // Writes config.json (the one loaded) and model.safetensors (f32, HF names) atomically: a directory
+  // seek generate / Model::load can run.
+  void save(const std::string& dir) const;
+
  private:
   explicit TrainModel(Config c);
   LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward);
 
   Config cfg_;
+  std::string config_json_;
   Rope rope_;
+  std::vector<std::vector<int64_t>> load_;
   std::vector<Param> params_;
   std::map<std::string, size_t> index_;
   std::vector<float> data_, grad_;

@@ -7,6 +7,7 @@
 
 #include "model/random_checkpoint.h"
 #include "test_util.h"
+#include "model/model.h"
 #include "train/train_model.h"
 
 using namespace seek;
@@ -57,3 +58,42 @@ TEST_P(TrainModelTypes, GradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, TrainModelTypes, ::testing::Values("deepseek_v3", "deepseek_v2", "qwen2", "llama"));
+
+TEST(TrainModel, AuxLossFreeBiasFollowsTheLoads) {
+  test::TempDir dir;
+  write_random_checkpoint(dir.path.string(), test::tiny_config("deepseek_v3"), {DType::F32, 23, 1});
+  TrainModel m = TrainModel::from_checkpoint(dir.path.string());
+  const int64_t B = 2, T = 7, V = m.config().vocab_size, E = m.config().n_routed_experts;
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < B * (T + 1); ++i) ids.push_back(int32_t((i * 13 + 1) % V));
+  m.loss(ids.data(), B, T, LossWeights{});
+  const auto load = m.expert_load();  // layer 0 dense, 1 and 2 MoE
+  ASSERT_TRUE(load[0].empty());
+  ASSERT_EQ(int64_t(load[1].size()), E);
+  int64_t total = 0;
+  for (int64_t n : load[1]) total += n;
+  EXPECT_EQ(total, B * T * m.config().num_experts_per_tok);
+  const std::string name = "model.layers.1.mlp.gate.e_score_correction_bias";
+  std::vector<float> before(m.p(name), m.p(name) + E);
+  const double gamma = 0.001;
+  m.update_routing_bias(gamma);
+  const double mean = double(total) / double(E);
+  for (int64_t e = 0; e < E; ++e) {
+    const double want = double(before[size_t(e)]) + gamma * ((mean > double(load[1][size_t(e)])) - (mean < double(load[1][size_t(e)])));
+    EXPECT_NEAR(m.p(name)[e], want, 1e-7) << "expert " << e << " load " << load[1][size_t(e)] << " mean " << mean;
+  }
+  const auto st = m.balance_stats();
+  EXPECT_GE(st.max_over_mean, 1.0);
+}
+
+TEST(TrainModel, SavedModelLoadsForInference) {
+  test::TempDir dir;
+  write_random_checkpoint(dir / "in", test::tiny_config("deepseek_v3"), {DType::BF16, 29, 1});
+  TrainModel m = TrainModel::from_checkpoint(dir / "in");
+  m.p("model.norm.weight")[0] = 2.5f;  // a change that must survive the round trip
+  m.save(dir / "out");
+  TrainModel back = TrainModel::from_checkpoint(dir / "out");
+  EXPECT_EQ(back.data(), m.data());
+  auto inf = Model::load(dir / "out");
+  EXPECT_EQ(inf->weights().norm[0], 2.5f);
+}
