@@ -444,6 +444,40 @@ Worked work_countdown(const Problem& p, uint64_t seed, std::optional<uint64_t> s
   return {text, expr};
 }
 
+// Whether `steps` form one expression tree over all the numbers: numbers.size() - 1 steps, each over
+// two references to numbers or earlier steps, every reference but the last step used exactly once.
+bool valid_steps(const std::vector<int64_t>& numbers, const std::vector<CountdownStep>& steps) {
+  const size_t n = numbers.size();
+  if (n == 0 || n > 64 || steps.size() + 1 != n) return false;
+  std::vector<int> uses(n + steps.size(), 0);
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const CountdownStep& s = steps[k];
+    int limit = int(n + k);  // a step may use the numbers and earlier steps
+    if (s.lhs < 0 || s.rhs < 0 || s.lhs >= limit || s.rhs >= limit || s.lhs == s.rhs) return false;
+    if (s.op != '+' && s.op != '-' && s.op != '*' && s.op != '/') return false;
+    if (++uses[s.lhs] > 1 || ++uses[s.rhs] > 1) return false;
+  }
+  return true;  // n + steps.size() - 1 references, each used at most once, by n - 1 steps using two: all once
+}
+
+// A problem made by hand must have what the worked solutions read.
+void check_workable(const Problem& p) {
+  if (p.kind == TaskKind::Arithmetic) {
+    if (p.numbers.size() != 2 || (p.op != '+' && p.op != '-' && p.op != '*') || p.numbers[0] < 0 ||
+        p.numbers[1] < 0 || p.numbers[0] > 999999999 || p.numbers[1] > 999999999)
+      throw Error("tasks: an arithmetic problem needs numbers = {a, b} in 0..999999999 and op + - or *");
+    return;
+  }
+  bool ok = p.numbers.size() >= 2 && valid_steps(p.numbers, p.steps);
+  if (ok) {
+    auto v = step_values(p.numbers, p.steps);
+    ok = v && v->back() == p.target;
+  }
+  if (!ok)
+    throw Error("tasks: a Countdown problem needs steps (numbers.size() - 1 valid operations over the "
+                "numbers and earlier steps) that reach the target");
+}
+
 }  // namespace
 
 // ---- Public ----
@@ -553,12 +587,15 @@ std::optional<std::string_view> answer_span(std::string_view text) {
 }
 
 std::string countdown_expression(const std::vector<int64_t>& numbers, const std::vector<CountdownStep>& steps) {
-  if (steps.empty()) return numbers.empty() ? "" : num(numbers[0]);
+  if (!valid_steps(numbers, steps))
+    throw Error("tasks: countdown_expression: the steps are not one expression tree over all the numbers");
+  if (steps.empty()) return num(numbers[0]);
   int p = 0;
   return expr_of(numbers, steps, int(numbers.size() + steps.size() - 1), &p);
 }
 
 Worked work_problem(const Problem& p, uint64_t seed, std::optional<uint64_t> slip_seed) {
+  check_workable(p);
   Worked w = p.kind == TaskKind::Arithmetic ? work_arithmetic(p, slip_seed) : work_countdown(p, seed, slip_seed);
   if (slip_seed) SEEK_ASSERT_MSG(!check_answer(p, w.answer), "a slipped solution must be wrong");
   return w;
@@ -567,6 +604,7 @@ Worked work_problem(const Problem& p, uint64_t seed, std::optional<uint64_t> sli
 std::string worked_solution(const Problem& p) { return work_problem(p, p.id).text; }
 
 std::string plausible_wrong_answer(const Problem& p, uint64_t seed) {
+  check_workable(p);
   SplitMix64 rng(mix64(seed, 0x3a0e));
   if (p.kind == TaskKind::Arithmetic) {
     int64_t v = p.target;

@@ -131,19 +131,23 @@ struct Worked {
 // amount and later steps carry the wrong value on correctly; Countdown — one step of the construction
 // uses another operator, later steps carry on correctly, and the last step claims the target.
 // Without it the answer is correct. `seed` drives the failed attempt (and the slip).
+// Throws Error for a hand-made problem that lacks what this reads (arithmetic: two operands in
+// 0..999999999 and op + - *; Countdown: ≥ 2 numbers and valid steps reaching the target).
 Worked work_problem(const Problem& p, uint64_t seed, std::optional<uint64_t> slip_seed = std::nullopt);
 
 // An answer that looks like a guess and is wrong (check_answer false, guaranteed), for the direct style
 // of hard problems: arithmetic — the result with one or two digits changed (same sign and length, or
 // ±1..3 for a one-digit result); Countdown — a random expression over all the numbers that misses the
-// target (after 16 tries: the reference expression with its last operator changed).
+// target (after 16 tries: the reference expression with its last operator changed). Throws Error as
+// work_problem does.
 std::string plausible_wrong_answer(const Problem& p, uint64_t seed);
 
 // work_problem(p, p.id).text with no slip: the correct reasoning, ending with the answer.
 std::string worked_solution(const Problem& p);
 
 // A Countdown expression for the construction `steps` over `numbers` (fewest parentheses that keep
-// the tree's meaning). The last step is the root.
+// the tree's meaning). The last step is the root. Throws Error unless the steps are one expression
+// tree over all the numbers (numbers.size() - 1 steps, every number and earlier step used once).
 std::string countdown_expression(const std::vector<int64_t>& numbers, const std::vector<CountdownStep>& steps);
 
 const char* task_kind_name(TaskKind kind);  // "arithmetic" | "countdown"

@@ -243,3 +243,22 @@ TEST(Tasks, WorkedExamplesReadWell) {
   EXPECT_EQ(c.answer, "(55 - 36) * 7 - 19");
   EXPECT_EQ(worked_solution(c), "Try 55 - 36 = 19\n19 * 7 = 133\n133 - 19 = 114\nFound: (55 - 36) * 7 - 19 = 114");
 }
+
+TEST(Tasks, MalformedHandMadeProblemsThrow) {
+  Problem a;
+  a.kind = TaskKind::Arithmetic;
+  a.numbers = {5};
+  EXPECT_THROW(work_problem(a, 1), Error);
+  EXPECT_THROW(plausible_wrong_answer(a, 1), Error);
+  Problem c = countdown({7, 19, 36, 55}, 114);
+  EXPECT_THROW(work_problem(c, 1), Error);  // no steps
+  c.steps = {{3, 2, '-'}, {4, 0, '*'}, {4, 1, '-'}};  // step 0 used twice, step 1 never
+  EXPECT_THROW(work_problem(c, 1), Error);
+  EXPECT_THROW(countdown_expression(c.numbers, c.steps), Error);
+  c.steps = {{3, 2, '-'}, {4, 0, '*'}, {5, 9, '-'}};  // reference out of range
+  EXPECT_THROW(countdown_expression(c.numbers, c.steps), Error);
+  c.steps = {{3, 2, '-'}, {4, 0, '*'}, {5, 1, '+'}};  // valid tree, wrong target
+  EXPECT_THROW(work_problem(c, 1), Error);
+  c.steps = {{3, 2, '-'}, {4, 0, '*'}, {5, 1, '-'}};
+  EXPECT_NO_THROW(work_problem(c, 1, 5));
+}
