@@ -95,12 +95,20 @@ std::vector<std::string> make_corpus(const CorpusOptions& opt) {
   return out;
 }
 
+std::string document_body(const std::string& document) {
+  const ChatTokens& t = chat_tokens(ChatStyle::SeekTiny);
+  std::string_view s(document);
+  if (s.substr(0, t.bos.size()) == t.bos) s.remove_prefix(t.bos.size());
+  if (s.size() >= t.eos.size() && s.substr(s.size() - t.eos.size()) == t.eos) s.remove_suffix(t.eos.size());
+  return std::string(s);
+}
+
 void write_corpus(const std::string& path, const CorpusOptions& opt) {
   std::vector<CorpusDoc> docs = make_corpus_docs(opt);
   std::string out;
   for (const CorpusDoc& d : docs) {
     nlohmann::ordered_json j;
-    j["text"] = d.text;
+    j["text"] = document_body(d.text);
     j["kind"] = task_kind_name(d.problem.kind);
     j["difficulty"] = d.problem.difficulty;
     j["style"] = d.worked ? "worked" : "direct";

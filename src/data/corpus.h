@@ -75,7 +75,12 @@ std::vector<std::string> make_corpus(const CorpusOptions& opt);  // the texts of
 // Writes the corpus as JSON lines, atomically (write_file_atomic): one object per document,
 //   {"text": ..., "kind": "arithmetic"|"countdown", "difficulty": d, "style": "direct"|"worked",
 //    "sloppy": bool, "correct": bool, "split": "train"|"heldout", "question": ..., "answer": ...}
-// Documents contain newlines, hence JSON; readers need only "text". Builds the whole file in memory.
+// "text" is the document WITHOUT its leading "<|bos|>" and trailing "<|eos|>": `seek data` wraps every
+// document as [bos] + encode(text) + [eos], so the tokens are those of the whole document (with a
+// tokenizer that has <|bos|>/<|eos|> as its bos/eos and matches special tokens written in text) and
+// no document gets two BOS. Documents contain newlines, hence JSON. Builds the whole file in memory.
+// document_body(doc) is that text.
 void write_corpus(const std::string& path, const CorpusOptions& opt);
+std::string document_body(const std::string& document);  // without the leading BOS and trailing EOS
 
 }  // namespace seek

@@ -169,7 +169,9 @@ TEST(Corpus, WritesJsonLines) {
   while (std::getline(f, line)) {
     ASSERT_LT(i, docs.size());
     nlohmann::json j = nlohmann::json::parse(line);
-    EXPECT_EQ(j.at("text").get<std::string>(), docs[i].text);
+    // `seek data` adds the BOS and EOS itself.
+    EXPECT_EQ("<|bos|>" + j.at("text").get<std::string>() + "<|eos|>", docs[i].text);
+    EXPECT_TRUE(starts_with(j.at("text").get<std::string>(), "<|user|>"));
     EXPECT_EQ(j.at("style").get<std::string>(), docs[i].worked ? "worked" : "direct");
     EXPECT_EQ(j.at("correct").get<bool>(), docs[i].correct);
     EXPECT_EQ(j.at("split").get<std::string>(), "train");
