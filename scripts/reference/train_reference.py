@@ -32,7 +32,8 @@ THE LOSS CONTRACT (what seek's training must reproduce)
   e_score_correction_bias (not trained by gradient) and the MTP layer's duplicate embed_tokens /
   shared_head.head, which are tied to model.embed_tokens / lm_head (their gradient is in the main
   tensors). For tied-embedding models (llama) grad.model.embed_tokens.weight holds both uses.
-  adamw_losses [6]: total before each of 6 torch.optim.AdamW steps on the same batch (lr 1e-2,
+  adamw_losses [6]: total before each of 6 torch.optim.AdamW steps on the same batch (unused parameters
+  get a zero gradient, so weight decay applies to them every step; lr 1e-2,
   betas (0.9, 0.95), eps 1e-8, weight_decay 0.1 on 2-D tensors, 0 on 1-D tensors; the correction bias
   and the MTP duplicates are not optimizer parameters; the duplicates stay tied, i.e. equal to the main
   tensors, throughout).
@@ -339,6 +340,12 @@ def adamw_curve(model, ids, params):
         tot = losses(model, ids)["total"]
         out.append(float(tot))
         tot.backward()
+        # A parameter the step did not use (an expert no token chose) has grad None, and PyTorch's AdamW
+        # would skip it, weight decay included. seek's contract: every parameter has a gradient (zero
+        # when unused) and decoupled weight decay applies every step, as with persistent grad buffers.
+        for p in params.values():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         opt.step()
     return out
 
