@@ -24,6 +24,8 @@ void register_tokenizer_commands(CLI::App& app);
 void register_generate_commands(CLI::App& app);
 // tools/data_cmd.cpp: `seek corpus` (synthetic reasoning corpus), `seek data` (token shards).
 void register_data_commands(CLI::App& app);
+// tools/train_cmd.cpp: `seek pretrain`.
+void register_train_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

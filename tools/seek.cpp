@@ -365,6 +365,7 @@ int main(int argc, char** argv) {
   register_tokenizer_commands(app);
   register_generate_commands(app);
   register_data_commands(app);
+  register_train_commands(app);
   try {
     app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);
