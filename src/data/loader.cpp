@@ -9,15 +9,6 @@
 
 namespace seek {
 
-uint64_t SplitMix64::below(uint64_t n) {
-  SEEK_ASSERT(n > 0);
-  // Reject the top partial block of 2^64 so every residue is equally likely.
-  uint64_t limit = uint64_t(0) - (uint64_t(0) - n) % n;  // largest multiple of n, modulo 2^64 (0 = 2^64)
-  for (;;) {
-    uint64_t x = next();
-    if (limit == 0 || x < limit) return x % n;
-  }
-}
 
 std::vector<uint64_t> epoch_permutation(uint64_t n_docs, uint64_t seed, uint64_t epoch) {
   std::vector<uint64_t> p(n_docs);

@@ -19,6 +19,7 @@
 //
 // Not done: per-document attention masks, sequence-length curricula, multi-process sharding of batches.
 #pragma once
+#include "util/rng.h"  // SplitMix64
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -28,18 +29,6 @@
 
 namespace seek {
 
-// SplitMix64: the data module's PRNG (also hashes a seed into streams).
-struct SplitMix64 {
-  uint64_t s;
-  explicit SplitMix64(uint64_t seed) : s(seed) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  uint64_t below(uint64_t n);  // uniform in [0, n), n > 0, by rejection (no modulo bias)
-};
 
 // The document order of `epoch`: a permutation of [0, n_docs).
 std::vector<uint64_t> epoch_permutation(uint64_t n_docs, uint64_t seed, uint64_t epoch);

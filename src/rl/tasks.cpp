@@ -11,11 +11,7 @@ namespace seek {
 
 namespace {
 
-uint64_t fmix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+uint64_t fmix(uint64_t z) { return splitmix64_mix(z); }
 
 uint64_t hash_bytes(std::string_view s) {  // FNV-1a, then a finalizer
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -482,24 +478,6 @@ void check_workable(const Problem& p) {
 
 // ---- Public ----
 
-uint64_t SplitMix64::next() {
-  state += 0x9e3779b97f4a7c15ULL;
-  return fmix(state);
-}
-
-uint64_t SplitMix64::uniform(uint64_t n) {
-  SEEK_ASSERT(n >= 1);
-  return uint64_t((unsigned __int128)next() * n >> 64);
-}
-
-int64_t SplitMix64::range(int64_t lo, int64_t hi) {
-  SEEK_ASSERT(lo <= hi);
-  return lo + int64_t(uniform(uint64_t(hi - lo) + 1));
-}
-
-double SplitMix64::real() { return double(next() >> 11) * 0x1.0p-53; }
-
-uint64_t mix64(uint64_t a, uint64_t b) { return fmix(a ^ fmix(b + 0x9e3779b97f4a7c15ULL)); }
 
 const char* task_kind_name(TaskKind kind) { return kind == TaskKind::Arithmetic ? "arithmetic" : "countdown"; }
 const char* split_name(Split split) { return split == Split::Train ? "train" : "heldout"; }

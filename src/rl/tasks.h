@@ -6,7 +6,7 @@
 // model's whole completion (the <think>/<answer> format reward belongs to the reward code; answer_span
 // below is only the small helper both need), and it knows nothing about tokens or chat formats.
 //
-// Determinism. Every random choice comes from splitmix64 (our own, below), never from std::
+// Determinism. Every random choice comes from SplitMix64 (util/rng.h; uniform() draws), never from std::
 // distributions, whose output differs between standard libraries: the same (kind, difficulty, seed,
 // index) gives the same problem on every machine and compiler.
 //
@@ -32,6 +32,7 @@
 // The given numbers of a Countdown question are listed in sorted order, so equal content means equal
 // question text.
 #pragma once
+#include "util/rng.h"  // SplitMix64, mix64
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,18 +65,6 @@ struct Problem {
   std::vector<CountdownStep> steps;  // countdown only: the construction; the last step gives target
   uint64_t id = 0;               // 64-bit hash of the canonical content (same content, same id)
 };
-
-// splitmix64: the PRNG of every generator here. next() advances; uniform(n) is in [0, n) for n ≥ 1
-// (multiply-high, no modulo bias worth speaking of); real() is in [0, 1) with 53 bits.
-struct SplitMix64 {
-  uint64_t state;
-  explicit SplitMix64(uint64_t seed) : state(seed) {}
-  uint64_t next();
-  uint64_t uniform(uint64_t n);
-  int64_t range(int64_t lo, int64_t hi);  // inclusive
-  double real();
-};
-uint64_t mix64(uint64_t a, uint64_t b);  // combine two words into a well-mixed seed
 
 // A problem of any split. Throws Error when difficulty is outside 1..kMaxDifficulty.
 Problem make_problem(TaskKind kind, int difficulty, uint64_t seed, uint64_t index);
