@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "data/corpus.h"
 #include "data/loader.h"
 #include "data/shards.h"
 #include "model/safetensors.h"
@@ -227,8 +228,32 @@ void register_data_command(CLI::App& app) {
 
 // ====================================== registration ======================================
 
+// ---- seek corpus: the built-in synthetic reasoning corpus (src/data/corpus.h) -----------------------
+void register_corpus_command(CLI::App& app) {
+  static CorpusOptions co;
+  static std::string out, split = "train";
+  auto* c = app.add_subcommand("corpus", "Write the synthetic reasoning corpus (arithmetic, Countdown) as JSON lines");
+  c->add_option("--out", out, "output .jsonl file")->required();
+  c->add_option("-n,--documents", co.n_documents)->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 32));
+  c->add_option("--seed", co.seed)->capture_default_str();
+  c->add_option("--worked-fraction", co.worked_fraction, "share written step by step in <think>")->capture_default_str();
+  c->add_option("--sloppy-fraction", co.sloppy_fraction, "share of worked solutions with a slip")->capture_default_str();
+  c->add_option("--min-difficulty", co.min_difficulty)->capture_default_str();
+  c->add_option("--max-difficulty", co.max_difficulty)->capture_default_str();
+  c->add_option("--countdown-fraction", co.countdown_fraction)->capture_default_str();
+  c->add_option("--split", split, "train or heldout")->capture_default_str();
+  c->callback([] {
+    if (split == "train") co.split = Split::Train;
+    else if (split == "heldout") co.split = Split::HeldOut;
+    else throw Error("--split " + split + ": expected train or heldout");
+    write_corpus(out, co);
+    std::fprintf(stderr, "wrote %lld documents to %s\n", (long long)co.n_documents, out.c_str());
+  });
+}
+
 void register_data_commands(CLI::App& app) {
-  register_data_command(app);  // seek data
+  register_data_command(app);    // seek data
+  register_corpus_command(app);  // seek corpus
 }
 
 }  // namespace seek
