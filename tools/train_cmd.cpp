@@ -25,6 +25,7 @@ void register_train_commands(CLI::App& app) {
   c->add_option("--gamma", o.gamma, "aux-free bias step")->capture_default_str();
   c->add_option("--seq-alpha", o.seq_alpha, "sequence-wise balance loss weight (aux-free)")->capture_default_str();
   c->add_option("--aux-alpha", o.aux_alpha, "auxiliary balance loss weight (aux)")->capture_default_str();
+  c->add_flag("--fp8", o.fp8, "simulate FP8 (E4M3) GEMM inputs as DeepSeek-V3 trains");
   c->add_option("--seed", o.seed)->capture_default_str();
   c->add_option("--eval-every", o.eval_every)->capture_default_str();
   c->add_option("--eval-batches", o.eval_batches)->capture_default_str();

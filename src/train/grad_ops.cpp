@@ -4,6 +4,7 @@
 #include "train/grad_ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -12,8 +13,46 @@
 
 namespace seek::train {
 
+namespace {
+std::atomic<bool> g_fp8{false};
+// Scale = amax/448 over x[0..n) (strided), then each value through E4M3 and back.
+void fp8_round_tile(float* x, int64_t rows, int64_t cols, int64_t stride) {
+  float amax = 0.f;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[r * stride + c]));
+  if (amax == 0.f) return;
+  const float scale = amax / 448.f;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      float& v = x[r * stride + c];
+      v = f8e4m3_to_f32(f32_to_f8e4m3(v / scale)) * scale;
+    }
+}
+}  // namespace
+
+void set_fp8_simulation(bool on) { g_fp8 = on; }
+bool fp8_simulation() { return g_fp8; }
+
+void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k0 = 0; k0 < K; k0 += tile) fp8_round_tile(x + r * K + k0, 1, std::min(tile, K - k0), K);
+}
+
+void fp8_round_blocks(float* w, int64_t N, int64_t K, int64_t block) {
+  for (int64_t n0 = 0; n0 < N; n0 += block)
+    for (int64_t k0 = 0; k0 < K; k0 += block)
+      fp8_round_tile(w + n0 * K + k0, std::min(block, N - n0), std::min(block, K - k0), K);
+}
+
 void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t T, int64_t K, int64_t N) {
-  gemm_f32(T, N, K, 1.f, x, K, W, K, true, 0.f, y, N);
+  if (g_fp8) {
+    std::vector<float> xq(x, x + T * K), wq(W, W + N * K);
+    fp8_round_rows(xq.data(), T, K);
+    fp8_round_blocks(wq.data(), N, K);
+    gemm_f32(T, N, K, 1.f, xq.data(), K, wq.data(), K, true, 0.f, y, N);
+  } else {
+    gemm_f32(T, N, K, 1.f, x, K, W, K, true, 0.f, y, N);
+  }
   if (b)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n) y[t * N + n] += b[n];
@@ -22,6 +61,23 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 // y = x Wᵀ + b  ⇒  dx = dy W,  dW = dyᵀ x,  db = Σ_t dy.
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W, int64_t T,
                      int64_t K, int64_t N) {
+  const float* dy_exact = dy;  // the bias gradient is a sum, not a GEMM: it stays exact
+  std::vector<float> dyq, xq, wq;
+  if (g_fp8) {  // the GEMM inputs in E4M3: dy in 1×128 tiles along N, x along K, W in 128×128 blocks
+    dyq.assign(dy, dy + T * N);
+    fp8_round_rows(dyq.data(), T, N);
+    dy = dyq.data();
+    if (dW) {
+      xq.assign(x, x + T * K);
+      fp8_round_rows(xq.data(), T, K);
+      x = xq.data();
+    }
+    if (dx) {
+      wq.assign(W, W + N * K);
+      fp8_round_blocks(wq.data(), N, K);
+      W = wq.data();
+    }
+  }
   if (dx) gemm_f32(T, K, N, 1.f, dy, N, W, K, false, 1.f, dx, K);
   if (dW) {
     // dW[N, K] += dyᵀ[N, T] · x[T, K]: transpose dy once (T·N is small next to the GEMM).
@@ -32,7 +88,7 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
   }
   if (db)
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t n = 0; n < N; ++n) db[n] += dy[t * N + n];
+      for (int64_t n = 0; n < N; ++n) db[n] += dy_exact[t * N + n];
 }
 
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps) {

@@ -13,6 +13,19 @@
 
 namespace seek::train {
 
+// FP8 training simulation (DeepSeek-V3 §3.3): while on, every GEMM input of linear_forward and
+// linear_backward is rounded through E4M3 and back — activations and gradients per 1×128 tile along
+// their feature dimension, weights per 128×128 block, each tile scaled by amax/448 — and the product is
+// accumulated in f32. What stays high precision: everything else (embedding, norms, attention core,
+// gating softmax/sigmoid, master weights, optimizer). A simplification of DeepSeek's recipe: Wgrad's
+// inputs use the same 1×128 feature tiles rather than 128×1 tiles along tokens.
+void set_fp8_simulation(bool on);
+bool fp8_simulation();
+// Rounds rows of length K through E4M3 in tiles of `tile` columns (tile = K for none): x ← dq(q(x)).
+void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile = 128);
+// Rounds a [N, K] matrix through E4M3 in 128×128 blocks.
+void fp8_round_blocks(float* w, int64_t N, int64_t K, int64_t block = 128);
+
 // y[T, N] = x[T, K] · W[N, K]ᵀ (+ b[N]).
 void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t T, int64_t K, int64_t N);
 // dx[T, K] += dy · W;  dW[N, K] += dyᵀ · x;  db[N] += Σ_t dy (any of dx, dW, db may be null).

@@ -14,6 +14,7 @@
 #include "data/loader.h"
 #include "model/random_checkpoint.h"
 #include "model/safetensors.h"
+#include "train/grad_ops.h"
 #include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/error.h"
@@ -30,7 +31,7 @@ json options_json(const PretrainOptions& o) {
           {"clip", o.clip}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
           {"warmup", o.warmup}, {"schedule", o.schedule}, {"steps", o.steps}, {"mtp_lambda", o.mtp_lambda},
           {"balance", o.balance}, {"gamma", o.gamma}, {"seq_alpha", o.seq_alpha}, {"aux_alpha", o.aux_alpha},
-          {"seed", o.seed}};
+          {"fp8", o.fp8}, {"seed", o.seed}};
 }
 
 json read_json(const std::string& path) {
@@ -145,6 +146,12 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     metrics << json{{"step", 0}, {"val_loss", r.first_val_loss}}.dump() << "\n";
   }
   std::vector<float> gacc(static_cast<size_t>(n));
+  // FP8 simulation for this run's GEMMs; restored on every way out.
+  struct Fp8Scope {
+    bool before;
+    explicit Fp8Scope(bool on) : before(fp8_simulation()) { set_fp8_simulation(on); }
+    ~Fp8Scope() { set_fp8_simulation(before); }
+  } fp8_scope(o.fp8);
   const auto t_start = std::chrono::steady_clock::now();
   int64_t tokens = 0, run_steps = 0;
   while (step < o.steps) {

@@ -9,7 +9,7 @@
 // run killed at any moment resumes from the last complete checkpoint. A run resumed at step k produces
 // the same parameters at step 2k as one that never stopped (same thread count).
 //
-// Does not (yet): FP8 simulation, plots, or MFU (the bench measures throughput).
+// Does not (yet): plots, or MFU (the bench measures throughput).
 #pragma once
 #include <cstdint>
 #include <cmath>
@@ -32,6 +32,7 @@ struct PretrainOptions {
   double gamma = 0.001;      // aux-free bias step
   double seq_alpha = 1e-4;   // sequence-wise balance loss weight (aux-free mode)
   double aux_alpha = 1e-3;   // the auxiliary loss weight (aux mode)
+  bool fp8 = false;          // simulate FP8 GEMM inputs (DeepSeek-V3 §3.3; train/grad_ops.h)
   uint64_t seed = 1;
   int64_t eval_every = 50, eval_batches = 8, save_every = 50, log_every = 10;
   int64_t stop_after = 0;    // stop (with a checkpoint) after this many steps of this run: tests of resume

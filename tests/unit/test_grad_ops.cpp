@@ -398,3 +398,48 @@ TEST(GradOps, MlaTrainingForwardEqualsInference) {
     }
   }
 }
+
+TEST(Fp8Simulation, TilesRoundToE4M3) {
+  // A tile whose amax is 448 has scale 1: representable values stay, others move by at most half an
+  // E4M3 step (relative 2^-4 for normal values).
+  std::vector<float> t = {448.f, 224.f, -112.f, 1.5f, 3.25f, 0.f, 100.f, -0.875f};
+  std::vector<float> orig = t;
+  fp8_round_rows(t.data(), 1, int64_t(t.size()), 128);
+  EXPECT_EQ(t[0], 448.f);
+  EXPECT_EQ(t[1], 224.f);
+  EXPECT_EQ(t[2], -112.f);
+  EXPECT_EQ(t[3], 1.5f);
+  EXPECT_EQ(t[4], 3.25f);
+  EXPECT_EQ(t[5], 0.f);
+  EXPECT_EQ(t[6], 96.f);  // 100 lies between 96 and 104: nearest even is 96
+  std::mt19937 rng(1);
+  std::vector<float> x = randn(300, rng), y = x;
+  fp8_round_rows(y.data(), 1, 300, 128);  // tiles of 128, 128, 44
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t tile0 = i / 128 * 128, tile1 = std::min<size_t>(tile0 + 128, 300);
+    float amax = 0;
+    for (size_t j = tile0; j < tile1; ++j) amax = std::max(amax, std::fabs(x[j]));
+    // Error ≤ half a step: 2^-4 relative for normals, 2^-10·scale absolute in the subnormal range.
+    EXPECT_LE(std::fabs(y[i] - x[i]), std::max(std::fabs(x[i]) / 16.f, amax / 448.f * 0x1p-10f) * 1.0001f) << i;
+  }
+  // Blocks: each 128×128 block has its own scale (a large block does not flatten a small one).
+  std::vector<float> w(256 * 130, 0.001f);
+  w[0] = 1000.f;
+  fp8_round_blocks(w.data(), 256, 130, 128);
+  EXPECT_NEAR(w[size_t(128 * 130 + 5)], 0.001f, 0.001f / 16);  // another block keeps its precision
+}
+
+TEST(Fp8Simulation, LinearStaysCloseAndIsOffByDefault) {
+  std::mt19937 rng(2);
+  const int64_t T = 9, K = 200, N = 70;
+  std::vector<float> x = randn(size_t(T * K), rng), W = randn(size_t(N * K), rng, 0.1f);
+  std::vector<float> y32(static_cast<size_t>(T * N)), y8(static_cast<size_t>(T * N));
+  EXPECT_FALSE(fp8_simulation());
+  linear_forward(y32.data(), x.data(), W.data(), nullptr, T, K, N);
+  set_fp8_simulation(true);
+  linear_forward(y8.data(), x.data(), W.data(), nullptr, T, K, N);
+  set_fp8_simulation(false);
+  const double err = max_rel_diff(y8.data(), y32.data(), T * N);
+  EXPECT_GT(err, 1e-4) << "FP8 simulation changed nothing";
+  EXPECT_LT(err, 0.1);
+}
