@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 static_assert(std::endian::native == std::endian::little, "seek's token shards assume a little-endian host");
@@ -27,47 +28,6 @@ void put_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 uint32_t get_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 uint64_t get_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
 
-void write_all(int fd, const void* p, size_t n, const std::string& path) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(path + ": write failed: " + std::strerror(errno));
-    }
-    c += w;
-    n -= size_t(w);
-  }
-}
-
-// Runs body(fd, tmp) on a temp file beside path, then fsyncs and renames it over path.
-template <class F>
-void atomic_write(const std::string& path, F body) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(tmp + ": cannot create: " + std::strerror(errno));
-  try {
-    body(fd, tmp);
-    if (::fsync(fd) != 0) throw Error(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": rename failed: " + std::strerror(e));
-  }
-  std::string parent = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
 }  // namespace
 
 uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
@@ -80,10 +40,6 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h) {
 }
 
 int shard_token_bytes(int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
-
-void write_bytes_atomic(const std::string& path, const void* bytes, size_t n) {
-  atomic_write(path, [&](int fd, const std::string& tmp) { write_all(fd, bytes, n, tmp); });
-}
 
 ShardInfo write_shard(const std::string& path, const std::vector<std::vector<int32_t>>& docs, int64_t vocab_size) {
   if (vocab_size <= 0 || vocab_size > int64_t(1) << 31)
@@ -131,10 +87,10 @@ ShardInfo write_shard(const std::string& path, const std::vector<std::vector<int
   put_u64(header + 48, fnv1a64(header, 48));
   put_u64(header + 56, 0);
 
-  atomic_write(path, [&](int fd, const std::string& tmp) {
-    write_all(fd, header, sizeof header, tmp);
-    write_all(fd, offsets.data(), offsets.size() * 8, tmp);
-    write_all(fd, tokens.data(), tokens.size(), tmp);
+  write_atomic(path, [&](AtomicWriter& out) {
+    out.write(header, sizeof header);
+    out.write(offsets.data(), offsets.size() * 8);
+    out.write(tokens.data(), tokens.size());
   });
   return info;
 }

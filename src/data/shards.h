@@ -54,9 +54,6 @@ struct ShardInfo {
 // naming the path if an id is outside [0, vocab_size) or the write fails. Empty documents are kept.
 ShardInfo write_shard(const std::string& path, const std::vector<std::vector<int32_t>>& docs, int64_t vocab_size);
 
-// Writes `bytes` to path atomically; binary-safe (the data module's own, beside write_file_atomic).
-void write_bytes_atomic(const std::string& path, const void* bytes, size_t n);
-
 // A read-only, memory-mapped shard. Copies share the mapping; safe to read from several threads.
 class ShardReader {
  public:

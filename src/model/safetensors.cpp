@@ -204,47 +204,6 @@ size_t Checkpoint::total_bytes() const {
 
 namespace {
 
-void write_all(int fd, const void* p, size_t n, const std::string& path) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw Error(path + ": write failed: " + std::strerror(errno));
-    }
-    c += w;
-    n -= size_t(w);
-  }
-}
-
-// Runs `body(fd)` on a temp file beside `path`, then fsyncs and renames it over `path`.
-template <class F>
-void atomic_write(const std::string& path, F body) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(tmp + ": cannot create: " + std::strerror(errno));
-  try {
-    body(fd, tmp);
-    if (::fsync(fd) != 0) throw Error(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(path + ": rename failed: " + std::strerror(errno));
-  }
-  // Make the rename itself durable.
-  std::string parent = fs::path(path).parent_path().string();
-  int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
 }  // namespace
 
 void write_safetensors_streamed(const std::string& path, const std::vector<TensorMeta>& tensors,
@@ -264,16 +223,16 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
   }
   std::string header = h.dump();
   while ((header.size() + 8) % 8) header.push_back(' ');
-  atomic_write(path, [&](int fd, const std::string& tmp) {
+  write_atomic(path, [&](AtomicWriter& out) {
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
-    write_all(fd, len, 8, tmp);
-    write_all(fd, header.data(), header.size(), tmp);
+    out.write(len, 8);
+    out.write(header.data(), header.size());
     size_t pos = 0;
     static const char zeros[8] = {};
     for (size_t i = 0; i < tensors.size(); ++i) {
-      write_all(fd, zeros, spans[i].first - pos, tmp);
-      write_all(fd, data(i), spans[i].second, tmp);
+      out.write(zeros, spans[i].first - pos);
+      out.write(data(i), spans[i].second);
       pos = spans[i].first + spans[i].second;
     }
   });
@@ -286,8 +245,5 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   write_safetensors_streamed(path, meta, [&](size_t i) { return tensors[i].data; }, metadata);
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  atomic_write(path, [&](int fd, const std::string& tmp) { write_all(fd, text.data(), text.size(), tmp); });
-}
 
 }  // namespace seek

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "util/atomic_file.h"  // write_file_atomic
 
 namespace seek {
 
@@ -95,7 +96,5 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
                                 const std::function<const void*(size_t i)>& data,
                                 const std::map<std::string, std::string>& metadata = {});
 
-// Writes `text` to `path` atomically.
-void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace seek
