@@ -756,34 +756,24 @@ def build_case(name, spec, out_dir, log):
     return size
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output directory (tests/golden/data)")
-    ap.add_argument("--cases", default="", help="comma-separated subset (default: all)")
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temp dir and compare byte for byte with --out")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    fp8.self_test()
-    x = np.random.default_rng(5).standard_normal(4096).astype(np.float32) * 3
-    assert np.array_equal(st.f32_to_bf16_bits(x),
-                          torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16))
-    check_rope_forms()
-    names = [c for c in args.cases.split(",") if c] or list(CASES)
+def run_cases(cases, build_case, subset, out, check, prefix):
+    """Builds the chosen cases into `out`, or with `check` into a temp dir compared byte for byte with
+    `out` (exit 1 on any difference). Shared by generate.py and train_reference.py."""
+    names = [c for c in subset.split(",") if c] or list(cases)
     for n in names:
-        if n not in CASES:
-            sys.exit(f"unknown case {n}; known: {', '.join(CASES)}")
-    target = tempfile.mkdtemp(prefix="seek-golden-") if args.check else args.out
+        if n not in cases:
+            sys.exit(f"unknown case {n}; known: {', '.join(cases)}")
+    target = tempfile.mkdtemp(prefix=prefix) if check else out
     os.makedirs(target, exist_ok=True)
     total = 0
     t0 = time.time()
     for n in names:
-        total += build_case(n, CASES[n], target, print)
+        total += build_case(n, cases[n], target, print)
     print(f"total {total / 1024:.0f} KiB in {time.time() - t0:.1f}s")
-    if args.check:
+    if check:
         bad = []
         for n in names:
-            a, b = os.path.join(target, n), os.path.join(args.out, n)
+            a, b = os.path.join(target, n), os.path.join(out, n)
             fa = sorted(os.listdir(a))
             fb = sorted(os.listdir(b)) if os.path.isdir(b) else []
             if fa != fb:
@@ -797,6 +787,21 @@ def main():
             sys.exit(1)
         print("identical")
 
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory (tests/golden/data)")
+    ap.add_argument("--cases", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--check", action="store_true",
+                    help="regenerate into a temp dir and compare byte for byte with --out")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    fp8.self_test()
+    x = np.random.default_rng(5).standard_normal(4096).astype(np.float32) * 3
+    assert np.array_equal(st.f32_to_bf16_bits(x),
+                          torch.from_numpy(x).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16))
+    check_rope_forms()
+    run_cases(CASES, build_case, args.cases, args.out, args.check, "seek-golden-")
 
 if __name__ == "__main__":
     main()

@@ -52,12 +52,10 @@ for v3 the correction bias changes at least one selection.
 """
 
 import argparse
-import filecmp
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -436,34 +434,7 @@ def main():
                     help="regenerate into a temp dir and compare byte for byte with --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    names = [c for c in args.cases.split(",") if c] or list(CASES)
-    for n in names:
-        if n not in CASES:
-            sys.exit(f"unknown case {n}; known: {', '.join(CASES)}")
-    target = tempfile.mkdtemp(prefix="seek-train-golden-") if args.check else args.out
-    os.makedirs(target, exist_ok=True)
-    total = 0
-    t0 = time.time()
-    for n in names:
-        total += build_case(n, CASES[n], target, print)
-    print(f"total {total / 1024:.0f} KiB in {time.time() - t0:.1f}s")
-    if args.check:
-        bad = []
-        for n in names:
-            a, b = os.path.join(target, n), os.path.join(args.out, n)
-            fa = sorted(os.listdir(a))
-            fb = sorted(os.listdir(b)) if os.path.isdir(b) else []
-            if fa != fb:
-                bad.append(f"{n}: files {fa} vs {fb}")
-                continue
-            _, mismatch, errors = filecmp.cmpfiles(a, b, fa, shallow=False)
-            bad += [f"{n}/{f}" for f in mismatch + errors]
-        shutil.rmtree(target)
-        if bad:
-            print("DIFFERENT: " + ", ".join(bad))
-            sys.exit(1)
-        print("identical")
-
+    gen.run_cases(CASES, build_case, args.cases, args.out, args.check, "seek-train-golden-")
 
 if __name__ == "__main__":
     main()
