@@ -9,36 +9,57 @@
 #include <cstring>
 #include <vector>
 
+#include <cblas.h>
+
 #include "util/error.h"
 
 namespace seek::train {
 
 namespace {
 std::atomic<bool> g_fp8{false};
-// Scale = amax/448 over x[0..n) (strided), then each value through E4M3 and back.
+// E4M3 round trip of one value already scaled into [-448, 448] (round to nearest even, like
+// f32_to_f8e4m3 followed by f8e4m3_to_f32; tested bit for bit against them). Normals keep 3 mantissa
+// bits; below 2^-6 the spacing is the subnormal step 2^-9. Branch-free, so the loop vectorizes.
+inline float e4m3_round(float v) {
+  const float a = std::fabs(v);
+  uint32_t bits;
+  std::memcpy(&bits, &a, 4);
+  bits = (bits + 0x7FFFFu + ((bits >> 20) & 1u)) & ~0xFFFFFu;
+  float normal;
+  std::memcpy(&normal, &bits, 4);
+  const float sub = ((a * 512.f + 8388608.f) - 8388608.f) * (1.f / 512.f);  // round half even to 2^-9
+  const float r = std::fmin(a < 0.015625f ? sub : normal, 448.f);
+  return std::copysign(r, v);
+}
+
+// Scale = amax/448 over the tile (strided), then each value through E4M3 and back.
 void fp8_round_tile(float* x, int64_t rows, int64_t cols, int64_t stride) {
   float amax = 0.f;
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[r * stride + c]));
   if (amax == 0.f) return;
   const float scale = amax / 448.f;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      float& v = x[r * stride + c];
-      v = f8e4m3_to_f32(f32_to_f8e4m3(v / scale)) * scale;
-    }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * stride;
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) row[c] = e4m3_round(row[c] / scale) * scale;
+  }
 }
 }  // namespace
 
 void set_fp8_simulation(bool on) { g_fp8 = on; }
 bool fp8_simulation() { return g_fp8; }
 
+float fp8_round_value(float v) { return e4m3_round(v); }
+
 void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile) {
+#pragma omp parallel for if (rows * K >= (1 << 16)) schedule(static)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t k0 = 0; k0 < K; k0 += tile) fp8_round_tile(x + r * K + k0, 1, std::min(tile, K - k0), K);
 }
 
 void fp8_round_blocks(float* w, int64_t N, int64_t K, int64_t block) {
+#pragma omp parallel for if (N * K >= (1 << 16)) schedule(static)
   for (int64_t n0 = 0; n0 < N; n0 += block)
     for (int64_t k0 = 0; k0 < K; k0 += block)
       fp8_round_tile(w + n0 * K + k0, std::min(block, N - n0), std::min(block, K - k0), K);
@@ -79,19 +100,20 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
     }
   }
   if (dx) gemm_f32(T, K, N, 1.f, dy, N, W, K, false, 1.f, dx, K);
-  if (dW) {
-    // dW[N, K] += dyᵀ[N, T] · x[T, K]: transpose dy once (T·N is small next to the GEMM).
-    std::vector<float> dyt(static_cast<size_t>(N * T));
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t n = 0; n < N; ++n) dyt[size_t(n * T + t)] = dy[t * N + n];
-    gemm_f32(N, K, T, 1.f, dyt.data(), T, x, K, false, 1.f, dW, K);
-  }
+  if (dW)  // dW[N, K] += dyᵀ[N, T] · x[T, K]
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(T), 1.f, dy, int(N), x, int(K), 1.f, dW,
+                int(K));
   if (db)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n) db[n] += dy_exact[t * N + n];
 }
 
+namespace {
+constexpr int64_t kParallelMin = 1 << 14;  // elements of work below which a loop stays on one thread
+}
+
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D, float eps) {
+#pragma omp parallel for if (T * D >= kParallelMin) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * D;
     double ss = 0;
@@ -106,26 +128,35 @@ void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int6
 //   ⇒ dw_d = Σ_t dy_d x_d r;  dx_j = r (dy_j w_j) − (r³ / D) x_j Σ_d dy_d w_d x_d.
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
                       int64_t T, int64_t D) {
-  for (int64_t t = 0; t < T; ++t) {
-    const float* xr = x + t * D;
-    const float* g = dy + t * D;
-    const double r = rstd[t];
-    double dot = 0;
-    for (int64_t d = 0; d < D; ++d) dot += double(g[d]) * w[d] * xr[d];
-    const double c = r * r * r * dot / double(D);
-    for (int64_t d = 0; d < D; ++d) {
-      if (dw) dw[d] += float(double(g[d]) * xr[d] * r);
-      if (dx) dx[t * D + d] += float(r * g[d] * w[d] - c * xr[d]);
+  if (dx) {
+#pragma omp parallel for if (T * D >= kParallelMin) schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xr = x + t * D;
+      const float* g = dy + t * D;
+      const double r = rstd[t];
+      double dot = 0;
+      for (int64_t d = 0; d < D; ++d) dot += double(g[d]) * w[d] * xr[d];
+      const double c = r * r * r * dot / double(D);
+      for (int64_t d = 0; d < D; ++d) dx[t * D + d] += float(r * g[d] * w[d] - c * xr[d]);
     }
   }
+  if (dw)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xr = x + t * D;
+      const float* g = dy + t * D;
+      const float r = rstd[t];
+      for (int64_t d = 0; d < D; ++d) dw[d] += g[d] * xr[d] * r;
+    }
 }
 
 void swiglu_forward(float* out, const float* g, const float* u, int64_t n) {
+#pragma omp parallel for if (n >= kParallelMin) schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
 // out = g σ(g) u  ⇒  ∂out/∂u = g σ(g);  ∂out/∂g = u σ(g) (1 + g (1 − σ(g))).
 void swiglu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n) {
+#pragma omp parallel for if (n >= kParallelMin) schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const float s = 1.f / (1.f + std::exp(-g[i]));
     if (du) du[i] += dout[i] * g[i] * s;
@@ -142,6 +173,7 @@ void rope_backward(float* dx, int64_t T, int64_t n_heads, int64_t token_stride, 
 }
 
 void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t T, int64_t D) {
+#pragma omp parallel for if (T * D >= kParallelMin) schedule(static)
   for (int64_t t = 0; t < T; ++t) std::memcpy(out + t * D, table + int64_t(ids[t]) * D, sizeof(float) * size_t(D));
 }
 
@@ -151,14 +183,16 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, in
 }
 
 double cross_entropy_forward(float* probs, const float* logits, const int32_t* targets, int64_t T, int64_t V) {
+  for (int64_t t = 0; t < T; ++t)
+    if (targets[t] >= V) throw Error(strfmt("cross_entropy: target %d is outside the vocabulary [0, %lld)", targets[t], (long long)V));
   double loss = 0;
   int64_t counted = 0;
+#pragma omp parallel for if (T * V >= kParallelMin) schedule(static) reduction(+ : loss, counted)
   for (int64_t t = 0; t < T; ++t) {
     float* p = probs + t * V;
     std::memcpy(p, logits + t * V, sizeof(float) * size_t(V));
     softmax(p, 1, V, V);
     if (targets[t] < 0) continue;
-    if (targets[t] >= V) throw Error(strfmt("cross_entropy: target %d is outside the vocabulary [0, %lld)", targets[t], (long long)V));
     loss -= std::log(std::max(double(p[targets[t]]), 1e-30));
     ++counted;
   }
@@ -172,6 +206,7 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* t
   for (int64_t t = 0; t < T; ++t) counted += targets[t] >= 0;
   if (!counted) return;
   const float f = scale / float(counted);
+#pragma omp parallel for if (T * V >= kParallelMin) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     if (targets[t] < 0) continue;
     for (int64_t v = 0; v < V; ++v) dlogits[t * V + v] += f * probs[t * V + v];
@@ -179,67 +214,127 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* t
   }
 }
 
+// Causal attention in query blocks of kBlock rows: block [i0, i1) attends to keys [0, i1), so the GEMMs
+// skip most of the masked upper triangle. One task per (sequence, kv head) — the heads of a GQA group
+// share their key/value gradients — each calling single-threaded sgemm (OpenBLAS's OpenMP build runs
+// one thread inside a parallel region).
+namespace {
+constexpr int64_t kBlock = 64;
+}
+
+void token_logprobs(float* logp, float* entropy, const float* logits, const int32_t* targets, int64_t T, int64_t V) {
+#pragma omp parallel for if (T * V >= kParallelMin) schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* z = logits + t * V;
+    float mx = z[0];
+    for (int64_t v = 1; v < V; ++v) mx = std::max(mx, z[v]);
+    double sum = 0, ez = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      const double e = std::exp(double(z[v] - mx));
+      sum += e;
+      ez += e * double(z[v] - mx);
+    }
+    const double lse = std::log(sum);
+    logp[t] = targets[t] >= 0 ? float(double(z[targets[t]] - mx) - lse) : 0.f;
+    if (entropy) entropy[t] = float(lse - ez / sum);  // −Σ p log p = lse − E_p[z − mx]
+  }
+}
+
+// log p_y = z_y − logsumexp(z)  ⇒  ∂/∂z_v = δ_vy − p_v.
+void logprob_backward(float* dlogits, const float* probs, const int32_t* targets, const float* dlogp, int64_t T,
+                      int64_t V) {
+#pragma omp parallel for if (T * V >= kParallelMin) schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    if (targets[t] < 0 || dlogp[t] == 0.f) continue;
+    for (int64_t v = 0; v < V; ++v) dlogits[t * V + v] -= dlogp[t] * probs[t * V + v];
+    dlogits[t * V + targets[t]] += dlogp[t];
+  }
+}
+
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                       int64_t H, int64_t G, int64_t dk, int64_t dv, float scale) {
+  const int64_t group = H / G;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const float* qb = q + (b * T * H + h) * dk;
+        const float* kb = k + (b * T * G + g) * dk;
+        const float* vb = v + (b * T * G + g) * dv;
+        float* ob = out + (b * T * H + h) * dv;
+        float* ab = att + (b * H + h) * T * T;
+        for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+          const int64_t i1 = std::min(T, i0 + kBlock), m = i1 - i0;
+          float* s = ab + i0 * T;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(i1), int(dk), scale, qb + i0 * H * dk,
+                      int(H * dk), kb, int(G * dk), 0.f, s, int(T));
+          for (int64_t r = 0; r < m; ++r) {
+            float* row = s + r * T;
+            softmax(row, 1, i0 + r + 1, T);
+            std::fill(row + i0 + r + 1, row + T, 0.f);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(dv), int(i1), 1.f, s, int(T), vb,
+                      int(G * dv), 0.f, ob + i0 * H * dv, int(H * dv));
+        }
+      }
+}
+
 void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t T, int64_t H,
                        int64_t G, int64_t dk, int64_t dv, float scale) {
-  const int64_t group = H / G;
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t g = h / group;
-    for (int64_t t = 0; t < T; ++t) {
-      float* a = att + (h * T + t) * T;
-      const float* qt = q + (t * H + h) * dk;
-      for (int64_t s = 0; s < T; ++s) {
-        if (s > t) {
-          a[s] = 0.f;
-          continue;
-        }
-        const float* ks = k + (s * G + g) * dk;
-        double dot = 0;
-        for (int64_t i = 0; i < dk; ++i) dot += double(qt[i]) * ks[i];
-        a[s] = float(dot) * scale;
-      }
-      softmax(a, 1, t + 1, T);
-      float* o = out + (t * H + h) * dv;
-      for (int64_t i = 0; i < dv; ++i) {
-        double acc = 0;
-        for (int64_t s = 0; s <= t; ++s) acc += double(a[s]) * v[(s * G + g) * dv + i];
-        o[i] = float(acc);
-      }
-    }
-  }
+  attention_forward(out, att, q, k, v, 1, T, H, G, dk, dv, scale);
 }
 
 // o_t = Σ_s a_ts v_s, a_t = softmax_s≤t(c q_t·k_s)
 //   ⇒ dv_s += Σ_t a_ts do_t;  da_ts = do_t·v_s;  dz_ts = a_ts (da_ts − Σ_s' a_ts' da_ts');
 //     dq_t += c Σ_s dz_ts k_s;  dk_s += c Σ_t dz_ts q_t.
+// Per query block, as GEMMs: dA = dO Vᵀ, dZ = A ∘ (dA − rowsum(A ∘ dA)), dQ += c dZ K, dK += c dZᵀ Q,
+// dV += Aᵀ dO (masked entries of A are 0, so they add nothing).
+void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t B, int64_t T, int64_t H, int64_t G, int64_t dk,
+                        int64_t dv, float scale) {
+  const int64_t group = H / G;
+#pragma omp parallel
+  {
+    std::vector<float> da(static_cast<size_t>(kBlock * T));
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          const float* qb = q + (b * T * H + h) * dk;
+          const float* kb = k + (b * T * G + g) * dk;
+          const float* vb = v + (b * T * G + g) * dv;
+          const float* gob = dout + (b * T * H + h) * dv;
+          const float* ab = att + (b * H + h) * T * T;
+          float* dqb = dq + (b * T * H + h) * dk;
+          float* dkb = dk_ + (b * T * G + g) * dk;
+          float* dvb = dv_ + (b * T * G + g) * dv;
+          for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+            const int64_t i1 = std::min(T, i0 + kBlock), m = i1 - i0;
+            const float* a = ab + i0 * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(i1), int(dv), 1.f, gob + i0 * H * dv,
+                        int(H * dv), vb, int(G * dv), 0.f, da.data(), int(i1));
+            for (int64_t r = 0; r < m; ++r) {
+              const float* ar = a + r * T;
+              float* dr = da.data() + r * i1;
+              float sum = 0.f;
+              for (int64_t s2 = 0; s2 < i1; ++s2) sum += ar[s2] * dr[s2];
+              for (int64_t s2 = 0; s2 < i1; ++s2) dr[s2] = ar[s2] * (dr[s2] - sum) * scale;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(dk), int(i1), 1.f, da.data(), int(i1),
+                        kb, int(G * dk), 1.f, dqb + i0 * H * dk, int(H * dk));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(i1), int(dk), int(m), 1.f, da.data(), int(i1),
+                        qb + i0 * H * dk, int(H * dk), 1.f, dkb, int(G * dk));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(i1), int(dv), int(m), 1.f, a, int(T),
+                        gob + i0 * H * dv, int(H * dv), 1.f, dvb, int(G * dv));
+          }
+        }
+  }
+}
+
 void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
                         const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t dk, int64_t dv,
                         float scale) {
-  const int64_t group = H / G;
-  std::vector<double> da(static_cast<size_t>(T));
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t g = h / group;
-    for (int64_t t = 0; t < T; ++t) {
-      const float* a = att + (h * T + t) * T;
-      const float* go = dout + (t * H + h) * dv;
-      double sum = 0;
-      for (int64_t s = 0; s <= t; ++s) {
-        double x = 0;
-        for (int64_t i = 0; i < dv; ++i) {
-          x += double(go[i]) * v[(s * G + g) * dv + i];
-          dv_[(s * G + g) * dv + i] += a[s] * go[i];
-        }
-        da[size_t(s)] = x;
-        sum += a[s] * x;
-      }
-      for (int64_t s = 0; s <= t; ++s) {
-        const float dz = float(a[s] * (da[size_t(s)] - sum)) * scale;
-        for (int64_t i = 0; i < dk; ++i) {
-          dq[(t * H + h) * dk + i] += dz * k[(s * G + g) * dk + i];
-          dk_[(s * G + g) * dk + i] += dz * q[(t * H + h) * dk + i];
-        }
-      }
-    }
-  }
+  attention_backward(dq, dk_, dv_, dout, att, q, k, v, 1, T, H, G, dk, dv, scale);
 }
 
 // s_j the score of chosen expert j (σ or softmax), S = Σ_sel s, c the scale.

@@ -21,6 +21,8 @@ namespace seek::train {
 // inputs use the same 1×128 feature tiles rather than 128×1 tiles along tokens.
 void set_fp8_simulation(bool on);
 bool fp8_simulation();
+// One value (already scaled into [-448, 448]) through E4M3 and back, round half to even.
+float fp8_round_value(float v);
 // Rounds rows of length K through E4M3 in tiles of `tile` columns (tile = K for none): x ← dq(q(x)).
 void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile = 128);
 // Rounds a [N, K] matrix through E4M3 in 128×128 blocks.
@@ -56,6 +58,13 @@ double cross_entropy_forward(float* probs, const float* logits, const int32_t* t
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int64_t T, int64_t V,
                             float scale = 1.f);
 
+// Per-row log-probability of the target (0 where target < 0) and, if entropy is non-null, the entropy
+// of the row's softmax, from logits [T, V] (log-sum-exp in double).
+void token_logprobs(float* logp, float* entropy, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+// Given dlogp[t] = ∂L/∂log p_t[y_t] and probs = softmax(logits): dlogits += dlogp · (onehot(y) − p).
+void logprob_backward(float* dlogits, const float* probs, const int32_t* targets, const float* dlogp, int64_t T,
+                      int64_t V);
+
 // Causal self-attention of one sequence, per head: q [T, H, dk], k [T, G, dk], v [T, G, dv] (query head
 // h reads kv head h / (H / G)), scale applied to q·k. att [H, T, T] keeps the probabilities for the
 // backward; out [T, H, dv]. (MLA's naive form has dk = qk_nope + qk_rope and dv = v_head_dim.)
@@ -64,6 +73,12 @@ void attention_forward(float* out, float* att, const float* q, const float* k, c
 void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
                         const float* k, const float* v, int64_t T, int64_t H, int64_t G, int64_t dk, int64_t dv,
                         float scale);
+// The same over B sequences of T tokens each: q [B·T, H, dk], att [B, H, T, T], and so on.
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                       int64_t H, int64_t G, int64_t dk, int64_t dv, float scale);
+void attention_backward(float* dq, float* dk_, float* dv_, const float* dout, const float* att, const float* q,
+                        const float* k, const float* v, int64_t B, int64_t T, int64_t H, int64_t G, int64_t dk,
+                        int64_t dv, float scale);
 
 // The router's gradient through the gating values (DeepSeekMoE): given router logits z [T, E], the
 // experts chosen by moe_route (idx [T, k], treated as constants — selection has no gradient, nor has

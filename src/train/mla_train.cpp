@@ -12,19 +12,21 @@ std::vector<float>& sized(std::vector<float>& v, int64_t n) {
   v.assign(static_cast<size_t>(n), 0.f);
   return v;
 }
-std::vector<int32_t> positions(int64_t T) {
-  std::vector<int32_t> p(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) p[size_t(t)] = int32_t(t);
+// Positions of B sequences of T tokens laid out one after another: 0 .. T-1, B times.
+std::vector<int32_t> positions(int64_t B, int64_t T) {
+  std::vector<int32_t> p(static_cast<size_t>(B * T));
+  for (int64_t i = 0; i < B * T; ++i) p[size_t(i)] = int32_t(i % T);
   return p;
 }
 }  // namespace
 
 void mla_train_forward(const Config& c, const Rope& rope_tab, const MlaParams& p, const float* x, float* out,
-                       int64_t T, MlaActivations& a) {
+                       int64_t B, int64_t S, MlaActivations& a) {
+  const int64_t T = B * S;  // rows; S tokens per sequence
   const int64_t D = c.hidden_size, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, ql = c.q_lora_rank;
   const float eps = float(c.rms_norm_eps);
-  const std::vector<int32_t> pos = positions(T);
+  const std::vector<int32_t> pos = positions(B, S);
   // 1. query
   sized(a.q, T * H * qk);
   if (ql == 0) {
@@ -62,25 +64,26 @@ void mla_train_forward(const Config& c, const Rope& rope_tab, const MlaParams& p
       std::memcpy(&a.V[size_t((t * H + h) * vd)], src + nope, sizeof(float) * size_t(vd));
     }
   // 6. attention
-  attention_forward(sized(a.attn, T * H * vd).data(), sized(a.att, H * T * T).data(), a.q.data(), a.K.data(), a.V.data(),
-                    T, H, H, qk, vd, c.softmax_scale());
+  attention_forward(sized(a.attn, T * H * vd).data(), sized(a.att, B * H * S * S).data(), a.q.data(), a.K.data(),
+                    a.V.data(), B, S, H, H, qk, vd, c.softmax_scale());
   // 7. output projection
   linear_forward(out, a.attn.data(), p.o_proj, nullptr, T, H * vd, D);
 }
 
 void mla_train_backward(const Config& c, const Rope& rope_tab, const MlaParams& p, MlaParams& g, const float* x,
-                        const float* dout, float* dx, int64_t T, const MlaActivations& a) {
+                        const float* dout, float* dx, int64_t B, int64_t S, const MlaActivations& a) {
+  const int64_t T = B * S;
   const int64_t D = c.hidden_size, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, ql = c.q_lora_rank;
-  const std::vector<int32_t> pos = positions(T);
+  const std::vector<int32_t> pos = positions(B, S);
   auto zeros = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n), 0.f); };
   // 7'. output projection
   std::vector<float> dattn = zeros(T * H * vd);
   linear_backward(dattn.data(), g.o_proj, nullptr, dout, a.attn.data(), p.o_proj, T, H * vd, D);
   // 6'. attention
   std::vector<float> dq = zeros(T * H * qk), dK = zeros(T * H * qk), dV = zeros(T * H * vd);
-  attention_backward(dq.data(), dK.data(), dV.data(), dattn.data(), a.att.data(), a.q.data(), a.K.data(), a.V.data(), T,
-                     H, H, qk, vd, c.softmax_scale());
+  attention_backward(dq.data(), dK.data(), dV.data(), dattn.data(), a.att.data(), a.q.data(), a.K.data(), a.V.data(), B,
+                     S, H, H, qk, vd, c.softmax_scale());
   // 5'. back to kv and the shared k_pe (summed over heads)
   std::vector<float> dkv = zeros(T * H * (nope + vd)), dkpe = zeros(T * R);
   for (int64_t t = 0; t < T; ++t)

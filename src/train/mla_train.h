@@ -1,7 +1,7 @@
 // mla_train.h — one Multi-head Latent Attention layer for training: the naive (per-head) form, which is
 // what DeepSeek trains with; absorption is an inference rewrite of the same function. Forward keeps the
 // activations the backward needs; backward runs the forward's steps in reverse and accumulates
-// parameter gradients. Positions are 0 .. T-1 (one sequence, no cache).
+// parameter gradients. Rows are B sequences of S tokens each, at positions 0 .. S-1 (no cache).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -29,15 +29,15 @@ struct MlaActivations {
   std::vector<float> ckv, ckv_n, ckv_rstd;  // [T, C]
   std::vector<float> kpe;                // [T, R] after rope
   std::vector<float> K, V;               // [T, H, qk], [T, H, v]
-  std::vector<float> att;                // [H, T, T]
+  std::vector<float> att;                // [B, H, S, S]
   std::vector<float> attn;               // [T, H·v]
 };
 
-// out [T, D] = MLA(x [T, D]).
-void mla_train_forward(const Config& c, const Rope& rope, const MlaParams& p, const float* x, float* out, int64_t T,
-                       MlaActivations& a);
-// dx [T, D] += ∂L/∂x; g += ∂L/∂parameters; dout [T, D] = ∂L/∂out.
+// out [B·S, D] = MLA(x [B·S, D]).
+void mla_train_forward(const Config& c, const Rope& rope, const MlaParams& p, const float* x, float* out, int64_t B,
+                       int64_t S, MlaActivations& a);
+// dx [B·S, D] += ∂L/∂x; g += ∂L/∂parameters; dout [B·S, D] = ∂L/∂out.
 void mla_train_backward(const Config& c, const Rope& rope, const MlaParams& p, MlaParams& g, const float* x,
-                        const float* dout, float* dx, int64_t T, const MlaActivations& a);
+                        const float* dout, float* dx, int64_t B, int64_t S, const MlaActivations& a);
 
 }  // namespace seek::train

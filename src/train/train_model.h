@@ -11,8 +11,13 @@
 // Routing choices are constants; e_score_correction_bias gets no gradient (it is moved by the
 // aux-loss-free rule between steps, not by the loss).
 //
-// Does not (yet): parallelize over sequences, run in FP8, or use the absorbed MLA form (training is naive).
+// Speed: the B sequences run together (every projection is one GEMM over B·T rows), routed experts run
+// on the rows routed to them, gathered per expert (one task per expert), and attention runs per
+// (sequence, kv head) on query blocks that skip the masked triangle. MLA trains in the naive form
+// (absorption is an inference rewrite of the same function). With mtp_lambda = 0 the MTP module is
+// not run at all (its loss reads 0).
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,6 +30,14 @@ namespace seek::train {
 struct LossWeights {
   double mtp_lambda = 0.3;
   double balance_alpha = 0.0001;
+};
+
+// A per-token objective in place of the mean cross-entropy (SFT with a loss mask, GRPO): given
+// logp[B·T], the log-probability of each target ids[b, t+1] under the model (row b·T + t), it returns
+// the loss and writes dlogp[B·T] = ∂loss/∂logp (0 for the positions it ignores; dlogp arrives zeroed).
+struct TokenObjective {
+  std::function<double(const float* logp, float* dlogp)> fn;
+  std::vector<float>* entropy = nullptr;  // if set: filled with each position's entropy [B·T]
 };
 
 struct LossParts {
@@ -51,10 +64,14 @@ class TrainModel {
   float* g(const std::string& name);
   const Param& param(const std::string& name) const;
 
-  // ids [B, T+1]; zeroes and fills grad(); returns the loss parts.
-  LossParts forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w);
+  // ids [B, T+1]; zeroes and fills grad(); returns the loss parts. With obj, main is obj's loss.
+  LossParts forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w,
+                             const TokenObjective* obj = nullptr);
   // The loss only (no gradient).
-  LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w);
+  LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, const TokenObjective* obj = nullptr);
+  // log p(ids[b, t+1] | ids[b, ..t]) for every row b·T + t (forward only, no MTP); and, if entropy is
+  // given, each position's entropy.
+  std::vector<float> target_logprobs(const int32_t* ids, int64_t B, int64_t T, std::vector<float>* entropy = nullptr);
 
   // Tokens routed to each expert of each main MoE layer by the last forward: [layer][E] (empty for
   // dense layers).
@@ -74,7 +91,8 @@ class TrainModel {
 
  private:
   explicit TrainModel(Config c);
-  LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward);
+  LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward,
+                const TokenObjective* obj = nullptr);
 
   Config cfg_;
   std::string config_json_;

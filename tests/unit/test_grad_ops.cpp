@@ -4,6 +4,7 @@
 // scale; |numeric − analytic| ≤ 2e-3·max|analytic| + 2e-2·|analytic|).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -338,7 +339,7 @@ TEST(GradOps, MlaLayerBothQueryForms) {
                 MlaParams p = mla_views(c, t.data());
                 MlaActivations a;
                 std::vector<float> out(static_cast<size_t>(T * D));
-                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), T, a);
+                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), 1, T, a);
                 return out;
               },
               [&](const Tensors& in, const std::vector<float>& dy) {
@@ -346,11 +347,11 @@ TEST(GradOps, MlaLayerBothQueryForms) {
                 MlaParams p = mla_views(c, t.data());
                 MlaActivations a;
                 std::vector<float> out(static_cast<size_t>(T * D));
-                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), T, a);
+                mla_train_forward(c, rope_tab, p, t[0].data(), out.data(), 1, T, a);
                 Tensors g;
                 for (const auto& x : in) g.emplace_back(x.size(), 0.f);
                 MlaParams gp = mla_views(c, g.data());
-                mla_train_backward(c, rope_tab, p, gp, t[0].data(), dy.data(), g[0].data(), T, a);
+                mla_train_backward(c, rope_tab, p, gp, t[0].data(), dy.data(), g[0].data(), 1, T, a);
                 return g;
               }};
     check_gradients(op);
@@ -385,7 +386,7 @@ TEST(GradOps, MlaTrainingForwardEqualsInference) {
     std::vector<float> x = randn(size_t(T * D), rng), train_out(static_cast<size_t>(T * D));
     const seek::Rope rope_tab(c.rope);
     MlaActivations a;
-    mla_train_forward(c, rope_tab, p, x.data(), train_out.data(), T, a);
+    mla_train_forward(c, rope_tab, p, x.data(), train_out.data(), 1, T, a);
     for (seek::MlaForm form : {seek::MlaForm::Naive, seek::MlaForm::Absorbed}) {
       seek::KVCache cache = m->new_cache(T, form);
       seek::Workspace ws;
@@ -442,4 +443,30 @@ TEST(Fp8Simulation, LinearStaysCloseAndIsOffByDefault) {
   const double err = max_rel_diff(y8.data(), y32.data(), T * N);
   EXPECT_GT(err, 1e-4) << "FP8 simulation changed nothing";
   EXPECT_LT(err, 0.1);
+}
+
+// The vectorized round trip must equal the exact converters bit for bit: every E4M3 code, every
+// midpoint between neighbours (ties go to even), and random values across the whole range.
+TEST(Fp8Simulation, FastRoundingEqualsTheConverters) {
+  auto exact = [](float v) { return f8e4m3_to_f32(f32_to_f8e4m3(v)); };
+  std::vector<float> values;
+  for (int code = 0; code < 256; ++code) {
+    const float v = f8e4m3_to_f32(uint8_t(code));
+    if (std::isfinite(v) && std::fabs(v) <= 448.f) values.push_back(v);
+  }
+  std::vector<float> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    const float mid = 0.5f * (sorted[i - 1] + sorted[i]);
+    values.push_back(mid);
+    values.push_back(std::nextafter(mid, 0.f));
+    values.push_back(std::nextafter(mid, 1000.f));
+  }
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-448.f, 448.f), small(-0.03f, 0.03f);
+  for (int i = 0; i < 20000; ++i) values.push_back(i % 2 ? u(rng) : small(rng));
+  int bad = 0;
+  for (float v : values)
+    if (fp8_round_value(v) != exact(v) && bad++ < 5) ADD_FAILURE() << "v = " << v << ": " << fp8_round_value(v) << " vs " << exact(v);
+  EXPECT_EQ(bad, 0);
 }
