@@ -12,15 +12,17 @@ void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* dec
                 const AdamWOptions& o) {
   if (t < 1) throw Error("adamw_step: the step count starts at 1");
   const double bc1 = 1.0 - std::pow(o.beta1, double(t)), bc2 = 1.0 - std::pow(o.beta2, double(t));
-  const float b1 = float(o.beta1), b2 = float(o.beta2);
-#pragma omp parallel for schedule(static) if (n > 65536)
+  // f32 arithmetic throughout (the loop vectorizes; double made it 5% of a training step).
+  const float b1 = float(o.beta1), b2 = float(o.beta2), ib1 = float(1.0 / bc1), ib2 = float(1.0 / bc2);
+  const float lrf = float(lr), eps = float(o.eps), wdf = float(o.weight_decay);
+#pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
-    m[i] = b1 * m[i] + (1.f - b1) * gi;
-    v[i] = b2 * v[i] + (1.f - b2) * gi * gi;
-    const double mh = m[i] / bc1, vh = v[i] / bc2;
-    const double wd = (!decay || decay[i]) ? o.weight_decay : 0.0;
-    p[i] = float(p[i] - lr * (mh / (std::sqrt(vh) + o.eps) + wd * p[i]));
+    const float mi = b1 * m[i] + (1.f - b1) * gi, vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float wd = (!decay || decay[i]) ? wdf : 0.f;
+    p[i] -= lrf * (mi * ib1 / (std::sqrt(vi * ib2) + eps) + wd * p[i]);
   }
 }
 
@@ -31,6 +33,7 @@ double clip_grad_norm(float* g, int64_t n, double max_norm) {
   const double norm = std::sqrt(ss);
   if (max_norm > 0 && norm > max_norm) {
     const float f = float(max_norm / (norm + 1e-6));
+#pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) g[i] *= f;
   }
   return norm;
