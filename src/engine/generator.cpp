@@ -41,6 +41,21 @@ std::string StopMatcher::finish() {
   return out;
 }
 
+namespace {
+// dst's first src.len positions become src's (the caches may differ in capacity, not in layout).
+void copy_prefix(const KVCache& src, KVCache& dst) {
+  SEEK_ASSERT(src.layers.size() == dst.layers.size() && src.len <= dst.capacity);
+  for (size_t l = 0; l < src.layers.size(); ++l) {
+    const LayerCache& a = src.layers[l];
+    LayerCache& b = dst.layers[l];
+    const size_t k_row = a.k.size() / size_t(src.capacity), v_row = a.v.size() / size_t(src.capacity);
+    std::copy_n(a.k.begin(), size_t(src.len) * k_row, b.k.begin());
+    std::copy_n(a.v.begin(), size_t(src.len) * v_row, b.v.begin());
+  }
+  dst.len = src.len;
+}
+}  // namespace
+
 Generator::Generator(Model& model, const Tokenizer* tokenizer, MlaForm form)
     : model_(model), tok_(tokenizer), form_(form) {}
 
@@ -122,11 +137,28 @@ std::vector<GenerationOutput> Generator::run(const std::vector<GenerationRequest
   std::vector<Model::BatchItem> items;
   std::vector<int64_t> which;
   auto t0 = std::chrono::steady_clock::now();
-  // Prefill every prompt in one pass.
-  for (int64_t b = 0; b < B; ++b)
+  // Prefill every distinct prompt in one pass. A request whose prompt equals an earlier one (GRPO's G
+  // samples of a question) is not computed again: it copies that sequence's cache and logits.
+  std::vector<int64_t> source(static_cast<size_t>(B), -1), row(static_cast<size_t>(B), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t a = 0; a < b && source[size_t(b)] < 0; ++a)
+      if (source[size_t(a)] < 0 && reqs[size_t(a)].prompt == reqs[size_t(b)].prompt) source[size_t(b)] = a;
+    if (source[size_t(b)] >= 0) continue;
+    row[size_t(b)] = int64_t(items.size());
     items.push_back({&seqs[size_t(b)].cache, reqs[size_t(b)].prompt.data(), int64_t(reqs[size_t(b)].prompt.size())});
+  }
   model_.forward_batch(items, logits.data());
-  for (int64_t b = 0; b < B; ++b) accept(b, sample(b, &logits[size_t(b * V)]));
+  for (int64_t b = 0; b < B; ++b)
+    if (source[size_t(b)] >= 0) {
+      const int64_t a = source[size_t(b)];
+      copy_prefix(seqs[size_t(a)].cache, seqs[size_t(b)].cache);
+      row[size_t(b)] = row[size_t(a)];
+    }
+  std::vector<float> z(static_cast<size_t>(V));
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy_n(&logits[size_t(row[size_t(b)] * V)], V, z.data());  // sampling masks ids in place
+    accept(b, sample(b, z.data()));
+  }
   const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   t0 = std::chrono::steady_clock::now();
   // Decode: the running sequences, one token each, until none is left.

@@ -3,8 +3,11 @@
 // sampling per sequence, streamed text that never splits a UTF-8 character or leaks the start of a stop
 // string.
 //
+// Requests with identical prompts (G samples of one question) share one prefill: the first computes
+// the prompt, the others copy its cache. Give them different sampling seeds, or they sample alike.
+//
 // Does not: schedule requests that arrive over time (continuous batching belongs to the server's
-// engine), or share prompt caches between sequences.
+// engine), or share caches between prompts that only begin alike.
 #pragma once
 #include <cstdint>
 #include <functional>

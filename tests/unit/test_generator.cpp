@@ -63,7 +63,7 @@ TEST(Generator, BatchEqualsOneAtATime) {
     reqs[2].sampling.top_k = 20;
     reqs[2].sampling.seed = 6;
     reqs[2].stop.max_new_tokens = 12;
-    reqs[3] = reqs[1];
+    reqs[3] = reqs[1];  // the same prompt: prefilled once, its cache copied (must still equal alone)
     reqs[3].sampling.seed = 77;
     Generator g(*m, nullptr);
     // Alone first, to find a token sequence 2 will emit and use it as a stop id in the batch.
