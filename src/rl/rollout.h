@@ -1,0 +1,51 @@
+// rollout.h — sampling completions of problems and scoring them by rule: what GRPO, eval and
+// rejection sampling share.
+//
+// A rollout is one completion of one problem: the prompt is prompt_text(problem) (data/corpus.h, the
+// format the model was pretrained on), generation stops at the tokenizer's EOS ("<|eos|>") or after
+// max_new_tokens, and the completion's text is scored by rl/reward.h (think_in_prompt = false: the
+// model itself decides whether to open <think>). Problems are generated in groups of `samples`
+// consecutive rollouts; all of them run as one batch of the Generator, which prefills each distinct
+// prompt once. Sample i of problem j uses seed mix(seed, j, i), so a run is reproducible.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "rl/reward.h"
+#include "rl/tasks.h"
+
+namespace seek::rl {
+
+struct RolloutOptions {
+  int64_t samples = 8;          // completions per problem
+  float temperature = 1.0f;     // 0 = greedy
+  float top_p = 1.0f;
+  int64_t max_new_tokens = 256;
+  int64_t batch = 64;           // sequences per Generator batch
+  uint64_t seed = 1;
+  RewardWeights weights;
+};
+
+struct Rollout {
+  int64_t problem = 0;              // index into the problems given
+  std::vector<int32_t> prompt;      // token ids
+  std::vector<int32_t> completion;  // generated ids, EOS included when the model emitted it
+  std::string text;                 // the completion's text (no EOS)
+  bool finished = false;            // ended with EOS (not cut at max_new_tokens)
+  RewardResult reward;
+};
+
+struct RolloutStats {
+  int64_t sequences = 0, tokens = 0;  // completion tokens generated
+  double seconds = 0;
+};
+
+// problems.size() × o.samples rollouts, problem-major. Throws Error when the tokenizer has no
+// "<|eos|>" token.
+std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
+                                     const RolloutOptions& o, RolloutStats* stats = nullptr);
+
+}  // namespace seek::rl
