@@ -16,7 +16,14 @@ packages=(
   libcli11-dev             # the command line
   libpcre2-dev             # Unicode regexes of the BPE pre-tokenizer
   libgtest-dev             # tests
+  libcpp-httplib-dev       # seek serve: the HTTP server (chunked responses for server-sent events)
+  libxxhash-dev            # seek serve: prefix-cache block keys and disk-block checksums
+  chromium                 # tests/server: the chat page in headless Chromium (driven by playwright-core)
 )
+# Node.js runs the server's integration tests with the official `openai` client (tests/server). Debian's
+# nodejs + npm where no node is installed yet (a NodeSource node already carries its own npm).
+command -v node > /dev/null || packages+=(nodejs)
+command -v npm > /dev/null || packages+=(npm)
 if [ "${1:-}" = "--reference" ]; then
   packages+=(python3-torch python3-numpy)  # test oracle only (scripts/reference), never a runtime dependency
 fi
@@ -31,6 +38,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all Debian packages present"
+fi
+
+# The server tests' npm packages (openai, playwright-core), pinned by tests/server/package-lock.json.
+if [ ! -d tests/server/node_modules ] || [ tests/server/package-lock.json -nt tests/server/node_modules ]; then
+  (cd tests/server && npm ci --no-audit --no-fund --loglevel=error) && touch tests/server/node_modules
 fi
 
 cmake --preset release

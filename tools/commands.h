@@ -26,6 +26,8 @@ void register_generate_commands(CLI::App& app);
 void register_data_commands(CLI::App& app);
 // tools/train_cmd.cpp: `seek pretrain`.
 void register_train_commands(CLI::App& app);
+// tools/serve_cmd.cpp: `seek serve`.
+void register_serve_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

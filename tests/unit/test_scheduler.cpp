@@ -1,0 +1,236 @@
+// Serving engine: continuous batching gives each request exactly what it gets alone (with chunked
+// prefill, a small batch and a queue), requests join a running batch and leave it, cancellation frees a
+// slot, refusals (queue full, too large), and prefix-cache hits that keep greedy output unchanged.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "engine/generator.h"
+#include "engine/scheduler.h"
+#include "test_util.h"
+#include "util/error.h"
+
+using namespace seek;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<int32_t> prompt(int64_t n, int32_t salt, int64_t V) {
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < n; ++i) p.push_back(int32_t((i * 31 + salt * 7 + 3) % V));
+  return p;
+}
+
+struct Result {
+  std::vector<int32_t> tokens;
+  EngineEvent final;
+};
+
+Result drain(SequenceStream& s) {
+  Result r;
+  std::vector<EngineEvent> evs;
+  while (s.next(evs, 50ms)) {
+    for (EngineEvent& e : evs) {
+      if (e.token >= 0) r.tokens.push_back(e.token);
+      if (e.final) r.final = e;
+    }
+    evs.clear();
+  }
+  return r;
+}
+
+struct Fixture {
+  test::TempDir dir;
+  std::unique_ptr<Model> model;
+  int64_t V = 0;
+  Fixture() {
+    write_random_checkpoint(dir.path.string(), test::tiny_config("deepseek_v3"), {DType::F32, 31, 1});
+    model = Model::load(dir.path.string());
+    V = model->config().vocab_size;
+  }
+};
+
+std::vector<EngineRequest> mixed_requests(int64_t V) {
+  std::vector<EngineRequest> reqs(5);
+  const int64_t lens[5] = {3, 23, 9, 40, 1};
+  for (int i = 0; i < 5; ++i) {
+    reqs[size_t(i)].prompt = prompt(lens[i], i + 1, V);
+    reqs[size_t(i)].stop.max_new_tokens = 4 + 3 * i;
+    reqs[size_t(i)].sampling.temperature = i % 2 ? 0.9f : 0.0f;
+    reqs[size_t(i)].sampling.seed = uint64_t(100 + i);
+    reqs[size_t(i)].sampling.top_k = i == 3 ? 10 : 0;
+  }
+  return reqs;
+}
+
+}  // namespace
+
+TEST(Engine, ContinuousBatchingEqualsEachRequestAlone) {
+  Fixture f;
+  std::vector<EngineRequest> reqs = mixed_requests(f.V);
+  Generator g(*f.model, nullptr);
+  std::vector<GenerationOutput> alone;
+  for (const EngineRequest& r : reqs) {
+    GenerationRequest gr{r.prompt, r.sampling, r.stop};
+    alone.push_back(g.run({gr})[0]);
+  }
+  // 2 running at once, 7 prompt tokens per step: queueing, joining mid-flight and chunked prefill.
+  EngineOptions opt;
+  opt.max_seqs = 2;
+  opt.prefill_chunk = 7;
+  Engine engine(*f.model, nullptr, nullptr, opt);
+  std::vector<std::shared_ptr<SequenceStream>> streams;
+  for (const EngineRequest& r : reqs) {
+    Engine::Submitted s = engine.submit(r);
+    ASSERT_TRUE(s.stream);
+    streams.push_back(s.stream);
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Result r = drain(*streams[i]);
+    EXPECT_EQ(r.tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(r.final.finish_reason, alone[i].finish_reason) << "request " << i;
+    EXPECT_EQ(r.final.prompt_tokens, int64_t(reqs[i].prompt.size()));
+    EXPECT_EQ(r.final.completion_tokens, int64_t(alone[i].tokens.size()));
+  }
+  // Gauges are updated at the end of the step that finished the last sequence.
+  for (int i = 0; i < 200 && engine.stats().running > 0; ++i) std::this_thread::sleep_for(5ms);
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.finished, 5);
+  EXPECT_EQ(st.running, 0);
+  EXPECT_EQ(st.kv_bytes, 0u);
+  EXPECT_GT(st.step_seqs, st.steps) << "some steps must have batched several sequences";
+}
+
+TEST(Engine, ARequestJoinsARunningBatchAndLeavesFirst) {
+  Fixture f;
+  EngineOptions opt;
+  opt.step_delay_ms = 2;
+  Engine engine(*f.model, nullptr, nullptr, opt);
+  EngineRequest a;
+  a.prompt = prompt(5, 1, f.V);
+  a.sampling.temperature = 0;
+  a.stop.max_new_tokens = 120;
+  EngineRequest b = a;
+  b.prompt = prompt(12, 2, f.V);
+  b.stop.max_new_tokens = 5;
+  auto sa = engine.submit(a).stream;
+  std::vector<EngineEvent> evs;
+  while (evs.empty()) sa->next(evs, 100ms);  // a is running
+  auto sb = engine.submit(b).stream;
+  Result rb = drain(*sb);
+  EXPECT_EQ(rb.final.finish_reason, "length");
+  EXPECT_EQ(rb.tokens.size(), 5u);
+  size_t a_tokens = evs.size();
+  evs.clear();
+  sa->next(evs, 0ms);
+  for (const EngineEvent& e : evs) EXPECT_FALSE(e.final) << "b finished while a still runs";
+  a_tokens += evs.size();
+  EXPECT_LT(a_tokens, 60u);
+  Result ra = drain(*sa);
+  EXPECT_EQ(a_tokens + ra.tokens.size(), 120u);
+}
+
+TEST(Engine, CancellationFreesTheSlotAtOnce) {
+  Fixture f;
+  EngineOptions opt;
+  opt.max_seqs = 1;
+  opt.step_delay_ms = 2;
+  Engine engine(*f.model, nullptr, nullptr, opt);
+  EngineRequest a;
+  a.prompt = prompt(6, 3, f.V);
+  a.stop.max_new_tokens = 200;
+  EngineRequest b = a;
+  b.stop.max_new_tokens = 3;
+  auto sa = engine.submit(a).stream;
+  auto sb = engine.submit(b).stream;
+  std::vector<EngineEvent> evs;
+  while (evs.empty()) sa->next(evs, 100ms);
+  EXPECT_EQ(engine.stats().queued, 1);
+  sa->cancel();
+  Result ra = drain(*sa), rb = drain(*sb);
+  EXPECT_EQ(ra.final.finish_reason, "cancelled");
+  EXPECT_LT(ra.final.completion_tokens, 100);
+  EXPECT_EQ(rb.final.finish_reason, "length");
+  EXPECT_EQ(rb.tokens.size(), 3u);
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.cancelled, 1);
+  EXPECT_EQ(st.finished, 1);
+  // A request cancelled while it waits never runs.
+  auto sc = engine.submit(a).stream;
+  auto sd = engine.submit(b).stream;
+  sd->cancel();
+  sc->cancel();
+  EXPECT_EQ(drain(*sd).final.finish_reason, "cancelled");
+  EXPECT_EQ(drain(*sc).final.finish_reason, "cancelled");
+}
+
+TEST(Engine, RefusesWhenTheQueueIsFullOrTheRequestTooLarge) {
+  Fixture f;
+  EngineOptions opt;
+  opt.max_seqs = 1;
+  opt.max_queue = 1;
+  opt.step_delay_ms = 5;
+  opt.max_kv_bytes = 0;
+  {
+    Engine small(*f.model, nullptr, nullptr, opt);
+    EngineRequest r;
+    r.prompt = prompt(4, 1, f.V);
+    r.stop.max_new_tokens = 10;
+    Engine::Submitted s = small.submit(r);
+    EXPECT_FALSE(s.stream);
+    EXPECT_EQ(s.refusal, Engine::Refusal::TooLarge);
+  }
+  opt.max_kv_bytes = size_t(1) << 30;
+  Engine engine(*f.model, nullptr, nullptr, opt);
+  EngineRequest r;
+  r.prompt = prompt(4, 1, f.V);
+  r.stop.max_new_tokens = 100;
+  auto s1 = engine.submit(r).stream;
+  std::vector<EngineEvent> evs;
+  while (evs.empty()) s1->next(evs, 100ms);  // running: the queue is empty again
+  auto s2 = engine.submit(r);
+  EXPECT_TRUE(s2.stream);
+  auto s3 = engine.submit(r);
+  EXPECT_FALSE(s3.stream);
+  EXPECT_EQ(s3.refusal, Engine::Refusal::QueueFull);
+  s1->cancel();
+  s2.stream->cancel();
+  // Bad requests are errors, not refusals.
+  EngineRequest bad;
+  EXPECT_THROW(engine.submit(bad), Error);  // empty prompt
+  bad.prompt = prompt(10, 1, f.V);
+  bad.stop.max_new_tokens = f.model->config().max_position_embeddings;
+  EXPECT_THROW(engine.submit(bad), Error);  // over the context
+  bad.stop.max_new_tokens = 4;
+  bad.prompt[2] = int32_t(f.V);
+  EXPECT_THROW(engine.submit(bad), Error);  // token id outside the vocabulary
+  bad.prompt[2] = 1;
+  bad.sampling.top_p = 0;
+  EXPECT_THROW(engine.submit(bad), Error);
+}
+
+TEST(Engine, PrefixCacheHitsKeepGreedyOutput) {
+  Fixture f;
+  PrefixCacheOptions po;
+  po.salt = 1;
+  PrefixCache pc(f.model->config(), MlaForm::Absorbed, po);
+  Engine engine(*f.model, nullptr, &pc, EngineOptions{});
+  EngineRequest r;
+  r.prompt = prompt(50, 5, f.V);
+  r.sampling.temperature = 0;
+  r.stop.max_new_tokens = 12;
+  Result first = drain(*engine.submit(r).stream);
+  Result second = drain(*engine.submit(r).stream);
+  EXPECT_EQ(first.final.cached_tokens, 0);
+  EXPECT_EQ(second.final.cached_tokens, 48);
+  EXPECT_EQ(second.tokens, first.tokens);
+  // The next turn: prompt + answer + more. Its prefix up to the answer's rows hits.
+  EngineRequest next = r;
+  next.prompt.insert(next.prompt.end(), first.tokens.begin(), first.tokens.end());
+  for (int32_t t : prompt(9, 8, f.V)) next.prompt.push_back(t);
+  Result third = drain(*engine.submit(next).stream);
+  EXPECT_EQ(third.final.cached_tokens, (50 + 12 - 1) / 16 * 16);
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.cached_tokens, 48 + third.final.cached_tokens);
+  EXPECT_EQ(st.prefilled_tokens, st.prompt_tokens - st.cached_tokens);
+}

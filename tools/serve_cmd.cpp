@@ -1,0 +1,135 @@
+// serve_cmd.cpp — `seek serve`: the OpenAI/DeepSeek-compatible server (src/server) over the continuous
+// batching engine (src/engine/scheduler.h) with context caching in RAM and on disk
+// (src/engine/prefix_cache.h).
+//
+// The port is bound first and answers 503 while the model loads; SIGINT or SIGTERM stop it cleanly
+// (running streams end, queued disk-cache writes are finished).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "commands.h"
+#include "engine/prefix_cache.h"
+#include "engine/scheduler.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "server/server.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace seek {
+
+namespace {
+
+struct ServeFlags {
+  std::string model, tokenizer, cache_dir, name;
+  ServerOptions server;
+  EngineOptions engine;
+  double kv_gib = 8, cache_ram_mib = 1024, cache_disk_gib = 16;
+  bool no_cache = false;
+};
+
+int run_serve(ServeFlags& f) {
+  if (f.model.empty())
+    throw Error("seek serve: no model given: pass -m DIR, a model directory (config.json, *.safetensors, tokenizer.json), "
+                "e.g. one made by `seek demo --out DIR`; a built-in default model is not shipped yet");
+  if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
+  const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
+  if (!fs::exists(fs::path(tdir) / "tokenizer.json")) throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
+  f.server.model_name = f.name.empty() ? fs::path(f.model).lexically_normal().filename().string() : f.name;
+  if (f.server.model_name.empty()) f.server.model_name = "seek";
+  f.engine.max_kv_bytes = size_t(f.kv_gib * double(1ull << 30));
+
+  // Signals go to this thread only (sigwait below); every thread started from here inherits the mask.
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  sigaddset(&stop_set, SIGINT);
+  sigaddset(&stop_set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead server
+
+  Server server(f.server);
+  server.bind();
+  std::thread http([&] { server.listen(); });
+  std::printf("seek serve: listening on http://%s:%d (loading %s)\n", f.server.host.c_str(), server.port(), f.model.c_str());
+  std::fflush(stdout);
+
+  std::unique_ptr<Model> model;
+  Tokenizer tok;
+  std::unique_ptr<PrefixCache> pc;
+  std::unique_ptr<Engine> engine;
+  try {
+    model = Model::load(f.model);
+    tok = Tokenizer::load(tdir);
+    if (tok.vocab_size() > model->config().vocab_size)
+      throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
+                         (long long)tok.vocab_size(), (long long)model->config().vocab_size));
+    const uint64_t fp = model_fingerprint(f.model);
+    if (!f.no_cache) {
+      PrefixCacheOptions po;
+      po.ram_bytes = size_t(f.cache_ram_mib * double(1 << 20));
+      po.disk_dir = f.cache_dir;
+      po.disk_bytes = size_t(f.cache_disk_gib * double(1ull << 30));
+      po.salt = fp;
+      pc = std::make_unique<PrefixCache>(model->config(), f.engine.form, po);
+    }
+    engine = std::make_unique<Engine>(*model, &tok, pc.get(), f.engine);
+    server.attach(*model, tok, pc.get(), *engine, fp);
+  } catch (...) {
+    server.stop();
+    http.join();
+    throw;
+  }
+  std::printf("seek serve: ready — model \"%s\" (%s), %lld-token context; prefix cache %s%s%s\n", f.server.model_name.c_str(),
+              model->config().model_type_name.c_str(), (long long)model->config().max_position_embeddings,
+              pc ? "in RAM" : "off", pc && !f.cache_dir.empty() ? " and on disk at " : "", pc ? f.cache_dir.c_str() : "");
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_set, &sig);
+  std::printf("seek serve: stopping (signal %d)\n", sig);
+  std::fflush(stdout);
+  server.stop();
+  http.join();
+  engine.reset();  // running sequences end as cancelled; their prefixes are cached
+  if (pc) pc->flush();
+  return 0;
+}
+
+}  // namespace
+
+void register_serve_commands(CLI::App& app) {
+  static ServeFlags f;
+  auto* s = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible API server with continuous batching and context caching");
+  s->add_option("-m,--model", f.model, "model directory (config.json, *.safetensors, tokenizer.json)");
+  s->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model directory)");
+  s->add_option("--host", f.server.host, "address to listen on")->capture_default_str();
+  s->add_option("--port", f.server.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));
+  s->add_option("--api-key", f.server.api_key, "require Authorization: Bearer KEY on every route but /health and /");
+  s->add_option("--name", f.name, "model id in the API (default: the model directory's name)");
+  s->add_flag("--think", f.server.think, "reasoning on by default (R1's <think> prefill); requests may override with \"thinking\"");
+  s->add_option("--cache-dir", f.cache_dir, "disk tier of the prefix cache (kept across restarts)");
+  s->add_option("--cache-ram-mib", f.cache_ram_mib, "RAM tier budget of the prefix cache")->capture_default_str();
+  s->add_option("--cache-disk-gib", f.cache_disk_gib, "disk tier budget of the prefix cache")->capture_default_str();
+  s->add_flag("--no-cache", f.no_cache, "no context caching");
+  s->add_option("--max-seqs", f.engine.max_seqs, "sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  s->add_option("--max-queue", f.engine.max_queue, "waiting requests before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  s->add_option("--prefill-chunk", f.engine.prefill_chunk, "prompt tokens per step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  s->add_option("--kv-gib", f.kv_gib, "KV cache memory of running sequences")->capture_default_str();
+  s->add_option("--max-body-bytes", f.server.limits.max_body_bytes, "largest request body")->capture_default_str();
+  s->add_option("--max-prompt-tokens", f.server.limits.max_prompt_tokens, "longest prompt (also capped by the context)")->capture_default_str();
+  s->add_option("--max-tokens", f.server.limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
+  s->add_option("--max-n", f.server.limits.max_n, "largest n")->capture_default_str()->check(CLI::Range(1, 128));
+  s->add_option("--http-threads", f.server.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(4, 4096));
+  s->add_option("--debug-step-delay-ms", f.engine.step_delay_ms, "testing: sleep after each engine step")->group("");
+  s->callback([] {
+    int rc = run_serve(f);
+    if (rc) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace seek
