@@ -28,6 +28,8 @@ void register_data_commands(CLI::App& app);
 void register_train_commands(CLI::App& app);
 // tools/serve_cmd.cpp: `seek serve`.
 void register_serve_commands(CLI::App& app);
+// tools/eval_cmd.cpp: `seek eval` (pass@k on held-out problems, MTP acceptance, KV table).
+void register_eval_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

@@ -1,0 +1,348 @@
+// eval.cpp — see eval.h.
+#include "rl/eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "rl/passk.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+namespace seek::rl {
+
+std::vector<int64_t> pass_ks(int64_t samples) {
+  std::vector<int64_t> ks;
+  for (int64_t k = 1; k <= samples; k *= 2) ks.push_back(k);
+  if (samples >= 1 && ks.back() != samples) ks.push_back(samples);
+  return ks;
+}
+
+bool opens_think(const std::string& text) {
+  size_t i = text.find_first_not_of(" \t\r\n");
+  return i != std::string::npos && text.compare(i, 7, "<think>") == 0;
+}
+
+std::vector<Problem> eval_problems(const EvalOptions& o) {
+  if (o.kinds.empty()) throw Error("eval: no task kinds");
+  if (o.min_difficulty < 1 || o.max_difficulty > kMaxDifficulty || o.min_difficulty > o.max_difficulty)
+    throw Error(strfmt("eval: difficulties %d..%d: expected 1 <= min <= max <= %d", o.min_difficulty,
+                       o.max_difficulty, kMaxDifficulty));
+  if (o.problems < 1) throw Error("eval: problems must be at least 1");
+  if (o.samples < 1) throw Error("eval: samples must be at least 1");
+  const int levels = o.max_difficulty - o.min_difficulty + 1;
+  std::vector<Problem> out;
+  for (TaskKind kind : o.kinds)
+    for (int64_t i = 0; i < o.problems; ++i)
+      out.push_back(make_split_problem(kind, o.min_difficulty + int(i % levels), o.split, o.seed, uint64_t(i),
+                                       o.heldout_fraction));
+  return out;
+}
+
+namespace {
+
+int64_t length_of(const Rollout& r) { return int64_t(r.completion.size()) - (r.finished ? 1 : 0); }
+
+// Per-problem tallies, from which every metric (overall and per group) is a mean.
+struct Tally {
+  bool greedy_correct = false;
+  int64_t n = 0, correct = 0, formatted = 0, tokens = 0;
+};
+
+EvalGroup group_of(const std::vector<const Tally*>& ts, const std::vector<int64_t>& ks, bool has_greedy) {
+  EvalGroup g;
+  g.problems = int64_t(ts.size());
+  if (ts.empty()) return g;
+  int64_t n = 0, formatted = 0, tokens = 0, greedy = 0;
+  std::vector<PassCounts> counts;
+  for (const Tally* t : ts) {
+    greedy += t->greedy_correct;
+    n += t->n, formatted += t->formatted, tokens += t->tokens;
+    counts.push_back({t->n, t->correct});
+  }
+  if (has_greedy) g.pass1_greedy = double(greedy) / double(ts.size());
+  if (n > 0) {
+    for (int64_t k : ks) g.pass_at_k[k] = mean_pass_at_k(counts, k);
+    g.format_rate = double(formatted) / double(n);
+    g.mean_length = double(tokens) / double(n);
+  }
+  return g;
+}
+
+}  // namespace
+
+EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rollout>& greedy,
+                     const std::vector<Rollout>& sampled, int64_t samples) {
+  const size_t P = problems.size();
+  if (samples < 1) throw Error("eval: samples must be at least 1");
+  if (!greedy.empty() && greedy.size() != P)
+    throw Error(strfmt("eval: %zu greedy rollouts for %zu problems (expected one each)", greedy.size(), P));
+  if (!sampled.empty() && sampled.size() != P * size_t(samples))
+    throw Error(strfmt("eval: %zu sampled rollouts for %zu problems × %lld samples", sampled.size(), P,
+                       (long long)samples));
+  EvalResult r;
+  r.problems = int64_t(P);
+  r.samples = sampled.empty() ? 0 : samples;
+  std::vector<Tally> tally(P);
+  for (size_t j = 0; j < greedy.size(); ++j) {
+    const Rollout& g = greedy[j];
+    if (g.problem != int64_t(j)) throw Error(strfmt("eval: greedy rollout %zu is of problem %lld", j, (long long)g.problem));
+    tally[j].greedy_correct = g.reward.correct;
+    r.format_rate_greedy += g.reward.formatted;
+    r.mean_length_greedy += double(length_of(g));
+    r.think_rate_greedy += opens_think(g.text);
+  }
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    const Rollout& s = sampled[i];
+    if (s.problem != int64_t(i / size_t(samples)))
+      throw Error(strfmt("eval: sampled rollout %zu is of problem %lld (expected problem-major order)", i,
+                         (long long)s.problem));
+    Tally& t = tally[size_t(s.problem)];
+    t.n += 1, t.correct += s.reward.correct, t.formatted += s.reward.formatted, t.tokens += length_of(s);
+    r.think_rate += opens_think(s.text);
+    r.truncated_rate += !s.finished;
+  }
+  if (!greedy.empty()) {
+    r.format_rate_greedy /= double(P), r.mean_length_greedy /= double(P), r.think_rate_greedy /= double(P);
+  }
+  if (!sampled.empty()) r.think_rate /= double(sampled.size()), r.truncated_rate /= double(sampled.size());
+
+  const std::vector<int64_t> ks = sampled.empty() ? std::vector<int64_t>{} : pass_ks(samples);
+  std::vector<const Tally*> all;
+  std::map<std::string, std::vector<const Tally*>> kinds;
+  std::map<int, std::vector<const Tally*>> levels;
+  for (size_t j = 0; j < P; ++j) {
+    all.push_back(&tally[j]);
+    kinds[task_kind_name(problems[j].kind)].push_back(&tally[j]);
+    levels[problems[j].difficulty].push_back(&tally[j]);
+  }
+  EvalGroup whole = group_of(all, ks, !greedy.empty());
+  r.pass1_greedy = whole.pass1_greedy;
+  r.pass_at_k = whole.pass_at_k;
+  r.pass1_sampled = ks.empty() ? 0.0 : whole.pass_at_k.at(1);
+  r.format_rate = whole.format_rate;
+  r.mean_length = whole.mean_length;
+  for (auto& [name, ts] : kinds) r.by_kind[name] = group_of(ts, ks, !greedy.empty());
+  for (auto& [d, ts] : levels) r.by_difficulty[d] = group_of(ts, ks, !greedy.empty());
+  return r;
+}
+
+namespace {
+
+// Runs rollouts over `problems` in chunks of about `batch` sequences, so that progress can be shown;
+// chunk c samples with seed mix64(seed, c), and rollout.problem is made global again.
+std::vector<Rollout> chunked_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
+                                      RolloutOptions ro, const char* what, int64_t& done, int64_t total,
+                                      std::chrono::steady_clock::time_point t0,
+                                      std::chrono::steady_clock::time_point& last, std::FILE* progress) {
+  const uint64_t seed = ro.seed;
+  const size_t per = size_t(std::max<int64_t>(1, ro.batch / ro.samples));
+  std::vector<Rollout> out;
+  out.reserve(problems.size() * size_t(ro.samples));
+  for (size_t p0 = 0, c = 0; p0 < problems.size(); p0 += per, ++c) {
+    const size_t p1 = std::min(problems.size(), p0 + per);
+    std::vector<Problem> part(problems.begin() + long(p0), problems.begin() + long(p1));
+    ro.seed = mix64(seed, c);
+    std::vector<Rollout> rs = sample_rollouts(model, tok, part, ro);
+    for (Rollout& r : rs) {
+      r.problem += int64_t(p0);
+      out.push_back(std::move(r));
+    }
+    done += int64_t(rs.size());
+    const auto now = std::chrono::steady_clock::now();
+    if (progress && std::chrono::duration<double>(now - last).count() >= 5.0) {
+      const double s = std::chrono::duration<double>(now - t0).count();
+      const double rate = double(done) / s;
+      std::fprintf(progress, "eval: %s, %lld/%lld sequences, %.1f sequences/s, ETA %.0f s\n", what, (long long)done,
+                   (long long)total, rate, double(total - done) / rate);
+      std::fflush(progress);
+      last = now;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, std::FILE* progress) {
+  const std::vector<Problem> problems = eval_problems(o);
+  if (o.batch < 1) throw Error("eval: batch must be at least 1");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  const int64_t total = int64_t(problems.size()) * (1 + o.samples);
+  int64_t done = 0;
+  RolloutOptions ro;
+  ro.max_new_tokens = o.max_new_tokens;
+  ro.batch = o.batch;
+  ro.weights = o.weights;
+  ro.samples = 1;
+  ro.temperature = 0.0f;
+  ro.seed = mix64(o.seed, 1);
+  std::vector<Rollout> greedy = chunked_rollouts(model, tok, problems, ro, "greedy", done, total, t0, last, progress);
+  ro.samples = o.samples;
+  ro.temperature = 1.0f;
+  ro.seed = mix64(o.seed, 2);
+  std::vector<Rollout> sampled = chunked_rollouts(model, tok, problems, ro, "sampled", done, total, t0, last, progress);
+  EvalResult r = summarize(problems, greedy, sampled, o.samples);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// --- JSON ------------------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json ks_json(const std::map<int64_t, double>& m) {
+  nlohmann::json j = nlohmann::json::object();
+  for (auto& [k, v] : m) j[std::to_string(k)] = v;
+  return j;
+}
+
+nlohmann::json group_json(const EvalGroup& g) {
+  return {{"problems", g.problems}, {"pass1_greedy", g.pass1_greedy}, {"pass_at_k", ks_json(g.pass_at_k)},
+          {"format_rate", g.format_rate}, {"mean_length", g.mean_length}};
+}
+
+const nlohmann::json& field(const nlohmann::json& j, const char* name, const std::string& where) {
+  if (!j.is_object() || !j.contains(name)) throw Error(where + ": missing field \"" + name + "\"");
+  return j.at(name);
+}
+
+template <class T>
+T get(const nlohmann::json& j, const char* name, const std::string& where) {
+  try {
+    return field(j, name, where).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": field \"" + name + "\": " + e.what());
+  }
+}
+
+std::map<int64_t, double> ks_from(const nlohmann::json& j, const std::string& where) {
+  std::map<int64_t, double> m;
+  const nlohmann::json& o = field(j, "pass_at_k", where);
+  if (!o.is_object()) throw Error(where + ": field \"pass_at_k\" must be an object");
+  for (auto& [k, v] : o.items()) {
+    try {
+      m[std::stoll(k)] = v.get<double>();
+    } catch (const std::exception&) {
+      throw Error(where + ": pass_at_k \"" + k + "\" is not k: number");
+    }
+  }
+  return m;
+}
+
+EvalGroup group_from(const nlohmann::json& j, const std::string& where) {
+  EvalGroup g;
+  g.problems = get<int64_t>(j, "problems", where);
+  g.pass1_greedy = get<double>(j, "pass1_greedy", where);
+  g.pass_at_k = ks_from(j, where);
+  g.format_rate = get<double>(j, "format_rate", where);
+  g.mean_length = get<double>(j, "mean_length", where);
+  return g;
+}
+
+}  // namespace
+
+nlohmann::json to_json(const EvalResult& r) {
+  nlohmann::json j = {{"pass1_greedy", r.pass1_greedy},
+                      {"pass1_sampled", r.pass1_sampled},
+                      {"pass_at_k", ks_json(r.pass_at_k)},
+                      {"format_rate", r.format_rate},
+                      {"format_rate_greedy", r.format_rate_greedy},
+                      {"mean_length", r.mean_length},
+                      {"mean_length_greedy", r.mean_length_greedy},
+                      {"think_rate", r.think_rate},
+                      {"think_rate_greedy", r.think_rate_greedy},
+                      {"truncated_rate", r.truncated_rate},
+                      {"problems", r.problems},
+                      {"samples", r.samples},
+                      {"seconds", r.seconds}};
+  j["by_kind"] = nlohmann::json::object();
+  for (auto& [name, g] : r.by_kind) j["by_kind"][name] = group_json(g);
+  j["by_difficulty"] = nlohmann::json::object();
+  for (auto& [d, g] : r.by_difficulty) j["by_difficulty"][std::to_string(d)] = group_json(g);
+  return j;
+}
+
+EvalResult eval_result_from_json(const nlohmann::json& j) {
+  const std::string w = "eval result";
+  EvalResult r;
+  r.pass1_greedy = get<double>(j, "pass1_greedy", w);
+  r.pass1_sampled = get<double>(j, "pass1_sampled", w);
+  r.pass_at_k = ks_from(j, w);
+  r.format_rate = get<double>(j, "format_rate", w);
+  r.format_rate_greedy = get<double>(j, "format_rate_greedy", w);
+  r.mean_length = get<double>(j, "mean_length", w);
+  r.mean_length_greedy = get<double>(j, "mean_length_greedy", w);
+  r.think_rate = get<double>(j, "think_rate", w);
+  r.think_rate_greedy = get<double>(j, "think_rate_greedy", w);
+  r.truncated_rate = get<double>(j, "truncated_rate", w);
+  r.problems = get<int64_t>(j, "problems", w);
+  r.samples = get<int64_t>(j, "samples", w);
+  r.seconds = get<double>(j, "seconds", w);
+  for (auto& [name, g] : field(j, "by_kind", w).items()) r.by_kind[name] = group_from(g, w + ": by_kind." + name);
+  for (auto& [d, g] : field(j, "by_difficulty", w).items()) {
+    int level = 0;
+    try {
+      level = std::stoi(d);
+    } catch (const std::exception&) {
+      throw Error(w + ": by_difficulty key \"" + d + "\" is not a difficulty");
+    }
+    r.by_difficulty[level] = group_from(g, w + ": by_difficulty." + d);
+  }
+  return r;
+}
+
+// --- Markdown --------------------------------------------------------------------------------------
+
+namespace {
+
+std::string pct(double x) { return strfmt("%.1f%%", 100 * x); }
+
+std::string ks_cell(const std::map<int64_t, double>& m, int64_t k) {
+  auto it = m.find(k);
+  return it == m.end() ? "–" : pct(it->second);
+}
+
+}  // namespace
+
+std::string eval_table_md(const std::vector<std::pair<std::string, EvalResult>>& rows) {
+  std::set<int64_t> ks;
+  for (auto& [name, r] : rows)
+    for (auto& [k, v] : r.pass_at_k) ks.insert(k);
+  ks.erase(1);  // pass@1 sampled has its own column
+  std::string s = "| model | problems | pass@1 greedy | pass@1 sampled |";
+  for (int64_t k : ks) s += strfmt(" pass@%lld |", (long long)k);
+  s += " format (sampled) | format (greedy) | opens <think> | length (sampled) | length (greedy) |\n|---|--:|--:|--:|";
+  for (size_t i = 0; i < ks.size(); ++i) s += "--:|";
+  s += "--:|--:|--:|--:|--:|\n";
+  for (auto& [name, r] : rows) {
+    s += strfmt("| %s | %lld | %s | %s |", name.c_str(), (long long)r.problems, pct(r.pass1_greedy).c_str(),
+                r.samples ? pct(r.pass1_sampled).c_str() : "–");
+    for (int64_t k : ks) s += strfmt(" %s |", ks_cell(r.pass_at_k, k).c_str());
+    s += strfmt(" %s | %s | %s | %.1f | %.1f |\n", pct(r.format_rate).c_str(), pct(r.format_rate_greedy).c_str(),
+                pct(r.think_rate).c_str(), r.mean_length, r.mean_length_greedy);
+  }
+  return s;
+}
+
+std::string eval_breakdown_md(const EvalResult& r) {
+  std::vector<int64_t> ks;
+  for (auto& [k, v] : r.pass_at_k) ks.push_back(k);
+  std::string s = "| group | problems | pass@1 greedy |";
+  for (int64_t k : ks) s += strfmt(" pass@%lld |", (long long)k);
+  s += " format (sampled) | length (sampled) |\n|---|--:|--:|";
+  for (size_t i = 0; i < ks.size(); ++i) s += "--:|";
+  s += "--:|--:|\n";
+  auto row = [&](const std::string& name, const EvalGroup& g) {
+    s += strfmt("| %s | %lld | %s |", name.c_str(), (long long)g.problems, pct(g.pass1_greedy).c_str());
+    for (int64_t k : ks) s += strfmt(" %s |", ks_cell(g.pass_at_k, k).c_str());
+    s += strfmt(" %s | %.1f |\n", pct(g.format_rate).c_str(), g.mean_length);
+  };
+  for (auto& [name, g] : r.by_kind) row(name, g);
+  for (auto& [d, g] : r.by_difficulty) row(strfmt("difficulty %d", d), g);
+  return s;
+}
+
+}  // namespace seek::rl

@@ -1,0 +1,103 @@
+// eval.h — evaluating a model on held-out verifiable problems, as the R1-Zero recipe reports it
+// (DeepSeek-R1 §2.2.4 / §3: pass@1 estimated from k samples at temperature > 0, and greedy):
+// pass@1 greedy, pass@1 sampled, pass@k (k = 1, 2, 4, … up to the samples, and the samples
+// themselves; the unbiased estimator of rl/passk.h), the format rate, the mean completion length and
+// how often the model opens a <think> block, overall and by task kind and by difficulty.
+//
+// evaluate() generates (rl/rollout.h: greedy = one sample at temperature 0, sampled = `samples` per
+// problem at temperature 1) and hands the rollouts to summarize(), a pure function, so the arithmetic
+// of the metrics is tested on hand-made rollouts. Also here: the JSON form of a result (to_json /
+// eval_result_from_json, for report.json and for resuming a recipe stage) and markdown tables for the
+// report card, several results side by side.
+//
+// Definitions, per completion (Rollout):
+//   correct     reward.correct (check_answer on the first <answer> span; rl/reward.h)
+//   formatted   reward.formatted (exactly <think>…</think><answer>…</answer>)
+//   length      generated tokens, the EOS excluded (completion.size() − finished)
+//   thinks      the text opens a reasoning block: "<think>" after optional whitespace
+//   truncated   cut at max_new_tokens (no EOS)
+// Not here: the GRPO training loop, MTP acceptance (rl/mtp_accept.h), KV figures (rl/report_figures.h).
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "rl/reward.h"
+#include "rl/rollout.h"
+#include "rl/tasks.h"
+
+namespace seek::rl {
+
+struct EvalOptions {
+  std::vector<TaskKind> kinds = {TaskKind::Arithmetic, TaskKind::Countdown};
+  int min_difficulty = 1, max_difficulty = 3;  // problem i of a kind has difficulty min + i mod (max − min + 1)
+  int64_t problems = 64;         // per kind
+  int64_t samples = 16;          // sampled completions per problem (pass@k for k up to this)
+  int64_t max_new_tokens = 256;
+  uint64_t seed = 1;             // problems and sampling
+  double heldout_fraction = kDefaultHeldOutFraction;  // as in training: split_of must agree
+  RewardWeights weights;
+  Split split = Split::HeldOut;
+  int64_t batch = 64;            // sequences per generation batch
+};
+
+// Metrics of a group of problems (one kind, one difficulty).
+struct EvalGroup {
+  int64_t problems = 0;
+  double pass1_greedy = 0;
+  std::map<int64_t, double> pass_at_k;  // same ks as the whole result
+  double format_rate = 0;               // sampled
+  double mean_length = 0;               // sampled
+};
+
+struct EvalResult {
+  double pass1_greedy = 0;        // share of problems whose greedy completion is correct
+  double pass1_sampled = 0;       // mean accuracy of the sampled completions (= pass_at_k[1])
+  std::map<int64_t, double> pass_at_k;  // k → mean unbiased pass@k over problems
+  double format_rate = 0, format_rate_greedy = 0;
+  double mean_length = 0, mean_length_greedy = 0;  // completion tokens, EOS excluded
+  double think_rate = 0, think_rate_greedy = 0;    // share of completions that open <think>
+  double truncated_rate = 0;      // share of sampled completions cut at max_new_tokens
+  std::map<std::string, EvalGroup> by_kind;  // "arithmetic" | "countdown"
+  std::map<int, EvalGroup> by_difficulty;
+  int64_t problems = 0, samples = 0;
+  double seconds = 0;             // generation wall time (0 from summarize)
+};
+
+// The ks reported for n samples: 1, 2, 4, 8, … ≤ n, and n itself.
+std::vector<int64_t> pass_ks(int64_t samples);
+
+// Whether the completion text opens a <think> block (optional leading whitespace, then "<think>").
+bool opens_think(const std::string& text);
+
+// The problems evaluate() uses: for each kind in order, `problems` problems of the split,
+// make_split_problem(kind, difficulty(i), split, seed, i, heldout_fraction). Throws Error on bad
+// options (no kinds, difficulties outside 1..6 or min > max, problems or samples < 1).
+std::vector<Problem> eval_problems(const EvalOptions& o);
+
+// The metrics of rollouts already scored: greedy holds one rollout per problem, sampled `samples`
+// per problem, problem-major (rollout.problem indexes `problems`). Either may be empty (its metrics
+// stay 0). Throws Error when the counts or indices do not match.
+EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rollout>& greedy,
+                     const std::vector<Rollout>& sampled, int64_t samples);
+
+// Generates and summarizes. Writes a progress line (done/total sequences, rate, ETA) to `progress`
+// every few seconds when it is not null.
+EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, std::FILE* progress = nullptr);
+
+nlohmann::json to_json(const EvalResult& r);
+EvalResult eval_result_from_json(const nlohmann::json& j);  // throws Error naming a missing field
+
+// One row per named result (a model or a stage): pass@1 greedy and sampled, pass@k, format, think
+// and length. The k columns are the union of the rows' ks.
+std::string eval_table_md(const std::vector<std::pair<std::string, EvalResult>>& rows);
+// One result broken down: a row per kind, then per difficulty.
+std::string eval_breakdown_md(const EvalResult& r);
+
+}  // namespace seek::rl
