@@ -6,6 +6,7 @@
 // (running streams end, queued disk-cache writes are finished).
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -93,11 +94,13 @@ int run_serve(ServeFlags& f) {
   sigwait(&stop_set, &sig);
   std::printf("seek serve: stopping (signal %d)\n", sig);
   std::fflush(stdout);
-  server.stop();
-  http.join();
+  server.stop();   // no new connections
   engine.reset();  // running sequences end as cancelled; their prefixes are cached
   if (pc) pc->flush();
-  return 0;
+  // Idle keep-alive connections would hold the HTTP threads for their timeout: everything worth
+  // keeping is written, so leave now.
+  std::fflush(nullptr);
+  _exit(0);
 }
 
 }  // namespace

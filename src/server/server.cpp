@@ -165,7 +165,7 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
   h.set_payload_max_length(I.opt.limits.max_body_bytes);
   h.set_read_timeout(30);
   h.set_write_timeout(30);
-  h.set_keep_alive_timeout(30);
+  h.set_keep_alive_timeout(5);
 
   h.set_pre_routing_handler([&I](const httplib::Request& req, httplib::Response& res) {
     if (I.opt.api_key.empty() || req.path == "/health" || req.path == "/" || req.path == "/index.html")
