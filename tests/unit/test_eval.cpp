@@ -247,7 +247,7 @@ TEST(Eval, EvaluateTinyModel) {
   EXPECT_TRUE(j.contains("pass_at_k") && j["pass_at_k"].contains("4"));
 }
 
-TEST(Eval, GreedyDoesNotDependOnTheSeedOrBatch) {
+TEST(Eval, GreedyDoesNotDependOnTheBatch) {
   TinySetup& s = tiny();
   EvalOptions o = tiny_options();
   o.samples = 1;
