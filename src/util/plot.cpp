@@ -83,7 +83,13 @@ void render_chart(const Chart& c, int top, std::ostringstream& o) {
     }
   } else {
     yt = nice_ticks(ylo, yhi);
-    for (double t : yt) ylabels.push_back(tick_label(t, yt[1] - yt[0]));
+    if (std::isfinite(c.y_min) && ylo >= c.y_min && yt.front() < c.y_min) {
+      const double step = yt[1] - yt[0];
+      yt.erase(yt.begin(), std::find_if(yt.begin(), yt.end(), [&](double t) { return t >= c.y_min; }));
+      if (yt.empty() || yt.front() > c.y_min) yt.insert(yt.begin(), c.y_min);
+      if (yt.size() < 2) yt.push_back(yt.back() + step);
+    }
+    for (double t : yt) ylabels.push_back(tick_label(t, yt.back() - yt[yt.size() - 2]));
   }
   const double ax0 = xt.front(), ax1 = xt.back(), ay0 = yt.front(), ay1 = yt.back();
 

@@ -16,6 +16,7 @@
 //
 // Does not: draw bars, scatter plots, a second y axis, dates, or pick ticks smarter than 1-2-5.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <map>
 #include <string>
@@ -33,6 +34,8 @@ struct Series {
 struct Chart {
   std::string title, x_label, y_label;
   bool log_y = false;
+  double y_min = NAN;  // the y axis starts no lower than this when every point is at or above it
+                       // (0 for counts: an all-zero series gets 0 .. 1, not -1 .. 1); NaN = no floor
   int width = 760, height = 400;  // pixels, legend included
   std::vector<Series> series;
 

@@ -168,6 +168,19 @@ TEST(Plot, ConstantSeriesAndLogAxis) {
   std::vector<double> t = nice_ticks(0, 0);
   EXPECT_LT(t.front(), 0);
   EXPECT_GT(t.back(), 0);
+  // A count that is zero throughout, with the axis floored at 0: no negative ticks.
+  Chart z;
+  z.title = "dead";
+  z.y_min = 0;
+  z.add_series("zero", {1, 2, 3}, {0, 0, 0});
+  const std::string zs = z.svg();
+  expect_well_formed(zs);
+  EXPECT_NE(zs.find(">0.0</text>"), std::string::npos);
+  EXPECT_NE(zs.find(">1.0</text>"), std::string::npos);
+  EXPECT_EQ(zs.find(">-"), std::string::npos) << zs;
+  // The floor gives way to data below it.
+  z.add_series("negative", {1, 2}, {-3, 2});
+  EXPECT_NE(z.svg().find(">-3</text>"), std::string::npos);
 
   Chart lg;
   lg.title = "log";
