@@ -1,4 +1,5 @@
-// train_cmd.cpp — `seek pretrain`: flags onto train::PretrainOptions (src/train/trainer.h).
+// train_cmd.cpp — `seek pretrain`: flags onto train::PretrainOptions (src/train/trainer.h). Progress
+// lines on stderr (loss, tokens/s, MFU, expert balance, ETA); metrics and charts in --out.
 #include "commands.h"
 #include "train/trainer.h"
 
@@ -9,7 +10,7 @@ void register_train_commands(CLI::App& app) {
   auto* c = app.add_subcommand("pretrain", "Pretrain a model from scratch on token shards (resumes from --out when it holds a checkpoint)");
   c->add_option("--config", o.config, "config.json of the model to create");
   c->add_option("--data", o.data, "directory written by `seek data`")->required();
-  c->add_option("--out", o.out, "run directory: checkpoints, metrics.jsonl")->required();
+  c->add_option("--out", o.out, "run directory: checkpoints, metrics.jsonl, loss.svg, balance.svg")->required();
   c->add_option("--steps", o.steps)->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 40));
   c->add_option("--batch", o.batch)->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c->add_option("--seq-len", o.seq_len)->capture_default_str()->check(CLI::Range(2, 1 << 20));
@@ -20,7 +21,12 @@ void register_train_commands(CLI::App& app) {
   c->add_option("--schedule", o.schedule, "cosine or wsd")->capture_default_str();
   c->add_option("--clip", o.clip, "global gradient norm limit (0 = off)")->capture_default_str();
   c->add_option("--weight-decay", o.weight_decay)->capture_default_str();
-  c->add_option("--mtp-lambda", o.mtp_lambda)->capture_default_str();
+  c->add_option("--mtp-lambda", o.mtp_lambda, "MTP loss weight λ (until --mtp-switch)")->capture_default_str();
+  c->add_option("--mtp-lambda-final", o.mtp_lambda_final,
+                "λ after --mtp-switch (DeepSeek-V3: 0.3 then 0.1); default: --mtp-lambda, i.e. constant");
+  c->add_option("--mtp-switch", o.mtp_switch, "fraction of --steps after which λ becomes --mtp-lambda-final")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   c->add_option("--balance", o.balance, "aux-free, aux or none")->capture_default_str();
   c->add_option("--gamma", o.gamma, "aux-free bias step")->capture_default_str();
   c->add_option("--seq-alpha", o.seq_alpha, "sequence-wise balance loss weight (aux-free)")->capture_default_str();

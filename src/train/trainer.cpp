@@ -3,21 +3,26 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstring>
-#include <memory>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "data/loader.h"
 #include "model/random_checkpoint.h"
 #include "model/safetensors.h"
+#include "tensor/roofline.h"
+#include "train/flops.h"
 #include "train/grad_ops.h"
 #include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/error.h"
+#include "util/plot.h"
 
 namespace seek::train {
 
@@ -26,12 +31,88 @@ using json = nlohmann::json;
 
 namespace {
 
+double mtp_lambda_final(const PretrainOptions& o) { return std::isnan(o.mtp_lambda_final) ? o.mtp_lambda : o.mtp_lambda_final; }
+
 json options_json(const PretrainOptions& o) {
   return {{"batch", o.batch}, {"seq_len", o.seq_len}, {"accum", o.accum}, {"lr", o.lr}, {"min_lr_ratio", o.min_lr_ratio},
           {"clip", o.clip}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
           {"warmup", o.warmup}, {"schedule", o.schedule}, {"steps", o.steps}, {"mtp_lambda", o.mtp_lambda},
+          {"mtp_lambda_final", mtp_lambda_final(o)}, {"mtp_switch", o.mtp_switch},
           {"balance", o.balance}, {"gamma", o.gamma}, {"seq_alpha", o.seq_alpha}, {"aux_alpha", o.aux_alpha},
           {"fp8", o.fp8}, {"seed", o.seed}};
+}
+
+// The options a checkpoint was trained with; checkpoints written before the λ schedule existed had a
+// constant λ (final = initial; the switch point then changes nothing, so it matches any).
+json saved_options(json saved, const PretrainOptions& o) {
+  if (saved.is_object() && !saved.contains("mtp_lambda_final") && saved.contains("mtp_lambda")) {
+    saved["mtp_lambda_final"] = saved["mtp_lambda"];
+    saved["mtp_switch"] = o.mtp_switch;
+  }
+  return saved;
+}
+
+// "42s", "12m05s", "3h07m".
+std::string duration(double secs) {
+  if (!std::isfinite(secs) || secs < 0) return "?";
+  const auto s = int64_t(std::llround(secs));
+  if (s < 60) return strfmt("%llds", (long long)s);
+  if (s < 3600) return strfmt("%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+  return strfmt("%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+}
+
+// Tokens routed to each expert of each MoE layer, summed over the micro-batches since the last log line.
+struct LoadWindow {
+  std::vector<std::vector<int64_t>> count;  // [layer][E]; empty for dense layers
+  void add(const std::vector<std::vector<int64_t>>& load) {
+    if (count.size() != load.size()) count.assign(load.size(), {});
+    for (size_t l = 0; l < load.size(); ++l) {
+      if (count[l].size() != load[l].size()) count[l].assign(load[l].size(), 0);
+      for (size_t e = 0; e < load[l].size(); ++e) count[l][e] += load[l][e];
+    }
+  }
+  void reset() {
+    for (auto& c : count) std::fill(c.begin(), c.end(), 0);
+  }
+  // {"<layer>": {"max_over_mean", "dead", "routed" (token-expert assignments)}}, the worst layer's max/mean (and which), the total dead.
+  json summary(double& worst, int64_t& worst_layer, int64_t& dead) const {
+    json j = json::object();
+    worst = 0, worst_layer = -1, dead = 0;
+    for (size_t l = 0; l < count.size(); ++l) {
+      const std::vector<int64_t>& c = count[l];
+      if (c.empty()) continue;
+      int64_t total = 0, mx = 0, d = 0;
+      for (int64_t v : c) total += v, mx = std::max(mx, v), d += v == 0;
+      const double mom = total > 0 ? double(mx) * double(c.size()) / double(total) : 0.0;
+      j[std::to_string(l)] = {{"max_over_mean", mom}, {"dead", d}, {"routed", total}};
+      if (mom > worst) worst = mom, worst_layer = int64_t(l);
+      dead += d;
+    }
+    return j;
+  }
+};
+
+// The columns "expert_load.<layer>.<field>" of the metrics, by layer.
+std::map<int64_t, std::vector<double>> layer_columns(const plot::Columns& m, const std::string& field) {
+  std::map<int64_t, std::vector<double>> r;
+  const std::string prefix = "expert_load.", suffix = "." + field;
+  for (const auto& [name, v] : m.col) {
+    if (name.rfind(prefix, 0) != 0 || name.size() <= prefix.size() + suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string layer = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+    if (layer.find_first_not_of("0123456789") == std::string::npos) r[std::stoll(layer)] = v;
+  }
+  return r;
+}
+
+// A series of the rows that logged the field: validation every eval_every steps is one line, not dots
+// between the rows of other lines.
+void add_logged(plot::Chart& c, const std::string& name, const std::vector<double>& step, const std::vector<double>& v) {
+  std::vector<double> x, y;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (std::isfinite(step[i]) && std::isfinite(v[i])) x.push_back(step[i]), y.push_back(v[i]);
+  if (!x.empty()) c.add_series(name, std::move(x), std::move(y));
 }
 
 json read_json(const std::string& path) {
@@ -75,6 +156,10 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   if (o.balance != "aux-free" && o.balance != "aux" && o.balance != "none")
     throw Error("--balance " + o.balance + ": expected aux-free, aux or none");
   if (o.steps < 1 || o.batch < 1 || o.seq_len < 2 || o.accum < 1) throw Error("pretrain: steps, batch, accum must be >= 1 and seq_len >= 2");
+  if (!(o.mtp_lambda >= 0) || mtp_lambda_final(o) < 0)
+    throw Error(strfmt("--mtp-lambda %g / --mtp-lambda-final %g: expected >= 0", o.mtp_lambda, mtp_lambda_final(o)));
+  if (!(o.mtp_switch >= 0 && o.mtp_switch <= 1))
+    throw Error(strfmt("--mtp-switch %g: expected a fraction of the steps in [0, 1]", o.mtp_switch));
   fs::create_directories(o.out);
   PretrainResult r;
   // The model: from the latest checkpoint, or created from the config.
@@ -112,7 +197,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     json st = read_json(dir + "/state.json");
     if (!st.contains("step") || !st.contains("loader")) throw Error(dir + "/state.json: missing step or loader");
     step = st["step"].get<int64_t>();
-    if (st.contains("options") && st["options"] != options_json(o))
+    if (st.contains("options") && saved_options(st["options"], o) != options_json(o))
       throw Error(dir + "/state.json: the checkpoint was trained with other options (" + st["options"].dump() +
                   "); resume with the same flags or use another --out");
     SafetensorsFile opt(dir + "/optim.safetensors");
@@ -127,7 +212,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   }
 
   const double alpha = o.balance == "aux-free" ? o.seq_alpha : o.balance == "aux" ? o.aux_alpha : 0.0;
-  const LossWeights lw{o.mtp_lambda, alpha};
+  const LossWeights lw{o.mtp_lambda, alpha};  // validation reports the main loss only: λ does not matter
   const Schedule sched{o.schedule, o.warmup, o.steps, o.min_lr_ratio, 0.2};
   const AdamWOptions ao{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
   auto validate = [&]() {
@@ -144,7 +229,19 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   if (step == 0) {
     r.first_val_loss = validate();
     metrics << json{{"step", 0}, {"val_loss", r.first_val_loss}}.dump() << "\n";
+    metrics.flush();
   }
+  // MFU's denominator: this machine's f32 GEMM peak, measured now (a short run: ~0.1 s on two cores).
+  const double peak = measure_sgemm_peak(1024, 2);
+  const double flops_per_token = train_flops_per_token(c, o.seq_len);
+  const std::string out_dir = o.out;
+  auto plots = [&] {
+    try {
+      draw_pretrain_plots(out_dir);
+    } catch (const Error& e) {  // a chart is not worth a training run
+      if (progress) std::fprintf(progress, "warning: plots not drawn: %s\n", e.what());
+    }
+  };
   std::vector<float> gacc(static_cast<size_t>(n));
   // FP8 simulation for this run's GEMMs; restored on every way out.
   struct Fp8Scope {
@@ -152,55 +249,122 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     explicit Fp8Scope(bool on) : before(fp8_simulation()) { set_fp8_simulation(on); }
     ~Fp8Scope() { set_fp8_simulation(before); }
   } fp8_scope(o.fp8);
-  const auto t_start = std::chrono::steady_clock::now();
-  int64_t tokens = 0, run_steps = 0;
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  int64_t window_tokens = 0, run_steps = 0;
+  double window_secs = 0;  // training compute since the last log line (no validation, no checkpoints)
+  LoadWindow window;
   while (step < o.steps) {
     ++step;
     ++run_steps;
+    const auto t_step = clock::now();
+    const double lambda = mtp_lambda_at(o, step);
+    const LossWeights step_weights{lambda, alpha};
     std::fill(gacc.begin(), gacc.end(), 0.f);
     LossParts lp{};
     for (int64_t a = 0; a < o.accum; ++a) {
       Batch bt = loader.next();
-      LossParts l = m.forward_backward(bt.tokens.data(), bt.B, bt.T, lw);
+      LossParts l = m.forward_backward(bt.tokens.data(), bt.B, bt.T, step_weights);
+      window.add(m.expert_load());
       for (int64_t i = 0; i < n; ++i) gacc[size_t(i)] += m.grad()[size_t(i)] / float(o.accum);
       lp.total += l.total / double(o.accum);
       lp.main += l.main / double(o.accum);
       lp.mtp += l.mtp / double(o.accum);
       lp.balance += l.balance / double(o.accum);
-      tokens += bt.B * bt.T;
+      window_tokens += bt.B * bt.T;
     }
     const double gnorm = clip_grad_norm(gacc.data(), n, o.clip);
     const double lr = o.lr * lr_multiplier(sched, step);
     adamw_step(m.data().data(), gacc.data(), mom.data(), var.data(), decay.data(), n, step, lr, ao);
-    const TrainModel::BalanceStats bs =
-        o.balance == "aux-free" && c.n_routed_experts > 0 ? m.update_routing_bias(o.gamma) : m.balance_stats();
+    if (o.balance == "aux-free" && c.n_routed_experts > 0) m.update_routing_bias(o.gamma);
+    window_secs += std::chrono::duration<double>(clock::now() - t_step).count();
     const bool eval_now = o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps);
     double vl = NAN;
     if (eval_now) r.last_val_loss = vl = validate();
     if (step % std::max<int64_t>(1, o.log_every) == 0 || step == o.steps || eval_now) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      const double tps = double(tokens) / std::max(secs, 1e-9);
+      const double secs = std::chrono::duration<double>(clock::now() - t_start).count();
+      const double tps = double(window_tokens) / std::max(window_secs, 1e-9);
+      const double mfu = tps * flops_per_token / peak;
       const double eta = secs / double(run_steps) * double(o.steps - step);
+      double worst = 0;
+      int64_t worst_layer = -1, dead = 0;
+      const json per_layer = window.summary(worst, worst_layer, dead);
       json line = {{"step", step}, {"loss", lp.total}, {"loss_main", lp.main}, {"loss_mtp", lp.mtp},
-                   {"loss_balance", lp.balance}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
-                   {"max_over_mean_load", bs.max_over_mean}, {"dead_experts", bs.dead}};
+                   {"loss_balance", lp.balance}, {"mtp_lambda", lambda}, {"lr", lr}, {"grad_norm", gnorm},
+                   {"tokens_per_s", tps}, {"mfu", mfu}, {"gemm_peak_gflops", peak / 1e9},
+                   {"train_flops_per_token", flops_per_token}};
+      if (worst_layer >= 0) {
+        line["max_over_mean_load"] = worst;
+        line["dead_experts"] = dead;
+        line["expert_load"] = per_layer;
+      }
       if (eval_now) line["val_loss"] = vl;
       metrics << line.dump() << "\n";
       metrics.flush();
       if (progress)
         std::fprintf(progress,
-                     "step %lld/%lld | loss %.4f (main %.4f, mtp %.4f) | val %s | %.0f tok/s | imbalance %.2f, dead %lld | "
-                     "lr %.2e | ETA %.0fs\n",
-                     (long long)step, (long long)o.steps, lp.total, lp.main, lp.mtp,
-                     eval_now ? strfmt("%.4f", vl).c_str() : "-", tps, bs.max_over_mean, (long long)bs.dead, lr, eta);
+                     "step %lld/%lld | loss %.4f (main %.4f, mtp %.4f, λ %.2f) | val %s | %.0f tok/s, MFU %.1f%% | %s | "
+                     "lr %.2e | ETA %s\n",
+                     (long long)step, (long long)o.steps, lp.total, lp.main, lp.mtp, lambda,
+                     eval_now ? strfmt("%.4f", vl).c_str() : "-", tps, 100 * mfu,
+                     worst_layer >= 0 ? strfmt("load max/mean %.2f (layer %lld), dead %lld", worst, (long long)worst_layer,
+                                               (long long)dead).c_str()
+                                      : "dense",
+                     lr, duration(eta).c_str());
+      window.reset();
+      window_tokens = 0;
+      window_secs = 0;
     }
     const bool stop_now = o.stop_after > 0 && run_steps >= o.stop_after;
-    if ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stop_now)
+    if ((o.save_every > 0 && step % o.save_every == 0) || step == o.steps || stop_now) {
       save_checkpoint(o.out, m, mom, var, step, loader.state(), o);
+      plots();
+    }
     if (stop_now) break;
   }
+  if (step == o.steps && run_steps == 0) plots();  // an already finished run: draw what it logged
   r.step = step;
   return r;
+}
+
+double mtp_lambda_at(const PretrainOptions& o, int64_t step) {
+  const auto switch_step = int64_t(std::llround(o.mtp_switch * double(o.steps)));
+  return step <= switch_step ? o.mtp_lambda : mtp_lambda_final(o);
+}
+
+void draw_pretrain_plots(const std::string& out) {
+  // A run resumed from an earlier checkpoint logs some steps again: the later rows win.
+  const plot::Columns m = plot::drop_superseded(plot::read_jsonl((fs::path(out) / "metrics.jsonl").string()), "step");
+  const std::vector<double> step = m.get("step");
+
+  plot::Chart loss;
+  loss.title = "Pretraining loss";
+  loss.x_label = "step";
+  loss.y_label = "cross-entropy (nats/token)";
+  const std::pair<const char*, const char*> loss_series[] = {
+      {"loss_main", "train (next token)"}, {"loss_mtp", "MTP (token after next)"}, {"val_loss", "validation"}};
+  for (auto [field, name] : loss_series) add_logged(loss, name, step, m.get(field));
+  if (loss.series.empty()) throw Error((fs::path(out) / "metrics.jsonl").string() + ": no loss logged yet");
+  loss.write_svg((fs::path(out) / "loss.svg").string());
+
+  const auto ratio = layer_columns(m, "max_over_mean"), dead = layer_columns(m, "dead");
+  if (ratio.empty()) return;  // a dense model: no experts to balance
+  plot::Chart load;
+  load.title = "Expert load per MoE layer (tokens since the previous log line)";
+  load.x_label = "step";
+  load.y_label = "max load / mean load";
+  load.y_min = 1;  // max/mean >= 1
+  for (const auto& [layer, v] : ratio) add_logged(load, "layer " + std::to_string(layer), step, v);
+  plot::Chart gone;
+  gone.title = "Dead experts (no token since the previous log line)";
+  gone.x_label = "step";
+  gone.y_label = "experts";
+  gone.height = 320;
+  gone.y_min = 0;
+  for (const auto& [layer, v] : dead) add_logged(gone, "layer " + std::to_string(layer), step, v);
+  add_logged(gone, "all layers", step, m.get("dead_experts"));
+  if (!gone.series.empty()) gone.series.back().dashed = true;
+  plot::write_svg((fs::path(out) / "balance.svg").string(), {load, gone});
 }
 
 }  // namespace seek::train

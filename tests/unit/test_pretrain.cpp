@@ -1,6 +1,8 @@
 // Pretraining end to end on the synthetic reasoning corpus: the validation loss falls; a run stopped
 // at step k and resumed equals an uninterrupted run bit for bit; a run killed with SIGKILL resumes from
-// its last complete checkpoint to the same result; a mismatched or missing checkpoint is refused.
+// its last complete checkpoint to the same result; a mismatched or missing checkpoint is refused; the
+// metrics carry per-layer expert balance over the log interval and MFU, the charts are drawn at every
+// checkpoint, and the MTP weight λ switches at the step its schedule says (across a resume too).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -71,6 +73,14 @@ struct Dataset {
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<nlohmann::json> metric_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+  return lines;
 }
 
 }  // namespace
@@ -164,4 +174,131 @@ TEST(Pretrain, RefusesBadCheckpoints) {
   test::write_text(d.dir / "run/latest", "ckpt-4\n");
   fs::resize_file(d.dir / "run/ckpt-4/optim.safetensors", 100);
   EXPECT_THROW(pretrain(o, nullptr), Error);
+}
+
+TEST(Pretrain, MetricsHavePerLayerBalanceAndMfu) {
+  Dataset d;
+  PretrainOptions o = d.options(d.dir / "run", 6);
+  o.log_every = 2;
+  o.eval_every = 3;
+  pretrain(o, nullptr);
+  // The tiny V3 config: layers 1 and 2 are MoE (first_k_dense_replace 1), 8 experts, 3 per token.
+  const int64_t E = 8, k = 3, tokens_per_step = o.batch * o.seq_len;
+  std::vector<nlohmann::json> lines = metric_lines(d.dir / "run/metrics.jsonl");
+  std::vector<int64_t> steps;
+  int64_t prev = 0;
+  for (const nlohmann::json& j : lines) {
+    steps.push_back(j["step"].get<int64_t>());
+    if (!j.contains("loss")) continue;  // step 0: validation only
+    const int64_t step = j["step"].get<int64_t>();
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0) << j;
+    EXPECT_GT(j["gemm_peak_gflops"].get<double>(), 0) << j;
+    EXPECT_GT(j["mfu"].get<double>(), 0) << j;
+    EXPECT_LT(j["mfu"].get<double>(), 1.5) << j;  // a peak measured on this machine bounds it (with noise)
+    EXPECT_DOUBLE_EQ(j["mtp_lambda"].get<double>(), 0.3);
+    ASSERT_TRUE(j.contains("expert_load")) << j;
+    const nlohmann::json& el = j["expert_load"];
+    EXPECT_EQ(el.size(), 2u) << el;
+    double worst = 0;
+    int64_t dead = 0;
+    for (const char* layer : {"1", "2"}) {
+      ASSERT_TRUE(el.contains(layer)) << el;
+      const double r = el[layer]["max_over_mean"].get<double>();
+      EXPECT_GE(r, 1.0);
+      EXPECT_LE(r, double(E));
+      EXPECT_GE(el[layer]["dead"].get<int64_t>(), 0);
+      EXPECT_LT(el[layer]["dead"].get<int64_t>(), E);
+      // Accumulated over every step since the previous line, not the last batch only.
+      EXPECT_EQ(el[layer]["routed"].get<int64_t>(), (step - prev) * tokens_per_step * k) << "step " << step;
+      worst = std::max(worst, r);
+      dead += el[layer]["dead"].get<int64_t>();
+    }
+    EXPECT_DOUBLE_EQ(j["max_over_mean_load"].get<double>(), worst);
+    EXPECT_EQ(j["dead_experts"].get<int64_t>(), dead);
+    prev = step;
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 2, 3, 4, 6}));
+}
+
+TEST(Pretrain, PlotsDrawnAtEveryCheckpoint) {
+  Dataset d;
+  PretrainOptions o = d.options(d.dir / "run", 6);
+  o.log_every = 1;
+  o.stop_after = 3;  // a run stopped part way (as if killed after its checkpoint) already has its charts
+  pretrain(o, nullptr);
+  const std::string loss = d.dir / "run/loss.svg", balance = d.dir / "run/balance.svg";
+  ASSERT_TRUE(fs::exists(loss));
+  ASSERT_TRUE(fs::exists(balance));
+  EXPECT_NE(file_bytes(loss).find(">train (next token)</text>"), std::string::npos);
+  o.stop_after = 0;
+  pretrain(o, nullptr);
+  const std::string l = file_bytes(loss), b = file_bytes(balance);
+  for (const std::string* svg : {&l, &b}) {
+    EXPECT_EQ(svg->rfind("<?xml", 0), 0u);
+    EXPECT_NE(svg->find("</svg>"), std::string::npos);
+  }
+  for (const char* name : {"train (next token)", "MTP (token after next)", "validation"})
+    EXPECT_NE(l.find(std::string(">") + name + "</text>"), std::string::npos) << name;
+  for (const char* name : {"layer 1", "layer 2", "all layers"})
+    EXPECT_NE(b.find(std::string(">") + name + "</text>"), std::string::npos) << name;
+  // The training loss line has a vertex per logged step (1 .. 6).
+  const size_t g = l.find("<title>train (next token)</title>");
+  ASSERT_NE(g, std::string::npos);
+  const std::string group = l.substr(g, l.find("</g>", g) - g);
+  const size_t p = group.find("points=\"");
+  ASSERT_NE(p, std::string::npos);
+  const std::string pts = group.substr(p, group.find('"', p + 8) - p);
+  EXPECT_EQ(std::count(pts.begin(), pts.end(), ','), 6) << pts;
+}
+
+TEST(Pretrain, MtpLambdaScheduleSwitchesAndResumesExactly) {
+  PretrainOptions s;
+  s.steps = 10;
+  s.mtp_lambda = 0.3;
+  EXPECT_EQ(mtp_lambda_at(s, 10), 0.3);  // no final λ: constant
+  s.mtp_lambda_final = 0.1;
+  s.mtp_switch = 0.7;
+  EXPECT_EQ(mtp_lambda_at(s, 7), 0.3);
+  EXPECT_EQ(mtp_lambda_at(s, 8), 0.1);
+  s.mtp_switch = 0;
+  EXPECT_EQ(mtp_lambda_at(s, 1), 0.1);
+  s.mtp_switch = 1;
+  EXPECT_EQ(mtp_lambda_at(s, 10), 0.3);
+
+  Dataset d;
+  auto options = [&](const std::string& out) {
+    PretrainOptions o = d.options(out, 10);
+    o.log_every = 1;
+    o.mtp_lambda = 0.3;
+    o.mtp_lambda_final = 0.1;
+    o.mtp_switch = 0.7;
+    return o;
+  };
+  pretrain(options(d.dir / "straight"), nullptr);
+  for (const nlohmann::json& j : metric_lines(d.dir / "straight/metrics.jsonl")) {
+    if (!j.contains("mtp_lambda")) continue;
+    EXPECT_DOUBLE_EQ(j["mtp_lambda"].get<double>(), j["step"].get<int64_t>() <= 7 ? 0.3 : 0.1) << j;
+  }
+  // Stopped before the switch and resumed after it: the same parameters as the straight run.
+  PretrainOptions o = options(d.dir / "resumed");
+  o.stop_after = 6;
+  pretrain(o, nullptr);
+  o.stop_after = 0;
+  PretrainResult r = pretrain(o, nullptr);
+  EXPECT_TRUE(r.resumed);
+  EXPECT_TRUE(file_bytes(d.dir / "straight/ckpt-10/model.safetensors") == file_bytes(d.dir / "resumed/ckpt-10/model.safetensors"));
+  // Another final λ is another run.
+  o.mtp_lambda_final = 0.2;
+  EXPECT_THROW(pretrain(o, nullptr), Error);
+  // A checkpoint from before the schedule existed (no mtp_lambda_final in its options) resumes as constant λ.
+  PretrainOptions c = d.options(d.dir / "legacy", 4);
+  pretrain(c, nullptr);
+  const std::string state = d.dir / "legacy/ckpt-4/state.json";
+  nlohmann::json st = nlohmann::json::parse(file_bytes(state));
+  st["options"].erase("mtp_lambda_final");
+  st["options"].erase("mtp_switch");
+  test::write_text(state, st.dump());
+  EXPECT_NO_THROW(pretrain(c, nullptr));
+  c.mtp_lambda_final = 0.1;
+  EXPECT_THROW(pretrain(c, nullptr), Error);
 }
