@@ -56,7 +56,7 @@ SPEED CHOICES (each measured; --sweep re-times the environment-level ones)
     full T x T work). F.scaled_dot_product_attention does not exist in 1.13. RoPE cos/sin once.
   * routing selection under no_grad (it is a constant for autograd, as in the loss contract).
 
-LAST SWEEP ( --sweep, on a SHARED machine: load average 2 to 8 from other jobs, so absolute
+LAST SWEEP (--sweep, 2 cores SHARED with other jobs: load average 2 to 8 from other jobs, so absolute
 figures are low and noisy; re-run --sweep on a quiet machine before quoting them)
   OpenBLAS core: 1 thread SKYLAKEX 2372 tok/s (GEMM 254 GFLOP/s) vs Haswell 1319 (66) vs autodetect
   (picks Cooperlake) 1848 (163); 2 threads: passive 1766, unset/active wait 111-112 (spin + contention);
