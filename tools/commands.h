@@ -30,6 +30,8 @@ void register_train_commands(CLI::App& app);
 void register_serve_commands(CLI::App& app);
 // tools/eval_cmd.cpp: `seek eval` (pass@k on held-out problems, MTP acceptance, KV table).
 void register_eval_commands(CLI::App& app);
+// tools/distill_cmd.cpp: `seek distill` (rejection sampling + SFT of a student), `seek sft`.
+void register_distill_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

@@ -368,6 +368,7 @@ int main(int argc, char** argv) {
   register_train_commands(app);
   register_serve_commands(app);
   register_eval_commands(app);
+  register_distill_commands(app);
   try {
     app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);
