@@ -32,6 +32,10 @@ void register_serve_commands(CLI::App& app);
 void register_eval_commands(CLI::App& app);
 // tools/distill_cmd.cpp: `seek distill` (rejection sampling + SFT of a student), `seek sft`.
 void register_distill_commands(CLI::App& app);
+// tools/grpo_cmd.cpp: `seek grpo`.
+void register_grpo_commands(CLI::App& app);
+// tools/recipe_cmd.cpp: `seek recipe`.
+void register_recipe_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

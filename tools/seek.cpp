@@ -369,6 +369,8 @@ int main(int argc, char** argv) {
   register_serve_commands(app);
   register_eval_commands(app);
   register_distill_commands(app);
+  register_grpo_commands(app);
+  register_recipe_commands(app);
   try {
     app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);

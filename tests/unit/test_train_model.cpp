@@ -9,6 +9,7 @@
 #include "test_util.h"
 #include "model/model.h"
 #include "train/train_model.h"
+#include "util/compare.h"
 
 using namespace seek;
 using namespace seek::train;
@@ -96,4 +97,82 @@ TEST(TrainModel, SavedModelLoadsForInference) {
   EXPECT_EQ(back.data(), m.data());
   auto inf = Model::load(dir / "out");
   EXPECT_EQ(inf->weights().norm[0], 2.5f);
+}
+
+// A per-token objective (the path GRPO and SFT take): loss = Σ_t c_t · log p(target_t) with uneven
+// weights c (zero on some positions, as a loss mask would be). On dense models its parameter gradients
+// must match finite differences (an MoE model's routing flips under finite steps, so there the check is
+// that c_t = −1/(B·T) gives exactly the mean cross-entropy's gradient); on both, target_logprobs must
+// equal the log-softmax of the inference model's logits.
+TEST(TrainModel, TokenObjectiveGradientsAndLogprobs) {
+  for (const char* type : {"qwen2", "llama", "deepseek_v3"}) {
+    test::TempDir dir;
+    write_random_checkpoint(dir.path.string(), test::tiny_config(type), {DType::F32, 41, 1});
+    TrainModel m = TrainModel::from_checkpoint(dir.path.string());
+    const bool moe = m.config().n_routed_experts > 0;
+    const int64_t B = 2, T = 6, V = m.config().vocab_size;
+    std::vector<int32_t> ids;
+    for (int64_t i = 0; i < B * (T + 1); ++i) ids.push_back(int32_t((i * 17 + 3) % V));
+    std::vector<float> c(size_t(B * T));
+    for (int64_t i = 0; i < B * T; ++i)
+      c[size_t(i)] = moe ? -1.f / float(B * T) : (i % 4 == 1) ? 0.f : float((i * 7) % 5 - 2) * 0.3f;
+    const TokenObjective obj{[&](const float* logp, float* dlogp) {
+                               double s = 0;
+                               for (int64_t i = 0; i < B * T; ++i) {
+                                 s += double(c[size_t(i)]) * logp[i];
+                                 dlogp[i] = c[size_t(i)];
+                               }
+                               return s;
+                             },
+                             nullptr};
+    LossWeights none;
+    none.mtp_lambda = 0;
+    none.balance_alpha = 0;
+    const double value = m.forward_backward(ids.data(), B, T, none, &obj).main;
+    const std::vector<float> grad = m.grad();
+    if (moe) {
+      const double ce = m.forward_backward(ids.data(), B, T, none).main;
+      EXPECT_NEAR(value, ce, 1e-5 * std::fabs(ce)) << type;
+      EXPECT_LT(max_rel_diff(grad.data(), m.grad().data(), grad.size()), 1e-5) << type;
+    } else {
+      double gmax = 0;
+      for (float x : grad) gmax = std::max(gmax, double(std::fabs(x)));
+      std::mt19937 rng(9);
+      int checked = 0, bad = 0;
+      for (const auto& p : m.params())
+        for (int s = 0; s < 3; ++s) {
+          const int64_t i = p.offset + int64_t(rng() % uint64_t(p.numel));
+          float& w = m.data()[size_t(i)];
+          const float w0 = w, h = 1e-2f * std::max(0.1f, std::fabs(w0));
+          w = w0 + h;
+          const double lp = m.loss(ids.data(), B, T, none, &obj).main;
+          w = w0 - h;
+          const double lm = m.loss(ids.data(), B, T, none, &obj).main;
+          w = w0;
+          const double numeric = (lp - lm) / (2.0 * double(h));
+          if (std::fabs(numeric - grad[size_t(i)]) > 1e-3 * gmax + 3e-2 * std::fabs(grad[size_t(i)])) {
+            ++bad;
+            ADD_FAILURE() << type << " " << p.name << ": analytic " << grad[size_t(i)] << " numeric " << numeric;
+          }
+          ++checked;
+        }
+      EXPECT_GT(checked, 20);
+      EXPECT_EQ(bad, 0);
+    }
+    auto inf = Model::load(dir.path.string());
+    const std::vector<float> lp = m.target_logprobs(ids.data(), B, T);
+    for (int64_t b = 0; b < B; ++b) {
+      KVCache cache = inf->new_cache(T, MlaForm::Naive);
+      std::vector<float> logits(size_t(T * V));
+      inf->forward(cache, &ids[size_t(b * (T + 1))], T, logits.data());
+      for (int64_t t = 0; t < T; ++t) {
+        const float* z = &logits[size_t(t * V)];
+        double mx = z[0], s = 0;
+        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, double(z[v]));
+        for (int64_t v = 0; v < V; ++v) s += std::exp(double(z[v]) - mx);
+        const double want = double(z[ids[size_t(b * (T + 1) + t + 1)]]) - mx - std::log(s);
+        EXPECT_NEAR(lp[size_t(b * T + t)], want, 1e-4) << type << " b " << b << " t " << t;
+      }
+    }
+  }
 }

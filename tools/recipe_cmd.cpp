@@ -1,0 +1,312 @@
+// recipe_cmd.cpp — `seek recipe`: the whole DeepSeek recipe at small scale, one command.
+//
+//   corpus → tokenizer → token shards → pretrain a V3-architecture MoE teacher (MLA, aux-loss-free
+//   balancing, MTP) → eval → GRPO, R1-Zero style (no SFT first) → eval → pretrain a dense Qwen2-style
+//   student base → eval → rejection-sample the RL'd teacher and distill into the student → eval →
+//   GRPO on the student base for the same wall time as distillation → eval → report card.
+//
+// Every stage runs as its own `seek` command (the report lists them, so any stage can be rerun by
+// hand) in a child process. A finished stage leaves OUT/stages/<name>.json; a rerun of the recipe skips
+// those, so a killed run resumes at the stage it was in. Presets: `smoke` checks the pipeline end to end
+// in a few minutes (CI runs it); `tiny` is sized to show the effects within about half an hour.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "recipe_report.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/progress.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace seek {
+
+namespace {
+
+struct Preset {
+  std::string name;
+  // corpus
+  int64_t documents = 3000;
+  double worked_fraction = 0.2;
+  int min_difficulty = 1, max_difficulty = 2;
+  int64_t vocab = 384;
+  // models
+  json teacher, student;
+  // pretraining
+  int64_t pretrain_steps = 40, student_steps = 40, batch = 8, seq_len = 96;
+  double pretrain_lr = 3e-3;
+  // evaluation
+  int64_t eval_problems = 8, eval_samples = 4, max_new_tokens = 96;
+  // GRPO
+  int64_t grpo_steps = 3, grpo_questions = 4, grpo_group = 4;
+  double grpo_lr = 1e-4, grpo_beta = 0.001;
+  // distillation
+  int64_t distill_questions = 8, distill_samples = 4, distill_max_per_question = 2, sft_steps = 10;
+  double sft_lr = 1e-3;
+};
+
+json teacher_config(int64_t hidden, int64_t layers, int64_t experts, int64_t moe_inter, int64_t vocab) {
+  return json{{"model_type", "deepseek_v3"},
+              {"vocab_size", vocab},
+              {"hidden_size", hidden},
+              {"intermediate_size", hidden * 11 / 4},
+              {"num_hidden_layers", layers},
+              {"num_attention_heads", 4},
+              {"num_key_value_heads", 4},
+              {"q_lora_rank", hidden / 2},
+              {"kv_lora_rank", hidden / 4},
+              {"qk_nope_head_dim", 32},
+              {"qk_rope_head_dim", 16},
+              {"v_head_dim", 32},
+              {"n_routed_experts", experts},
+              {"n_shared_experts", 1},
+              {"num_experts_per_tok", 2},
+              {"n_group", 1},
+              {"topk_group", 1},
+              {"moe_intermediate_size", moe_inter},
+              {"moe_layer_freq", 1},
+              {"first_k_dense_replace", 1},
+              {"routed_scaling_factor", 2.5},
+              {"scoring_func", "sigmoid"},
+              {"topk_method", "noaux_tc"},
+              {"norm_topk_prob", true},
+              {"num_nextn_predict_layers", 1},
+              {"rms_norm_eps", 1e-6},
+              {"rope_theta", 10000},
+              {"max_position_embeddings", 512},
+              {"tie_word_embeddings", false}};
+}
+
+json student_config(int64_t hidden, int64_t layers, int64_t vocab) {
+  return json{{"model_type", "qwen2"},
+              {"vocab_size", vocab},
+              {"hidden_size", hidden},
+              {"intermediate_size", hidden * 11 / 4},
+              {"num_hidden_layers", layers},
+              {"num_attention_heads", 4},
+              {"num_key_value_heads", 2},
+              {"rms_norm_eps", 1e-6},
+              {"rope_theta", 10000.0},
+              {"max_position_embeddings", 512},
+              {"tie_word_embeddings", true}};
+}
+
+Preset preset(const std::string& name) {
+  Preset p;
+  p.name = name;
+  if (name == "smoke") {
+    p.teacher = teacher_config(64, 2, 4, 32, p.vocab);
+    p.student = student_config(48, 2, p.vocab);
+    return p;
+  }
+  if (name == "tiny") {
+    p.documents = 40000;
+    p.worked_fraction = 0.2;
+    p.min_difficulty = 2;
+    p.max_difficulty = 4;
+    p.vocab = 512;
+    p.teacher = teacher_config(128, 4, 8, 64, p.vocab);
+    p.student = student_config(96, 3, p.vocab);
+    p.pretrain_steps = 1200;
+    p.student_steps = 1200;
+    p.batch = 16;
+    p.seq_len = 160;
+    p.eval_problems = 32;
+    p.eval_samples = 16;
+    p.max_new_tokens = 200;
+    p.grpo_steps = 60;
+    p.grpo_questions = 8;
+    p.grpo_group = 8;
+    p.grpo_lr = 2e-4;
+    p.distill_questions = 256;
+    p.distill_samples = 4;
+    p.distill_max_per_question = 2;
+    p.sft_steps = 200;
+    return p;
+  }
+  throw Error("--preset " + name + ": expected smoke or tiny");
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw Error("recipe: cannot find the seek binary (/proc/self/exe)");
+  return p.string();
+}
+
+std::string join(const std::vector<std::string>& args) {
+  std::string s = "seek";
+  for (const std::string& a : args) s += " " + a;
+  return s;
+}
+
+// Runs `seek args...` as a child process; throws with the exit status on failure.
+void run_child(const std::vector<std::string>& args) {
+  std::vector<std::string> all{self_exe()};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error("recipe: fork failed");
+  if (pid == 0) {
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(strfmt("recipe: `%s` failed (%s %d)", join(args).c_str(), WIFEXITED(status) ? "exit status" : "signal",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)));
+}
+
+// The last checkpoint of a `seek pretrain` run, with the tokenizer copied in: a model directory.
+void export_pretrained(const fs::path& run, const fs::path& tokenizer_dir, const fs::path& model) {
+  std::ifstream in(run / "latest");
+  std::string name;
+  if (!(in >> name)) throw Error((run / "latest").string() + ": missing; the pretraining run did not save a checkpoint");
+  const fs::path ckpt = name.find('/') == std::string::npos ? run / name : fs::path(name);
+  const fs::path tmp = model.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(ckpt / f, tmp / f);
+  fs::copy_file(tokenizer_dir / "tokenizer.json", tmp / "tokenizer.json");
+  if (fs::exists(tokenizer_dir / "tokenizer_config.json"))
+    fs::copy_file(tokenizer_dir / "tokenizer_config.json", tmp / "tokenizer_config.json");
+  fs::remove_all(model);
+  fs::rename(tmp, model);
+}
+
+}  // namespace
+
+void register_recipe_commands(CLI::App& app) {
+  struct Flags {
+    std::string preset = "tiny", out;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* c = app.add_subcommand("recipe", "the whole DeepSeek recipe at small scale: pretrain, GRPO, distill, report card");
+  c->add_option("--preset", f->preset, "smoke (minutes, CI) or tiny (about half an hour)")->capture_default_str();
+  c->add_option("--out", f->out, "run directory (default: runs/recipe-PRESET); a rerun resumes it");
+  c->callback([f] {
+    const Preset p = preset(f->preset);
+    const fs::path out = f->out.empty() ? fs::path("runs") / ("recipe-" + p.name) : fs::path(f->out);
+    fs::create_directories(out / "stages");
+    fs::create_directories(out / "configs");
+    write_file_atomic((out / "configs" / "teacher.json").string(), p.teacher.dump(2) + "\n");
+    write_file_atomic((out / "configs" / "student.json").string(), p.student.dump(2) + "\n");
+    const std::string O = out.string();
+    const std::string diff = "--min-difficulty " + std::to_string(p.min_difficulty) + " --max-difficulty " + std::to_string(p.max_difficulty);
+    auto split = [](const std::string& s) {
+      std::vector<std::string> v;
+      std::string cur;
+      for (char ch : s) {
+        if (ch == ' ') {
+          if (!cur.empty()) v.push_back(cur);
+          cur.clear();
+        } else {
+          cur += ch;
+        }
+      }
+      if (!cur.empty()) v.push_back(cur);
+      return v;
+    };
+    auto eval_args = [&](const std::string& model, const std::string& name) {
+      return split("eval -m " + O + "/" + model + " " + diff + " --problems " + std::to_string(p.eval_problems) +
+                   " --samples " + std::to_string(p.eval_samples) + " --max-new-tokens " + std::to_string(p.max_new_tokens) +
+                   " --seed 11 --json " + O + "/eval-" + name + ".json" +
+                   (name == "teacher-base" ? " --mtp-acceptance" : ""));
+    };
+    struct Stage {
+      std::string name;
+      std::vector<std::string> args;
+      std::function<void()> after;
+    };
+    double distill_seconds = 0;
+    std::vector<Stage> stages = {
+        {"corpus", split("corpus --out " + O + "/corpus.jsonl -n " + std::to_string(p.documents) + " --worked-fraction " +
+                         std::to_string(p.worked_fraction) + " " + diff + " --seed 7"), {}},
+        {"tokenizer", split("tokenizer train --vocab-size " + std::to_string(p.vocab) + " --out " + O + "/tokenizer " + O +
+                            "/corpus.jsonl"), {}},
+        {"data", split("data --tokenizer " + O + "/tokenizer --out " + O + "/data " + O + "/corpus.jsonl"), {}},
+        {"pretrain-teacher",
+         split("pretrain --config " + O + "/configs/teacher.json --data " + O + "/data --out " + O + "/pretrain-teacher --steps " +
+               std::to_string(p.pretrain_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
+               std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
+               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 20)) + " --eval-every " +
+               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 6)) + " --save-every " + std::to_string(p.pretrain_steps) +
+               " --log-every " + std::to_string(std::max<int64_t>(1, p.pretrain_steps / 30))),
+         [&] { export_pretrained(out / "pretrain-teacher", out / "tokenizer", out / "teacher-base"); }},
+        {"eval-teacher-base", eval_args("teacher-base", "teacher-base"), {}},
+        {"grpo-teacher",
+         split("grpo --policy " + O + "/teacher-base --out " + O + "/grpo-teacher --steps " + std::to_string(p.grpo_steps) +
+               " --questions " + std::to_string(p.grpo_questions) + " --group " + std::to_string(p.grpo_group) +
+               " --max-new-tokens " + std::to_string(p.max_new_tokens) + " --lr " + strfmt("%g", p.grpo_lr) + " --beta " +
+               strfmt("%g", p.grpo_beta) + " " + diff + " --seed 3"),
+         {}},
+        {"eval-teacher-grpo", eval_args("grpo-teacher/model", "teacher-grpo"), {}},
+        {"pretrain-student",
+         split("pretrain --config " + O + "/configs/student.json --data " + O + "/data --out " + O + "/pretrain-student --steps " +
+               std::to_string(p.student_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
+               std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
+               std::to_string(std::max<int64_t>(1, p.student_steps / 20)) + " --eval-every " +
+               std::to_string(std::max<int64_t>(1, p.student_steps / 6)) + " --save-every " + std::to_string(p.student_steps) +
+               " --log-every " + std::to_string(std::max<int64_t>(1, p.student_steps / 30))),
+         [&] { export_pretrained(out / "pretrain-student", out / "tokenizer", out / "student-base"); }},
+        {"eval-student-base", eval_args("student-base", "student-base"), {}},
+        {"distill",
+         split("distill --teacher " + O + "/grpo-teacher/model --student " + O + "/student-base --out " + O +
+               "/distill --questions " + std::to_string(p.distill_questions) + " --samples " +
+               std::to_string(p.distill_samples) + " --max-per-question " + std::to_string(p.distill_max_per_question) +
+               " --steps " + std::to_string(p.sft_steps) + " --lr " + strfmt("%g", p.sft_lr) + " " + diff + " --seed 5"),
+         {}},
+        {"eval-student-distill", eval_args("distill/model", "student-distill"), {}},
+        {"grpo-student", {}, {}},  // its time budget is distillation's wall time: built below
+        {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    json record = json::object();
+    for (size_t i = 0; i < stages.size(); ++i) {
+      Stage& s = stages[i];
+      const fs::path marker = out / "stages" / (s.name + ".json");
+      if (s.name == "grpo-student") {
+        s.args = split("grpo --policy " + O + "/student-base --out " + O + "/grpo-student --steps 100000 --questions " +
+                       std::to_string(p.grpo_questions) + " --group " + std::to_string(p.grpo_group) + " --max-new-tokens " +
+                       std::to_string(p.max_new_tokens) + " --lr " + strfmt("%g", p.grpo_lr) + " --beta " +
+                       strfmt("%g", p.grpo_beta) + " " + diff + " --seed 3 --max-seconds " + strfmt("%.0f", std::max(1.0, distill_seconds)));
+      }
+      if (fs::exists(marker)) {
+        std::ifstream in(marker);
+        record[s.name] = json::parse(in);
+        std::fprintf(stderr, "recipe [%zu/%zu] %s: done earlier, skipped\n", i + 1, stages.size(), s.name.c_str());
+      } else {
+        std::fprintf(stderr, "recipe [%zu/%zu] %s: %s\n", i + 1, stages.size(), s.name.c_str(), join(s.args).c_str());
+        const auto ts = std::chrono::steady_clock::now();
+        run_child(s.args);
+        if (s.after) s.after();
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+        record[s.name] = json{{"command", join(s.args)}, {"seconds", secs}};
+        write_file_atomic(marker.string(), record[s.name].dump(2) + "\n");
+      }
+      if (s.name == "distill") distill_seconds = record[s.name]["seconds"].get<double>();
+      std::fprintf(stderr, "recipe: %s elapsed\n", format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).c_str());
+    }
+    write_recipe_report(out.string(), p.name, record);
+    std::printf("recipe: report card in %s/report.md (figures in report.json)\n", O.c_str());
+  });
+}
+
+}  // namespace seek

@@ -1,0 +1,167 @@
+// recipe_report.cpp — see recipe_report.h.
+#include "recipe_report.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "model/config.h"
+#include "rl/eval.h"
+#include "rl/report_figures.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/plot.h"
+#include "util/progress.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace seek {
+
+namespace {
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  if (!in) throw Error(p.string() + ": missing (its stage did not finish?)");
+  return json::parse(in);
+}
+
+std::string pct(double x) { return std::isfinite(x) ? strfmt("%.1f%%", 100 * x) : "–"; }
+
+// Mean of a column over its first or last k finite rows.
+double edge_mean(const std::vector<double>& v, size_t k, bool first) {
+  double s = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < v.size() && n < k; ++i) {
+    const double x = first ? v[i] : v[v.size() - 1 - i];
+    if (std::isfinite(x)) s += x, ++n;
+  }
+  return n ? s / double(n) : NAN;
+}
+
+}  // namespace
+
+void write_recipe_report(const std::string& out_dir, const std::string& preset, const json& stages) {
+  const fs::path out(out_dir), plots = out / "plots";
+  fs::create_directories(plots);
+  const std::vector<std::pair<std::string, std::string>> evals = {
+      {"teacher-base", "teacher: pretrained MoE base"}, {"teacher-grpo", "teacher: after GRPO (R1-Zero)"},
+      {"student-base", "student: pretrained dense base"}, {"student-distill", "student: distilled from the teacher"},
+      {"student-grpo", "student: GRPO from its base, equal time"}};
+  std::map<std::string, rl::EvalResult> res;
+  std::vector<std::pair<std::string, rl::EvalResult>> rows;
+  json eval_json = json::object();
+  for (const auto& [key, label] : evals) {
+    const json j = read_json(out / ("eval-" + key + ".json"));
+    eval_json[key] = j;
+    res[key] = rl::eval_result_from_json(j);
+    rows.push_back({label, res[key]});
+  }
+  const json base = eval_json["teacher-base"];
+  const int64_t kmax = res["teacher-base"].samples;
+  auto passk = [&](const std::string& key, int64_t k) {
+    const auto& m = res[key].pass_at_k;
+    auto it = m.find(k);
+    return it == m.end() ? NAN : it->second;
+  };
+  const double mtp = base.contains("mtp_acceptance") ? base["mtp_acceptance"].get<double>() : NAN;
+
+  // Curves: copy each run's plots next to the report, and measure what they show.
+  auto copy_plot = [&](const fs::path& src, const std::string& name) {
+    if (!fs::exists(src)) return std::string();
+    fs::copy_file(src, plots / name, fs::copy_options::overwrite_existing);
+    return "plots/" + name;
+  };
+  const std::string loss_svg = copy_plot(out / "pretrain-teacher" / "loss.svg", "teacher-pretrain-loss.svg");
+  const std::string bal_svg = copy_plot(out / "pretrain-teacher" / "balance.svg", "teacher-expert-balance.svg");
+  const std::string grpo_svg = copy_plot(out / "grpo-teacher" / "grpo.svg", "teacher-grpo.svg");
+  const std::string sgrpo_svg = copy_plot(out / "grpo-student" / "grpo.svg", "student-grpo.svg");
+  const std::string sloss_svg = copy_plot(out / "pretrain-student" / "loss.svg", "student-pretrain-loss.svg");
+  const plot::Columns g = plot::read_jsonl((out / "grpo-teacher" / "metrics.jsonl").string());
+  const double len0 = edge_mean(g.get("response_length"), 5, true), len1 = edge_mean(g.get("response_length"), 5, false);
+  const double acc0 = edge_mean(g.get("accuracy"), 5, true), acc1 = edge_mean(g.get("accuracy"), 5, false);
+  const plot::Columns pm = plot::drop_superseded(plot::read_jsonl((out / "pretrain-teacher" / "metrics.jsonl").string()), "step");
+  const double balance_last = edge_mean(pm.get("max_over_mean_load"), 3, false);
+  const double dead_last = edge_mean(pm.get("dead_experts"), 3, false);
+  const std::vector<double> val = pm.get("val_loss");
+  const double val0 = edge_mean(val, 1, true), val1 = edge_mean(val, 1, false);
+
+  const Config teacher = load_config((out / "teacher-base").string());
+  std::vector<std::pair<std::string, Config>> kv = {{"this run's teacher", teacher}};
+  for (auto& c : rl::reference_kv_configs()) kv.push_back(c);
+  const int64_t kv_lat = rl::kv_values_per_token(teacher), kv_mha = rl::kv_values_per_token_mha(teacher);
+
+  double wall = 0;
+  for (const auto& [name, s] : stages.items()) wall += s.value("seconds", 0.0);
+
+  json report = {{"preset", preset},
+                 {"base_pass1", res["teacher-base"].pass1_greedy},
+                 {"base_pass1_sampled", res["teacher-base"].pass1_sampled},
+                 {"base_pass16", passk("teacher-base", 16)},
+                 {"base_pass_at_k_max", passk("teacher-base", kmax)},
+                 {"grpo_pass1", res["teacher-grpo"].pass1_greedy},
+                 {"grpo_pass1_sampled", res["teacher-grpo"].pass1_sampled},
+                 {"student_base_pass1", res["student-base"].pass1_greedy},
+                 {"student_distill_pass1", res["student-distill"].pass1_greedy},
+                 {"student_grpo_pass1", res["student-grpo"].pass1_greedy},
+                 {"grpo_response_length_first", len0},
+                 {"grpo_response_length_last", len1},
+                 {"grpo_rollout_accuracy_first", acc0},
+                 {"grpo_rollout_accuracy_last", acc1},
+                 {"teacher_val_loss_first", val0},
+                 {"teacher_val_loss_last", val1},
+                 {"teacher_expert_max_over_mean", balance_last},
+                 {"teacher_dead_experts", dead_last},
+                 {"mtp_acceptance", mtp},
+                 {"kv_values_per_token", kv_lat},
+                 {"kv_values_per_token_mha", kv_mha},
+                 {"wall_seconds", wall},
+                 {"evals", eval_json},
+                 {"stages", stages}};
+  // nlohmann writes NaN as null, which is what a reader should see for "not measured".
+  write_file_atomic((out / "report.json").string(), report.dump(2) + "\n");
+
+  const double b1 = res["teacher-base"].pass1_greedy, g1 = res["teacher-grpo"].pass1_greedy;
+  const double d1 = res["student-distill"].pass1_greedy, s1 = res["student-grpo"].pass1_greedy;
+  std::string md;
+  md += "# seek recipe — report card (preset `" + preset + "`)\n\n";
+  md += strfmt("The whole DeepSeek recipe at small scale on this machine, in %s of wall time. Every figure below was "
+               "measured in this run; held-out problems never appear in training data.\n\n",
+               format_duration(wall).c_str());
+  md += "## DeepSeek claims, measured here\n\n| claim | measured here | holds here? |\n|---|---|---|\n";
+  md += strfmt("| RL with rule rewards alone (R1-Zero, no SFT) raises held-out pass@1 | greedy pass@1 %s → %s | %s |\n",
+               pct(b1).c_str(), pct(g1).c_str(), g1 > b1 ? "yes" : "no");
+  md += strfmt("| RL sharpens what the base can sometimes do: pass@%lld of the base is well above its pass@1 | pass@1 %s (sampled %s), pass@%lld %s | %s |\n",
+               (long long)kmax, pct(b1).c_str(), pct(res["teacher-base"].pass1_sampled).c_str(), (long long)kmax,
+               pct(passk("teacher-base", kmax)).c_str(), passk("teacher-base", kmax) > 1.5 * res["teacher-base"].pass1_sampled ? "yes" : "no");
+  md += strfmt("| Under RL the responses grow longer as the model learns to reason | mean completion tokens %.0f → %.0f (first/last 5 GRPO steps); rollout accuracy %s → %s | %s |\n",
+               len0, len1, pct(acc0).c_str(), pct(acc1).c_str(), len1 > len0 ? "yes" : "no");
+  md += strfmt("| For a small model, distilling a reasoning teacher beats RL on the small model itself | student pass@1: distilled %s vs GRPO for the same wall time %s (base %s) | %s |\n",
+               pct(d1).c_str(), pct(s1).c_str(), pct(res["student-base"].pass1_greedy).c_str(), d1 > s1 ? "yes" : "no");
+  md += strfmt("| MLA's KV cache is a small fraction of ordinary attention's | %lld vs %lld values per token for this teacher (%.1f%%); V3: see the table below | yes |\n",
+               (long long)kv_lat, (long long)kv_mha, 100.0 * double(kv_lat) / double(kv_mha));
+  md += strfmt("| Auxiliary-loss-free balancing keeps experts balanced | teacher's worst layer max/mean expert load at the end of pretraining %.2f, dead experts %.0f (the ablation against an auxiliary loss is in docs/results.md) | %s |\n",
+               balance_last, dead_last, balance_last < 1.5 ? "yes" : "partly");
+  md += strfmt("| The MTP module's draft of the token after next is often right | acceptance %s on held-out documents | %s |\n\n",
+               pct(mtp).c_str(), std::isfinite(mtp) ? (mtp > 0.5 ? "yes" : "partly") : "not measured");
+  md += "## Held-out evaluation, every stage\n\n" + rl::eval_table_md(rows) + "\n";
+  md += "Greedy pass@1 is the headline; sampled figures use temperature 1. pass@k is the unbiased estimator over the samples.\n\n";
+  md += "### The teacher after GRPO, by kind and difficulty\n\n" + rl::eval_breakdown_md(res["teacher-grpo"]) + "\n";
+  md += "## Curves\n\n";
+  auto img = [&](const std::string& path, const std::string& caption) {
+    if (!path.empty()) md += "**" + caption + "**\n\n![" + caption + "](" + path + ")\n\n";
+  };
+  img(loss_svg, "Teacher pretraining: training, MTP and validation loss");
+  img(bal_svg, "Teacher pretraining: expert load balance per MoE layer (aux-loss-free)");
+  img(grpo_svg, "Teacher GRPO: reward, accuracy, format; response length; KL and entropy");
+  img(sloss_svg, "Student pretraining loss");
+  img(sgrpo_svg, "Student GRPO (the equal-time comparison with distillation)");
+  md += "## KV cache per token: MLA vs ordinary multi-head attention\n\n" + rl::kv_table_md(kv) + "\n";
+  md += "## Stages and their commands\n\n| stage | seconds | command |\n|---|---|---|\n";
+  for (const auto& [name, s] : stages.items())
+    md += strfmt("| %s | %.0f | `%s` |\n", name.c_str(), s.value("seconds", 0.0), s.value("command", std::string()).c_str());
+  md += "\nEach stage can be rerun alone with its command; `seek recipe` skips the stages that finished.\n";
+  write_file_atomic((out / "report.md").string(), md);
+}
+
+}  // namespace seek
