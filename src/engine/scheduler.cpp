@@ -323,6 +323,8 @@ void Engine::step(std::vector<std::unique_ptr<Seq>>& running) {
     stats_.steps++;
     stats_.step_rows += rows;
     stats_.step_seqs += int64_t(items.size());
+    stats_.last_step_seqs = int64_t(items.size());
+    stats_.last_step_rows = rows;
     stats_.busy_seconds += dt;
   }
   for (size_t j = 0; j < items.size(); ++j) {

@@ -100,6 +100,7 @@ struct EngineStats {
   int64_t submitted = 0, refused = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t prompt_tokens = 0, cached_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   int64_t steps = 0, step_rows = 0, step_seqs = 0;  // sums over steps: tokens and sequences per step
+  int64_t last_step_seqs = 0, last_step_rows = 0;    // the latest step's batch
   double busy_seconds = 0;                           // inside forward_batch
 };
 

@@ -2,6 +2,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -85,9 +86,18 @@ const char* finish_reason(const EngineEvent& f) { return f.finish_reason == "len
 
 }  // namespace
 
+// Debian's cpp-httplib is built with a listen backlog of 5: a burst of connections overflows it while
+// the accept thread waits for a core, and the kernel drops them. The socket is reachable from a
+// subclass, and listen() may be called again to raise the backlog.
+struct HttpServer : httplib::Server {
+  void raise_backlog() {
+    if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, 4096);
+  }
+};
+
 struct Server::Impl {
   ServerOptions opt;
-  httplib::Server http;
+  HttpServer http;
   std::atomic<Backend*> backend{nullptr};
   Backend storage;
   Histogram request_seconds{latency_buckets()}, first_token_seconds{latency_buckets()}, queue_seconds{latency_buckets()};
@@ -246,6 +256,8 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
       render_metric(out, "seek_engine_steps_total", "counter", "Batched forward steps", double(s.steps));
       render_metric(out, "seek_engine_step_sequences_total", "counter", "Sum over steps of the sequences in the batch (batch size = this / steps)", double(s.step_seqs));
       render_metric(out, "seek_engine_step_tokens_total", "counter", "Sum over steps of the token rows in the batch", double(s.step_rows));
+      render_metric(out, "seek_batch_size", "gauge", "Sequences in the latest step's batch", double(s.last_step_seqs));
+      render_metric(out, "seek_batch_tokens", "gauge", "Token rows in the latest step's batch (decode + prefill chunks)", double(s.last_step_rows));
       render_metric(out, "seek_engine_busy_seconds_total", "counter", "Seconds inside the model", s.busy_seconds);
       if (b->pc) {
         const PrefixCacheStats p = b->pc->stats();
@@ -299,6 +311,7 @@ void Server::bind() {
   } else if (!I.http.bind_to_port(I.opt.host, I.opt.port)) {
     throw Error(strfmt("cannot listen on %s:%d (in use, or not an address of this machine)", I.opt.host.c_str(), I.opt.port));
   }
+  I.http.raise_backlog();
 }
 
 int Server::port() const { return impl_->opt.port; }

@@ -234,3 +234,30 @@ TEST(Engine, PrefixCacheHitsKeepGreedyOutput) {
   EXPECT_EQ(st.cached_tokens, 48 + third.final.cached_tokens);
   EXPECT_EQ(st.prefilled_tokens, st.prompt_tokens - st.cached_tokens);
 }
+
+TEST(Engine, ChunkedPrefillKeepsRunningStreamsFlowing) {
+  Fixture f;
+  EngineOptions opt;
+  opt.prefill_chunk = 8;
+  Engine engine(*f.model, nullptr, nullptr, opt);
+  EngineRequest a;
+  a.prompt = prompt(4, 1, f.V);
+  a.sampling.temperature = 0;
+  a.stop.max_new_tokens = 100;
+  EngineRequest b = a;
+  b.prompt = prompt(120, 2, f.V);  // 15 chunks of 8
+  b.stop.max_new_tokens = 2;
+  auto sa = engine.submit(a).stream;
+  std::vector<EngineEvent> ea, eb;
+  while (ea.empty()) sa->next(ea, 100ms);
+  auto sb = engine.submit(b).stream;
+  // Collect a's tokens until b's first token arrives: a must have kept going meanwhile.
+  while (eb.empty()) {
+    sb->next(eb, 1ms);
+    sa->next(ea, 0ms);
+  }
+  sa->next(ea, 0ms);
+  EXPECT_GE(ea.size(), 14u) << "a gets a token in every step of b's 15-step prefill";
+  drain(*sa);
+  drain(*sb);
+}

@@ -261,10 +261,13 @@ TEST(ServerHttp, ManyClientsAtOnce) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 24; ++i)
     ts.emplace_back([&, i] {
+      const auto t0 = std::chrono::steady_clock::now();
       auto c = s.client();
       auto r = c.Post("/v1/chat/completions", chat_body({{"stream", i % 2 == 0}, {"max_tokens", 8}, {"seed", i}, {"temperature", 0.7}}),
                       "application/json");
       if (r && r->status == 200) ok++;
+      else ADD_FAILURE() << "client " << i << ": " << (r ? std::to_string(r->status) + " " + r->body : httplib::to_string(r.error()))
+                         << " after " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s";
     });
   for (auto& t : ts) t.join();
   EXPECT_EQ(ok.load(), 24);
