@@ -48,7 +48,9 @@ std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const s
       r.completion = res[i].tokens;
       r.finished = res[i].finish_reason == "stop";
       if (r.finished) r.completion.push_back(eos);
-      r.text = res[i].text;
+      // The tags <think>, <answer> are special tokens of seek's tokenizers: the Generator's text skips
+      // special tokens, the reward needs them.
+      r.text = tok.decode(res[i].tokens, false);
       r.reward = score(problems[size_t(r.problem)], r.text, o.weights, false);
       tokens += int64_t(res[i].tokens.size());
     }
