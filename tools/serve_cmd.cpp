@@ -53,6 +53,9 @@ int run_serve(ServeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead server
 
+  if (f.server.host != "127.0.0.1" && f.server.host != "localhost" && f.server.api_key.empty())
+    std::fprintf(stderr, "seek serve: warning: listening on %s without --api-key: anyone who can reach it can use it\n",
+                 f.server.host.c_str());
   Server server(f.server);
   server.bind();
   std::thread http([&] { server.listen(); });

@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -233,6 +234,15 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
       data.push_back({{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "seek"}});
     res.set_content(dump_json({{"object", "list"}, {"data", data}}), "application/json");
     I.count("models", 200);
+  });
+  h.Get(R"(/v1/models/([^/]+))", [&I](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    const auto ids = I.model_ids();
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      I.send_error(res, ApiError(404, "The model `" + id + "` does not exist", "invalid_request_error", "model", "model_not_found"));
+      return;
+    }
+    res.set_content(dump_json({{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "seek"}}), "application/json");
   });
   h.Get("/metrics", [&I](const httplib::Request&, httplib::Response& res) {
     std::string out;

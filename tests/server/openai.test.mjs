@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
-import { startServer, chatBody, WORK, MODEL_NAME } from "./common.mjs";
+import { spawnSync } from "node:child_process";
+import { startServer, chatBody, WORK, MODEL_NAME, SEEK } from "./common.mjs";
 
 const cacheDir = path.join(WORK, "openai-cache");
 fs.rmSync(cacheDir, { recursive: true, force: true });
@@ -28,9 +29,14 @@ function checkUsage(u) {
   assert.equal(typeof u.completion_tokens_details.reasoning_tokens, "number");
 }
 
-test("models and health", async () => {
+test("models and health; no -m asks for a model", async () => {
   const models = await client.models.list();
   assert.ok(models.data.some((m) => m.id === MODEL_NAME));
+  assert.equal((await client.models.retrieve(MODEL_NAME)).id, MODEL_NAME);
+  await assert.rejects(client.models.retrieve("nope"), (e) => e instanceof OpenAI.NotFoundError);
+  const r = spawnSync(SEEK, ["serve"], { encoding: "utf8" });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /pass -m DIR/);
   const h = await fetch(server.url + "/health");
   assert.equal(h.status, 200);
 });
