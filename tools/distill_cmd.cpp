@@ -76,6 +76,7 @@ void register_distill_commands(CLI::App& app) {
   static distill::RejectionOptions ro;
   static distill::SftOptions so;
   static std::vector<std::string> kinds = {"arithmetic", "countdown"};
+  static bool allow_no_traces = false;
   auto* d = app.add_subcommand("distill", "Rejection-sample a teacher on training questions, then SFT a student on the "
                                           "verified-correct traces (resumable: reuses OUT/traces.jsonl)");
   d->add_option("--teacher", teacher, "teacher model directory (with tokenizer.json)")->required();
@@ -90,6 +91,8 @@ void register_distill_commands(CLI::App& app) {
   d->add_option("--min-difficulty", qo.min_difficulty)->capture_default_str();
   d->add_option("--max-difficulty", qo.max_difficulty)->capture_default_str();
   d->add_option("--kinds", kinds, "task kinds: arithmetic,countdown")->delimiter(',')->capture_default_str();
+  d->add_flag("--allow-no-traces", allow_no_traces,
+              "when the teacher gets nothing right, write the student unchanged (recorded as such) instead of failing");
   add_sft_options(d, so);
   d->callback([] {
     const auto t0 = std::chrono::steady_clock::now();
@@ -134,6 +137,22 @@ void register_distill_commands(CLI::App& app) {
       write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
       std::fprintf(stderr, "distill: kept %lld traces (%.1f%% of questions have one) in %.1f s\n", (long long)rs.kept,
                    100 * rs.share_with_trace, rs.seconds);
+    }
+    if (traces.empty() && allow_no_traces) {
+      // Nothing to learn from: the "distilled" student is its base, and the record says so.
+      if (!fs::exists(student_out / "sft.json")) {
+        const fs::path tmp = student_out.string() + ".partial";
+        fs::remove_all(tmp);
+        fs::copy(student, tmp, fs::copy_options::recursive);
+        write_file_atomic((tmp / "sft.json").string(), json{{"steps", 0}, {"traces", 0}, {"note", "no traces: the student is its base"}}.dump(2) + "\n");
+        fs::rename(tmp, student_out);
+      }
+      summary["sft"] = json{{"steps", 0}, {"traces", 0}, {"seconds", 0.0}};
+      summary["student"] = student_out.string();
+      summary["wall_seconds_this_run"] = seconds_since(t0);
+      write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
+      std::fprintf(stderr, "distill: no traces; %s is the student base, unchanged\n", student_out.c_str());
+      return;
     }
     if (traces.empty())
       throw Error("distill: the teacher wrote no correct, well-formed completion, so there is nothing to distill; delete " +

@@ -115,12 +115,12 @@ Preset preset(const std::string& name) {
     p.documents = 40000;
     p.worked_fraction = 0.2;
     p.min_difficulty = 2;
-    p.max_difficulty = 4;
+    p.max_difficulty = 3;
     p.vocab = 512;
     p.teacher = teacher_config(128, 4, 8, 64, p.vocab);
     p.student = student_config(96, 3, p.vocab);
-    p.pretrain_steps = 1200;
-    p.student_steps = 1200;
+    p.pretrain_steps = 1500;
+    p.student_steps = 1000;
     p.batch = 16;
     p.seq_len = 160;
     p.eval_problems = 32;
@@ -247,7 +247,7 @@ void register_recipe_commands(CLI::App& app) {
                std::to_string(p.pretrain_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
                std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
                std::to_string(std::max<int64_t>(1, p.pretrain_steps / 20)) + " --eval-every " +
-               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 6)) + " --save-every " + std::to_string(p.pretrain_steps) +
+               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 6)) + " --save-every " + std::to_string(std::max<int64_t>(1, p.pretrain_steps / 4)) +
                " --log-every " + std::to_string(std::max<int64_t>(1, p.pretrain_steps / 30))),
          [&] { export_pretrained(out / "pretrain-teacher", out / "tokenizer", out / "teacher-base"); }},
         {"eval-teacher-base", eval_args("teacher-base", "teacher-base"), {}},
@@ -263,7 +263,7 @@ void register_recipe_commands(CLI::App& app) {
                std::to_string(p.student_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
                std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
                std::to_string(std::max<int64_t>(1, p.student_steps / 20)) + " --eval-every " +
-               std::to_string(std::max<int64_t>(1, p.student_steps / 6)) + " --save-every " + std::to_string(p.student_steps) +
+               std::to_string(std::max<int64_t>(1, p.student_steps / 6)) + " --save-every " + std::to_string(std::max<int64_t>(1, p.student_steps / 4)) +
                " --log-every " + std::to_string(std::max<int64_t>(1, p.student_steps / 30))),
          [&] { export_pretrained(out / "pretrain-student", out / "tokenizer", out / "student-base"); }},
         {"eval-student-base", eval_args("student-base", "student-base"), {}},
@@ -271,9 +271,9 @@ void register_recipe_commands(CLI::App& app) {
          split("distill --teacher " + O + "/grpo-teacher/model --student " + O + "/student-base --out " + O +
                "/distill --questions " + std::to_string(p.distill_questions) + " --samples " +
                std::to_string(p.distill_samples) + " --max-per-question " + std::to_string(p.distill_max_per_question) +
-               " --steps " + std::to_string(p.sft_steps) + " --lr " + strfmt("%g", p.sft_lr) + " " + diff + " --seed 5"),
+               " --steps " + std::to_string(p.sft_steps) + " --lr " + strfmt("%g", p.sft_lr) + " " + diff + " --seed 5 --allow-no-traces"),
          {}},
-        {"eval-student-distill", eval_args("distill/model", "student-distill"), {}},
+        {"eval-student-distill", eval_args("distill/student", "student-distill"), {}},
         {"grpo-student", {}, {}},  // its time budget is distillation's wall time: built below
         {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},
     };
