@@ -161,6 +161,8 @@ struct Server::Impl {
 
   void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
   bool stream_step(Job& job, httplib::DataSink& sink);
+  bool collect(Job& job, std::chrono::milliseconds wait);  // true once every choice has ended
+  std::pair<int, std::string> final_response(const Job& job);
   std::string chunk(const Job& job, json choices_json);
   void add_logprobs(Job& job, Choice& c, const EngineEvent& e, json* chat_delta);
   json usage(const Job& job);
@@ -433,43 +435,42 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
   job->choices = std::move(choices);
 
   if (!r.stream) {
-    std::vector<EngineEvent> evs;
-    for (auto& c : job->choices) {
-      while (!c.done) {
-        evs.clear();
-        if (!c.stream->next(evs, std::chrono::milliseconds(200))) break;
-        for (const EngineEvent& e : evs) {
-          add_logprobs(*job, c, e, nullptr);
-          apply(c, chat, e);
-        }
-      }
-      if (c.final.finish_reason == "error" || c.final.finish_reason == "cancelled") {
-        for (auto& o : job->choices) o.stream->cancel();
-        throw ApiError(500, "generation failed: " + (c.final.error.empty() ? c.final.finish_reason : c.final.error), "server_error",
-                       "", "generation_failed");
-      }
-      observe(c.final);
+    // Most answers are ready within a second: wait here, and reply with the right status.
+    const auto deadline = Clock::now() + std::chrono::seconds(1);
+    while (!collect(*job, std::chrono::milliseconds(50)) && Clock::now() < deadline) {
     }
-    json out_choices = json::array();
-    for (size_t i = 0; i < job->choices.size(); ++i) {
-      Choice& c = job->choices[i];
-      if (chat) {
-        json msg = {{"role", "assistant"}, {"content", c.content}};
-        if (think || !c.reasoning.empty()) msg["reasoning_content"] = c.reasoning;
-        out_choices.push_back({{"index", i}, {"message", msg},
-                               {"logprobs", job->want_logprobs ? json{{"content", c.logprobs}} : json(nullptr)},
-                               {"finish_reason", finish_reason(c.final)}});
-      } else {
-        json lp = nullptr;
-        if (job->want_logprobs) lp = {{"tokens", c.lp_tokens}, {"token_logprobs", c.lp_values}, {"top_logprobs", c.lp_top}};
-        out_choices.push_back({{"index", i}, {"text", c.content}, {"logprobs", lp}, {"finish_reason", finish_reason(c.final)}});
-      }
+    if (collect(*job, std::chrono::milliseconds(0))) {
+      const auto [status, body] = final_response(*job);
+      res.status = status;
+      res.set_content(body, "application/json");
+      count(job->route, status);
+      return;
     }
-    json body = {{"id", job->id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", job->created},
-                 {"model", job->model}, {"system_fingerprint", job->fingerprint}, {"choices", out_choices},
-                 {"usage", usage(*job)}};
-    res.set_content(dump_json(body), "application/json");
-    count(job->route, 200);
+    // A longer one is sent chunked, with a space (JSON allows leading whitespace) every half second
+    // until it is ready: a failed write tells that the client left, and its sequences are cancelled.
+    res.set_chunked_content_provider(
+        "application/json",
+        [this, job](size_t, httplib::DataSink& sink) {
+          if (collect(*job, std::chrono::milliseconds(100))) {
+            const auto [status, body] = final_response(*job);
+            if (!sink.write(body.data(), body.size())) return false;
+            sink.done();
+            count(job->route, status);
+            return true;
+          }
+          if (Clock::now() - job->last_write > std::chrono::milliseconds(500)) {
+            job->last_write = Clock::now();
+            if (!sink.write(" ", 1)) {
+              for (auto& c : job->choices) c.stream->cancel();
+              return false;
+            }
+          }
+          return true;
+        },
+        [job](bool) {
+          for (auto& c : job->choices)
+            if (!c.done) c.stream->cancel();
+        });
     return;
   }
 
@@ -484,6 +485,50 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
           if (!c.done) c.stream->cancel();
         streams_open--;
       });
+}
+
+bool Server::Impl::collect(Job& job, std::chrono::milliseconds wait) {
+  std::vector<EngineEvent> evs;
+  bool all = true;
+  for (auto& c : job.choices) {
+    if (c.done) continue;
+    evs.clear();
+    c.stream->next(evs, wait);
+    for (const EngineEvent& e : evs) {
+      add_logprobs(job, c, e, nullptr);
+      apply(c, job.chat, e);
+      if (e.final) observe(e);
+    }
+    if (!c.done) all = false;
+  }
+  return all;
+}
+
+std::pair<int, std::string> Server::Impl::final_response(const Job& job) {
+  for (const Choice& c : job.choices)
+    if (c.final.finish_reason == "error" || c.final.finish_reason == "cancelled") {
+      ApiError e(500, "generation failed: " + (c.final.error.empty() ? c.final.finish_reason : c.final.error), "server_error", "",
+                 "generation_failed");
+      return {500, dump_json(error_json(e))};
+    }
+  json out_choices = json::array();
+  for (size_t i = 0; i < job.choices.size(); ++i) {
+    const Choice& c = job.choices[i];
+    if (job.chat) {
+      json msg = {{"role", "assistant"}, {"content", c.content}};
+      if (job.think || !c.reasoning.empty()) msg["reasoning_content"] = c.reasoning;
+      out_choices.push_back({{"index", i}, {"message", msg},
+                             {"logprobs", job.want_logprobs ? json{{"content", c.logprobs}} : json(nullptr)},
+                             {"finish_reason", finish_reason(c.final)}});
+    } else {
+      json lp = nullptr;
+      if (job.want_logprobs) lp = {{"tokens", c.lp_tokens}, {"token_logprobs", c.lp_values}, {"top_logprobs", c.lp_top}};
+      out_choices.push_back({{"index", i}, {"text", c.content}, {"logprobs", lp}, {"finish_reason", finish_reason(c.final)}});
+    }
+  }
+  json body = {{"id", job.id}, {"object", job.chat ? "chat.completion" : "text_completion"}, {"created", job.created},
+               {"model", job.model}, {"system_fingerprint", job.fingerprint}, {"choices", out_choices}, {"usage", usage(job)}};
+  return {200, dump_json(body)};
 }
 
 std::string Server::Impl::chunk(const Job& job, json choices_json) {

@@ -229,7 +229,7 @@ TEST(ServerHttp, LoadingKeyAndQueueLimits) {
 
 TEST(ServerHttp, AClientThatDisconnectsMidStreamIsCancelled) {
   EngineOptions eo;
-  eo.step_delay_ms = 5;
+  eo.step_delay_ms = 8;  // 180 tokens take over the 1 s a non-streaming reply waits before chunking
   Served s(eo);
   {
     auto c = s.client();
@@ -251,6 +251,25 @@ TEST(ServerHttp, AClientThatDisconnectsMidStreamIsCancelled) {
   EXPECT_EQ(cancelled, 1);
   EXPECT_LT(s.engine->stats().generated_tokens, 150);
   EXPECT_EQ(s.client().Get("/health")->status, 200);
+  // A non-streaming client that gives up: noticed by the spaces written while it waits.
+  {
+    auto c = s.client();
+    c.set_read_timeout(0, 300000);
+    auto r = c.Post("/v1/chat/completions", chat_body({{"max_tokens", 180}, {"temperature", 1}, {"logit_bias", {{"1", -100}}}}), "application/json");
+    EXPECT_FALSE(r);
+  }
+  for (int i = 0; i < 400 && cancelled < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+    cancelled = s.engine->stats().cancelled;
+  }
+  EXPECT_EQ(cancelled, 2);
+  EXPECT_LT(s.engine->stats().generated_tokens, 150 + 180);
+  // A long non-streaming answer that the client waits for arrives whole, after the spaces.
+  auto r = s.client().Post("/v1/chat/completions", chat_body({{"max_tokens", 180}, {"temperature", 1}, {"logit_bias", {{"1", -100}}}}), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body[0], ' ');
+  EXPECT_EQ(nlohmann::json::parse(r->body)["object"], "chat.completion");
 }
 
 TEST(ServerHttp, ManyClientsAtOnce) {
