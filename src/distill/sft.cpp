@@ -11,6 +11,7 @@
 #include "train/optimizer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/progress.h"
 #include "util/plot.h"
 #include "util/rng.h"
 
@@ -64,13 +65,6 @@ train::TokenObjective completion_objective(const SftBatch& batch) {
 
 namespace {
 
-std::string duration(double secs) {
-  if (!std::isfinite(secs) || secs < 0) return "?";
-  const auto s = int64_t(std::llround(secs));
-  if (s < 60) return strfmt("%llds", (long long)s);
-  if (s < 3600) return strfmt("%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
-  return strfmt("%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
-}
 
 json options_json(const SftOptions& o) {
   return {{"model", o.model}, {"tokenizer", o.tokenizer.empty() ? o.model : o.tokenizer}, {"steps", o.steps},
@@ -204,7 +198,7 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
       if (progress) {
         std::fprintf(progress, "sft step %lld/%lld | epoch %.2f | loss %.4f | lr %.2e | %.0f tok/s (%.0f completion) | ETA %s\n",
                      (long long)step, (long long)r.planned_steps, ep, lp.main, lr, double(window_tokens) / wsecs,
-                     double(window_completion) / wsecs, duration(eta).c_str());
+                     double(window_completion) / wsecs, format_duration(eta).c_str());
         std::fflush(progress);
       }
       window_tokens = window_completion = 0;

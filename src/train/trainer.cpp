@@ -22,6 +22,7 @@
 #include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/error.h"
+#include "util/progress.h"
 #include "util/plot.h"
 
 namespace seek::train {
@@ -52,14 +53,6 @@ json saved_options(json saved, const PretrainOptions& o) {
   return saved;
 }
 
-// "42s", "12m05s", "3h07m".
-std::string duration(double secs) {
-  if (!std::isfinite(secs) || secs < 0) return "?";
-  const auto s = int64_t(std::llround(secs));
-  if (s < 60) return strfmt("%llds", (long long)s);
-  if (s < 3600) return strfmt("%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
-  return strfmt("%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
-}
 
 // Tokens routed to each expert of each MoE layer, summed over the micro-batches since the last log line.
 struct LoadWindow {
@@ -310,7 +303,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
                      worst_layer >= 0 ? strfmt("load max/mean %.2f (layer %lld), dead %lld", worst, (long long)worst_layer,
                                                (long long)dead).c_str()
                                       : "dense",
-                     lr, duration(eta).c_str());
+                     lr, format_duration(eta).c_str());
       window.reset();
       window_tokens = 0;
       window_secs = 0;
