@@ -7,12 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "rl/tasks.h"
+
 namespace seek {
 
 nlohmann::json preset_config(const std::string& name);
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed);
 double seconds_since(std::chrono::steady_clock::time_point t0);
 int argmax(const float* x, int64_t n);  // the first largest
+// "arithmetic,countdown" → the task kinds; throws Error naming --kinds otherwise.
+std::vector<TaskKind> parse_task_kinds(const std::string& comma_list);
 int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
                   const std::string& dtype, uint64_t seed, int shards);
 

@@ -24,17 +24,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::vector<TaskKind> parse_kinds(const std::vector<std::string>& names) {
-  std::vector<TaskKind> kinds;
-  for (const std::string& k : names) {
-    if (k == "arithmetic") kinds.push_back(TaskKind::Arithmetic);
-    else if (k == "countdown") kinds.push_back(TaskKind::Countdown);
-    else throw Error("--kinds " + k + ": expected arithmetic and/or countdown");
-  }
-  if (kinds.empty()) throw Error("--kinds: give at least one of arithmetic, countdown");
-  return kinds;
-}
-
 std::string file_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -118,7 +107,11 @@ void register_distill_commands(CLI::App& app) {
       traces = distill::load_traces(traces_path.string());
       std::fprintf(stderr, "distill: reusing %zu traces from %s\n", traces.size(), traces_path.c_str());
     } else {
-      qo.kinds = parse_kinds(kinds);
+      {
+        std::string list;
+        for (const std::string& k : kinds) list += (list.empty() ? "" : ",") + k;
+        qo.kinds = parse_task_kinds(list);
+      }
       qo.seed = so.seed;
       ro.seed = so.seed;
       const std::vector<Problem> questions = distill::training_questions(qo);

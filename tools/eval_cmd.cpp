@@ -30,19 +30,6 @@ struct EvalFlags {
   int64_t mtp_documents = 64;
 };
 
-std::vector<TaskKind> parse_kinds(const std::string& s) {
-  std::vector<TaskKind> kinds;
-  std::stringstream in(s);
-  std::string k;
-  while (std::getline(in, k, ',')) {
-    if (k == "arithmetic") kinds.push_back(TaskKind::Arithmetic);
-    else if (k == "countdown") kinds.push_back(TaskKind::Countdown);
-    else throw Error("--kinds: \"" + k + "\" is not a task kind (expected arithmetic and/or countdown)");
-  }
-  if (kinds.empty()) throw Error("--kinds: no task kinds");
-  return kinds;
-}
-
 // Held-out documents in the pretraining format, their token ids, and where each completion starts.
 rl::MtpAcceptance measure_mtp(Model& m, const Tokenizer& tok, const EvalFlags& f) {
   CorpusOptions co;
@@ -66,7 +53,7 @@ rl::MtpAcceptance measure_mtp(Model& m, const Tokenizer& tok, const EvalFlags& f
 
 int run_eval(const EvalFlags& flags) {
   EvalFlags f = flags;
-  f.o.kinds = parse_kinds(f.kinds);
+  f.o.kinds = parse_task_kinds(f.kinds);
   if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json and *.safetensors)");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   if (!fs::exists(fs::path(tdir) / "tokenizer.json")) throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");

@@ -10,19 +10,6 @@ namespace seek {
 
 namespace {
 
-std::vector<TaskKind> parse_kinds(const std::string& s) {
-  std::vector<TaskKind> out;
-  std::stringstream in(s);
-  std::string k;
-  while (std::getline(in, k, ',')) {
-    if (k == "arithmetic") out.push_back(TaskKind::Arithmetic);
-    else if (k == "countdown") out.push_back(TaskKind::Countdown);
-    else throw Error("--kinds " + s + ": expected a comma-separated list of arithmetic, countdown");
-  }
-  if (out.empty()) throw Error("--kinds is empty");
-  return out;
-}
-
 rl::GrpoOptions::Variant parse_variant(const std::string& s) {
   if (s == "grpo") return rl::GrpoOptions::Grpo;
   if (s == "drgrpo") return rl::GrpoOptions::DrGrpo;
@@ -68,7 +55,7 @@ void register_grpo_commands(CLI::App& app) {
   c->add_option("--max-seconds", o.max_seconds, "stop after this much wall time (0 = no limit)")->capture_default_str();
   c->callback([f] {
     rl::GrpoRunOptions o = f->o;
-    o.kinds = parse_kinds(f->kinds);
+    o.kinds = parse_task_kinds(f->kinds);
     o.loss = rl::GrpoOptions::preset(parse_variant(f->variant));
     if (f->eps_low >= 0) o.loss.eps_low = f->eps_low;
     if (f->eps_high >= 0) o.loss.eps_high = f->eps_high;

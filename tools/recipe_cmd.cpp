@@ -230,6 +230,15 @@ void register_recipe_commands(CLI::App& app) {
                    " --seed 11 --json " + O + "/eval-" + name + ".json" +
                    (name == "teacher-base" ? " --mtp-acceptance" : ""));
     };
+    // `seek pretrain` of configs/<who>.json into pretrain-<who>: checkpoints every quarter, about 30
+    // progress lines and 6 validations.
+    auto pretrain_args = [&](const std::string& who, int64_t steps) {
+      auto every = [&](int64_t parts) { return std::to_string(std::max<int64_t>(1, steps / parts)); };
+      return split("pretrain --config " + O + "/configs/" + who + ".json --data " + O + "/data --out " + O + "/pretrain-" + who +
+                   " --steps " + std::to_string(steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
+                   std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " + every(20) +
+                   " --eval-every " + every(6) + " --save-every " + every(4) + " --log-every " + every(30));
+    };
     struct Stage {
       std::string name;
       std::vector<std::string> args;
@@ -242,13 +251,7 @@ void register_recipe_commands(CLI::App& app) {
         {"tokenizer", split("tokenizer train --vocab-size " + std::to_string(p.vocab) + " --out " + O + "/tokenizer " + O +
                             "/corpus.jsonl"), {}},
         {"data", split("data --tokenizer " + O + "/tokenizer --out " + O + "/data " + O + "/corpus.jsonl"), {}},
-        {"pretrain-teacher",
-         split("pretrain --config " + O + "/configs/teacher.json --data " + O + "/data --out " + O + "/pretrain-teacher --steps " +
-               std::to_string(p.pretrain_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
-               std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
-               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 20)) + " --eval-every " +
-               std::to_string(std::max<int64_t>(1, p.pretrain_steps / 6)) + " --save-every " + std::to_string(std::max<int64_t>(1, p.pretrain_steps / 4)) +
-               " --log-every " + std::to_string(std::max<int64_t>(1, p.pretrain_steps / 30))),
+        {"pretrain-teacher", pretrain_args("teacher", p.pretrain_steps),
          [&] { export_pretrained(out / "pretrain-teacher", out / "tokenizer", out / "teacher-base"); }},
         {"eval-teacher-base", eval_args("teacher-base", "teacher-base"), {}},
         {"grpo-teacher",
@@ -258,13 +261,7 @@ void register_recipe_commands(CLI::App& app) {
                strfmt("%g", p.grpo_beta) + " " + diff + " --seed 3"),
          {}},
         {"eval-teacher-grpo", eval_args("grpo-teacher/model", "teacher-grpo"), {}},
-        {"pretrain-student",
-         split("pretrain --config " + O + "/configs/student.json --data " + O + "/data --out " + O + "/pretrain-student --steps " +
-               std::to_string(p.student_steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
-               std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " +
-               std::to_string(std::max<int64_t>(1, p.student_steps / 20)) + " --eval-every " +
-               std::to_string(std::max<int64_t>(1, p.student_steps / 6)) + " --save-every " + std::to_string(std::max<int64_t>(1, p.student_steps / 4)) +
-               " --log-every " + std::to_string(std::max<int64_t>(1, p.student_steps / 30))),
+        {"pretrain-student", pretrain_args("student", p.student_steps),
          [&] { export_pretrained(out / "pretrain-student", out / "tokenizer", out / "student-base"); }},
         {"eval-student-base", eval_args("student-base", "student-base"), {}},
         {"distill",

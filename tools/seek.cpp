@@ -153,6 +153,20 @@ int argmax(const float* x, int64_t n) {
   return best;
 }
 
+std::vector<TaskKind> parse_task_kinds(const std::string& comma_list) {
+  std::vector<TaskKind> kinds;
+  size_t at = 0;
+  while (at <= comma_list.size()) {
+    const size_t end = std::min(comma_list.find(',', at), comma_list.size());
+    const std::string k = comma_list.substr(at, end - at);
+    if (k == "arithmetic") kinds.push_back(TaskKind::Arithmetic);
+    else if (k == "countdown") kinds.push_back(TaskKind::Countdown);
+    else throw Error("--kinds: \"" + k + "\" is not a task kind (expected arithmetic and/or countdown)");
+    at = end + 1;
+  }
+  return kinds;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
