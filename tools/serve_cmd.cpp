@@ -97,11 +97,11 @@ int run_serve(ServeFlags& f) {
   sigwait(&stop_set, &sig);
   std::printf("seek serve: stopping (signal %d)\n", sig);
   std::fflush(stdout);
-  server.stop();   // no new connections
-  engine.reset();  // running sequences end as cancelled; their prefixes are cached
-  if (pc) pc->flush();
-  // Idle keep-alive connections would hold the HTTP threads for their timeout: everything worth
-  // keeping is written, so leave now.
+  server.stop();  // no new connections
+  if (pc) pc->flush();  // the disk tier has every block queued so far
+  // Requests still in flight and idle keep-alive connections would hold the HTTP threads (and with
+  // them the engine) for their timeouts: everything worth keeping is written, so leave now, without
+  // tearing down objects that those threads may still be using.
   std::fflush(nullptr);
   _exit(0);
 }
