@@ -34,7 +34,7 @@ struct GenFlags {
 };
 
 void add_sampling_flags(CLI::App* c, GenFlags& f) {
-  c->add_option("-m,--model", f.model, "model directory")->required();
+  c->add_option("-m,--model", f.model, "model directory (default: the shipped models/seek-tiny)");
   c->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model directory)");
   c->add_option("--temperature", f.sp.temperature, "0 = greedy")->capture_default_str();
   c->add_option("--top-k", f.sp.top_k, "0 = off")->capture_default_str();
@@ -55,7 +55,9 @@ struct Loaded {
   Tokenizer tok;
 };
 
-Loaded load_all(const GenFlags& f) {
+Loaded load_all(GenFlags f) {
+  if (f.model.empty()) f.model = default_model_dir();
+  if (f.model.empty()) throw Error("no model: pass -m DIR (this build has no shipped default model)");
   if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
   std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   if (!fs::exists(fs::path(tdir) / "tokenizer.json"))

@@ -153,6 +153,13 @@ int argmax(const float* x, int64_t n) {
   return best;
 }
 
+std::string default_model_dir() {
+#ifdef SEEK_DEFAULT_MODEL
+  if (fs::exists(fs::path(SEEK_DEFAULT_MODEL) / "config.json")) return SEEK_DEFAULT_MODEL;
+#endif
+  return "";
+}
+
 std::vector<TaskKind> parse_task_kinds(const std::string& comma_list) {
   std::vector<TaskKind> kinds;
   size_t at = 0;
