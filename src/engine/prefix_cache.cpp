@@ -24,11 +24,6 @@ constexpr size_t kHeaderBytes = 8 + 3 * 8 + 4 * 4;
 std::string hex16(uint64_t v) { return strfmt("%016llx", (unsigned long long)v); }
 
 template <class T>
-void put(std::vector<char>& out, const T& v) {
-  const char* p = reinterpret_cast<const char*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-template <class T>
 T get(const char* p) {
   T v;
   std::memcpy(&v, p, sizeof(T));
@@ -136,21 +131,23 @@ std::vector<uint64_t> PrefixCache::block_keys(const int32_t* ids, int64_t n) con
 std::string PrefixCache::file_of(uint64_t key) const { return dir_ + "/" + hex16(key) + ".kv"; }
 
 std::vector<char> PrefixCache::serialize(const Block& b) const {
-  std::vector<char> out;
-  out.reserve(kHeaderBytes + b.tokens.size() * 4 + b.rows.size() * 4 + 8);
-  out.insert(out.end(), kMagic, kMagic + 8);
-  put(out, opt_.salt);
-  put(out, b.key);
-  put(out, b.parent);
-  put(out, uint32_t(b.tokens.size()));
-  put(out, uint32_t(n_layers_));
-  put(out, uint32_t(kn_));
-  put(out, uint32_t(vn_));
-  const char* t = reinterpret_cast<const char*>(b.tokens.data());
-  out.insert(out.end(), t, t + b.tokens.size() * sizeof(int32_t));
-  const char* r = reinterpret_cast<const char*>(b.rows.data());
-  out.insert(out.end(), r, r + b.rows.size() * sizeof(float));
-  put(out, uint64_t(XXH64(out.data(), out.size(), 0)));
+  const size_t tok_bytes = b.tokens.size() * sizeof(int32_t), row_bytes = b.rows.size() * sizeof(float);
+  std::vector<char> out(kHeaderBytes + tok_bytes + row_bytes + 8);
+  char* p = out.data();
+  auto put = [&p](const void* src, size_t n) {
+    std::memcpy(p, src, n);
+    p += n;
+  };
+  const uint32_t dims[4] = {uint32_t(b.tokens.size()), uint32_t(n_layers_), uint32_t(kn_), uint32_t(vn_)};
+  put(kMagic, 8);
+  put(&opt_.salt, 8);
+  put(&b.key, 8);
+  put(&b.parent, 8);
+  put(dims, sizeof dims);
+  put(b.tokens.data(), tok_bytes);
+  put(b.rows.data(), row_bytes);
+  const uint64_t sum = XXH64(out.data(), size_t(p - out.data()), 0);
+  put(&sum, 8);
   return out;
 }
 
@@ -253,8 +250,12 @@ int64_t PrefixCache::restore(const int32_t* ids, int64_t n, int64_t max_tokens, 
     found.push_back(std::move(b));
     parent = keys[i];
   }
-  // Touch children first so the root ends most recent (evicted last).
-  for (size_t i = found.size(); i-- > 0;) ram_put(found[i]);
+  // Touch children first so the root ends most recent (evicted last), in both tiers.
+  for (size_t i = found.size(); i-- > 0;) {
+    ram_put(found[i]);
+    auto d = disk_.find(found[i]->key);
+    if (d != disk_.end()) disk_lru_.splice(disk_lru_.begin(), disk_lru_, d->second.lru);
+  }
   const int64_t hit = int64_t(found.size()) * bt;
   SEEK_ASSERT(hit <= cache.capacity);
   for (size_t i = 0; i < found.size(); ++i) {
@@ -303,15 +304,19 @@ void PrefixCache::insert(const int32_t* ids, int64_t n, const KVCache& cache) {
         dst += bt * vn_;
       }
       chain.push_back(b);
-      if (!dir_.empty() && !disk_.count(key)) {
-        write_queue_.push_back(b);
-        writer_cv_.notify_one();
-      }
     }
     parent = key;
   }
-  // Children first, so that the root ends most recent and a chain is evicted from its leaf.
-  for (size_t i = chain.size(); i-- > 0;) ram_put(chain[i]);
+  // Children first, so that the root ends most recent and a chain is evicted from its leaf — in RAM
+  // and, through the order of the writes, on disk.
+  for (size_t i = chain.size(); i-- > 0;) {
+    ram_put(chain[i]);
+    if (!dir_.empty() && !disk_.count(chain[i]->key) &&
+        std::find(write_queue_.begin(), write_queue_.end(), chain[i]) == write_queue_.end()) {
+      write_queue_.push_back(chain[i]);
+      writer_cv_.notify_one();
+    }
+  }
 }
 
 void PrefixCache::writer_loop() {

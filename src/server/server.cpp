@@ -103,7 +103,7 @@ struct Server::Impl {
   Backend storage;
   Histogram request_seconds{latency_buckets()}, first_token_seconds{latency_buckets()}, queue_seconds{latency_buckets()};
   std::mutex status_mu;
-  std::map<std::string, int64_t> responses;  // "route,status" -> count
+  std::map<std::string, int64_t> responses;  // label text `route",code="status` -> count
   std::atomic<int64_t> streams_open{0};
 
   void count(const std::string& route, int status) {

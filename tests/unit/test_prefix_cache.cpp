@@ -199,3 +199,43 @@ TEST(PrefixCache, DiskTierSurvivesRestartAndRefusesCorruptFiles) {
     pc.flush();
   }
 }
+
+TEST(PrefixCache, DiskTierStaysUnderItsBudget) {
+  Fixture f;
+  const int64_t V = f.model->config().vocab_size;
+  const std::vector<int32_t> ids = tokens(64, 5, V);  // 4 blocks
+  KVCache full = f.prefill(ids);
+  const std::string disk = f.dir / "small-disk";
+  PrefixCacheOptions o = f.options(size_t(1) << 30, disk);
+  {
+    PrefixCache probe(f.model->config(), MlaForm::Absorbed, o);
+    probe.insert(ids.data(), 16, full);
+    probe.flush();
+    o.disk_bytes = probe.stats().disk_bytes * 5 / 2;  // room for two and a half files
+  }
+  fs::remove_all(disk);
+  PrefixCache pc(f.model->config(), MlaForm::Absorbed, o);
+  pc.insert(ids.data(), 64, full);
+  pc.flush();
+  const PrefixCacheStats s = pc.stats();
+  EXPECT_EQ(s.disk_blocks, 2);
+  EXPECT_LE(s.disk_bytes, o.disk_bytes);
+  int64_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(disk)) files += e.is_regular_file();
+  EXPECT_EQ(files, 2);
+  // The leaves went first: after a restart the first two blocks still hit.
+  PrefixCache again(f.model->config(), MlaForm::Absorbed, o);
+  KVCache c = f.model->new_cache(80);
+  EXPECT_EQ(again.restore(ids.data(), 64, 63, c), 32);
+  EXPECT_TRUE(same_rows(c, full, 32));
+}
+
+TEST(PrefixCache, ModelFingerprintFollowsTheWeights) {
+  test::TempDir dir;
+  const std::string a = dir / "a", b = dir / "b";
+  write_random_checkpoint(a, test::tiny_config("deepseek_v3"), {DType::F32, 1, 1});
+  write_random_checkpoint(b, test::tiny_config("deepseek_v3"), {DType::F32, 2, 1});
+  EXPECT_EQ(model_fingerprint(a), model_fingerprint(a));
+  EXPECT_NE(model_fingerprint(a), model_fingerprint(b)) << "same config, other weights";
+  EXPECT_THROW(model_fingerprint(dir / "missing"), Error);
+}
