@@ -73,6 +73,31 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   });
   assert.ok(reasoningShown, "reasoning shown in its own collapsible block");
 
+  // Stop: a long reply is cut short by the Stop button, and the server drops the sequence.
+  await page.uncheck("#think");
+  await page.fill("#max", "600");
+  // No end-of-sequence token for this one (the demo tokenizer's <|eos|> is id 1), so it would run long.
+  await page.route("**/v1/chat/completions", (route) =>
+    route.continue({ postData: JSON.stringify({ ...route.request().postDataJSON(), logit_bias: { 1: -100 } }) }));
+  await page.fill("#input", "Now a very long answer, please.");
+  await page.press("#input", "Enter");
+  await page.waitForFunction(() => {
+    const last = [...document.querySelectorAll(".msg.assistant")].pop();
+    return last.dataset.state === "streaming" && last.querySelector(".answer").textContent.length > 5;
+  }, null, { timeout: 30000 });
+  assert.equal(await page.textContent("#send"), "Stop");
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-state="done"]').length === 4, null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => [...document.querySelectorAll(".msg.assistant")].pop().dataset.finish), "stopped");
+  assert.equal(await page.textContent("#send"), "Send");
+  let cancelled = 0;
+  for (let i = 0; i < 100 && !cancelled; i++) {
+    const m = (await (await fetch(server.url + "/metrics")).text()).match(/^seek_requests_cancelled_total (\d+)/m);
+    cancelled = Number(m[1]);
+    if (!cancelled) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(cancelled, 1, "the stopped reply's sequence was cancelled");
+
   const shot = path.join(WORK, "chat.png");
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(fs.statSync(shot).size > 10000, "screenshot written");
