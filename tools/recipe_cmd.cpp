@@ -40,7 +40,8 @@ struct Preset {
   // corpus
   int64_t documents = 3000;
   double worked_fraction = 0.2;
-  int min_difficulty = 1, max_difficulty = 2;
+  int min_difficulty = 1, max_difficulty = 2;  // of the problems evaluated, trained on by GRPO, distilled
+  int corpus_min_difficulty = 1;               // pretraining also sees easier problems (a curriculum)
   int64_t vocab = 384;
   // models
   json teacher, student;
@@ -112,28 +113,29 @@ Preset preset(const std::string& name) {
     return p;
   }
   if (name == "tiny") {
-    p.documents = 40000;
-    p.worked_fraction = 0.2;
+    p.documents = 80000;
+    p.worked_fraction = 0.25;
     p.min_difficulty = 2;
     p.max_difficulty = 3;
+    p.corpus_min_difficulty = 1;
     p.vocab = 512;
     p.teacher = teacher_config(128, 4, 8, 64, p.vocab);
     p.student = student_config(96, 3, p.vocab);
-    p.pretrain_steps = 1500;
-    p.student_steps = 1000;
+    p.pretrain_steps = 3000;
+    p.student_steps = 2000;
     p.batch = 16;
     p.seq_len = 160;
     p.eval_problems = 32;
     p.eval_samples = 16;
     p.max_new_tokens = 200;
-    p.grpo_steps = 60;
+    p.grpo_steps = 150;
     p.grpo_questions = 8;
     p.grpo_group = 8;
-    p.grpo_lr = 2e-4;
-    p.distill_questions = 256;
-    p.distill_samples = 4;
+    p.grpo_lr = 3e-4;
+    p.distill_questions = 512;
+    p.distill_samples = 8;
     p.distill_max_per_question = 2;
-    p.sft_steps = 200;
+    p.sft_steps = 300;
     return p;
   }
   throw Error("--preset " + name + ": expected smoke or tiny");
@@ -247,7 +249,8 @@ void register_recipe_commands(CLI::App& app) {
     double distill_seconds = 0;
     std::vector<Stage> stages = {
         {"corpus", split("corpus --out " + O + "/corpus.jsonl -n " + std::to_string(p.documents) + " --worked-fraction " +
-                         std::to_string(p.worked_fraction) + " " + diff + " --seed 7"), {}},
+                         std::to_string(p.worked_fraction) + " --min-difficulty " + std::to_string(p.corpus_min_difficulty) +
+                         " --max-difficulty " + std::to_string(p.max_difficulty) + " --seed 7"), {}},
         {"tokenizer", split("tokenizer train --vocab-size " + std::to_string(p.vocab) + " --out " + O + "/tokenizer " + O +
                             "/corpus.jsonl"), {}},
         {"data", split("data --tokenizer " + O + "/tokenizer --out " + O + "/data " + O + "/corpus.jsonl"), {}},
@@ -275,7 +278,8 @@ void register_recipe_commands(CLI::App& app) {
         {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},
     };
     const auto t0 = std::chrono::steady_clock::now();
-    json record = json::object();
+    json record = json::object();   // by name, for the report
+    json order = json::array();     // the names in the order they ran
     for (size_t i = 0; i < stages.size(); ++i) {
       Stage& s = stages[i];
       const fs::path marker = out / "stages" / (s.name + ".json");
@@ -298,10 +302,11 @@ void register_recipe_commands(CLI::App& app) {
         record[s.name] = json{{"command", join(s.args)}, {"seconds", secs}};
         write_file_atomic(marker.string(), record[s.name].dump(2) + "\n");
       }
+      order.push_back(s.name);
       if (s.name == "distill") distill_seconds = record[s.name]["seconds"].get<double>();
       std::fprintf(stderr, "recipe: %s elapsed\n", format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()).c_str());
     }
-    write_recipe_report(out.string(), p.name, record);
+    write_recipe_report(out.string(), p.name, record, order);
     std::printf("recipe: report card in %s/report.md (figures in report.json)\n", O.c_str());
   });
 }

@@ -41,7 +41,7 @@ double edge_mean(const std::vector<double>& v, size_t k, bool first) {
 
 }  // namespace
 
-void write_recipe_report(const std::string& out_dir, const std::string& preset, const json& stages) {
+void write_recipe_report(const std::string& out_dir, const std::string& preset, const json& stages, const json& order) {
   const fs::path out(out_dir), plots = out / "plots";
   fs::create_directories(plots);
   const std::vector<std::pair<std::string, std::string>> evals = {
@@ -117,7 +117,8 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                  {"kv_values_per_token_mha", kv_mha},
                  {"wall_seconds", wall},
                  {"evals", eval_json},
-                 {"stages", stages}};
+                 {"stages", stages},
+                 {"stage_order", order}};
   // nlohmann writes NaN as null, which is what a reader should see for "not measured".
   write_file_atomic((out / "report.json").string(), report.dump(2) + "\n");
 
@@ -158,8 +159,10 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
   img(sgrpo_svg, "Student GRPO (the equal-time comparison with distillation)");
   md += "## KV cache per token: MLA vs ordinary multi-head attention\n\n" + rl::kv_table_md(kv) + "\n";
   md += "## Stages and their commands\n\n| stage | seconds | command |\n|---|---|---|\n";
-  for (const auto& [name, s] : stages.items())
-    md += strfmt("| %s | %.0f | `%s` |\n", name.c_str(), s.value("seconds", 0.0), s.value("command", std::string()).c_str());
+  for (const auto& n : order) {
+    const json& s = stages[n.get<std::string>()];
+    md += strfmt("| %s | %.0f | `%s` |\n", n.get<std::string>().c_str(), s.value("seconds", 0.0), s.value("command", std::string()).c_str());
+  }
   md += "\nEach stage can be rerun alone with its command; `seek recipe` skips the stages that finished.\n";
   write_file_atomic((out / "report.md").string(), md);
 }

@@ -8,6 +8,8 @@
 namespace seek {
 
 // stages: {"<stage name>": {"command": ..., "seconds": ...}} in the order they ran.
-void write_recipe_report(const std::string& out, const std::string& preset, const nlohmann::json& stages);
+// stages: {"<stage name>": {"command": ..., "seconds": ...}}; order: the names in the order they ran.
+void write_recipe_report(const std::string& out, const std::string& preset, const nlohmann::json& stages,
+                         const nlohmann::json& order);
 
 }  // namespace seek
