@@ -122,7 +122,12 @@ struct Server::Impl {
     return b;
   }
 
-  std::vector<std::string> model_ids() const { return {opt.model_name, "deepseek-chat", "deepseek-reasoner"}; }
+  std::vector<std::string> model_ids() const {
+    std::vector<std::string> ids = {opt.model_name};
+    for (const char* alias : {"deepseek-chat", "deepseek-reasoner"})
+      if (opt.model_name != alias) ids.push_back(alias);
+    return ids;
+  }
 
   json token_logprob(const Tokenizer& tok, int32_t id, float lp) {
     const std::string_view b = tok.bytes(id);
