@@ -35,9 +35,10 @@ struct ServeFlags {
 };
 
 int run_serve(ServeFlags& f) {
+  if (f.model.empty()) f.model = default_model_dir();
   if (f.model.empty())
     throw Error("seek serve: no model given: pass -m DIR, a model directory (config.json, *.safetensors, tokenizer.json), "
-                "e.g. one made by `seek demo --out DIR`; a built-in default model is not shipped yet");
+                "e.g. one made by `seek demo --out DIR`; this build has no shipped default model");
   if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   if (!fs::exists(fs::path(tdir) / "tokenizer.json")) throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
@@ -111,7 +112,7 @@ int run_serve(ServeFlags& f) {
 void register_serve_commands(CLI::App& app) {
   static ServeFlags f;
   auto* s = app.add_subcommand("serve", "OpenAI/DeepSeek-compatible API server with continuous batching and context caching");
-  s->add_option("-m,--model", f.model, "model directory (config.json, *.safetensors, tokenizer.json)");
+  s->add_option("-m,--model", f.model, "model directory (config.json, *.safetensors, tokenizer.json); default: the shipped models/seek-tiny");
   s->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model directory)");
   s->add_option("--host", f.server.host, "address to listen on")->capture_default_str();
   s->add_option("--port", f.server.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));
