@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -33,7 +34,9 @@ T get(const char* p) {
 }  // namespace
 
 uint64_t model_fingerprint(const std::string& dir) {
-  XXH64_state_t* st = XXH64_createState();
+  // Owned, so that a throw (a missing or unreadable file) does not leak it.
+  std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> state(XXH64_createState(), &XXH64_freeState);
+  XXH64_state_t* st = state.get();
   XXH64_reset(st, 0x5eec);
   auto add_file = [&](const fs::path& p, bool whole) {
     std::ifstream in(p, std::ios::binary);
@@ -66,9 +69,7 @@ uint64_t model_fingerprint(const std::string& dir) {
     if (e.path().extension() == ".safetensors") weights.push_back(e.path());
   std::sort(weights.begin(), weights.end());
   for (const fs::path& p : weights) add_file(p, false);
-  const uint64_t h = XXH64_digest(st);
-  XXH64_freeState(st);
-  return h;
+  return XXH64_digest(st);
 }
 
 PrefixCache::PrefixCache(const Config& cfg, MlaForm form, PrefixCacheOptions opt) : opt_(std::move(opt)) {
