@@ -145,6 +145,18 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                balance_last, dead_last, balance_last < 1.5 ? "yes" : "partly");
   md += strfmt("| The MTP module's draft of the token after next is often right | acceptance %s on held-out documents | %s |\n\n",
                pct(mtp).c_str(), std::isfinite(mtp) ? (mtp > 0.5 ? "yes" : "partly") : "not measured");
+  if (preset == "tiny") {
+    // The targets for this preset, each against what this run measured.
+    const double bk = passk("teacher-base", kmax), sb = res["student-base"].pass1_greedy;
+    md += "## The tiny preset's targets\n\n| target | measured | met? |\n|---|---|---|\n";
+    md += strfmt("| base pass@1 on held-out problems below 30%% | %s | %s |\n", pct(b1).c_str(), b1 < 0.3 ? "yes" : "no");
+    md += strfmt("| base pass@%lld well above pass@1 | %s vs %s | %s |\n", (long long)kmax, pct(bk).c_str(), pct(b1).c_str(),
+                 bk > 1.5 * b1 ? "yes" : "no");
+    md += strfmt("| after GRPO, pass@1 at least 70%% | %s | %s |\n", pct(g1).c_str(), g1 >= 0.7 ? "yes" : "no");
+    md += strfmt("| the distilled student beats the GRPO-trained student of the same size | %s vs %s (their base: %s) | %s |\n\n",
+                 pct(d1).c_str(), pct(s1).c_str(), pct(sb).c_str(),
+                 d1 > s1 ? (d1 > sb ? "yes" : "yes, but both are below their base") : "no");
+  }
   md += "## Held-out evaluation, every stage\n\n" + rl::eval_table_md(rows) + "\n";
   md += "Greedy pass@1 is the headline; sampled figures use temperature 1. pass@k is the unbiased estimator over the samples.\n\n";
   md += "### The teacher after GRPO, by kind and difficulty\n\n" + rl::eval_breakdown_md(res["teacher-grpo"]) + "\n";
