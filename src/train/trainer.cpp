@@ -224,8 +224,10 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     metrics << json{{"step", 0}, {"val_loss", r.first_val_loss}}.dump() << "\n";
     metrics.flush();
   }
-  // MFU's denominator: this machine's f32 GEMM peak, measured now (a short run: ~0.1 s on two cores).
-  const double peak = measure_sgemm_peak(1024, 2);
+  // MFU's denominator: this machine's f32 GEMM peak, measured now (a short run: ~0.1 s on two cores)
+  // and again at every log line, keeping the best: a peak measured while something else ran would
+  // otherwise inflate every later MFU (a run started under load printed "MFU 83%" once alone).
+  double peak = measure_sgemm_peak(1024, 2);
   const double flops_per_token = train_flops_per_token(c, o.seq_len);
   const std::string out_dir = o.out;
   auto plots = [&] {
@@ -277,6 +279,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     if (step % std::max<int64_t>(1, o.log_every) == 0 || step == o.steps || eval_now) {
       const double secs = std::chrono::duration<double>(clock::now() - t_start).count();
       const double tps = double(window_tokens) / std::max(window_secs, 1e-9);
+      peak = std::max(peak, measure_sgemm_peak(1024, 1));
       const double mfu = tps * flops_per_token / peak;
       const double eta = secs / double(run_steps) * double(o.steps - step);
       double worst = 0;
