@@ -164,6 +164,12 @@ void swiglu_backward(float* dg, float* du, const float* dout, const float* g, co
   }
 }
 
+std::vector<int32_t> batch_positions(int64_t B, int64_t S) {
+  std::vector<int32_t> p(static_cast<size_t>(B * S));
+  for (int64_t i = 0; i < B * S; ++i) p[size_t(i)] = int32_t(i % S);
+  return p;
+}
+
 // y = c · R(θ) x with R a rotation  ⇒  dx = c · R(θ)ᵀ dy = c · R(−θ) dy: the forward kernel at −pos.
 void rope_backward(float* dx, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
                    const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout) {

@@ -8,6 +8,7 @@
 // Does not (yet): MLA, MoE and MTP layer backward, the optimizer — those build on these ops.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor/kernels.h"
 
@@ -42,6 +43,9 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
 // out = silu(g) · u over n elements.
 void swiglu_forward(float* out, const float* g, const float* u, int64_t n);
 void swiglu_backward(float* dg, float* du, const float* dout, const float* g, const float* u, int64_t n);
+
+// Positions of B sequences of S tokens laid out one after another (row b·S + t): 0 .. S-1, B times.
+std::vector<int32_t> batch_positions(int64_t B, int64_t S);
 
 // RoPE is a rotation: its backward is the inverse rotation of the gradient (same layout, in place).
 void rope_backward(float* dx, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,

@@ -12,12 +12,6 @@ std::vector<float>& sized(std::vector<float>& v, int64_t n) {
   v.assign(static_cast<size_t>(n), 0.f);
   return v;
 }
-// Positions of B sequences of T tokens laid out one after another: 0 .. T-1, B times.
-std::vector<int32_t> positions(int64_t B, int64_t T) {
-  std::vector<int32_t> p(static_cast<size_t>(B * T));
-  for (int64_t i = 0; i < B * T; ++i) p[size_t(i)] = int32_t(i % T);
-  return p;
-}
 }  // namespace
 
 void mla_train_forward(const Config& c, const Rope& rope_tab, const MlaParams& p, const float* x, float* out,
@@ -26,7 +20,7 @@ void mla_train_forward(const Config& c, const Rope& rope_tab, const MlaParams& p
   const int64_t D = c.hidden_size, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, ql = c.q_lora_rank;
   const float eps = float(c.rms_norm_eps);
-  const std::vector<int32_t> pos = positions(B, S);
+  const std::vector<int32_t> pos = batch_positions(B, S);
   // 1. query
   sized(a.q, T * H * qk);
   if (ql == 0) {
@@ -75,7 +69,7 @@ void mla_train_backward(const Config& c, const Rope& rope_tab, const MlaParams& 
   const int64_t T = B * S;
   const int64_t D = c.hidden_size, H = c.num_attention_heads, C = c.kv_lora_rank, R = c.qk_rope_head_dim;
   const int64_t nope = c.qk_nope_head_dim, qk = c.qk_head_dim(), vd = c.v_head_dim, ql = c.q_lora_rank;
-  const std::vector<int32_t> pos = positions(B, S);
+  const std::vector<int32_t> pos = batch_positions(B, S);
   auto zeros = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n), 0.f); };
   // 7'. output projection
   std::vector<float> dattn = zeros(T * H * vd);

@@ -51,12 +51,6 @@ struct BlockActs {
   MoeActs moe;
 };
 
-std::vector<int32_t> positions(int64_t B, int64_t S) {
-  std::vector<int32_t> p(static_cast<size_t>(B * S));
-  for (int64_t i = 0; i < B * S; ++i) p[size_t(i)] = int32_t(i % S);
-  return p;
-}
-
 }  // namespace
 
 TrainModel::TrainModel(Config c) : cfg_(std::move(c)), rope_(cfg_.rope) {
@@ -335,7 +329,7 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   auto bias_g = [&](const std::string& name) { return c.attention_bias ? g(name) : nullptr; };
   auto gqa_fwd = [&](const std::string& pre, const float* x, float* y, int64_t Bn, int64_t S, GqaActs& a) {
     const int64_t n = Bn * S;
-    const std::vector<int32_t> pos = positions(Bn, S);
+    const std::vector<int32_t> pos = batch_positions(Bn, S);
     a.q = zeros(n * H * hd);
     a.k = zeros(n * G * hd);
     a.v = zeros(n * G * hd);
@@ -353,7 +347,7 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   auto gqa_bwd = [&](const std::string& pre, const float* x, const float* dy, float* dx, int64_t Bn, int64_t S,
                      const GqaActs& a) {
     const int64_t n = Bn * S;
-    const std::vector<int32_t> pos = positions(Bn, S);
+    const std::vector<int32_t> pos = batch_positions(Bn, S);
     Buf dattn = zeros(n * H * hd), dq = zeros(n * H * hd), dk = zeros(n * G * hd), dv = zeros(n * G * hd);
     linear_backward(dattn.data(), g(pre + "self_attn.o_proj.weight"), nullptr, dy, a.attn.data(),
                     p(pre + "self_attn.o_proj.weight"), n, H * hd, D);
