@@ -1,13 +1,16 @@
 // test_util.h — helpers shared by seek's tests: a scratch directory that removes itself, small
-// model configs of every type, and a random tiny checkpoint writer.
+// model configs of every type, a random tiny checkpoint writer, and a quiet child process.
 #pragma once
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spawn.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "model/random_checkpoint.h"
 
@@ -60,6 +63,21 @@ inline nlohmann::json tiny_config(const std::string& type) {
                                 {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 32}}}});
   }
   return j;
+}
+
+// Starts args[0] with args (stderr to /dev/null, so progress lines stay out of the test log) and
+// returns its pid, for a test that kills it or waits for it.
+inline pid_t spawn_quiet(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
 }
 
 }  // namespace seek::test

@@ -5,9 +5,7 @@
 // Qwen2 student with a SeekTiny tokenizer and writes a loadable model; a wall-clock budget stops it; a
 // killed `seek sft` leaves no output directory; rejection sampling runs end to end on a tiny model.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -323,18 +321,8 @@ TEST(DistillSft, KilledRunLeavesNoOutputDirectory) {
   const std::string traces = s.dir / "traces.jsonl", out = s.dir / "out";
   save_traces(traces, s.traces(4));
   auto spawn = [&](const std::string& steps) {
-    std::vector<std::string> args = {SEEK_BINARY, "sft", "--model", s.model, "--traces", traces, "--out", out,
-                                     "--steps", steps, "--batch", "2", "--log-every", "1"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    EXPECT_EQ(posix_spawn(&pid, SEEK_BINARY, &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
+    return test::spawn_quiet({SEEK_BINARY, "sft", "--model", s.model, "--traces", traces, "--out", out, "--steps", steps,
+                              "--batch", "2", "--log-every", "1"});
   };
   // Killed while training (once its metrics show a step): no OUT, only OUT.partial.
   pid_t pid = spawn("1000000");

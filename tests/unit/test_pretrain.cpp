@@ -5,8 +5,6 @@
 // checkpoint, and the MTP weight λ switches at the step its schedule says (across a resume too).
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,16 +123,7 @@ TEST(Pretrain, KilledRunResumesToTheSameResult) {
   };
   // Returns true when the process was killed (it had not finished yet).
   auto run = [&](const std::string& out, bool kill_it) {
-    std::vector<std::string> args = args_for(out);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    EXPECT_EQ(posix_spawn(&pid, SEEK_BINARY, &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
+    const pid_t pid = test::spawn_quiet(args_for(out));
     if (kill_it)  // once a few checkpoints exist (a write may be under way at that moment)
       for (int i = 0; i < 2000 && !fs::exists(fs::path(out) / "ckpt-6"); ++i) usleep(1000);
     if (kill_it) kill(pid, SIGKILL);
