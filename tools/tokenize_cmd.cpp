@@ -29,6 +29,7 @@ struct TokenizeFlags {
 struct TrainFlags {
   int64_t vocab_size = 0;
   int64_t min_frequency = 2;
+  bool split_digits = false;
   std::string out;
   std::vector<std::string> files;
 };
@@ -71,7 +72,7 @@ void run_train(const TrainFlags& f) {
     bytes += texts.back().size();
   }
   auto t0 = std::chrono::steady_clock::now();
-  TrainedTokenizer t = train_bpe(texts, {f.vocab_size, f.min_frequency});
+  TrainedTokenizer t = train_bpe(texts, {f.vocab_size, f.min_frequency, f.split_digits});
   double s = seconds_since(t0);
   write_tokenizer_dir(f.out, t);
   std::printf("trained on %.2f MB in %.2f s: vocab %lld (%lld merges)%s -> %s/tokenizer.json\n", bytes / 1e6, s,
@@ -98,6 +99,7 @@ void register_tokenizer_commands(CLI::App& app) {
       ->required();
   train->add_option("--out", tr->out, "output directory")->required();
   train->add_option("--min-frequency", tr->min_frequency, "merge only pairs seen at least this often")->capture_default_str();
+  train->add_flag("--split-digits", tr->split_digits, "every digit its own token (no merge joins digits)");
   train->add_option("files", tr->files, "training text files")->required();
   train->callback([tr] { run_train(*tr); });
 }

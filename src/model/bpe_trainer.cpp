@@ -26,13 +26,16 @@ const std::vector<std::string>& seek_special_tokens() {
 
 namespace {
 
+const char* kDigitPattern = R"(\p{N})";
 const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 // Counts the GPT-2 regex pre-tokens of text; invalid UTF-8 bytes are single-byte pre-tokens (as in
 // Tokenizer::encode), which hold no pair and so are not counted.
-void count_pre_tokens(const std::string& text, pcre2_code* re, pcre2_match_data* md,
-                      std::unordered_map<std::string, int64_t>& counts) {
-  auto count_run = [&](std::string_view run) {
+// With `digits` (the regex \p{N}), every number character is first isolated as a pre-token of its own,
+// as the Split pre-tokenizer that precedes ByteLevel in the written tokenizer.json does.
+void count_pre_tokens(const std::string& text, pcre2_code* re, pcre2_match_data* md, pcre2_code* digits,
+                      pcre2_match_data* dmd, std::unordered_map<std::string, int64_t>& counts) {
+  auto count_piece = [&](std::string_view run) {
     size_t pos = 0;
     while (pos < run.size()) {
       int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(run.data()), run.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
@@ -47,6 +50,20 @@ void count_pre_tokens(const std::string& text, pcre2_code* re, pcre2_match_data*
       if (ov[1] - ov[0] > 1) ++counts[std::string(run.substr(ov[0], ov[1] - ov[0]))];
       pos = ov[1];
     }
+  };
+  auto count_run = [&](std::string_view run) {
+    if (!digits) return count_piece(run);
+    size_t pos = 0;
+    while (pos < run.size()) {
+      int rc = pcre2_match(digits, reinterpret_cast<PCRE2_SPTR>(run.data()), run.size(), pos, PCRE2_NO_UTF_CHECK, dmd,
+                           nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) throw Error("tokenizer train: regex match failed (code " + std::to_string(rc) + ")");
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(dmd);
+      count_piece(run.substr(pos, ov[0] - pos));  // the digit itself is one character: no pair to count
+      pos = ov[1];
+    }
+    count_piece(run.substr(pos));
   };
   size_t i = 0, run = 0;
   std::string_view s = text;
@@ -79,16 +96,28 @@ TrainedTokenizer train_bpe(const std::vector<std::string>& texts, const BpeTrain
   SEEK_ASSERT(re);
   pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
-  std::unordered_map<std::string, int64_t> counts;
-  try {
-    for (const std::string& t : texts) count_pre_tokens(t, re, md, counts);
-  } catch (...) {
+  pcre2_code* digits = nullptr;
+  pcre2_match_data* dmd = nullptr;
+  if (o.split_digits) {
+    digits = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kDigitPattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                           &err, &off, nullptr);
+    SEEK_ASSERT(digits);
+    dmd = pcre2_match_data_create_from_pattern(digits, nullptr);
+  }
+  auto free_all = [&] {
     pcre2_match_data_free(md);
     pcre2_code_free(re);
+    if (dmd) pcre2_match_data_free(dmd);
+    if (digits) pcre2_code_free(digits);
+  };
+  std::unordered_map<std::string, int64_t> counts;
+  try {
+    for (const std::string& t : texts) count_pre_tokens(t, re, md, digits, dmd, counts);
+  } catch (...) {
+    free_all();
     throw;
   }
-  pcre2_match_data_free(md);
-  pcre2_code_free(re);
+  free_all();
 
   // 2. Words as symbol ids, in sorted order so that everything below is deterministic.
   std::vector<std::pair<std::string, int64_t>> sorted(counts.begin(), counts.end());
@@ -226,7 +255,15 @@ TrainedTokenizer train_bpe(const std::vector<std::string>& texts, const BpeTrain
   j["padding"] = nullptr;
   j["added_tokens"] = added;
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  const ojson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  if (o.split_digits) {
+    // HF's own spelling of "isolate every digit", as DeepSeek's and Llama's tokenizers write it.
+    const ojson split = {{"type", "Split"}, {"pattern", {{"Regex", kDigitPattern}}}, {"behavior", "Isolated"},
+                         {"invert", false}};
+    j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", ojson::array({split, byte_level})}};
+  } else {
+    j["pre_tokenizer"] = byte_level;
+  }
   j["post_processor"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", true}};
   j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
   j["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},

@@ -4,7 +4,8 @@
 // Layout of the vocabulary: ids 0..9 are seek's special tokens (seek_special_tokens(), in that order,
 // also listed as added_tokens with special: true); ids 10..265 are the 256 bytes in byte order (in
 // GPT-2's byte-level alphabet); then one id per merge in the order learned. The pre-tokenizer is
-// ByteLevel with use_regex (GPT-2's regex), add_prefix_space false; the decoder is ByteLevel; merges are
+// ByteLevel with use_regex (GPT-2's regex), add_prefix_space false (with split_digits, after a Split that
+// isolates every digit); the decoder is ByteLevel; merges are
 // written as "a b" strings.
 //
 // Training is the classic algorithm: count the pre-tokens of every text, then repeatedly merge the most
@@ -25,6 +26,10 @@ const std::vector<std::string>& seek_special_tokens();
 struct BpeTrainOptions {
   int64_t vocab_size = 8192;  // total, specials and the 256 bytes included (at least 266)
   int64_t min_frequency = 2;  // a pair must occur at least this often to be merged
+  // Every number character (\p{N}) its own pre-token, so no merge joins digits: "4821" is always the
+  // tokens 4 8 2 1 (DeepSeek-V3 splits into groups of up to 3; small models do arithmetic far better
+  // one digit at a time). Written as a Split pre-tokenizer before the ByteLevel one.
+  bool split_digits = false;
 };
 
 struct TrainedTokenizer {

@@ -291,89 +291,150 @@ struct Parser {
 };
 
 // ---- Worked arithmetic ----
+//
+// Column arithmetic as a scratchpad in which every line follows from the line above it alone: the
+// line shows what is left of the operands (their last digits are the next column), the carry or
+// borrow, and the result digits written so far, then computes the next column. So a small model needs
+// to copy, drop a last digit and know single-digit facts; it never has to find a digit far away.
+//
+//   addition     4821+3795 c0: 1+5+0=6          the operands padded to equal length with zeros
+//                482+379 c0 s6: 2+9+0=11         c: carry, s: digits written so far
+//                ...
+//                c0 s8616                        the result is the carry (if not 0) before s
+//   subtraction  4821-3795 b0: 1-5-0=-4 gives 6  b: borrow; a negative column gives it + 10
+//                ...
+//                b0 s1026                        leading zeros of s are dropped in the result
+//   a * digit    47*6 c0: 7*6+0=42 ... c2 s82, then "47 * 6 = 282"
+//   a * b        a block per non-zero digit of the shorter operand (units first), each shifted by its
+//                place ("47 * 3 = 141, so 47 * 30 = 1410"), then the partial products added in
+//                addition blocks.
 
-// One line of a worked arithmetic solution: x op y = result, the result possibly slipped.
-struct Line { int64_t x; char op; int64_t y; int64_t result; std::string suffix; };
+// The scratchpad being written; a slip adds `delta` to the result of computing step `slip_at`.
+struct Scratch {
+  std::string text;
+  int64_t step = 0, slip_at = -1, delta = 0;
+  bool valid = true;  // false when a slip made a column impossible (the caller tries another slip)
 
-// Changes v by a small non-zero amount at one of its digit places, keeping it ≥ 0.
-int64_t slip_value(int64_t v, SplitMix64& rng) {
-  int64_t mag = v < 0 ? -v : v;
-  int places = 1;
-  for (int64_t t = mag; t >= 10; t /= 10) ++places;
-  int64_t delta = rng.range(1, 9) * pow10i(int(rng.uniform(uint64_t(std::min(places, 3)))));
-  if (rng.uniform(2) == 0 && v - delta >= 0) return v - delta;
-  return v + delta;
+  int64_t column(int64_t r) { return step++ == slip_at ? r + delta : r; }
+};
+
+std::string padded(int64_t v, size_t width) {
+  std::string s = num(v);
+  return std::string(width - std::min(width, s.size()), '0') + s;
+}
+
+std::string s_part(const std::string& s) { return s.empty() ? "" : " s" + s; }
+
+int64_t add_block(Scratch& w, int64_t a, int64_t b) {
+  const size_t n = std::max(num(a).size(), num(b).size());
+  const std::string A = padded(a, n), B = padded(b, n);
+  std::string s;
+  int64_t c = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t x = A[n - 1 - k] - '0', y = B[n - 1 - k] - '0';
+    const int64_t r = w.column(x + y + c);
+    if (r < 0) w.valid = false;
+    w.text += A.substr(0, n - k) + "+" + B.substr(0, n - k) + " c" + num(c) + s_part(s) + ": " + num(x) + "+" +
+              num(y) + "+" + num(c) + "=" + num(r) + "\n";
+    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));
+    c = r / 10;
+  }
+  w.text += "c" + num(c) + " s" + s + "\n";
+  return c * pow10i(int(n)) + std::stoll(s);
+}
+
+int64_t sub_block(Scratch& w, int64_t a, int64_t b) {
+  const size_t n = std::max(num(a).size(), num(b).size());
+  const std::string A = padded(a, n), B = padded(b, n);
+  std::string s;
+  int64_t borrow = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t x = A[n - 1 - k] - '0', y = B[n - 1 - k] - '0';
+    const int64_t r = w.column(x - y - borrow);
+    if (r < -10 || r > 9) w.valid = false;
+    w.text += A.substr(0, n - k) + "-" + B.substr(0, n - k) + " b" + num(borrow) + s_part(s) + ": " + num(x) +
+              "-" + num(y) + "-" + num(borrow) + "=" + num(r) + (r < 0 ? " gives " + num(r + 10) : "") + "\n";
+    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));  // r + 10 when negative (r >= -10 when valid)
+    borrow = r < 0;
+  }
+  if (borrow) w.valid = false;  // the result would be negative
+  w.text += "b" + num(borrow) + " s" + s + "\n";
+  return std::stoll(s);
+}
+
+int64_t mul_digit_block(Scratch& w, int64_t a, int64_t y) {
+  const std::string A = num(a);
+  const size_t n = A.size();
+  std::string s;
+  int64_t c = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t x = A[n - 1 - k] - '0';
+    const int64_t r = w.column(x * y + c);
+    if (r < 0) w.valid = false;
+    w.text += A.substr(0, n - k) + "*" + num(y) + " c" + num(c) + s_part(s) + ": " + num(x) + "*" + num(y) + "+" +
+              num(c) + "=" + num(r) + "\n";
+    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));
+    c = r / 10;
+  }
+  w.text += "c" + num(c) + " s" + s + "\n";
+  return c * pow10i(int(n)) + std::stoll(s);
+}
+
+// The whole solution with the given slip (slip_at -1: none). Returns the result it arrives at.
+int64_t write_arithmetic(const Problem& p, Scratch& w) {
+  const int64_t a = p.numbers[0], b = p.numbers[1];
+  w.text = num(a) + " " + p.op + " " + num(b) + "\n";
+  int64_t result = 0;
+  if (p.op == '+') {
+    result = add_block(w, a, b);
+  } else if (p.op == '-') {
+    result = sub_block(w, a, b);
+  } else {
+    // Decompose the operand with fewer digits (b on a tie) into its non-zero digits, units first.
+    const bool swap = num(a).size() < num(b).size();
+    const int64_t base = swap ? b : a, split = swap ? a : b;
+    std::vector<int64_t> partial;
+    const std::string S = num(split);
+    for (size_t k = 0; k < S.size(); ++k) {
+      const int64_t d = S[S.size() - 1 - k] - '0';
+      if (d == 0) continue;
+      const int64_t v = mul_digit_block(w, base, d), place = pow10i(int(k));
+      w.text += num(base) + " * " + num(d) + " = " + num(v);
+      if (place > 1) w.text += ", so " + num(base) + " * " + num(d * place) + " = " + num(v * place);
+      w.text += "\n";
+      partial.push_back(v * place);
+    }
+    if (partial.empty()) partial.push_back(0);  // split is 0 (generated operands are >= 1)
+    result = partial[0];
+    for (size_t k = 1; k < partial.size(); ++k) result = add_block(w, result, partial[k]);
+  }
+  w.text += "So " + num(a) + " " + p.op + " " + num(b) + " = " + num(result) + ".";
+  return result;
 }
 
 Worked work_arithmetic(const Problem& p, std::optional<uint64_t> slip_seed) {
-  int64_t a = p.numbers[0], b = p.numbers[1];
-  std::string text = num(a) + " " + p.op + " " + num(b) + "\n";
-  // The number decomposed into place values: b, or for a product the one with fewer digits.
-  bool swap = p.op == '*' && num(a).size() < num(b).size();
-  int64_t base = swap ? b : a, split = swap ? a : b;
-  std::vector<int64_t> parts;  // non-zero place values of `split`, highest first; with their digit
-  std::vector<int64_t> digits, places;
-  {
-    std::string s = num(split);
-    for (size_t k = 0; k < s.size(); ++k) {
-      int d = s[k] - '0';
-      if (d == 0) continue;
-      int64_t place = pow10i(int(s.size() - 1 - k));
-      parts.push_back(d * place);
-      digits.push_back(d);
-      places.push_back(place);
-    }
+  Scratch clean;
+  const int64_t result = write_arithmetic(p, clean);
+  if (!slip_seed) return {clean.text, num(result)};
+  // One column's result off by 1..3 either way; later columns carry on correctly from it. Retry the
+  // draws that make a column impossible (a negative sum, a borrow out of the top digit).
+  SplitMix64 srng(*slip_seed);
+  for (int attempt = 0; attempt < 256; ++attempt) {
+    Scratch w;
+    w.slip_at = int64_t(srng.uniform(uint64_t(clean.step)));
+    w.delta = srng.range(1, 3) * (srng.uniform(2) ? 1 : -1);
+    const int64_t v = write_arithmetic(p, w);
+    if (w.valid && v != result) return {w.text, num(v)};
   }
-  if (parts.empty()) {  // split is 0 (cannot happen with generated operands, which are ≥ 1)
-    parts.push_back(0);
-    digits.push_back(0);
-    places.push_back(1);
-  }
-  // Count the computing steps to place a slip.
-  size_t n_steps = p.op == '*' ? parts.size() + (parts.size() - 1) : parts.size();
-  int64_t slip_at = -1;
-  SplitMix64 srng(slip_seed ? *slip_seed : 0);
-  if (slip_seed) slip_at = int64_t(srng.uniform(n_steps));
-  int64_t step = 0;
-  auto apply = [&](int64_t correct) {
-    int64_t v = correct;
-    if (step++ == slip_at) v = slip_value(correct, srng);
-    return v;
-  };
-  int64_t result = 0;
-  if (p.op == '*') {
-    if (parts.size() > 1) {
-      text += num(split) + " =";
-      for (size_t k = 0; k < parts.size(); ++k) text += (k ? " + " : " ") + num(parts[k]);
-      text += "\n";
+  for (int64_t at = 0; at < clean.step; ++at)  // every valid slip, in order (rarely reached)
+    for (int64_t delta : {1, -1, 2, -2, 3, -3}) {
+      Scratch w;
+      w.slip_at = at;
+      w.delta = delta;
+      const int64_t v = write_arithmetic(p, w);
+      if (w.valid && v != result) return {w.text, num(v)};
     }
-    std::vector<int64_t> partial;
-    for (size_t k = 0; k < parts.size(); ++k) {
-      int64_t d = apply(base * digits[k]);
-      if (places[k] > 1) {
-        text += num(base) + " * " + num(digits[k]) + " = " + num(d) + ", so " + num(base) + " * " +
-                num(parts[k]) + " = " + num(d * places[k]) + "\n";
-      } else {
-        text += num(base) + " * " + num(digits[k]) + " = " + num(d) + "\n";
-      }
-      partial.push_back(d * places[k]);
-    }
-    result = partial[0];
-    for (size_t k = 1; k < partial.size(); ++k) {
-      int64_t r = apply(result + partial[k]);
-      text += num(result) + " + " + num(partial[k]) + " = " + num(r) + "\n";
-      result = r;
-    }
-  } else {
-    result = base;
-    for (size_t k = 0; k < parts.size(); ++k) {
-      int64_t r = apply(p.op == '+' ? result + parts[k] : result - parts[k]);
-      text += num(result) + " " + p.op + " " + num(parts[k]) + " = " + num(r) + "\n";
-      result = r;
-    }
-  }
-  text += "So " + num(a) + " " + p.op + " " + num(b) + " = " + num(result) + ".";
-  return {text, num(result)};
+  throw Error("tasks: no arithmetic slip possible for \"" + p.question + "\"");
 }
 
 // ---- Worked Countdown ----

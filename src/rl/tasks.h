@@ -111,13 +111,15 @@ struct Worked {
   std::string answer;  // what the reasoning concludes (the reference answer unless there was a slip)
 };
 
-// Step-by-step reasoning: addition by place value, subtraction by taking away b's place values one by
-// one, multiplication by partial products of a with each non-zero digit of b and running sums;
-// Countdown: the construction step by step, at difficulty ≥ 3 preceded by one random attempt that
-// misses the target (when the random attempt happens to hit it, it is omitted).
+// Step-by-step reasoning. Arithmetic: column arithmetic as a scratchpad in which every line follows
+// from the line above it alone (the operands left, the carry or borrow, the digits written so far,
+// then the next column: "482+379 c0 s6: 2+9+0=11"); a product is a block per non-zero digit of the
+// shorter operand, then additions of the partial products (tasks.cpp shows the layout). Countdown:
+// the construction step by step, at difficulty >= 3 preceded by one random attempt that misses the
+// target (when the random attempt happens to hit it, it is omitted).
 // With slip_seed, exactly one step contains an arithmetic slip and the answer is wrong
-// (check_answer(p, answer) is false, guaranteed): arithmetic — one step's result is off by a small
-// amount and later steps carry the wrong value on correctly; Countdown — one step of the construction
+// (check_answer(p, answer) is false, guaranteed): arithmetic — one column's result is off by 1..3 and
+// later columns carry on correctly from it; Countdown — one step of the construction
 // uses another operator, later steps carry on correctly, and the last step claims the target.
 // Without it the answer is correct. `seed` drives the failed attempt (and the slip).
 // Throws Error for a hand-made problem that lacks what this reads (arithmetic: two operands in

@@ -3,7 +3,9 @@
 // crash, no UB under the sanitizers), and worked solutions that are right without a slip and wrong with one.
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "rl/tasks.h"
@@ -219,23 +221,97 @@ TEST(Tasks, WorkedSolutions) {
   EXPECT_EQ(worked_solution(p), work_problem(p, p.id).text);
 }
 
+// Reads a worked arithmetic solution line by line and counts the column lines whose result is wrong,
+// checking that every other part of every line follows from the line above it alone (the operands
+// lose their last digit, the carry/borrow and the digits written come from the previous result), so
+// that a small model can execute it. Fails the test on a line that does not.
+static int wrong_columns(const std::string& text) {
+  static const std::regex column(R"(^(\d+)([-+*])(\d+) ([cb])(\d+)(?: s(\d+))?: (\d)([-+*])(\d)([-+])(\d)=(-?\d+)(?: gives (\d))?$)");
+  static const std::regex block_end(R"(^([cb])(\d+) s(\d+)$)");
+  int wrong = 0;
+  bool in_block = false;
+  std::string A, B, S;
+  int64_t carry = 0, r = 0;
+  char op = '+';
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, column)) {
+      const std::string a = m[1], b = m[3];
+      if (in_block) {  // continues the block: operands shortened, state from the previous column
+        EXPECT_EQ(a, A.substr(0, A.size() - 1)) << line;
+        EXPECT_EQ(b, op == '*' ? B : B.substr(0, B.size() - 1)) << line;
+        EXPECT_EQ(m[6].str(), S) << line;
+        EXPECT_EQ(std::stoll(m[5]), carry) << line;
+      } else {
+        EXPECT_EQ(std::stoll(m[5]), 0) << line;
+        EXPECT_FALSE(m[6].matched) << line;
+      }
+      op = m[2].str()[0];
+      EXPECT_EQ(m[8].str()[0], op) << line;
+      EXPECT_EQ(m[7].str()[0], a.back()) << line;
+      EXPECT_EQ(m[9].str(), op == '*' ? b : std::string(1, b.back())) << line;
+      EXPECT_EQ(m[11].str(), m[5].str()) << line;
+      const int64_t x = std::stoll(m[7]), y = std::stoll(m[9]), k = std::stoll(m[11]);
+      r = std::stoll(m[12]);
+      const int64_t truth = op == '+' ? x + y + k : op == '-' ? x - y - k : x * y + k;
+      wrong += r != truth;
+      EXPECT_EQ(m[13].matched, op == '-' && r < 0) << line;
+      if (m[13].matched) {
+        EXPECT_EQ(std::stoll(m[13]), r + 10) << line;
+      }
+      A = a;
+      B = b;
+      S = std::string(1, char('0' + (op == '-' ? (r < 0 ? r + 10 : r) : r % 10))) + S;
+      carry = op == '-' ? r < 0 : r / 10;
+      in_block = true;
+    } else if (std::regex_match(line, m, block_end)) {
+      EXPECT_TRUE(in_block) << line;
+      EXPECT_EQ(std::stoll(m[2]), carry) << line;
+      EXPECT_EQ(m[3].str(), S) << line;
+      in_block = false;
+      S.clear();
+      carry = 0;
+    } else {
+      EXPECT_FALSE(in_block) << "a block ends with its carry and digits: " << line;
+    }
+  }
+  return wrong;
+}
+
+TEST(Tasks, WorkedArithmeticIsLocal) {
+  for (int d = 1; d <= kMaxDifficulty; ++d)
+    for (uint64_t i = 0; i < 300; ++i) {
+      Problem p = make_problem(TaskKind::Arithmetic, d, 11, i);
+      Worked w = work_problem(p, i);
+      EXPECT_EQ(wrong_columns(w.text), 0) << w.text;
+      Worked s = work_problem(p, i, 5000 + i);
+      EXPECT_EQ(wrong_columns(s.text), 1) << s.text;  // exactly one slipped column
+    }
+}
+
 TEST(Tasks, WorkedExamplesReadWell) {
   Problem m;
   m.kind = TaskKind::Arithmetic;
   m.op = '*';
-  m.numbers = {123, 456};
-  m.target = 56088;
-  m.answer = "56088";
+  m.numbers = {123, 45};
+  m.target = 5535;
+  m.answer = "5535";
   EXPECT_EQ(worked_solution(m),
-            "123 * 456\n456 = 400 + 50 + 6\n"
-            "123 * 4 = 492, so 123 * 400 = 49200\n123 * 5 = 615, so 123 * 50 = 6150\n123 * 6 = 738\n"
-            "49200 + 6150 = 55350\n55350 + 738 = 56088\nSo 123 * 456 = 56088.");
+            "123 * 45\n"
+            "123*5 c0: 3*5+0=15\n12*5 c1 s5: 2*5+1=11\n1*5 c1 s15: 1*5+1=6\nc0 s615\n123 * 5 = 615\n"
+            "123*4 c0: 3*4+0=12\n12*4 c1 s2: 2*4+1=9\n1*4 c0 s92: 1*4+0=4\nc0 s492\n"
+            "123 * 4 = 492, so 123 * 40 = 4920\n"
+            "0615+4920 c0: 5+0+0=5\n061+492 c0 s5: 1+2+0=3\n06+49 c0 s35: 6+9+0=15\n0+4 c1 s535: 0+4+1=5\n"
+            "c0 s5535\nSo 123 * 45 = 5535.");
   Problem s = m;
   s.op = '-';
   s.numbers = {1234, 507};
   s.target = 727;
   s.answer = "727";
-  EXPECT_EQ(worked_solution(s), "1234 - 507\n1234 - 500 = 734\n734 - 7 = 727\nSo 1234 - 507 = 727.");
+  EXPECT_EQ(worked_solution(s),
+            "1234 - 507\n1234-0507 b0: 4-7-0=-3 gives 7\n123-050 b1 s7: 3-0-1=2\n12-05 b0 s27: 2-5-0=-3 gives 7\n"
+            "1-0 b1 s727: 1-0-1=0\nb0 s0727\nSo 1234 - 507 = 727.");
   Problem c = countdown({7, 19, 36, 55}, 114);
   c.difficulty = 2;
   c.steps = {{3, 2, '-'}, {4, 0, '*'}, {5, 1, '-'}};

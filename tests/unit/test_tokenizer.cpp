@@ -406,6 +406,48 @@ TEST(BpeTrainer, WritesWhatTheLoaderReadsAndRoundTrips) {
   EXPECT_EQ(again.tokenizer_config_json, tt.tokenizer_config_json);
 }
 
+TEST(BpeTrainer, SplitDigitsKeepsEveryDigitAToken) {
+  // Numbers so frequent that plain BPE merges them.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 400; ++i)
+    texts.push_back("What is " + std::to_string(1000 + i % 37) + " + 25? 2025 and x2y " + std::to_string(i * 7) +
+                    "\u0663\u0664 ");
+  TrainedTokenizer plain = train_bpe(texts, {.vocab_size = 400, .min_frequency = 2});
+  TrainedTokenizer split = train_bpe(texts, {.vocab_size = 400, .min_frequency = 2, .split_digits = true});
+  json j = json::parse(split.tokenizer_json);
+  ASSERT_EQ(j["pre_tokenizer"]["type"], "Sequence");
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["type"], "Split");
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["behavior"], "Isolated");
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][1]["type"], "ByteLevel");
+  test::TempDir dir;
+  write_tokenizer_dir(dir / "plain", plain);
+  write_tokenizer_dir(dir / "split", split);
+  Tokenizer tp = Tokenizer::load(dir / "plain"), ts = Tokenizer::load(dir / "split");
+  auto digit_tokens = [](const Tokenizer& t, const std::string& s) {
+    int multi = 0;
+    for (int32_t id : t.encode(s)) {
+      const std::string piece = t.decode({id});
+      bool has_digit = false;
+      for (char c : piece) has_digit |= c >= '0' && c <= '9';
+      multi += has_digit && piece.size() > 1;
+    }
+    return multi;
+  };
+  const std::string sample = "What is 1003 + 25? 2025 and x2y 700\u0663\u0664 ";
+  EXPECT_GT(digit_tokens(tp, sample), 0);  // the plain tokenizer merged digits
+  EXPECT_EQ(digit_tokens(ts, sample), 0);  // the split one never does
+  std::vector<int32_t> ids = ts.encode("1003");
+  EXPECT_EQ(ids.size(), 4u);
+  // Non-ASCII digits (\p{N}) are isolated too: no merge holds U+0663 with U+0664.
+  for (const auto& m : j["model"]["merges"]) EXPECT_EQ(m.get<std::string>().find("Ù£ Ù¤"), std::string::npos);
+  std::mt19937 rng(5);
+  for (int iter = 0; iter < 200; ++iter) {
+    std::string s = random_text(rng, 1 + iter % 30);
+    ASSERT_EQ(ts.decode(ts.encode(s)), s);
+  }
+  EXPECT_EQ(ts.decode(ts.encode(sample)), sample);
+}
+
 TEST(BpeTrainer, TiesBrokenByBytesAndSmallCorporaStopEarly) {
   // "ab" and "cd" occur equally often: "a b" is merged first.
   TrainedTokenizer tt = train_bpe({"cd\nab\ncd\nab"}, {.vocab_size = 1000, .min_frequency = 2});
