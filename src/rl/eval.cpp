@@ -100,9 +100,13 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
                          (long long)s.problem));
     Tally& t = tally[size_t(s.problem)];
     t.n += 1, t.correct += s.reward.correct, t.formatted += s.reward.formatted, t.tokens += length_of(s);
-    r.think_rate += opens_think(s.text);
+    const bool thinks = opens_think(s.text);
+    r.think_rate += thinks;
+    (thinks ? r.accuracy_thinking : r.accuracy_direct) += s.reward.correct;
     r.truncated_rate += !s.finished;
   }
+  if (r.think_rate > 0) r.accuracy_thinking /= r.think_rate;
+  if (double(sampled.size()) > r.think_rate) r.accuracy_direct /= double(sampled.size()) - r.think_rate;
   if (!greedy.empty()) {
     r.format_rate_greedy /= double(P), r.mean_length_greedy /= double(P), r.think_rate_greedy /= double(P);
   }
@@ -254,6 +258,8 @@ nlohmann::json to_json(const EvalResult& r) {
                       {"mean_length_greedy", r.mean_length_greedy},
                       {"think_rate", r.think_rate},
                       {"think_rate_greedy", r.think_rate_greedy},
+                      {"accuracy_thinking", r.accuracy_thinking},
+                      {"accuracy_direct", r.accuracy_direct},
                       {"truncated_rate", r.truncated_rate},
                       {"problems", r.problems},
                       {"samples", r.samples},
@@ -277,6 +283,8 @@ EvalResult eval_result_from_json(const nlohmann::json& j) {
   r.mean_length_greedy = get<double>(j, "mean_length_greedy", w);
   r.think_rate = get<double>(j, "think_rate", w);
   r.think_rate_greedy = get<double>(j, "think_rate_greedy", w);
+  r.accuracy_thinking = j.value("accuracy_thinking", 0.0);  // absent from results written before them
+  r.accuracy_direct = j.value("accuracy_direct", 0.0);
   r.truncated_rate = get<double>(j, "truncated_rate", w);
   r.problems = get<int64_t>(j, "problems", w);
   r.samples = get<int64_t>(j, "samples", w);
@@ -314,15 +322,16 @@ std::string eval_table_md(const std::vector<std::pair<std::string, EvalResult>>&
   ks.erase(1);  // pass@1 sampled has its own column
   std::string s = "| model | problems | pass@1 greedy | pass@1 sampled |";
   for (int64_t k : ks) s += strfmt(" pass@%lld |", (long long)k);
-  s += " format (sampled) | format (greedy) | opens <think> | length (sampled) | length (greedy) |\n|---|--:|--:|--:|";
+  s += " format (sampled) | format (greedy) | opens <think> | accuracy when thinking | accuracy when not | length (sampled) | length (greedy) |\n|---|--:|--:|--:|";
   for (size_t i = 0; i < ks.size(); ++i) s += "--:|";
-  s += "--:|--:|--:|--:|--:|\n";
+  s += "--:|--:|--:|--:|--:|--:|--:|\n";
   for (auto& [name, r] : rows) {
     s += strfmt("| %s | %lld | %s | %s |", name.c_str(), (long long)r.problems, pct(r.pass1_greedy).c_str(),
                 r.samples ? pct(r.pass1_sampled).c_str() : "–");
     for (int64_t k : ks) s += strfmt(" %s |", ks_cell(r.pass_at_k, k).c_str());
-    s += strfmt(" %s | %s | %s | %.1f | %.1f |\n", pct(r.format_rate).c_str(), pct(r.format_rate_greedy).c_str(),
-                pct(r.think_rate).c_str(), r.mean_length, r.mean_length_greedy);
+    s += strfmt(" %s | %s | %s | %s | %s | %.1f | %.1f |\n", pct(r.format_rate).c_str(), pct(r.format_rate_greedy).c_str(),
+                pct(r.think_rate).c_str(), r.samples && r.think_rate > 0 ? pct(r.accuracy_thinking).c_str() : "–",
+                r.samples && r.think_rate < 1 ? pct(r.accuracy_direct).c_str() : "–", r.mean_length, r.mean_length_greedy);
   }
   return s;
 }

@@ -63,6 +63,9 @@ struct EvalResult {
   double format_rate = 0, format_rate_greedy = 0;
   double mean_length = 0, mean_length_greedy = 0;  // completion tokens, EOS excluded
   double think_rate = 0, think_rate_greedy = 0;    // share of completions that open <think>
+  // Accuracy of the sampled completions that open <think> and of those that do not (0 when there are
+  // none): whether reasoning pays for this model, the thing R1-Zero's RL has to discover.
+  double accuracy_thinking = 0, accuracy_direct = 0;
   double truncated_rate = 0;      // share of sampled completions cut at max_new_tokens
   std::map<std::string, EvalGroup> by_kind;  // "arithmetic" | "countdown"
   std::map<int, EvalGroup> by_difficulty;

@@ -92,6 +92,8 @@ TEST(Eval, SummarizeHandMadeRollouts) {
   EXPECT_DOUBLE_EQ(r.think_rate, 5.0 / 12);
   EXPECT_DOUBLE_EQ(r.format_rate_greedy, 1.0 / 3);
   EXPECT_DOUBLE_EQ(r.think_rate_greedy, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(r.accuracy_thinking, 1.0);  // the 5 thinking samples are the 5 correct ones
+  EXPECT_DOUBLE_EQ(r.accuracy_direct, 0.0);
   EXPECT_DOUBLE_EQ(r.mean_length, (40.0 + 26.0 + 17.0) / 12);  // EOS not counted
   EXPECT_DOUBLE_EQ(r.mean_length_greedy, 20.0 / 3);
   EXPECT_DOUBLE_EQ(r.truncated_rate, 1.0 / 12);
@@ -141,7 +143,7 @@ TEST(Eval, JsonRoundTripAndTables) {
   r.seconds = 1.5;
   nlohmann::json j = to_json(r);
   for (const char* f : {"pass1_greedy", "pass1_sampled", "pass_at_k", "format_rate", "format_rate_greedy", "mean_length",
-                        "mean_length_greedy", "think_rate", "think_rate_greedy", "truncated_rate", "by_kind",
+                        "mean_length_greedy", "think_rate", "think_rate_greedy", "accuracy_thinking", "accuracy_direct", "truncated_rate", "by_kind",
                         "by_difficulty", "problems", "samples", "seconds"})
     EXPECT_TRUE(j.contains(f)) << f;
   EXPECT_DOUBLE_EQ(j["pass_at_k"]["2"].get<double>(), r.pass_at_k.at(2));
