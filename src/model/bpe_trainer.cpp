@@ -242,7 +242,7 @@ TrainedTokenizer train_bpe(const std::vector<std::string>& texts, const BpeTrain
   ojson added = ojson::array();
   for (size_t i = 0; i < specials.size(); ++i) {
     added.push_back({{"id", int(i)}, {"content", specials[i]}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+                     {"rstrip", false}, {"normalized", false}, {"special", int64_t(i) < kSkippedSpecials}});
   }
   ojson vocab = ojson::object();
   for (size_t i = 0; i < token_bytes.size(); ++i)

@@ -2,7 +2,7 @@
 // (tokenizer.json + tokenizer_config.json), which Tokenizer::load and HF's tokenizers both read.
 //
 // Layout of the vocabulary: ids 0..9 are seek's special tokens (seek_special_tokens(), in that order,
-// also listed as added_tokens with special: true); ids 10..265 are the 256 bytes in byte order (in
+// also listed as added_tokens; special: true for bos, eos and pad only); ids 10..265 are the 256 bytes in byte order (in
 // GPT-2's byte-level alphabet); then one id per merge in the order learned. The pre-tokenizer is
 // ByteLevel with use_regex (GPT-2's regex), add_prefix_space false (with split_digits, after a Split that
 // isolates every digit); the decoder is ByteLevel; merges are
@@ -21,7 +21,12 @@
 namespace seek {
 
 // <|bos|> <|eos|> <|pad|> <|system|> <|user|> <|assistant|> <think> </think> <answer> </answer>: ids 0..9.
+// All are added tokens, matched whole in text; only the first kSkippedSpecials (bos, eos, pad) are
+// marked "special": true, the ones a decode that skips special tokens leaves out. The role and
+// reasoning tags stay in decoded and streamed text, as DeepSeek's own tokenizers mark theirs
+// (<｜User｜>, <think>: special false), so a reply's reasoning can be split from its answer.
 const std::vector<std::string>& seek_special_tokens();
+inline constexpr int64_t kSkippedSpecials = 3;
 
 struct BpeTrainOptions {
   int64_t vocab_size = 8192;  // total, specials and the 256 bytes included (at least 266)

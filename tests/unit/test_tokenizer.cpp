@@ -375,7 +375,7 @@ TEST(BpeTrainer, WritesWhatTheLoaderReadsAndRoundTrips) {
   ASSERT_EQ(specials.size(), 10u);
   for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(t.token_id(specials[i]), i);
-    EXPECT_TRUE(t.is_special(i));
+    EXPECT_EQ(t.is_special(i), i < kSkippedSpecials);  // bos, eos, pad; tags stay in decoded text
   }
   EXPECT_EQ(t.bos_id(), 0);
   EXPECT_EQ(t.eos_id(), 1);
@@ -399,7 +399,8 @@ TEST(BpeTrainer, WritesWhatTheLoaderReadsAndRoundTrips) {
   auto ids = t.encode("<|user|>hi<think>ok</think>");
   EXPECT_EQ(ids.front(), 4);
   EXPECT_EQ(t.decode(ids), "<|user|>hi<think>ok</think>");
-  EXPECT_EQ(t.decode(ids, true), "hiok");
+  EXPECT_EQ(t.decode(ids, true), "<|user|>hi<think>ok</think>");  // role and reasoning tags are kept
+  EXPECT_EQ(t.decode(t.encode("<|bos|>hi<|eos|>"), true), "hi");
   // Deterministic.
   TrainedTokenizer again = train_bpe(texts, {.vocab_size = 600, .min_frequency = 2});
   EXPECT_EQ(again.tokenizer_json, tt.tokenizer_json);
@@ -485,11 +486,11 @@ TEST(Tokenizer, CliTokenizeAndTrain) {
   std::string out = run_command(seek + " tokenize --tokenizer " + dir / "tok" + " - < " + dir / "text.txt", &status);
   ASSERT_EQ(status, 0);
   EXPECT_EQ(json::parse(out).get<std::vector<int32_t>>(), t.encode(text));  // stdin read exactly, no stripping
-  out = run_command(seek + " tokenize --pieces --tokenizer " + dir / "tok" + " '<|user|>hi'", &status);
+  out = run_command(seek + " tokenize --pieces --tokenizer " + dir / "tok" + " '<|bos|>hi'", &status);
   json pieces = json::parse(out);
   ASSERT_EQ(pieces.size(), 3u);
-  EXPECT_EQ(pieces[0]["id"], 4);
-  EXPECT_EQ(pieces[0]["piece"], "<|user|>");
+  EXPECT_EQ(pieces[0]["id"], 0);
+  EXPECT_EQ(pieces[0]["piece"], "<|bos|>");
   EXPECT_EQ(pieces[0]["special"], true);
   EXPECT_EQ(pieces[1]["special"], false);
   // Bad input: exit status 2 with a message.
