@@ -73,9 +73,12 @@ Packed pack(const std::vector<const Rollout*>& rs, const std::vector<float>& adv
   return p;
 }
 
+// The weights, and the tokenizer files of the starting policy (tokenizer_config.json when it has one).
 void save_policy(const train::TrainModel& m, const std::string& tokenizer_json, const fs::path& dir) {
   m.save(dir.string());
   fs::copy_file(tokenizer_json, dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  const fs::path cfg = fs::path(tokenizer_json).parent_path() / "tokenizer_config.json";
+  if (fs::exists(cfg)) fs::copy_file(cfg, dir / "tokenizer_config.json", fs::copy_options::overwrite_existing);
 }
 
 void draw_plots(const fs::path& out) {
