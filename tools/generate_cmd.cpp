@@ -30,6 +30,7 @@ struct GenFlags {
   int64_t n = 1;
   std::vector<std::string> stops;
   bool chat = false, think = false, raw = false;
+  bool single_turn = false, multi_turn = false;  // chat: forget or keep earlier turns (default: by chat style)
   SamplingParams sp;
 };
 
@@ -138,9 +139,14 @@ int run_chat(const GenFlags& f) {
 
   std::vector<ChatMessage> history;
   if (!f.system.empty()) history.push_back({"system", f.system});
+  // seek's own small models (SeekTiny format) learned from one question per document: earlier turns
+  // in the prompt only confuse them, so by default each message starts a new conversation.
+  const bool single_turn = f.single_turn || (!f.multi_turn && style == ChatStyle::SeekTiny);
   Generator g(*l.model, &l.tok);
-  std::printf("seek chat — %s (%s). /reset clears the history, /exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
-              f.model.c_str(), l.model->config().model_type_name.c_str());
+  std::printf("seek chat — %s (%s). %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
+              (f.model.empty() ? default_model_dir() : f.model).c_str(), l.model->config().model_type_name.c_str(),
+              single_turn ? "Each message is a new conversation (--multi-turn keeps history); "
+                          : "/reset clears the history, ");
   uint64_t turn = 0;
   for (;;) {
     std::printf("\n> ");
@@ -163,6 +169,7 @@ int run_chat(const GenFlags& f) {
       continue;
     }
     if (line.empty()) continue;
+    if (single_turn) history.resize(f.system.empty() ? 0 : 1);
     history.push_back({"user", line});
     GenerationRequest r;
     r.prompt = l.tok.encode(render_chat(style, history, ChatOptions{true, f.think}), false);
@@ -231,6 +238,9 @@ void register_generate_commands(CLI::App& app) {
   auto* c = app.add_subcommand("chat", "Talk to a model in the terminal");
   add_sampling_flags(c, chat);
   chat.max_tokens = 512;
+  auto* single = c->add_flag("--single-turn", chat.single_turn,
+                             "each message starts a new conversation (the default for seek's own small models)");
+  c->add_flag("--multi-turn", chat.multi_turn, "keep the history (the default for other models)")->excludes(single);
   c->callback([] { run_chat(chat); });
 }
 
