@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -203,11 +204,15 @@ void export_pretrained(const fs::path& run, const fs::path& tokenizer_dir, const
 void register_recipe_commands(CLI::App& app) {
   struct Flags {
     std::string preset = "tiny", out;
+    bool ablation = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* c = app.add_subcommand("recipe", "the whole DeepSeek recipe at small scale: pretrain, GRPO, distill, report card");
   c->add_option("--preset", f->preset, "smoke (minutes, CI) or tiny (about half an hour)")->capture_default_str();
   c->add_option("--out", f->out, "run directory (default: runs/recipe-PRESET); a rerun resumes it");
+  c->add_flag("--ablation", f->ablation,
+              "also pretrain the teacher with an auxiliary balance loss instead of aux-loss-free balancing, and "
+              "compare the two in the report");
   c->callback([f] {
     const Preset p = preset(f->preset);
     const fs::path out = f->out.empty() ? fs::path("runs") / ("recipe-" + p.name) : fs::path(f->out);
@@ -244,9 +249,10 @@ void register_recipe_commands(CLI::App& app) {
     };
     // `seek pretrain` of configs/<who>.json into pretrain-<who>: checkpoints every quarter, about 30
     // progress lines and 6 validations.
-    auto pretrain_args = [&](const std::string& who, int64_t steps) {
+    auto pretrain_args = [&](const std::string& who, int64_t steps, const std::string& run = "") {
       auto every = [&](int64_t parts) { return std::to_string(std::max<int64_t>(1, steps / parts)); };
-      return split("pretrain --config " + O + "/configs/" + who + ".json --data " + O + "/data --out " + O + "/pretrain-" + who +
+      return split("pretrain --config " + O + "/configs/" + who + ".json --data " + O + "/data --out " + O + "/pretrain-" +
+                   (run.empty() ? who : run) +
                    " --steps " + std::to_string(steps) + " --batch " + std::to_string(p.batch) + " --seq-len " +
                    std::to_string(p.seq_len) + " --lr " + strfmt("%g", p.pretrain_lr) + " --warmup " + every(20) +
                    " --eval-every " + every(6) + " --save-every " + every(4) + " --log-every " + every(30));
@@ -288,6 +294,12 @@ void register_recipe_commands(CLI::App& app) {
         {"grpo-student", {}, {}},  // its time budget is distillation's wall time: built below
         {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},
     };
+    if (f->ablation) {  // the same teacher, balanced by an auxiliary loss: the report compares the two
+      std::vector<std::string> a = pretrain_args("teacher", p.pretrain_steps, "teacher-aux");
+      a.insert(a.end(), {"--balance", "aux"});
+      const auto at = std::find_if(stages.begin(), stages.end(), [](const Stage& s) { return s.name == "pretrain-teacher"; });
+      stages.insert(at + 1, Stage{"pretrain-teacher-aux", a, {}});
+    }
     const auto t0 = std::chrono::steady_clock::now();
     json record = json::object();   // by name, for the report
     json order = json::array();     // the names in the order they ran
