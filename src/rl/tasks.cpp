@@ -325,59 +325,28 @@ std::string padded(int64_t v, size_t width) {
 
 std::string s_part(const std::string& s) { return s.empty() ? "" : " s" + s; }
 
-int64_t add_block(Scratch& w, int64_t a, int64_t b) {
-  const size_t n = std::max(num(a).size(), num(b).size());
-  const std::string A = padded(a, n), B = padded(b, n);
+// One block of columns: a + b or a - b (both padded to equal length), or a * b for a digit b (which
+// stays whole on every line). Returns the value the block arrives at.
+int64_t column_block(Scratch& w, int64_t a, int64_t b, char op) {
+  const bool mul = op == '*', sub = op == '-';
+  const size_t n = mul ? num(a).size() : std::max(num(a).size(), num(b).size());
+  const std::string A = padded(a, n), B = mul ? num(b) : padded(b, n);
+  const std::string state = sub ? " b" : " c";  // borrow or carry
   std::string s;
   int64_t c = 0;
   for (size_t k = 0; k < n; ++k) {
-    const int64_t x = A[n - 1 - k] - '0', y = B[n - 1 - k] - '0';
-    const int64_t r = w.column(x + y + c);
-    if (r < 0) w.valid = false;
-    w.text += A.substr(0, n - k) + "+" + B.substr(0, n - k) + " c" + num(c) + s_part(s) + ": " + num(x) + "+" +
-              num(y) + "+" + num(c) + "=" + num(r) + "\n";
-    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));
-    c = r / 10;
+    const int64_t x = A[n - 1 - k] - '0', y = mul ? b : B[n - 1 - k] - '0';
+    const int64_t r = w.column(op == '+' ? x + y + c : sub ? x - y - c : x * y + c);
+    if (sub ? (r < -10 || r > 9) : r < 0) w.valid = false;
+    w.text += A.substr(0, n - k) + op + (mul ? B : B.substr(0, n - k)) + state + num(c) + s_part(s) + ": " + num(x) +
+              op + num(y) + (mul ? '+' : op) + num(c) + "=" + num(r) + (sub && r < 0 ? " gives " + num(r + 10) : "") +
+              "\n";
+    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));  // a negative column: r + 10 (r >= -10 when valid)
+    c = sub ? r < 0 : r / 10;
   }
-  w.text += "c" + num(c) + " s" + s + "\n";
-  return c * pow10i(int(n)) + std::stoll(s);
-}
-
-int64_t sub_block(Scratch& w, int64_t a, int64_t b) {
-  const size_t n = std::max(num(a).size(), num(b).size());
-  const std::string A = padded(a, n), B = padded(b, n);
-  std::string s;
-  int64_t borrow = 0;
-  for (size_t k = 0; k < n; ++k) {
-    const int64_t x = A[n - 1 - k] - '0', y = B[n - 1 - k] - '0';
-    const int64_t r = w.column(x - y - borrow);
-    if (r < -10 || r > 9) w.valid = false;
-    w.text += A.substr(0, n - k) + "-" + B.substr(0, n - k) + " b" + num(borrow) + s_part(s) + ": " + num(x) +
-              "-" + num(y) + "-" + num(borrow) + "=" + num(r) + (r < 0 ? " gives " + num(r + 10) : "") + "\n";
-    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));  // r + 10 when negative (r >= -10 when valid)
-    borrow = r < 0;
-  }
-  if (borrow) w.valid = false;  // the result would be negative
-  w.text += "b" + num(borrow) + " s" + s + "\n";
-  return std::stoll(s);
-}
-
-int64_t mul_digit_block(Scratch& w, int64_t a, int64_t y) {
-  const std::string A = num(a);
-  const size_t n = A.size();
-  std::string s;
-  int64_t c = 0;
-  for (size_t k = 0; k < n; ++k) {
-    const int64_t x = A[n - 1 - k] - '0';
-    const int64_t r = w.column(x * y + c);
-    if (r < 0) w.valid = false;
-    w.text += A.substr(0, n - k) + "*" + num(y) + " c" + num(c) + s_part(s) + ": " + num(x) + "*" + num(y) + "+" +
-              num(c) + "=" + num(r) + "\n";
-    s.insert(s.begin(), char('0' + (r % 10 + 10) % 10));
-    c = r / 10;
-  }
-  w.text += "c" + num(c) + " s" + s + "\n";
-  return c * pow10i(int(n)) + std::stoll(s);
+  if (sub && c) w.valid = false;  // a borrow out of the top digit: the result would be negative
+  w.text += state.substr(1) + num(c) + " s" + s + "\n";
+  return sub ? std::stoll(s) : c * pow10i(int(n)) + std::stoll(s);
 }
 
 // The whole solution with the given slip (slip_at -1: none). Returns the result it arrives at.
@@ -386,9 +355,9 @@ int64_t write_arithmetic(const Problem& p, Scratch& w) {
   w.text = num(a) + " " + p.op + " " + num(b) + "\n";
   int64_t result = 0;
   if (p.op == '+') {
-    result = add_block(w, a, b);
+    result = column_block(w, a, b, '+');
   } else if (p.op == '-') {
-    result = sub_block(w, a, b);
+    result = column_block(w, a, b, '-');
   } else {
     // Decompose the operand with fewer digits (b on a tie) into its non-zero digits, units first.
     const bool swap = num(a).size() < num(b).size();
@@ -398,7 +367,7 @@ int64_t write_arithmetic(const Problem& p, Scratch& w) {
     for (size_t k = 0; k < S.size(); ++k) {
       const int64_t d = S[S.size() - 1 - k] - '0';
       if (d == 0) continue;
-      const int64_t v = mul_digit_block(w, base, d), place = pow10i(int(k));
+      const int64_t v = column_block(w, base, d, '*'), place = pow10i(int(k));
       w.text += num(base) + " * " + num(d) + " = " + num(v);
       if (place > 1) w.text += ", so " + num(base) + " * " + num(d * place) + " = " + num(v * place);
       w.text += "\n";
@@ -406,7 +375,7 @@ int64_t write_arithmetic(const Problem& p, Scratch& w) {
     }
     if (partial.empty()) partial.push_back(0);  // split is 0 (generated operands are >= 1)
     result = partial[0];
-    for (size_t k = 1; k < partial.size(); ++k) result = add_block(w, result, partial[k]);
+    for (size_t k = 1; k < partial.size(); ++k) result = column_block(w, result, partial[k], '+');
   }
   w.text += "So " + num(a) + " " + p.op + " " + num(b) + " = " + num(result) + ".";
   return result;
@@ -418,22 +387,23 @@ Worked work_arithmetic(const Problem& p, std::optional<uint64_t> slip_seed) {
   if (!slip_seed) return {clean.text, num(result)};
   // One column's result off by 1..3 either way; later columns carry on correctly from it. Retry the
   // draws that make a column impossible (a negative sum, a borrow out of the top digit).
+  auto slipped = [&](int64_t at, int64_t delta) -> std::optional<Worked> {
+    Scratch w;
+    w.slip_at = at;
+    w.delta = delta;
+    const int64_t v = write_arithmetic(p, w);
+    if (w.valid && v != result) return Worked{w.text, num(v)};
+    return std::nullopt;
+  };
   SplitMix64 srng(*slip_seed);
   for (int attempt = 0; attempt < 256; ++attempt) {
-    Scratch w;
-    w.slip_at = int64_t(srng.uniform(uint64_t(clean.step)));
-    w.delta = srng.range(1, 3) * (srng.uniform(2) ? 1 : -1);
-    const int64_t v = write_arithmetic(p, w);
-    if (w.valid && v != result) return {w.text, num(v)};
+    const int64_t at = int64_t(srng.uniform(uint64_t(clean.step)));
+    const int64_t delta = srng.range(1, 3) * (srng.uniform(2) ? 1 : -1);
+    if (auto w = slipped(at, delta)) return *w;
   }
   for (int64_t at = 0; at < clean.step; ++at)  // every valid slip, in order (rarely reached)
-    for (int64_t delta : {1, -1, 2, -2, 3, -3}) {
-      Scratch w;
-      w.slip_at = at;
-      w.delta = delta;
-      const int64_t v = write_arithmetic(p, w);
-      if (w.valid && v != result) return {w.text, num(v)};
-    }
+    for (int64_t delta : {1, -1, 2, -2, 3, -3})
+      if (auto w = slipped(at, delta)) return *w;
   throw Error("tasks: no arithmetic slip possible for \"" + p.question + "\"");
 }
 
