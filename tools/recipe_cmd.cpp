@@ -224,9 +224,10 @@ void register_recipe_commands(CLI::App& app) {
     // The problems every stage draws: difficulties and kinds.
     const std::string diff = "--min-difficulty " + std::to_string(p.min_difficulty) + " --max-difficulty " +
                              std::to_string(p.max_difficulty) + " --kinds " + p.kinds;
-    const bool arithmetic = p.kinds.find("arithmetic") != std::string::npos,
-               countdown = p.kinds.find("countdown") != std::string::npos;
-    const std::string countdown_fraction = countdown ? (arithmetic ? "0.5" : "1") : "0";
+    // The corpus's share of Countdown: the share of the kinds that are Countdown.
+    const std::vector<TaskKind> kinds = parse_task_kinds(p.kinds);
+    const std::string countdown_fraction =
+        strfmt("%g", double(std::count(kinds.begin(), kinds.end(), TaskKind::Countdown)) / double(kinds.size()));
     auto split = [](const std::string& s) {
       std::vector<std::string> v;
       std::string cur;
