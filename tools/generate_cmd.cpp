@@ -54,6 +54,7 @@ void add_sampling_flags(CLI::App* c, GenFlags& f) {
 struct Loaded {
   std::unique_ptr<Model> model;
   Tokenizer tok;
+  std::string dir;  // the model directory: -m, or the shipped default
 };
 
 Loaded load_all(GenFlags f) {
@@ -63,7 +64,7 @@ Loaded load_all(GenFlags f) {
   std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   if (!fs::exists(fs::path(tdir) / "tokenizer.json"))
     throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
-  Loaded l{Model::load(f.model), Tokenizer::load(tdir)};
+  Loaded l{Model::load(f.model), Tokenizer::load(tdir), f.model};
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
                        (long long)l.tok.vocab_size(), (long long)l.model->config().vocab_size));
@@ -138,13 +139,17 @@ int run_chat(const GenFlags& f) {
   sigaction(SIGINT, &sa, nullptr);
 
   std::vector<ChatMessage> history;
-  if (!f.system.empty()) history.push_back({"system", f.system});
+  auto start_over = [&] {
+    history.clear();
+    if (!f.system.empty()) history.push_back({"system", f.system});
+  };
+  start_over();
   // seek's own small models (SeekTiny format) learned from one question per document: earlier turns
   // in the prompt only confuse them, so by default each message starts a new conversation.
   const bool single_turn = f.single_turn || (!f.multi_turn && style == ChatStyle::SeekTiny);
   Generator g(*l.model, &l.tok);
   std::printf("seek chat — %s (%s). %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
-              (f.model.empty() ? default_model_dir() : f.model).c_str(), l.model->config().model_type_name.c_str(),
+              l.dir.c_str(), l.model->config().model_type_name.c_str(),
               single_turn ? "Each message is a new conversation (--multi-turn keeps history); "
                           : "/reset clears the history, ");
   uint64_t turn = 0;
@@ -163,13 +168,12 @@ int run_chat(const GenFlags& f) {
     }
     if (line == "/exit" || line == "/quit") return 0;
     if (line == "/reset") {
-      history.clear();
-      if (!f.system.empty()) history.push_back({"system", f.system});
+      start_over();
       std::printf("(history cleared)\n");
       continue;
     }
     if (line.empty()) continue;
-    if (single_turn) history.resize(f.system.empty() ? 0 : 1);
+    if (single_turn) start_over();
     history.push_back({"user", line});
     GenerationRequest r;
     r.prompt = l.tok.encode(render_chat(style, history, ChatOptions{true, f.think}), false);
