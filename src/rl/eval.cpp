@@ -93,6 +93,7 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
     r.mean_length_greedy += double(length_of(g));
     r.think_rate_greedy += opens_think(g.text);
   }
+  double n_by_style[2] = {0, 0}, correct_by_style[2] = {0, 0};  // [opens <think>]
   for (size_t i = 0; i < sampled.size(); ++i) {
     const Rollout& s = sampled[i];
     if (s.problem != int64_t(i / size_t(samples)))
@@ -102,11 +103,12 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
     t.n += 1, t.correct += s.reward.correct, t.formatted += s.reward.formatted, t.tokens += length_of(s);
     const bool thinks = opens_think(s.text);
     r.think_rate += thinks;
-    (thinks ? r.accuracy_thinking : r.accuracy_direct) += s.reward.correct;
+    n_by_style[thinks] += 1;
+    correct_by_style[thinks] += s.reward.correct;
     r.truncated_rate += !s.finished;
   }
-  if (r.think_rate > 0) r.accuracy_thinking /= r.think_rate;
-  if (double(sampled.size()) > r.think_rate) r.accuracy_direct /= double(sampled.size()) - r.think_rate;
+  if (n_by_style[1]) r.accuracy_thinking = correct_by_style[1] / n_by_style[1];
+  if (n_by_style[0]) r.accuracy_direct = correct_by_style[0] / n_by_style[0];
   if (!greedy.empty()) {
     r.format_rate_greedy /= double(P), r.mean_length_greedy /= double(P), r.think_rate_greedy /= double(P);
   }
