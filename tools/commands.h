@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek {
 

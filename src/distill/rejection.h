@@ -26,7 +26,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/rollout.h"
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek::distill {
 

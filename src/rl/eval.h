@@ -30,7 +30,7 @@
 #include "model/tokenizer.h"
 #include "rl/reward.h"
 #include "rl/rollout.h"
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek::rl {
 

@@ -26,7 +26,7 @@
 
 #include "rl/grpo_loss.h"
 #include "rl/reward.h"
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek::rl {
 

@@ -25,7 +25,7 @@
 #include <optional>
 #include <string_view>
 
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek::rl {
 

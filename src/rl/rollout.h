@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/reward.h"
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 namespace seek::rl {
 

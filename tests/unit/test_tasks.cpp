@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-#include "rl/tasks.h"
+#include "data/tasks.h"
 #include "util/error.h"
 
 using namespace seek;

@@ -1,6 +1,6 @@
 // tasks.cpp — arithmetic and Countdown generators, content-hash splits, the safe answer checker and
 // worked solutions (see tasks.h for the rules). Does not parse whole completions or know about tokens.
-#include "rl/tasks.h"
+#include "data/tasks.h"
 
 #include <algorithm>
 #include <climits>
