@@ -30,6 +30,7 @@
 #include <functional>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
 #include "tensor/kernels.h"

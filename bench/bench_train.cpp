@@ -29,7 +29,7 @@
 #include "tensor/blas.h"
 #include "tensor/roofline.h"
 #include "train/flops.h"
-#include "train/grad_ops.h"
+#
 #include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/rng.h"
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   write_random_checkpoint(dir.string(), cj, {DType::F32, 1, 1});
   TrainModel m = TrainModel::from_checkpoint(dir.string());
   std::filesystem::remove_all(dir);
-  set_fp8_simulation(fp8);
+  m.set_fp8(fp8);
 
   const int64_t n = int64_t(m.data().size()), V = m.config().vocab_size;
   std::vector<float> mom(size_t(n), 0.f), var(size_t(n), 0.f);

@@ -50,8 +50,9 @@ double active_weight_bytes(const Model& m) {
   const Config& c = m.config();
   const Weights& w = m.weights();
   auto bytes = [](const Mat& x) {
-    double b = double(x.rows) * double(x.cols) * double(dtype_size(x.dtype));
-    if (x.dtype == DType::F8_E4M3) b += double((x.rows + x.block - 1) / x.block * ((x.cols + x.block - 1) / x.block)) * 4;
+    double b = double(x.rows) * double(row_bytes(x));
+    if (weight_format(x.dtype).block_scales)
+      b += double((x.rows + x.block - 1) / x.block * ((x.cols + x.block - 1) / x.block)) * 4;
     return b;
   };
   auto mlp = [&](const MlpWeights& p) { return bytes(p.gate_proj) + bytes(p.up_proj) + bytes(p.down_proj); };
@@ -60,15 +61,15 @@ double active_weight_bytes(const Model& m) {
     if (c.is_mla()) {
       const MlaWeights& a = b.mla;
       total += (c.q_lora_rank ? bytes(a.q_a_proj) + bytes(a.q_b_proj) : bytes(a.q_proj)) + bytes(a.kv_a_proj_with_mqa) +
-               double(a.kv_b_f32.size()) * 4 + bytes(a.o_proj);
+               double(a.kv_b_proj.rows * a.kv_b_proj.cols) * 4 + bytes(a.o_proj);
     } else {
       total += bytes(b.gqa.q_proj) + bytes(b.gqa.k_proj) + bytes(b.gqa.v_proj) + bytes(b.gqa.o_proj);
     }
-    if (!b.moe) {
+    if (b.moe.experts.empty()) {
       total += mlp(b.mlp);
     } else {
-      total += bytes(b.experts.gate) + double(c.num_experts_per_tok) * mlp(b.experts.experts[0]);
-      if (b.experts.has_shared) total += mlp(b.experts.shared);
+      total += bytes(b.moe.gate) + double(c.num_experts_per_tok) * mlp(b.moe.experts[0]);
+      if (b.moe.has_shared) total += mlp(b.moe.shared_experts);
     }
   }
   return total;
@@ -114,7 +115,7 @@ int cmd_bench(const BenchOptions& o) {
   const Config& c = m->config();
   const double load_s = seconds_since(t0);
   const ParamCount pc = count_params(c);
-  const double weight_file_bytes = double(m->checkpoint().total_bytes());
+  const double weight_file_bytes = double(m->checkpoint()->total_bytes());
   const int64_t V = c.vocab_size, T = o.prompt;
   std::vector<int32_t> prompt = random_ids(T, V, 42);
   std::vector<float> logits(static_cast<size_t>(V));

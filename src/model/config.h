@@ -9,13 +9,12 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "tensor/kernels.h"
+#include "model/rope_scaling.h"
+#include "nn/moe.h"  // ScoringFunc, TopkMethod
 
 namespace seek {
 
 enum class ModelType { DeepseekV3, DeepseekV2, Qwen2, Llama };
-enum class ScoringFunc { Softmax, Sigmoid };
-enum class TopkMethod { Greedy, GroupLimitedGreedy, NoauxTc };
 
 struct Config {
   ModelType model_type = ModelType::DeepseekV3;

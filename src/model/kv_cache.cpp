@@ -1,8 +1,8 @@
 #include "model/kv_cache.h"
 
-namespace seek {
+#include "util/error.h"
 
-const char* mla_form_name(MlaForm f) { return f == MlaForm::Naive ? "naive" : "absorbed"; }
+namespace seek {
 
 int64_t KVCache::values_per_token(const Config& c, MlaForm form) {
   if (!c.is_mla()) return 2 * c.num_key_value_heads * c.head_dim;
@@ -26,6 +26,11 @@ KVCache::KVCache(const Config& c, int64_t n_layers, int64_t cap, MlaForm f) : ca
     l.k.assign(kn * size_t(cap), 0.f);
     l.v.assign(vn * size_t(cap), 0.f);
   }
+}
+
+void KVCache::truncate(int64_t n) {
+  SEEK_ASSERT(n >= 0 && n <= len);
+  len = n;
 }
 
 size_t KVCache::bytes() const {

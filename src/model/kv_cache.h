@@ -11,15 +11,9 @@
 #include <vector>
 
 #include "model/config.h"
+#include "nn/attention.h"  // LayerCache, MlaForm
 
 namespace seek {
-
-enum class MlaForm { Naive, Absorbed };
-const char* mla_form_name(MlaForm f);
-
-struct LayerCache {
-  std::vector<float> k, v;
-};
 
 struct KVCache {
   int64_t len = 0;       // positions filled
@@ -31,6 +25,9 @@ struct KVCache {
   KVCache(const Config& cfg, int64_t n_layers, int64_t capacity, MlaForm form);
   KVCache() = default;
   void clear() { len = 0; }
+  // Forgets every position from n on (a rejected speculative draft); what was written there is
+  // overwritten by the next append.
+  void truncate(int64_t n);
   size_t bytes() const;
   // Values stored per token per layer for this config and form.
   static int64_t values_per_token(const Config& cfg, MlaForm form);

@@ -1,12 +1,16 @@
-// weights.h — a model's parameters as typed views into its checkpoint, and the tables that map
-// Hugging Face tensor names onto them.
+// weights.h — the Hugging Face name table: which tensors a config calls for, with their names and
+// shapes, bound to the modules' typed views (nn/transformer.h) from any source: a checkpoint (mmapped
+// safetensors, every tensor checked), a training arena (f32 params or their gradients), or just the
+// list of names (seek info, checkpoint writers). One table, one order.
 //
-// Matrices stay where they are (mmapped, in their stored dtype: F32, BF16, F16, or F8_E4M3 with its
-// 128×128 block scales, dequantized inside the matmul kernel — see CONTRIBUTING.md for why). Vectors
-// (norm weights, biases, the routing bias) are small and are converted to f32 copies at load.
-// One exception: MLA's kv_b_proj is also kept as an f32 copy, because the absorbed form multiplies
-// by it from both sides (q_nope · W_UK and ctx · W_UVᵀ) through plain f32 GEMMs; it is ~1% of a
-// layer's weights.
+// The order is the training arena's layout, chosen so that projections of the same input lie one after
+// another (q_a or q with kv_a; gate with up; q, k, v) and run as one GEMM (nn/linear.h).
+//
+// Checkpoint matrices stay where they are (mmapped, in their stored format: F32, BF16, F16, or F8_E4M3
+// with its 128×128 block scales, dequantized inside the matmul kernel — see CONTRIBUTING.md for why).
+// Vectors (norm weights, biases, the routing bias) are small and are converted to f32 copies at load,
+// and so is MLA's kv_b_proj, which the absorbed form multiplies from both sides through plain f32 GEMMs
+// (~1% of a layer's weights).
 #pragma once
 #include <memory>
 #include <string>
@@ -14,70 +18,9 @@
 
 #include "model/config.h"
 #include "model/safetensors.h"
-#include "tensor/kernels.h"
+#include "nn/transformer.h"
 
 namespace seek {
-
-using Vec = std::vector<float>;
-
-struct MlaWeights {
-  Mat q_proj;              // [H·(nope+R), D]            (q_lora_rank == 0)
-  Mat q_a_proj;            // [q_lora_rank, D]           (q_lora_rank > 0)
-  Vec q_a_layernorm;       // [q_lora_rank]
-  Mat q_b_proj;            // [H·(nope+R), q_lora_rank]
-  Mat kv_a_proj_with_mqa;  // [C + R, D]
-  Vec kv_a_layernorm;      // [C]
-  Mat kv_b_proj;           // [H·(nope+v), C]: per head, k_nope rows then v rows
-  Vec kv_b_f32;            // the same, f32, for the absorbed form
-  Mat o_proj;              // [D, H·v]
-};
-
-struct GqaWeights {
-  Mat q_proj, k_proj, v_proj, o_proj;  // [H·hd, D], [G·hd, D], [G·hd, D], [D, H·hd]
-  Vec q_bias, k_bias, v_bias;          // empty without attention_bias
-};
-
-struct MlpWeights {  // SwiGLU: down(silu(gate(x)) * up(x))
-  Mat gate_proj, up_proj;  // [F, D]
-  Mat down_proj;           // [D, F]
-};
-
-struct MoeWeights {
-  Mat gate;                       // [E, D] router
-  Vec e_score_correction_bias;    // [E] (noaux_tc only) selection bias
-  std::vector<MlpWeights> experts;  // E experts of width moe_intermediate_size
-  MlpWeights shared;              // width moe_intermediate_size × n_shared_experts; absent when 0
-  bool has_shared = false;
-};
-
-struct BlockWeights {
-  Vec input_layernorm, post_attention_layernorm;  // [D]
-  MlaWeights mla;
-  GqaWeights gqa;
-  bool moe = false;
-  MlpWeights mlp;  // dense layers
-  MoeWeights experts;
-};
-
-// One MTP module (deepseek-facts.md, MTP): layer L + k of the checkpoint.
-struct MtpWeights {
-  Vec enorm, hnorm;     // [D]
-  Mat eh_proj;          // [D, 2D]: embedding half first
-  BlockWeights block;
-  Vec shared_head_norm; // [D]
-};
-
-struct Weights {
-  Mat embed_tokens;  // [V, D]
-  std::vector<BlockWeights> layers;
-  Vec norm;          // [D]
-  Mat lm_head;       // [V, D] (= embed_tokens when tied)
-  std::vector<MtpWeights> mtp;
-};
-
-// Loads every tensor the config calls for, checking name, dtype and shape; throws Error naming the
-// tensor and what was expected. The checkpoint must outlive the weights.
-Weights load_weights(const Config& cfg, const Checkpoint& ckpt);
 
 // A tensor a config calls for: its HF name and shape. `linear` marks 2-D projection weights, the ones
 // FP8 checkpoints store as F8_E4M3 with block scales (embedding, head and router stay high precision).
@@ -86,7 +29,15 @@ struct TensorSpec {
   std::vector<int64_t> shape;
   bool linear = false;
 };
-// Every tensor the config calls for, in load order (for `seek info` and checkpoint writers).
+// Every tensor the config calls for, in the table's order.
 std::vector<TensorSpec> expected_tensors(const Config& cfg);
+
+// Views of a checkpoint's tensors, checking name, dtype and shape (throws Error naming the tensor and
+// what was expected). The f32 copies go into `store`; the checkpoint and the store must outlive the views.
+Weights load_weights(const Config& cfg, const Checkpoint& ckpt, std::vector<std::vector<float>>& store);
+
+// Views of f32 arenas laid out in expected_tensors' order: the weights, and their gradients.
+Weights arena_weights(const Config& cfg, const float* params);
+Grads arena_grads(const Config& cfg, float* grads);
 
 }  // namespace seek

@@ -1,123 +1,147 @@
-// kernels.h — the numeric kernels of seek, each with a naive `_ref` twin that is kept forever as the
-// specification, the test oracle and the fallback.
+// kernels.h — the element and row kernels of seek, forward and backward side by side. Where a kernel
+// has a fast path (AVX-512, or a loop order chosen for speed) it keeps a naive `_ref` twin forever:
+// the specification, the test oracle and the fallback. GEMM and matmul are in backend.h.
 //
 // Dimension letters (used in shape comments throughout seek):
 //   B batch   T tokens   D model dim   N output features   K input features (reduction)
 //   H heads   G kv heads   E experts   k experts per token   C latent rank (kv_lora_rank)
-//   R rope dim   V vocabulary
-// All activations are f32, row-major, contiguous unless a stride is given. A weight matrix is stored
-// as in a Hugging Face nn.Linear: [N, K] row-major (out × in), in any DType of dtype.h.
+//   R rope dim   V vocabulary   F feed-forward width
+// All activations are f32, row-major, contiguous unless a stride is given (ld* = row stride in
+// elements; 0 means contiguous). A weight matrix is a Mat (format.h), [N, K] as nn.Linear stores it.
+// Backward kernels ACCUMULATE into the gradients they are given (+=) unless they say "writes".
 //
 // Kernels know nothing about models: no layer, config or tensor names appear here.
 #pragma once
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "tensor/format.h"
 
 namespace seek {
 
-// A read-only view of a 2-D weight [rows = N, cols = K] (usually inside an mmapped file).
-// For F8_E4M3, `scale_inv` points at f32 block scales of shape [ceil(N/block), ceil(K/block)]
-// (DeepSeek-V3's `weight_scale_inv`): the real value of w[n][k] is
-//   f8(w[n][k]) * scale_inv[(n/block) * ceil(K/block) + k/block].
-struct Mat {
-  DType dtype = DType::F32;
-  const void* data = nullptr;
-  int64_t rows = 0;  // N
-  int64_t cols = 0;  // K
-  const float* scale_inv = nullptr;  // F8_E4M3 only
-  int64_t block = 128;               // F8_E4M3 block edge
-};
+// ---- normalization ------------------------------------------------------------------------------
 
-// Dequantizes (converts) rows [r0, r0 + nr) of w into f32 dst [nr, K].
-void mat_rows_to_f32(const Mat& w, int64_t r0, int64_t nr, float* dst);
-void mat_rows_to_f32_ref(const Mat& w, int64_t r0, int64_t nr, float* dst);
+// RMSNorm over each row of D: y[t] = x[t] · r[t] · w, r[t] = 1/sqrt(mean(x[t]²) + eps) (the sum of
+// squares in double). y may alias x. rstd[T] receives r when given (training keeps it for backward).
+void rmsnorm(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps, float* rstd = nullptr,
+             int64_t ldx = 0, int64_t ldy = 0);
+void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps, float* rstd = nullptr,
+                 int64_t ldx = 0, int64_t ldy = 0);
+// y = x r w  ⇒  dw += Σ_t dy·x·r;  dx += r (dy ∘ w) − (r³/D) x Σ_d dy_d w_d x_d. dx, x share ldx; dy is
+// contiguous [T, D]. dx or dw may be null.
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
+                      int64_t T, int64_t D, int64_t ldx = 0);
 
-// y[T, N] = x[T, K] · w[N, K]^T  (+ bias[N] when bias != nullptr). y is overwritten.
-// F32 weights go through BLAS sgemm. Other dtypes: small T uses a direct dot-product kernel
-// (AVX-512 where the CPU has it, portable otherwise) with exact weight conversion and f32 accumulation;
-// large T dequantizes row panels into a per-thread scratch and calls sgemm.
-void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
-void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
+// h = a + b (the residual), then xn = rmsnorm(h) with r into rstd (may be null): one pass over the rows.
+// h may alias a or b.
+void add_rmsnorm(float* h, float* xn, float* rstd, const float* a, const float* b, const float* w, int64_t T, int64_t D,
+                 float eps);
 
-// The same product for BF16 weights through AVX512-BF16 dot products (vdpbf16ps): activations are
-// rounded to bf16 (nearest even) first, products are summed in f32. Fewer instructions per weight than
-// matmul (faster where matmul is compute bound, 1 < T, cached weights; at T = 1 both run at memory
-// bandwidth) but not exact in x (relative error ~1e-3), so it is never the default; benchmarks and
-// experiments call it by name. Without AVX512-BF16 it runs a portable emulation (same rounding of x).
-void matmul_bf16_dpbf16(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr);
-
-// Plain f32 GEMM with explicit strides, for attention: C[M, N] = alpha · A[M, K] · op(B) + beta · C,
-// op(B) = B^T when trans_b (B is [N, K]) else B (B is [K, N]). lda/ldb/ldc are row strides in elements.
-void gemm_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-              const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc);
-void gemm_f32_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc);
-
-// RMSNorm over the last dimension: y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w. y may alias x.
-void rmsnorm(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps);
-void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps);
+// ---- softmax, activations -------------------------------------------------------------------------
 
 // Numerically stable softmax in place over each of T rows of length n (row stride `stride`).
 void softmax(float* x, int64_t T, int64_t n, int64_t stride);
 void softmax_ref(float* x, int64_t T, int64_t n, int64_t stride);
+// Causal rows: row r keeps its first `first + r` entries (softmax over them) and zeros the rest of its n.
+void softmax_causal(float* x, int64_t rows, int64_t n, int64_t stride, int64_t first);
+// The softmax's backward in place: d ← scale · p ∘ (d − rowsum(p ∘ d)) for rows of n.
+void softmax_backward(float* d, const float* p, int64_t rows, int64_t n, int64_t ldd, int64_t ldp, float scale);
 
-// SwiGLU: out[i] = silu(gate[i]) * up[i] for n elements, silu(z) = z / (1 + exp(-z)). out may alias gate.
-void silu_mul(float* out, const float* gate, const float* up, int64_t n);
-void silu_mul_ref(float* out, const float* gate, const float* up, int64_t n);
+// SwiGLU on the gate and up projections side by side: gu [T, 2F] holds gate in columns [0, F) and up in
+// [F, 2F); out [T, F] = silu(gate) · up, silu(z) = z / (1 + exp(-z)).
+void swiglu(float* out, const float* gu, int64_t T, int64_t F);
+void swiglu_ref(float* out, const float* gu, int64_t T, int64_t F);
+// Writes dgu [T, 2F]: d gate = dout · up · σ(g)(1 + g(1 − σ(g))), d up = dout · silu(g).
+void swiglu_backward(float* dgu, const float* dout, const float* gu, int64_t T, int64_t F);
+void swiglu_backward_ref(float* dgu, const float* dout, const float* gu, int64_t T, int64_t F);
+
+// ---- element-wise ----------------------------------------------------------------------------------
+
+void add(float* y, const float* a, const float* b, int64_t n);  // y = a + b (y may alias either)
+void add_to(float* y, const float* x, int64_t n);               // y += x
+double sum_squares(const float* x, int64_t n);                  // Σ x², in double
+void scale(float* x, float s, int64_t n);                       // x *= s
+
+// AdamW (decoupled weight decay, bias correction; Loshchilov & Hutter) over n values, step t ≥ 1:
+//   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  p −= lr (m/(1−β1^t) / (sqrt(v/(1−β2^t)) + eps) + wd p)
+// wd only where decay[i] is nonzero (everywhere when decay is null); f32 arithmetic.
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t t;
+};
+void adamw_update(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, const AdamWStep& s);
+
+// ---- rows: gather, scatter, top-k ----------------------------------------------------------------
+
+// dst[r] = src[index[r]] for R rows of D.
+void gather_rows(float* dst, const float* src, const int32_t* index, int64_t R, int64_t D);
+// y[t] += Σ_j w[t·k + j] · src[index[t·k + j]] for T rows of D (a weighted combine of k rows each;
+// w null: weights 1).
+void gather_weighted_sum(float* y, const float* src, const int32_t* index, const float* w, int64_t T, int64_t k,
+                         int64_t D);
+// The combine's backward: dsrc[index[t·k + j]] = w[t·k + j] · dy[t] (writes), and, when dw is given,
+// dw[t·k + j] = dy[t] · src[index[t·k + j]].
+void gather_weighted_sum_backward(float* dsrc, float* dw, const float* dy, const float* src, const int32_t* index,
+                                  const float* w, int64_t T, int64_t k, int64_t D);
+// dst[index[r]] += src[r] for R rows of D (several r may name the same row).
+void scatter_add_rows(float* dst, const float* src, const int32_t* index, int64_t R, int64_t D);
 
 // Indices of the k largest of x[0..n), largest first; ties go to the lower index. NaN is never chosen
 // over a number. k <= n.
 void topk(const float* x, int64_t n, int64_t k, int32_t* idx);
 void topk_ref(const float* x, int64_t n, int64_t k, int32_t* idx);
 
-// out[t] = table[ids[t]] for T ids; table is a [V, D] weight of any dtype. ids are checked against V
+// ---- embedding ------------------------------------------------------------------------------------
+
+// out[t] = table[ids[t]] for T ids; table is a [V, D] weight of any format. ids are checked against V
 // by the caller.
 void embedding(float* out, const Mat& table, const int32_t* ids, int64_t T);
 void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T);
 
-// Dequantizes a whole FP8 e4m3 block-scaled matrix into f32 dst [N, K].
-void fp8_block_dequant(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
-                       int64_t block);
-void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
-                           int64_t block);
+// ---- losses over logits -----------------------------------------------------------------------------
 
-// ---- Rotary position embedding ----------------------------------------------------------------
+// probs[T, V] = softmax(logits); returns Σ −log probs[t][targets[t]] over the rows with target ≥ 0 and
+// writes how many into *counted. (Mean cross-entropy = the sum / counted.)
+double softmax_cross_entropy(float* probs, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                             int64_t* counted);
+// dlogits[t] += coef[t] · (probs[t] − onehot(targets[t])) for rows with target ≥ 0 (coef = ∂L/∂CE_t).
+// With coef null every counted row has coefficient `scale`.
+void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, const float* coef,
+                                    float scale, int64_t T, int64_t V);
+// logp[t] = log softmax(logits[t])[targets[t]] (0 where target < 0) and, if entropy is given, the
+// entropy of row t; log-sum-exp in double.
+void log_softmax_pick(float* logp, float* entropy, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+
+// ---- rotary position embedding -------------------------------------------------------------------------
 
 enum class RopeLayout {
   Interleaved,  // rotate adjacent pairs (x[2i], x[2i+1]) — DeepSeek V2/V3 checkpoints
   HalfSplit,    // rotate (x[i], x[i + R/2]) — Qwen2, Llama
 };
 
-// Frequencies and the cos/sin multiplier for one rotary embedding of dimension R (even).
-struct RopeParams {
-  int64_t dim = 0;       // R
-  double theta = 10000;  // rope_theta
-  // rope_scaling; type "" means none.
-  std::string type;  // "", "yarn", "llama3", "linear"
-  double factor = 1;
-  double original_max_position = 4096;  // original_max_position_embeddings
-  double beta_fast = 32, beta_slow = 1;  // yarn
-  double mscale = 1, mscale_all_dim = 0;  // yarn
-  double low_freq_factor = 1, high_freq_factor = 4;  // llama3
-};
-
-// inv_freq[R/2] after any scaling (YaRN correction ramp, llama3 wavelength bands, linear).
-std::vector<float> rope_inv_freq(const RopeParams& p);
-// The factor YaRN multiplies cos and sin by: yarn_mscale(factor, mscale) / yarn_mscale(factor,
-// mscale_all_dim), with yarn_mscale(s, m) = 0.1·m·ln(s) + 1 for s > 1, else 1. 1 when not yarn.
-float rope_cos_sin_scale(const RopeParams& p);
-// The YaRN attention-scale multiplier yarn_mscale(factor, mscale_all_dim) (squared by the caller).
-float yarn_attention_mscale(const RopeParams& p);
-
 // Rotates, in place, the first R values of each of n_heads vectors of every token:
 // x is [T, n_heads, *] with token stride `token_stride` and head stride `head_stride` (elements);
-// token t is at position pos[t]. angle = pos · inv_freq[i]; cos/sin are multiplied by `cs_scale`.
-void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
-          const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout);
-void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
-              const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout);
+// token t is at position pos[t]. angle = f32(pos · inv_freq[i]); cos/sin are multiplied by `cs_scale`.
+// inverse: rotate by −angle (RoPE's backward: the gradient of a rotation is the inverse rotation).
+void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
+          const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse = false);
+void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
+              const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse = false);
+
+// ---- FP8 E4M3 ---------------------------------------------------------------------------------------------
+
+// Dequantizes a whole FP8 e4m3 block-scaled matrix into f32 dst [N, K].
+void fp8_block_dequant(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K, int64_t block);
+void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
+                           int64_t block);
+// Simulated FP8 GEMM inputs (DeepSeek-V3 §3.3): values through E4M3 and back, each tile scaled by
+// amax/448 first. One value already scaled into [-448, 448], round half to even (equal, bit for bit, to
+// f32_to_f8e4m3 then f8e4m3_to_f32).
+float fp8_round_value(float v);
+// Rows of length K in tiles of `tile` columns (tile = K for none): x ← dq(q(x)). Rows are ld apart (0: K).
+void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile = 128, int64_t ld = 0);
+// A [N, K] matrix in 128×128 blocks.
+void fp8_round_blocks(float* w, int64_t N, int64_t K, int64_t block = 128);
 
 }  // namespace seek

@@ -24,7 +24,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "tensor/kernels.h"
+#include "tensor/kernels_avx512.h"
 
 #define SEEK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define SEEK_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
@@ -37,10 +37,6 @@ enum class WKind { BF16, F16, F8 };
 
 SEEK_AVX512 inline __mmask16 tail_mask16(int64_t n) { return __mmask16((1u << n) - 1u); }
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-constexpr WKind kind_of(DType t) {
-  return t == DType::BF16 ? WKind::BF16 : t == DType::F16 ? WKind::F16 : WKind::F8;
-}
 
 // Weights are read in chunks of 16 (bf16, f16: one 32-byte load) or 32 (f8: one 32-byte load), in
 // natural order, as kVecs<kind> f32 vectors.
@@ -194,22 +190,22 @@ SEEK_AVX512 void direct_rows_tt(float* y, int64_t ldy, const float* x, const Mat
 }
 
 template <WKind kind>
-SEEK_AVX512 void direct_rows_kind(float* y, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
-                                  const float* bias) {
-  const int64_t N = w.rows, K = w.cols;
+SEEK_AVX512 void direct_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                  int64_t n1, const float* bias) {
+  const int64_t K = w.cols;
   // Rows outermost in blocks, so that a block of weight rows stays in cache across token groups.
   const int64_t rows_per_block = 16;
   for (int64_t b0 = n0; b0 < n1; b0 += rows_per_block) {
     const int64_t b1 = min_i64(n1, b0 + rows_per_block);
     for (int64_t t0 = 0; t0 < T; t0 += 4) {  // token groups of at most 4
       const int64_t tt = min_i64(4, T - t0);
-      float* yt = y + t0 * N;
+      float* yt = y + t0 * ldy;
       const float* xt = x + t0 * K;
       switch (tt) {
-        case 1: direct_rows_tt<kind, 1>(yt, N, xt, w, b0, b1, bias); break;
-        case 2: direct_rows_tt<kind, 2>(yt, N, xt, w, b0, b1, bias); break;
-        case 3: direct_rows_tt<kind, 3>(yt, N, xt, w, b0, b1, bias); break;
-        default: direct_rows_tt<kind, 4>(yt, N, xt, w, b0, b1, bias); break;
+        case 1: direct_rows_tt<kind, 1>(yt, ldy, xt, w, b0, b1, bias); break;
+        case 2: direct_rows_tt<kind, 2>(yt, ldy, xt, w, b0, b1, bias); break;
+        case 3: direct_rows_tt<kind, 3>(yt, ldy, xt, w, b0, b1, bias); break;
+        default: direct_rows_tt<kind, 4>(yt, ldy, xt, w, b0, b1, bias); break;
       }
     }
   }
@@ -294,14 +290,18 @@ SEEK_AVX512 inline __m512 exp16(__m512 x) {
 // Row length of the bf16 activation buffer matmul_dpbf16_rows reads (K rounded up to 32).
 int64_t padded_k(int64_t K) { return (K + kBf16Chunk - 1) / kBf16Chunk * kBf16Chunk; }
 
-// Small-T matmul for rows [n0, n1) of a BF16/F16/F8_E4M3 weight; y is [T, N], x is [T, K].
-SEEK_AVX512 void matmul_direct_rows(float* y, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
-                                    const float* bias) {
-  switch (kind_of(w.dtype)) {
-    case WKind::BF16: direct_rows_kind<WKind::BF16>(y, x, w, T, n0, n1, bias); break;
-    case WKind::F16: direct_rows_kind<WKind::F16>(y, x, w, T, n0, n1, bias); break;
-    case WKind::F8: direct_rows_kind<WKind::F8>(y, x, w, T, n0, n1, bias); break;
-  }
+// The weight-format table's direct kernels (format.h): rows [n0, n1), y [T, ldy], x [T, K].
+SEEK_AVX512 void direct_rows_bf16(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                  int64_t n1, const float* bias) {
+  direct_rows_kind<WKind::BF16>(y, ldy, x, w, T, n0, n1, bias);
+}
+SEEK_AVX512 void direct_rows_f16(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                 int64_t n1, const float* bias) {
+  direct_rows_kind<WKind::F16>(y, ldy, x, w, T, n0, n1, bias);
+}
+SEEK_AVX512 void direct_rows_f8(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                int64_t n1, const float* bias) {
+  direct_rows_kind<WKind::F8>(y, ldy, x, w, T, n0, n1, bias);
 }
 
 // matmul_bf16_dpbf16 for rows [n0, n1); xb is x rounded to bf16, [T, padded_k(K)], zero-padded.
@@ -364,12 +364,14 @@ SEEK_AVX512 static void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, f
   }
 }
 
-SEEK_AVX512 void rows_to_f32(const Mat& w, int64_t r0, int64_t nr, float* dst) {
-  switch (kind_of(w.dtype)) {
-    case WKind::BF16: rows_to_f32_kind<WKind::BF16>(w, r0, nr, dst); break;
-    case WKind::F16: rows_to_f32_kind<WKind::F16>(w, r0, nr, dst); break;
-    case WKind::F8: rows_to_f32_kind<WKind::F8>(w, r0, nr, dst); break;
-  }
+SEEK_AVX512 void rows_to_f32_bf16(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<WKind::BF16>(w, r0, nr, dst);
+}
+SEEK_AVX512 void rows_to_f32_f16(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<WKind::F16>(w, r0, nr, dst);
+}
+SEEK_AVX512 void rows_to_f32_f8(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<WKind::F8>(w, r0, nr, dst);
 }
 
 // Softmax of T rows of length n (row stride `stride`), in place; sums in f32 over 16 lanes.
@@ -412,6 +414,23 @@ SEEK_AVX512 void silu_mul(float* out, const float* gate, const float* up, int64_
     __m512 u = _mm512_maskz_loadu_ps(m, up + i);
     __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
     _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, u));
+  }
+}
+
+// s = σ(g): dup = dout · g · s;  dgate = dout · up · s · (1 + g (1 − s)).
+SEEK_AVX512 void silu_mul_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                   int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : tail_mask16(n - i);
+    __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    __m512 u = _mm512_maskz_loadu_ps(m, up + i);
+    __m512 d = _mm512_maskz_loadu_ps(m, dout + i);
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+    __m512 ds = _mm512_mul_ps(d, s);
+    _mm512_mask_storeu_ps(dup + i, m, _mm512_mul_ps(ds, g));
+    __m512 f = _mm512_fmadd_ps(g, _mm512_sub_ps(one, s), one);
+    _mm512_mask_storeu_ps(dgate + i, m, _mm512_mul_ps(_mm512_mul_ps(ds, u), f));
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 
@@ -54,25 +55,27 @@ void mat_rows_to_f32_ref(const Mat& w, int64_t r0, int64_t nr, float* dst) {
     for (int64_t k = 0; k < w.cols; k++) dst[r * w.cols + k] = weight_at(w, r0 + r, k);
 }
 
-void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias) {
+void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias, int64_t ldy) {
   const int64_t N = w.rows, K = w.cols;
+  if (ldy == 0) ldy = N;
   for (int64_t t = 0; t < T; t++) {
     for (int64_t n = 0; n < N; n++) {
       double acc = bias ? bias[n] : 0.0;
       for (int64_t k = 0; k < K; k++) acc += double(x[t * K + k]) * double(weight_at(w, n, k));
-      y[t * N + n] = float(acc);
+      y[t * ldy + n] = float(acc);
     }
   }
 }
 
-void gemm_f32_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc) {
+void gemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   for (int64_t m = 0; m < M; m++) {
     for (int64_t n = 0; n < N; n++) {
       double acc = 0;
       for (int64_t k = 0; k < K; k++) {
+        float a = trans_a ? A[k * lda + m] : A[m * lda + k];
         float b = trans_b ? B[n * ldb + k] : B[k * ldb + n];
-        acc += double(A[m * lda + k]) * double(b);
+        acc += double(a) * double(b);
       }
       // As in BLAS, beta == 0 means C is not read (it may hold NaN).
       double c = beta == 0.0f ? 0.0 : double(beta) * double(C[m * ldc + n]);
@@ -81,12 +84,16 @@ void gemm_f32_ref(int64_t M, int64_t N, int64_t K, float alpha, const float* A, 
   }
 }
 
-void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps) {
+void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps, float* rstd, int64_t ldx,
+                 int64_t ldy) {
+  if (ldx == 0) ldx = D;
+  if (ldy == 0) ldy = D;
   for (int64_t t = 0; t < T; t++) {
     double ss = 0;
-    for (int64_t d = 0; d < D; d++) ss += double(x[t * D + d]) * double(x[t * D + d]);
+    for (int64_t d = 0; d < D; d++) ss += double(x[t * ldx + d]) * double(x[t * ldx + d]);
     double inv = 1.0 / std::sqrt(ss / double(D) + double(eps));
-    for (int64_t d = 0; d < D; d++) y[t * D + d] = float(double(x[t * D + d]) * inv * double(w[d]));
+    if (rstd) rstd[t] = float(inv);
+    for (int64_t d = 0; d < D; d++) y[t * ldy + d] = float(double(x[t * ldx + d]) * inv * double(w[d]));
   }
 }
 
@@ -101,11 +108,22 @@ void softmax_ref(float* x, int64_t T, int64_t n, int64_t stride) {
   }
 }
 
-void silu_mul_ref(float* out, const float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    double g = gate[i];
-    out[i] = float(g / (1.0 + std::exp(-g)) * double(up[i]));
-  }
+void swiglu_ref(float* out, const float* gu, int64_t T, int64_t F) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t f = 0; f < F; f++) {
+      double g = gu[t * 2 * F + f], u = gu[t * 2 * F + F + f];
+      out[t * F + f] = float(g / (1.0 + std::exp(-g)) * u);
+    }
+}
+
+void swiglu_backward_ref(float* dgu, const float* dout, const float* gu, int64_t T, int64_t F) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t f = 0; f < F; f++) {
+      double g = gu[t * 2 * F + f], u = gu[t * 2 * F + F + f], d = dout[t * F + f];
+      double s = 1.0 / (1.0 + std::exp(-g));
+      dgu[t * 2 * F + F + f] = float(d * g * s);
+      dgu[t * 2 * F + f] = float(d * u * s * (1.0 + g * (1.0 - s)));
+    }
 }
 
 void topk_ref(const float* x, int64_t n, int64_t k, int32_t* idx) {
@@ -136,8 +154,8 @@ void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv,
 // Angles are pos · inv_freq rounded to f32, as the PyTorch references compute them
 // (torch.outer(t, inv_freq) in float32 in HF and DeepSeek's inference/model.py); cos and sin of that
 // angle are taken in double and rounded once.
-void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride,
-              const int32_t* pos, const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout) {
+void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
+              const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse) {
   SEEK_ASSERT(R % 2 == 0);
   const int64_t half = R / 2;
   for (int64_t t = 0; t < T; t++) {
@@ -146,7 +164,7 @@ void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_
       for (int64_t i = 0; i < half; i++) {
         float angle = float(pos[t]) * inv_freq[i];
         double c = std::cos(double(angle)) * double(cs_scale);
-        double s = std::sin(double(angle)) * double(cs_scale);
+        double s = std::sin(double(angle)) * double(cs_scale) * (inverse ? -1.0 : 1.0);
         int64_t i0 = layout == RopeLayout::Interleaved ? 2 * i : i;
         int64_t i1 = layout == RopeLayout::Interleaved ? 2 * i + 1 : i + half;
         double a = v[i0], b = v[i1];

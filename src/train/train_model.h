@@ -1,5 +1,6 @@
-// train_model.h — a model being trained: every parameter in one f32 arena (HF names, llm.c-style
-// ParameterTensors), a gradient arena of the same layout, and the loss with its gradient.
+// train_model.h — a model being trained: every parameter in one f32 arena, its gradient in a second of
+// the same layout (llm.c's ParameterTensors), typed views of both (nn/transformer.h: Weights, Grads),
+// and the loss with its gradient, computed by the same nn/ modules the inference model runs.
 //
 // The loss (DeepSeek-V3 §2.2, §2.1.2; the contract scripts/reference/train_reference.py also computes):
 //   main    = mean over B·T positions of CE(logits[b, i], ids[b, i+1])
@@ -11,19 +12,23 @@
 // Routing choices are constants; e_score_correction_bias gets no gradient (it is moved by the
 // aux-loss-free rule between steps, not by the loss).
 //
-// Speed: the B sequences run together (every projection is one GEMM over B·T rows), routed experts run
-// on the rows routed to them, gathered per expert (one task per expert), and attention runs per
-// (sequence, kv head) on query blocks that skip the masked triangle. MLA trains in the naive form
-// (absorption is an inference rewrite of the same function). With mtp_lambda = 0 the MTP module is
-// not run at all (its loss reads 0).
+// The B sequences run together: every projection is one GEMM over B·T rows, routed experts run on the
+// rows routed to them, attention runs per (sequence, head) on causal query blocks. MLA trains in the
+// naive form (absorption is an inference rewrite of the same function). With mtp_lambda = 0 the MTP
+// module is not run at all (its loss reads 0). Activations and scratch are kept between steps, so a
+// step of the same shape allocates nothing.
+//
+// inference() is a Model over the live parameters (no copy): GRPO's rollouts and distillation's
+// sampling use the current policy directly.
 #pragma once
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "model/config.h"
-#include "model/layers.h"
+#include "model/model.h"
+#include "nn/transformer.h"
 
 namespace seek::train {
 
@@ -48,6 +53,9 @@ class TrainModel {
  public:
   // f32 copies of every tensor of a model directory (any stored dtype).
   static TrainModel from_checkpoint(const std::string& dir);
+  TrainModel(TrainModel&&) noexcept;
+  TrainModel& operator=(TrainModel&&) noexcept;
+  ~TrainModel();
 
   struct Param {
     std::string name;
@@ -59,15 +67,22 @@ class TrainModel {
   const Config& config() const { return cfg_; }
   const std::vector<Param>& params() const { return params_; }
   std::vector<float>& data() { return data_; }
+  const std::vector<float>& data() const { return data_; }
   std::vector<float>& grad() { return grad_; }
+  const Weights& weights() const { return w_; }
+  // By HF name (for tests and tools; the passes use the typed views).
   float* p(const std::string& name);
   float* g(const std::string& name);
   const Param& param(const std::string& name) const;
 
+  // Simulate FP8 GEMM inputs in this model's passes (DeepSeek-V3 §3.3; nn/pass.h). Off by default.
+  void set_fp8(bool on) { fp8_ = on; }
+  bool fp8() const { return fp8_; }
+
   // ids [B, T+1]; zeroes and fills grad(); returns the loss parts. With obj, main is obj's loss.
   LossParts forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w,
                              const TokenObjective* obj = nullptr);
-  // The loss only (no gradient).
+  // The loss only (no gradient, no activations kept).
   LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, const TokenObjective* obj = nullptr);
   // log p(ids[b, t+1] | ids[b, ..t]) for every row b·T + t (forward only, no MTP); and, if entropy is
   // given, each position's entropy.
@@ -85,6 +100,10 @@ class TrainModel {
   BalanceStats update_routing_bias(double gamma);
   BalanceStats balance_stats() const;
 
+  // An inference model over the live parameters: it sees every update, and costs no copy. Valid while
+  // this TrainModel lives.
+  Model& inference();
+
   // Writes config.json (the one loaded) and model.safetensors (f32, HF names) atomically: a directory
   // seek generate / Model::load can run.
   void save(const std::string& dir) const;
@@ -96,11 +115,20 @@ class TrainModel {
 
   Config cfg_;
   std::string config_json_;
-  Rope rope_;
+  TransformerSpec spec_;
   std::vector<std::vector<int64_t>> load_;
   std::vector<Param> params_;
   std::map<std::string, size_t> index_;
   std::vector<float> data_, grad_;
+  Weights w_;
+  Grads wm_;  // the parameters again as f32 views that write (the routing bias's update)
+  Grads g_;
+  bool fp8_ = false;
+  std::unique_ptr<Model> inference_;
+  // What a step keeps between its forward and its backward, reused from step to step.
+  struct Activations;
+  std::unique_ptr<Activations> acts_;
+  std::unique_ptr<Workspace> ws_;
 };
 
 }  // namespace seek::train

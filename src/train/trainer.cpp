@@ -18,7 +18,6 @@
 #include "model/safetensors.h"
 #include "tensor/roofline.h"
 #include "train/flops.h"
-#include "train/grad_ops.h"
 #include "train/optimizer.h"
 #include "train/train_model.h"
 #include "util/error.h"
@@ -238,12 +237,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     }
   };
   std::vector<float> gacc(static_cast<size_t>(n));
-  // FP8 simulation for this run's GEMMs; restored on every way out.
-  struct Fp8Scope {
-    bool before;
-    explicit Fp8Scope(bool on) : before(fp8_simulation()) { set_fp8_simulation(on); }
-    ~Fp8Scope() { set_fp8_simulation(before); }
-  } fp8_scope(o.fp8);
+  m.set_fp8(o.fp8);
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   int64_t window_tokens = 0, run_steps = 0;

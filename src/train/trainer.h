@@ -46,7 +46,7 @@ struct PretrainOptions {
   double gamma = 0.001;      // aux-free bias step
   double seq_alpha = 1e-4;   // sequence-wise balance loss weight (aux-free mode)
   double aux_alpha = 1e-3;   // the auxiliary loss weight (aux mode)
-  bool fp8 = false;          // simulate FP8 GEMM inputs (DeepSeek-V3 §3.3; train/grad_ops.h)
+  bool fp8 = false;          // simulate FP8 GEMM inputs (DeepSeek-V3 §3.3; nn/pass.h)
   uint64_t seed = 1;
   int64_t eval_every = 50, eval_batches = 8, save_every = 50, log_every = 10;
   int64_t stop_after = 0;    // stop (with a checkpoint) after this many steps of this run: tests of resume

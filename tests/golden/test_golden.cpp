@@ -57,11 +57,11 @@ TEST_P(Golden, MatchesReferenceLayerByLayer) {
   std::vector<int32_t> ids(static_cast<size_t>(ids_t->numel()));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(as_f32(*ids_t)[i]);
   const int64_t T = int64_t(ids.size()), V = c.vocab_size, D = c.hidden_size;
-  const double bound = bound_for(c, m->checkpoint());
+  const double bound = bound_for(c, *m->checkpoint());
 
   for (MlaForm form : {MlaForm::Absorbed, MlaForm::Naive}) {
     if (!c.is_mla() && form == MlaForm::Naive) continue;
-    Trace trace;
+    ActivationTrace trace;
     std::vector<float> logits(static_cast<size_t>(T * V)), hidden(static_cast<size_t>(T * D));
     KVCache cache = m->new_cache(T, form);
     m->forward(cache, ids.data(), T, logits.data(), true, hidden.data(), &trace);

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "model/rope_scaling.h"
+#include "tensor/backend.h"
 #include "tensor/cpu.h"
 #include "tensor/kernels.h"
 
@@ -199,6 +201,24 @@ TEST_P(Kernels, MatmulAllDtypesAndShapes) {
   }
 }
 
+// Outputs into a wider row (ldy > N, as two projections side by side): the padding is untouched.
+TEST_P(Kernels, MatmulRowStride) {
+  std::mt19937 rng(23);
+  for (DType dt : kWeightTypes) {
+    const int64_t N = 37, K = 70, ldy = 50;
+    Weight w = make_weight(rng, dt, N, K);
+    for (int64_t T : {1, 3, 65, 100}) {
+      std::vector<float> x = random_floats(rng, size_t(T * K));
+      std::vector<float> y(size_t(T * ldy), 7.f), ref(size_t(T * ldy), 7.f);
+      matmul(y.data(), x.data(), w.mat, T, nullptr, ldy);
+      matmul_ref(ref.data(), x.data(), w.mat, T, nullptr, ldy);
+      EXPECT_LE(rel_err(y.data(), ref.data(), y.size()), kTolF32) << dtype_name(dt) << " T " << T;
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t n = N; n < ldy; n++) ASSERT_EQ(y[size_t(t * ldy + n)], 7.f);
+    }
+  }
+}
+
 TEST_P(Kernels, MatmulFp8OddBlocks) {
   std::mt19937 rng(13);
   for (int64_t block : {32, 50, 16, 1000}) {
@@ -245,8 +265,8 @@ TEST_P(Kernels, GemmF32Strided) {
         if (beta == 0)
           for (int64_t m = 0; m < M; m++) C0[m * ldc] = kNaN;  // beta = 0 must not read C
         std::vector<float> C = C0, R = C0;
-        gemm_f32(M, N, K, alpha, A.data(), lda, B.data(), ldb, trans_b, beta, C.data(), ldc);
-        gemm_f32_ref(M, N, K, alpha, A.data(), lda, B.data(), ldb, trans_b, beta, R.data(), ldc);
+        gemm(false, trans_b, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+        gemm_ref(false, trans_b, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, R.data(), ldc);
         EXPECT_LE(rel_err(C.data(), R.data(), C.size()), kTolF32) << M << " " << N << " " << K << " " << trans_b;
         for (int64_t m = 0; m < M; m++)  // the padding between rows is untouched
           for (int64_t n = N; n < ldc; n++) ASSERT_EQ(C[m * ldc + n], C0[m * ldc + n]);
@@ -303,17 +323,51 @@ TEST_P(Kernels, SoftmaxLargeValuesAndMasks) {
   EXPECT_FLOAT_EQ(x[6], 0.5f);
 }
 
-TEST_P(Kernels, SiluMul) {
+TEST_P(Kernels, SwiGLUForwardAndBackward) {
   std::mt19937 rng(18);
-  for (int64_t n : {1, 5, 17, 129, 1000, 300000}) {
-    std::vector<float> g = random_floats(rng, size_t(n), -30, 30), u = random_floats(rng, size_t(n), -2, 2);
-    std::vector<float> y(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
-    silu_mul(y.data(), g.data(), u.data(), n);
-    silu_mul_ref(ref.data(), g.data(), u.data(), n);
-    EXPECT_LE(rel_err(y.data(), ref.data(), y.size()), kTolF32) << n;
-    silu_mul(g.data(), g.data(), u.data(), n);  // out aliases gate
-    EXPECT_LE(rel_err(g.data(), ref.data(), y.size()), kTolF32) << n;
+  for (auto [T, F] : {std::pair<int64_t, int64_t>{1, 1}, {1, 5}, {3, 17}, {2, 129}, {5, 1000}, {3, 100000}}) {
+    std::vector<float> gu(size_t(T * 2 * F));
+    for (int64_t t = 0; t < T; t++) {
+      std::vector<float> g = random_floats(rng, size_t(F), -30, 30), u = random_floats(rng, size_t(F), -2, 2);
+      std::copy(g.begin(), g.end(), gu.begin() + t * 2 * F);
+      std::copy(u.begin(), u.end(), gu.begin() + t * 2 * F + F);
+    }
+    std::vector<float> y(size_t(T * F)), ref(size_t(T * F));
+    swiglu(y.data(), gu.data(), T, F);
+    swiglu_ref(ref.data(), gu.data(), T, F);
+    EXPECT_LE(rel_err(y.data(), ref.data(), y.size()), kTolF32) << T << " " << F;
+    std::vector<float> dout = random_floats(rng, size_t(T * F)), d(size_t(T * 2 * F)), dref(size_t(T * 2 * F));
+    swiglu_backward(d.data(), dout.data(), gu.data(), T, F);
+    swiglu_backward_ref(dref.data(), dout.data(), gu.data(), T, F);
+    EXPECT_LE(rel_err(d.data(), dref.data(), d.size()), kTolF32) << T << " " << F;
   }
+}
+
+TEST_P(Kernels, GemmTransposedA) {
+  std::mt19937 rng(21);
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {5, 7, 3}, {33, 17, 65}, {130, 9, 40}}) {
+    for (bool trans_b : {false, true}) {
+      const int64_t lda = M + 2, ldb = (trans_b ? K : N) + 1, ldc = N + 3;
+      std::vector<float> A = random_floats(rng, size_t(K * lda)), B = random_floats(rng, size_t((trans_b ? N : K) * ldb));
+      std::vector<float> C = random_floats(rng, size_t(M * ldc)), R = C;
+      gemm(true, trans_b, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 1.f, C.data(), ldc);
+      gemm_ref(true, trans_b, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 1.f, R.data(), ldc);
+      EXPECT_LE(rel_err(C.data(), R.data(), C.size()), kTolF32) << M << " " << N << " " << K;
+    }
+  }
+}
+
+TEST_P(Kernels, RmsnormKeepsRstdAndStrides) {
+  std::mt19937 rng(22);
+  const int64_t T = 9, D = 37, ldx = 41, ldy = 39;
+  std::vector<float> x = random_floats(rng, size_t(T * ldx), -3, 3), w = random_floats(rng, size_t(D));
+  std::vector<float> y(size_t(T * ldy), 7.f), ref = y, r(static_cast<size_t>(T)), rref(static_cast<size_t>(T));
+  rmsnorm(y.data(), x.data(), w.data(), T, D, 1e-6f, r.data(), ldx, ldy);
+  rmsnorm_ref(ref.data(), x.data(), w.data(), T, D, 1e-6f, rref.data(), ldx, ldy);
+  EXPECT_LE(rel_err(y.data(), ref.data(), y.size()), kTolF32);
+  EXPECT_LE(rel_err(r.data(), rref.data(), r.size()), kTolF32);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t d = D; d < ldy; d++) EXPECT_EQ(y[size_t(t * ldy + d)], 7.f);  // the padding is untouched
 }
 
 TEST_P(Kernels, TopkMatchesRef) {
@@ -406,9 +460,19 @@ TEST_P(Kernels, RopeMatchesRef) {
       for (int64_t t = 0; t < T; t++) pos[t] = int32_t(rng() % 200000);
       pos[0] = 0;
       const float cs = 1.25f;
+      const std::vector<float> x0 = x;
       rope(x.data(), T, H, token_stride, head_stride, pos.data(), inv_freq.data(), R, cs, layout);
       rope_ref(ref.data(), T, H, token_stride, head_stride, pos.data(), inv_freq.data(), R, cs, layout);
       EXPECT_LE(rel_err(x.data(), ref.data(), x.size()), kTolF32) << T << " " << H << " " << R;
+      // The inverse rotation (RoPE's backward) against its reference, and back to the start (cs² scale).
+      rope(x.data(), T, H, token_stride, head_stride, pos.data(), inv_freq.data(), R, cs, layout, true);
+      rope_ref(ref.data(), T, H, token_stride, head_stride, pos.data(), inv_freq.data(), R, cs, layout, true);
+      EXPECT_LE(rel_err(x.data(), ref.data(), x.size()), kTolF32) << "inverse " << T << " " << H << " " << R;
+      for (size_t i = 0; i < x.size(); i++) {
+        const int64_t within = int64_t(i) % token_stride;  // rotated: the first R of each head
+        if (within < H * head_stride && within % head_stride < R) x[i] /= cs * cs;
+      }
+      EXPECT_LE(rel_err(x.data(), x0.data(), x.size()), kTolF32) << "round trip";
     }
   }
 }

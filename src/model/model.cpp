@@ -1,9 +1,10 @@
-// transformer.cpp — the model's forward pass: embedding, pre-norm blocks (attention + MLP or MoE),
-// final norm, lm head; and the MTP modules (DeepSeek-V3 §2.2). Parameter counts for `seek info`.
+// model.cpp — the inference passes over KV caches: embedding, the blocks, the final norm and lm head,
+// and the MTP modules (DeepSeek-V3 §2.2), each a call into nn/. Parameter counts for `seek info`.
+#include "model/model.h"
+
 #include <cstring>
 
-#include "model/layers.h"
-#include "model/model.h"
+#include "nn/head.h"
 #include "util/error.h"
 
 namespace seek {
@@ -15,8 +16,14 @@ std::unique_ptr<Model> Model::load(const std::string& dir) {
 }
 
 Model::Model(Config cfg, std::unique_ptr<Checkpoint> ckpt) : cfg_(std::move(cfg)), ckpt_(std::move(ckpt)) {
-  w_ = load_weights(cfg_, *ckpt_);
-  rope_ = Rope(cfg_.rope);
+  w_ = load_weights(cfg_, *ckpt_, store_);
+  init();
+}
+
+Model::Model(Config cfg, const Weights& weights) : cfg_(std::move(cfg)), w_(weights) { init(); }
+
+void Model::init() {
+  spec_ = transformer_spec(cfg_);
   for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) layer_names_.push_back("layer." + std::to_string(i));
   for (int64_t k = 0; k < cfg_.num_nextn_predict_layers; ++k) layer_names_.push_back("mtp." + std::to_string(k));
 }
@@ -36,49 +43,13 @@ void Model::check_ids(const int32_t* ids, int64_t T) const {
                          (long long)cfg_.vocab_size));
 }
 
-void Model::block(const BlockWeights& b, const std::vector<Segment>& segs, MlaForm form, float* x, int64_t N,
-                  const int32_t* pos, Trace* trace, const std::string* name) {
-  const int64_t D = cfg_.hidden_size;
-  const float eps = float(cfg_.rms_norm_eps);
-  float* xn = ws_.f(kXNorm, N * D);
-  float* y = ws_.f(kAttnProj, N * D);
-  // Attention sub-block.
-  rmsnorm(xn, x, b.input_layernorm.data(), N, D, eps);
-  if (cfg_.is_mla()) mla_forward(cfg_, rope_, b.mla, segs, form, xn, y, N, pos, ws_);
-  else gqa_forward(cfg_, rope_, b.gqa, segs, xn, y, N, pos, ws_);
-  if (trace) trace->put(*name + ".attn", y, N * D);
-  for (int64_t i = 0; i < N * D; ++i) x[i] += y[i];
-  // Feed-forward sub-block.
-  rmsnorm(xn, x, b.post_attention_layernorm.data(), N, D, eps);
-  float* f = ws_.f(kFfnOut, N * D);
-  if (b.moe) {
-    const int64_t k = cfg_.num_experts_per_tok;
-    std::vector<int32_t> idx;
-    std::vector<float> wt;
-    if (trace) {
-      idx.resize(size_t(N * k));
-      wt.resize(size_t(N * k));
-    }
-    moe_forward(cfg_, b.experts, xn, f, N, ws_, trace ? idx.data() : nullptr, trace ? wt.data() : nullptr);
-    if (trace) {
-      std::vector<float> fidx(idx.begin(), idx.end());
-      trace->put(*name + ".topk_idx", fidx.data(), N * k);
-      trace->put(*name + ".topk_weight", wt.data(), N * k);
-    }
-  } else {
-    mlp_forward(b.mlp, xn, f, N, D, ws_);
-  }
-  if (trace) trace->put(*name + ".ffn", f, N * D);
-  for (int64_t i = 0; i < N * D; ++i) x[i] += f[i];
-  if (trace) trace->put(*name, x, N * D);
-}
-
-float* Model::run_blocks(const std::vector<BatchItem>& items, Trace* trace) {
+float* Model::run_blocks(const std::vector<BatchItem>& items, ActivationTrace* trace) {
   const int64_t D = cfg_.hidden_size;
   if (items.empty()) throw Error("forward: no sequences");
   int64_t N = 0;
   for (const BatchItem& it : items) {
     if (it.n <= 0) throw Error("forward: a sequence with no tokens");
+    if (it.n_logits < 0 || it.n_logits > it.n) throw Error("forward: n_logits outside 0 .. the item's tokens");
     if (it.cache->len + it.n > it.cache->capacity)
       throw Error(strfmt("forward: %lld cached + %lld new tokens exceed the cache capacity %lld",
                          (long long)it.cache->len, (long long)it.n, (long long)it.cache->capacity));
@@ -88,8 +59,8 @@ float* Model::run_blocks(const std::vector<BatchItem>& items, Trace* trace) {
     N += it.n;
   }
   // Rows: the items' tokens one after the other, with their positions.
-  int32_t* ids = ws_.i(kIds, N);
-  int32_t* pos = ws_.i(kPos, N);
+  int32_t* ids = ws_.alloc<int32_t>(N);
+  int32_t* pos = ws_.alloc<int32_t>(N);
   segs_.resize(items.size());
   int64_t row = 0;
   for (size_t j = 0; j < items.size(); ++j) {
@@ -99,82 +70,81 @@ float* Model::run_blocks(const std::vector<BatchItem>& items, Trace* trace) {
     segs_[j] = Segment{nullptr, row, it.n, it.cache->len};
     row += it.n;
   }
-  float* x = ws_.f(kX, N * D);  // [N, D] residual stream
-  embedding(x, w_.embed_tokens, ids, N);
+  float* x = ws_.alloc<float>(N * D);  // [N, D] residual stream
+  embed(w_.embed_tokens, ids, N, x);
   if (trace) trace->put("embed", x, N * D);
+  const Pass pass{ws_, false, trace};
+  const Rows rows{N, pos, &segs_, items[0].cache->form};
   for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
     for (size_t j = 0; j < items.size(); ++j) segs_[j].cache = &items[j].cache->layers[size_t(i)];
-    block(w_.layers[size_t(i)], segs_, items[0].cache->form, x, N, pos, trace, &layer_names_[size_t(i)]);
+    block_forward(pass, spec_.layers[size_t(i)], w_.layers[size_t(i)], x, x, rows, nullptr, local_experts(),
+                  &layer_names_[size_t(i)]);
   }
   for (const BatchItem& it : items) it.cache->len += it.n;
   return x;
 }
 
 void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits, bool all_logits, float* hidden,
-                    Trace* trace) {
+                    ActivationTrace* trace) {
   const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
   if (T <= 0) throw Error("forward: no tokens");
-  one_.assign(1, BatchItem{&cache, ids, T});
+  Workspace::Frame frame(ws_);
+  one_.assign(1, BatchItem{&cache, ids, T, all_logits ? T : 1});
   float* x = run_blocks(one_, trace);
-  const int64_t first = all_logits ? 0 : T - 1;  // rows that get logits
-  const int64_t first_norm = hidden ? 0 : first;   // rows that get the final norm
-  float* xn = ws_.f(kXNorm, T * D);
-  rmsnorm(xn + first_norm * D, x + first_norm * D, w_.norm.data(), T - first_norm, D, float(cfg_.rms_norm_eps));
-  if (hidden) std::memcpy(hidden, xn, sizeof(float) * size_t(T * D));
-  if (trace) trace->put("norm", xn + first * D, (T - first) * D);
-  matmul(logits, xn + first * D, w_.lm_head, T - first);  // [T - first, V]
-  if (trace) trace->put("logits", logits, (T - first) * V);
+  // The final norm over the rows that get logits, or over all of them when the hidden states are asked for.
+  const int64_t n_logits = all_logits ? T : 1, normed = hidden ? T : n_logits;
+  float* hn = ws_.alloc<float>(normed * D);
+  head_forward(Pass{ws_, false, nullptr}, w_.norm, w_.lm_head, float(cfg_.rms_norm_eps), x + (T - normed) * D, normed,
+               hn, nullptr, logits, n_logits);
+  if (hidden) std::memcpy(hidden, hn, sizeof(float) * size_t(T * D));
+  if (trace) {
+    trace->put("norm", hn + (normed - n_logits) * D, n_logits * D);
+    trace->put("logits", logits, n_logits * V);
+  }
 }
 
 void Model::forward_batch(const std::vector<BatchItem>& items, float* logits) {
   const int64_t D = cfg_.hidden_size;
+  Workspace::Frame frame(ws_);
   float* x = run_blocks(items, nullptr);
-  // Each item's last row, normed, through the head: logits [B, V].
-  const int64_t B = int64_t(items.size());
-  float* last = ws_.f(kLastRows, B * D);
-  int64_t row = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    row += items[size_t(b)].n;
-    std::memcpy(last + b * D, x + (row - 1) * D, sizeof(float) * size_t(D));
+  // Each item's last n_logits rows, normed, through the head.
+  int64_t M = 0;
+  for (const BatchItem& it : items) M += it.n_logits;
+  float* last = ws_.alloc<float>(M * D);
+  int64_t row = 0, m = 0;
+  for (const BatchItem& it : items) {
+    row += it.n;
+    std::memcpy(last + m * D, x + (row - it.n_logits) * D, sizeof(float) * size_t(it.n_logits * D));
+    m += it.n_logits;
   }
-  rmsnorm(last, last, w_.norm.data(), B, D, float(cfg_.rms_norm_eps));
-  matmul(logits, last, w_.lm_head, B);
+  float* hn = ws_.alloc<float>(M * D);
+  head_forward(Pass{ws_, false, nullptr}, w_.norm, w_.lm_head, float(cfg_.rms_norm_eps), last, M, hn, nullptr, logits);
 }
 
-void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_t* next_ids, int64_t T,
-                        float* logits, float* hidden_out, Trace* trace) {
+void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_t* next_ids, int64_t T, float* logits,
+                        float* hidden_out, ActivationTrace* trace) {
   if (k < 0 || k >= int(w_.mtp.size())) throw Error(strfmt("forward_mtp: the model has no MTP module %d", k));
   if (T <= 0) throw Error("forward_mtp: no tokens");
   if (cache.len + T > cache.capacity) throw Error("forward_mtp: cache capacity exceeded");
   check_ids(next_ids, T);
   const MtpWeights& m = w_.mtp[size_t(k)];
   const int64_t D = cfg_.hidden_size;
-  const float eps = float(cfg_.rms_norm_eps);
-  // h' = eh_proj([enorm(Emb(t_{i+k+1})) ; hnorm(h_prev_i)])  — embedding half first.
-  float* cat = ws_.f(kMtpCat, T * 2 * D);  // [T, 2D]
-  float* e = ws_.f(kXNorm, T * D);
-  embedding(e, w_.embed_tokens, next_ids, T);
-  for (int64_t t = 0; t < T; ++t) {
-    rmsnorm(cat + t * 2 * D, e + t * D, m.enorm.data(), 1, D, eps);
-    rmsnorm(cat + t * 2 * D + D, h_prev + t * D, m.hnorm.data(), 1, D, eps);
-  }
-  float* x = ws_.f(kX, T * D);
-  matmul(x, cat, m.eh_proj, T);
-  const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
-  if (trace) trace->put(name + ".eh", x, T * D);
-  int32_t* pos = ws_.i(kPos, T);
+  Workspace::Frame frame(ws_);
+  float* e = ws_.alloc<float>(T * D);
+  embed(w_.embed_tokens, next_ids, T, e);
+  int32_t* pos = ws_.alloc<int32_t>(T);
   for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(cache.len + t);
   segs_.assign(1, Segment{&cache.layers[size_t(k)], 0, T, cache.len});
-  block(m.block, segs_, cache.form, x, T, pos, trace, &name);  // traces mtp.k.{attn,ffn,...}
+  const Pass pass{ws_, false, trace};
+  const Rows rows{T, pos, &segs_, cache.form};
+  const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
+  float* out = ws_.alloc<float>(T * D);
+  mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h_prev, out, rows, nullptr, local_experts(), &name);
   cache.len += T;
-  if (trace) {
-    trace->values[name + ".hidden"] = std::move(trace->values[name]);
-    trace->values.erase(name);
-  }
-  float* xn = ws_.f(kXNorm, T * D);
-  rmsnorm(xn, x, m.shared_head_norm.data(), T, D, eps);
-  if (hidden_out) std::memcpy(hidden_out, xn, sizeof(float) * size_t(T * D));
-  matmul(logits, xn, w_.lm_head, T);
+  // shared_head.norm, then the main model's head.
+  float* hn = ws_.alloc<float>(T * D);
+  head_forward(pass, m.shared_head_norm, w_.lm_head, float(cfg_.rms_norm_eps), out, T, hn, nullptr, logits);
+  if (hidden_out) std::memcpy(hidden_out, hn, sizeof(float) * size_t(T * D));
   if (trace) trace->put(name + ".logits", logits, T * cfg_.vocab_size);
 }
 

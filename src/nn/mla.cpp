@@ -1,0 +1,252 @@
+// mla.cpp — see mla.h. Shapes follow the legend in tensor/kernels.h; qk = qk_nope + R, kvw = nope + v
+// (one head's rows of kv_b_proj). Steps are numbered so the backward reads against the forward.
+#include "nn/mla.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "nn/linear.h"
+#include "tensor/backend.h"
+#include "util/error.h"
+
+namespace seek {
+
+namespace {
+
+constexpr int64_t kPrefillDecompress = 64;  // new tokens from which absorbed MLA decompresses K/V
+
+// A training buffer of at least n elements (kept across steps), or n elements of scratch.
+float* buffer(std::vector<float>* keep, Workspace& ws, int64_t n) {
+  if (!keep) return ws.alloc<float>(n);
+  if (keep->size() < size_t(n)) keep->resize(size_t(n));
+  return keep->data();
+}
+
+struct Dims {
+  int64_t N, D, H, C, R, nope, qk, vd, ql, kvw;
+  int64_t n1;  // rows of the first query projection (q_a or q)
+  int64_t lda;  // row of `a`: [first ; c_kv ; k_pe]
+  Dims(const MlaSpec& s, int64_t rows)
+      : N(rows), D(s.hidden), H(s.heads), C(s.kv_lora_rank), R(s.qk_rope_head_dim), nope(s.qk_nope_head_dim),
+        qk(s.qk()), vd(s.v_head_dim), ql(s.q_lora_rank), kvw(nope + vd),
+        n1(ql ? ql : H * qk), lda(n1 + C + R) {}
+};
+
+const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_lora_rank ? w.q_a_proj : w.q_proj; }
+
+// Absorbed decode of one segment (few new tokens): q̃_h = q_nope_h · W_UK_h beside q_pe, MQA over the
+// latent rows (key dim C + R, value dim C), then W_UV_h per head.
+void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float* q, int64_t ldq, const Segment& sg,
+                     const float* Wkvb, const float* latent, int64_t cap, float* out) {
+  Workspace::Frame frame(p.ws);
+  const int64_t T = sg.T, L = sg.pos0 + T, CR = d.C + d.R;
+  float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
+  parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* Wuk = Wkvb + h * d.kvw * d.C;  // [nope, C]
+      gemm(false, false, T, d.C, d.nope, 1.f, q + h * d.qk, ldq, Wuk, d.C, 0.f, qcat + h * T * CR, CR);
+      for (int64_t t = 0; t < T; ++t)
+        std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
+    }
+  });
+  float* S = p.ws.alloc<float>(d.H * T * cap);  // [H·T, L], sized for the capacity: a decode never grows it
+  gemm(false, true, d.H * T, L, CR, s.softmax_scale, qcat, CR, latent, CR, 0.f, S, L);
+  for (int64_t h = 0; h < d.H; ++h) softmax_causal(S + h * T * L, T, L, L, sg.pos0 + 1);
+  float* ctx = p.ws.alloc<float>(d.H * T * d.C);
+  gemm(false, false, d.H * T, d.C, L, 1.f, S, L, latent, CR, 0.f, ctx, d.C);  // [H·T, C]
+  parallel_for(d.H, T * d.C * d.vd, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* Wuv = Wkvb + (h * d.kvw + d.nope) * d.C;  // [v, C]
+      gemm(false, true, T, d.vd, d.C, 1.f, ctx + h * T * d.C, d.C, Wuv, d.C, 0.f, out + h * d.vd, d.H * d.vd);
+    }
+  });
+}
+
+}  // namespace
+
+void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const float* x, float* out, const Rows& rows,
+                 MlaActs* acts) {
+  Workspace::Frame frame(p.ws);
+  const Dims d(s, rows.n);
+  const int64_t N = d.N;
+  const std::vector<Segment>& segs = *rows.segs;
+  // 1. The first projections of the query and the latent, one GEMM: a [N, first ; c_kv ; k_pe].
+  float* a = buffer(acts ? &acts->a : nullptr, p.ws, N * d.lda);
+  linear(p, a, x, {Proj{first_projection(s, w)}, Proj{w.kv_a_proj_with_mqa}}, N);
+  // 2. The query q [N, H, qk] (rows ldq apart), rope on q_pe.
+  float* q = a;
+  int64_t ldq = d.lda;
+  if (d.ql) {
+    float* qa_n = buffer(acts ? &acts->qa_n : nullptr, p.ws, N * d.ql);
+    rmsnorm(qa_n, a, w.q_a_layernorm, N, d.ql, s.eps, acts ? buffer(&acts->qa_rstd, p.ws, N) : nullptr, d.lda, d.ql);
+    q = buffer(acts ? &acts->q : nullptr, p.ws, N * d.H * d.qk);
+    ldq = d.H * d.qk;
+    linear(p, q, qa_n, w.q_b_proj, N);
+  }
+  s.rope.apply(q + d.nope, N, d.H, ldq, d.qk, rows.pos);
+  // 3. The latent: c_kv normalized into ckv_n [N, C]; k_pe roped in place (rows lda apart).
+  float* ckv_n = buffer(acts ? &acts->ckv_n : nullptr, p.ws, N * d.C);
+  rmsnorm(ckv_n, a + d.n1, w.kv_a_layernorm, N, d.C, s.eps, acts ? buffer(&acts->ckv_rstd, p.ws, N) : nullptr, d.lda,
+          d.C);
+  float* kpe = a + d.n1 + d.C;
+  s.rope.apply(kpe, N, 1, d.lda, d.R, rows.pos);
+
+  float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * d.H * d.vd);  // [N, H·v]
+  if (rows.form == MlaForm::Absorbed) {
+    SEEK_ASSERT_MSG(!acts, "MLA trains in the naive form");
+    const float* Wkvb = w.kv_b_f32;  // [H·kvw, C]
+    const int64_t CR = d.C + d.R;
+    for (const Segment& sg : segs) {
+      SEEK_ASSERT(sg.cache);
+      const int64_t T = sg.T, L = sg.pos0 + T, r0 = sg.row0;
+      const int64_t cap = int64_t(sg.cache->k.size()) / CR;
+      float* latent = sg.cache->k.data();  // [cap, C + R]
+      for (int64_t t = 0; t < T; ++t) {
+        std::memcpy(latent + (sg.pos0 + t) * CR, ckv_n + (r0 + t) * d.C, sizeof(float) * size_t(d.C));
+        std::memcpy(latent + (sg.pos0 + t) * CR + d.C, kpe + (r0 + t) * d.lda, sizeof(float) * size_t(d.R));
+      }
+      const float* qs = q + r0 * ldq;
+      if (T < kPrefillDecompress) {
+        absorbed_decode(p, s, d, qs, ldq, sg, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
+        continue;
+      }
+      // Decompress every cached position's k_nope and v: kv [L, H·kvw] = c_kv · kv_b_projᵀ, then
+      // attention per head with the rope part read from the latent rows (head stride 0).
+      Workspace::Frame seg_frame(p.ws);
+      float* kv = p.ws.alloc<float>(cap * d.H * d.kvw);
+      gemm(false, true, L, d.H * d.kvw, d.C, 1.f, latent, CR, Wkvb, d.C, 0.f, kv, d.H * d.kvw);
+      AttentionJob job;
+      job.T = T;
+      job.pos0 = sg.pos0;
+      job.q = {qs, d.qk, ldq, d.nope};
+      job.k = {kv, d.kvw, d.H * d.kvw, d.nope};
+      job.q2 = {qs + d.nope, d.qk, ldq, d.R};
+      job.k2 = {latent + d.C, 0, CR, d.R};
+      job.v = {kv + d.nope, d.kvw, d.H * d.kvw, d.vd};
+      job.out = attn + r0 * d.H * d.vd;
+      job.ldo = d.H * d.vd;
+      causal_attention(p, {&job, 1}, d.H, s.softmax_scale);
+    }
+  } else {
+    // Naive: decompress the new rows' keys and values, kv [N, H·kvw].
+    float* kv = buffer(acts ? &acts->kv : nullptr, p.ws, N * d.H * d.kvw);
+    linear(p, kv, ckv_n, w.kv_b_proj, N);
+    const bool cached = !segs.empty() && segs[0].cache;
+    // Per-head keys [k_nope ; k_pe]: into each segment's cache (K [cap, H, qk], V [cap, H, v]), or, with
+    // no cache, into K [N, H, qk] (the values are read from kv in place).
+    float* K = cached ? nullptr : buffer(acts ? &acts->K : nullptr, p.ws, N * d.H * d.qk);
+    AttentionJob* jobs = make_n<AttentionJob>(p.ws, int64_t(segs.size()));
+    int64_t probs_at = 0;
+    if (acts) buffer(&acts->probs, p.ws, [&] {
+        int64_t n = 0;
+        for (const Segment& sg : segs) n += d.H * sg.T * sg.T;
+        return n;
+      }());
+    for (size_t i = 0; i < segs.size(); ++i) {
+      const Segment& sg = segs[i];
+      SEEK_ASSERT(bool(sg.cache) == cached);
+      const int64_t T = sg.T, r0 = sg.row0;
+      float* Ks = cached ? sg.cache->k.data() : K + r0 * d.H * d.qk;
+      const int64_t k0 = cached ? sg.pos0 : 0;  // first row of Ks written
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < d.H; ++h) {
+          float* kd = Ks + ((k0 + t) * d.H + h) * d.qk;
+          const float* src = kv + (r0 + t) * d.H * d.kvw + h * d.kvw;
+          std::memcpy(kd, src, sizeof(float) * size_t(d.nope));
+          std::memcpy(kd + d.nope, kpe + (r0 + t) * d.lda, sizeof(float) * size_t(d.R));
+          if (cached) std::memcpy(sg.cache->v.data() + ((k0 + t) * d.H + h) * d.vd, src + d.nope, sizeof(float) * size_t(d.vd));
+        }
+      AttentionJob& job = jobs[i];
+      job.T = T;
+      job.pos0 = sg.pos0;
+      job.q = {q + r0 * ldq, d.qk, ldq, d.qk};
+      job.k = {Ks, d.qk, d.H * d.qk, d.qk};
+      job.v = cached ? Heads{sg.cache->v.data(), d.vd, d.H * d.vd, d.vd}
+                     : Heads{kv + r0 * d.H * d.kvw + d.nope, d.kvw, d.H * d.kvw, d.vd};
+      job.out = attn + r0 * d.H * d.vd;
+      job.ldo = d.H * d.vd;
+      if (acts) {
+        SEEK_ASSERT(sg.pos0 == 0);
+        job.probs = acts->probs.data() + probs_at;
+        probs_at += d.H * T * T;
+      }
+    }
+    causal_attention(p, {jobs, segs.size()}, d.H, s.softmax_scale);
+  }
+  // 4. The output projection.
+  linear(p, out, attn, w.o_proj, N);
+}
+
+void mla_backward(const Pass& p, const MlaSpec& s, const MlaWeights& w, MlaGrads& g, const float* x, const float* dout,
+                  float* dx, const Rows& rows, const MlaActs& a) {
+  Workspace::Frame frame(p.ws);
+  const Dims d(s, rows.n);
+  const int64_t N = d.N;
+  const std::vector<Segment>& segs = *rows.segs;
+  const float* q = d.ql ? a.q.data() : a.a.data();
+  const int64_t ldq = d.ql ? d.H * d.qk : d.lda;
+  // 4'. The output projection.
+  float* dattn = p.ws.alloc<float>(N * d.H * d.vd);
+  linear_backward(p, dattn, false, ProjGrad{g.o_proj}, dout, a.attn.data(), w.o_proj, N);
+  // 3'. Attention, into dq [N, H·qk], dK [N, H, qk] and the v columns of dkv [N, H·kvw].
+  float* dq = p.ws.alloc<float>(N * d.H * d.qk);
+  float* dK = p.ws.alloc<float>(N * d.H * d.qk);
+  float* dkv = p.ws.alloc<float>(N * d.H * d.kvw);
+  std::fill(dq, dq + N * d.H * d.qk, 0.f);
+  std::fill(dK, dK + N * d.H * d.qk, 0.f);
+  AttentionGradJob* jobs = make_n<AttentionGradJob>(p.ws, int64_t(segs.size()));
+  int64_t probs_at = 0;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const Segment& sg = segs[i];
+    const int64_t r0 = sg.row0;
+    AttentionGradJob& j = jobs[i];
+    j.T = sg.T;
+    j.q = {q + r0 * ldq, d.qk, ldq, d.qk};
+    j.k = {a.K.data() + r0 * d.H * d.qk, d.qk, d.H * d.qk, d.qk};
+    j.v = {a.kv.data() + r0 * d.H * d.kvw + d.nope, d.kvw, d.H * d.kvw, d.vd};
+    j.dq = {dq + r0 * d.H * d.qk, d.qk, d.H * d.qk};
+    j.dk = {dK + r0 * d.H * d.qk, d.qk, d.H * d.qk};
+    j.dv = {dkv + r0 * d.H * d.kvw + d.nope, d.kvw, d.H * d.kvw};
+    j.dout = dattn + r0 * d.H * d.vd;
+    j.lddo = d.H * d.vd;
+    j.probs = a.probs.data() + probs_at;
+    probs_at += d.H * sg.T * sg.T;
+  }
+  // dv accumulates into dkv's v columns: zero them first (the k_nope columns are written below).
+  for (int64_t r = 0; r < N * d.H; ++r) std::fill(dkv + r * d.kvw + d.nope, dkv + (r + 1) * d.kvw, 0.f);
+  causal_attention_backward(p, {jobs, segs.size()}, d.H, d.H, s.softmax_scale);
+  // 2'. Keys back to kv's k_nope columns and the shared k_pe (summed over heads), dkpe [N, R].
+  float* dkpe = p.ws.alloc<float>(N * d.R);
+  parallel_for(N, d.H * d.qk, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* dp = dkpe + t * d.R;
+      std::fill(dp, dp + d.R, 0.f);
+      for (int64_t h = 0; h < d.H; ++h) {
+        const float* dk = dK + (t * d.H + h) * d.qk;
+        std::memcpy(dkv + (t * d.H + h) * d.kvw, dk, sizeof(float) * size_t(d.nope));
+        for (int64_t r = 0; r < d.R; ++r) dp[r] += dk[d.nope + r];
+      }
+    }
+  });
+  // 1'. The latent and query paths back to a [N, lda], then the first projections.
+  float* da = p.ws.alloc<float>(N * d.lda);
+  std::fill(da, da + N * d.lda, 0.f);
+  float* dckv_n = p.ws.alloc<float>(N * d.C);
+  linear_backward(p, dckv_n, false, ProjGrad{g.kv_b_proj}, dkv, a.ckv_n.data(), w.kv_b_proj, N);
+  rmsnorm_backward(da + d.n1, g.kv_a_layernorm, dckv_n, a.a.data() + d.n1, w.kv_a_layernorm, a.ckv_rstd.data(), N, d.C,
+                   d.lda);
+  for (int64_t t = 0; t < N; ++t) std::memcpy(da + t * d.lda + d.n1 + d.C, dkpe + t * d.R, sizeof(float) * size_t(d.R));
+  s.rope.apply(da + d.n1 + d.C, N, 1, d.lda, d.R, rows.pos, true);
+  s.rope.apply(dq + d.nope, N, d.H, d.H * d.qk, d.qk, rows.pos, true);
+  if (d.ql) {
+    float* dqa_n = p.ws.alloc<float>(N * d.ql);
+    linear_backward(p, dqa_n, false, ProjGrad{g.q_b_proj}, dq, a.qa_n.data(), w.q_b_proj, N);
+    rmsnorm_backward(da, g.q_a_layernorm, dqa_n, a.a.data(), w.q_a_layernorm, a.qa_rstd.data(), N, d.ql, d.lda);
+  } else {
+    for (int64_t t = 0; t < N; ++t) std::memcpy(da + t * d.lda, dq + t * d.H * d.qk, sizeof(float) * size_t(d.n1));
+  }
+  linear_backward(p, dx, true, {ProjGrad{d.ql ? g.q_a_proj : g.q_proj}, ProjGrad{g.kv_a_proj_with_mqa}}, da, x,
+                  {Proj{first_projection(s, w)}, Proj{w.kv_a_proj_with_mqa}}, N);
+}
+
+}  // namespace seek

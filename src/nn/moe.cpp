@@ -1,0 +1,305 @@
+// moe.cpp — see moe.h.
+#include "nn/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "nn/linear.h"
+#include "tensor/backend.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+namespace seek {
+
+namespace {
+
+template <class T>
+T* buffer(std::vector<T>* keep, Workspace& ws, int64_t n) {
+  if (!keep) return ws.alloc<T>(n);
+  if (keep->size() < size_t(n)) keep->resize(size_t(n));
+  return keep->data();
+}
+
+// Scores s = σ(z) or softmax(z) over E, in double (the router's backward and the balance loss).
+void scores(const RouterSpec& r, const float* z, int64_t E, double* s) {
+  if (r.scoring == ScoringFunc::Sigmoid) {
+    for (int64_t e = 0; e < E; ++e) s[e] = 1.0 / (1.0 + std::exp(-double(z[e])));
+  } else {
+    double mx = z[0], sum = 0;
+    for (int64_t e = 1; e < E; ++e) mx = std::max(mx, double(z[e]));
+    for (int64_t e = 0; e < E; ++e) sum += (s[e] = std::exp(double(z[e]) - mx));
+    for (int64_t e = 0; e < E; ++e) s[e] /= sum;
+  }
+}
+
+// The one sequence's balance loss Σ_e f_e·P_e (see moe.h) and, with dz, coef × its gradient.
+double balance_one(const RouterSpec& r, const float* z, const int32_t* idx, int64_t n, double coef, float* dz,
+                   Workspace& ws) {
+  Workspace::Frame frame(ws);
+  const int64_t E = r.experts, k = r.experts_per_token;
+  float* s = ws.alloc<float>(n * E);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* zt = z + t * E;
+    float* st = s + t * E;
+    if (r.scoring == ScoringFunc::Sigmoid) {
+      for (int64_t e = 0; e < E; ++e) st[e] = 1.f / (1.f + std::exp(-zt[e]));
+    } else {
+      std::memcpy(st, zt, sizeof(float) * size_t(E));
+      softmax(st, 1, E, E);
+    }
+  }
+  double* f = ws.alloc<double>(E);
+  double* P = ws.alloc<double>(E);
+  double* S = ws.alloc<double>(n);
+  std::fill(f, f + E, 0.0);
+  std::fill(P, P + E, 0.0);
+  std::fill(S, S + n, 0.0);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j) f[idx[t * k + j]] += double(E) / double(k * n);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t e = 0; e < E; ++e) S[t] += s[t * E + e];
+    for (int64_t e = 0; e < E; ++e) P[e] += s[t * E + e] / S[t] / double(n);
+  }
+  double value = 0;
+  for (int64_t e = 0; e < E; ++e) value += f[e] * P[e];
+  if (dz) {
+    // ∂/∂s'_{t,e} = coef·f_e/n; s' = s/S_t; then through sigmoid or softmax.
+    double* ds = ws.alloc<double>(E);
+    for (int64_t t = 0; t < n; ++t) {
+      const double St = S[t];
+      double dot = 0;  // Σ_e ds'_e s'_e
+      for (int64_t e = 0; e < E; ++e) dot += coef * f[e] / double(n) * s[t * E + e] / St;
+      for (int64_t e = 0; e < E; ++e) ds[e] = (coef * f[e] / double(n) - dot) / St;
+      if (r.scoring == ScoringFunc::Sigmoid) {
+        for (int64_t e = 0; e < E; ++e) {
+          const double se = s[t * E + e];
+          dz[t * E + e] += float(ds[e] * se * (1 - se));
+        }
+      } else {
+        double d2 = 0;
+        for (int64_t e = 0; e < E; ++e) d2 += ds[e] * s[t * E + e];
+        for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(s[t * E + e] * (ds[e] - d2));
+      }
+    }
+  }
+  return value;
+}
+
+}  // namespace
+
+// ---- routing -----------------------------------------------------------------------------------------
+
+void moe_route(const Pass& p, const RouterSpec& r, const float* logits, const float* bias, int64_t T, int32_t* idx,
+               float* weight) {
+  Workspace::Frame frame(p.ws);
+  const int64_t E = r.experts, k = r.experts_per_token;
+  const int64_t n_group = r.n_group, per_group = E / n_group;
+  const bool grouped = r.method != TopkMethod::Greedy && n_group > 1;
+  float* s = p.ws.alloc<float>(E);    // scores s_i
+  float* sel = p.ws.alloc<float>(E);  // selection scores
+  float* gscore = p.ws.alloc<float>(n_group);
+  int32_t* gidx = p.ws.alloc<int32_t>(n_group);
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int64_t t = 0; t < T; ++t) {
+    const float* z = logits + t * E;
+    if (r.scoring == ScoringFunc::Sigmoid) {
+      for (int64_t e = 0; e < E; ++e) s[e] = 1.f / (1.f + std::exp(-z[e]));
+    } else {
+      std::memcpy(s, z, sizeof(float) * size_t(E));
+      softmax(s, 1, E, E);
+    }
+    for (int64_t e = 0; e < E; ++e) sel[e] = bias ? s[e] + bias[e] : s[e];
+    if (grouped) {
+      // A group's score: the sum of its two best (noaux_tc) or its best (group_limited_greedy).
+      for (int64_t g = 0; g < n_group; ++g) {
+        const float* m = sel + g * per_group;
+        if (r.method == TopkMethod::NoauxTc) {
+          int32_t top2[2];
+          const int64_t n2 = std::min<int64_t>(2, per_group);
+          topk(m, per_group, n2, top2);
+          gscore[g] = 0.f;
+          for (int64_t j = 0; j < n2; ++j) gscore[g] += m[top2[j]];
+        } else {
+          gscore[g] = *std::max_element(m, m + per_group);
+        }
+      }
+      topk(gscore, n_group, r.topk_group, gidx);
+      // Experts outside the kept groups cannot be chosen.
+      for (int64_t g = 0; g < n_group; ++g) {
+        const bool kept = std::find(gidx, gidx + r.topk_group, int32_t(g)) != gidx + r.topk_group;
+        if (!kept) std::fill(sel + g * per_group, sel + (g + 1) * per_group, kNegInf);
+      }
+    }
+    int32_t* ti = idx + t * k;
+    float* tw = weight + t * k;
+    topk(sel, E, k, ti);
+    // Gate weights from the unbiased scores.
+    float sum = 0.f;
+    for (int64_t j = 0; j < k; ++j) sum += (tw[j] = s[ti[j]]);
+    const float norm = (r.norm_topk_prob && k > 1) ? 1.f / (sum + 1e-20f) : 1.f;
+    for (int64_t j = 0; j < k; ++j) tw[j] *= norm * r.routed_scaling_factor;
+  }
+}
+
+// s_j the score of chosen expert j (σ or softmax), S = Σ_sel s, c the scale.
+//   normalized: w_j = c s_j / S  ⇒  ∂L/∂s_j = c (dw_j / S − Σ_l dw_l s_l / S²)   (chosen j only)
+//   plain:      w_j = c s_j      ⇒  ∂L/∂s_j = c dw_j
+//   sigmoid: dz_j = ds_j s_j (1 − s_j);  softmax: dz_e = p_e (ds_e − Σ_j ds_j p_j) over all E.
+void moe_route_backward(const RouterSpec& r, const float* logits, const int32_t* idx, const float* dweight, int64_t T,
+                        float* dz) {
+  const int64_t E = r.experts, k = r.experts_per_token;
+  parallel_for(T, 8 * E, [&](int64_t t0, int64_t t1) {
+    std::vector<double> s(static_cast<size_t>(E)), ds(static_cast<size_t>(E));
+    for (int64_t t = t0; t < t1; ++t) {
+      scores(r, logits + t * E, E, s.data());
+      std::fill(ds.begin(), ds.end(), 0.0);
+      const int32_t* it = idx + t * k;
+      const float* dw = dweight + t * k;
+      const double c = r.routed_scaling_factor;
+      if (r.norm_topk_prob && k > 1) {
+        double S = 1e-20, cross = 0;
+        for (int64_t j = 0; j < k; ++j) S += s[size_t(it[j])];
+        for (int64_t j = 0; j < k; ++j) cross += dw[j] * s[size_t(it[j])];
+        for (int64_t j = 0; j < k; ++j) ds[size_t(it[j])] += c * (dw[j] / S - cross / (S * S));
+      } else {
+        for (int64_t j = 0; j < k; ++j) ds[size_t(it[j])] += c * dw[j];
+      }
+      if (r.scoring == ScoringFunc::Sigmoid) {
+        for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(ds[size_t(e)] * s[size_t(e)] * (1.0 - s[size_t(e)]));
+      } else {
+        double dot = 0;
+        for (int64_t e = 0; e < E; ++e) dot += ds[size_t(e)] * s[size_t(e)];
+        for (int64_t e = 0; e < E; ++e) dz[t * E + e] += float(s[size_t(e)] * (ds[size_t(e)] - dot));
+      }
+    }
+  });
+}
+
+double moe_balance_loss(const Pass& p, const RouterSpec& r, const float* logits, const int32_t* idx, int64_t B, int64_t S,
+                        double coef, float* dlogits) {
+  double sum = 0;
+  for (int64_t b = 0; b < B; ++b)
+    sum += balance_one(r, logits + b * S * r.experts, idx + b * S * r.experts_per_token, S, coef,
+                       dlogits ? dlogits + b * S * r.experts : nullptr, p.ws);
+  return sum;
+}
+
+// ---- the experts in this process ------------------------------------------------------------------------
+
+void LocalExperts::forward(const Pass& p, const std::vector<MlpWeights>& experts, const float* x, int64_t n, int64_t k,
+                           const int32_t* idx, const float* weight, float* y, RoutedActs* acts) {
+  Workspace::Frame frame(p.ws);
+  const int64_t E = int64_t(experts.size()), R = n * k;
+  const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
+  // Group the n·k (token, choice) pairs by expert: a counting sort, stable in token order.
+  int64_t* begin = buffer(acts ? &acts->begin : nullptr, p.ws, E + 1);
+  int32_t* token = buffer(acts ? &acts->token : nullptr, p.ws, R);
+  int32_t* row_of = buffer(acts ? &acts->row_of : nullptr, p.ws, R);
+  int64_t* cursor = p.ws.alloc<int64_t>(E);
+  std::fill(begin, begin + E + 1, 0);
+  for (int64_t i = 0; i < R; ++i) begin[idx[i] + 1]++;
+  for (int64_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
+  std::copy(begin, begin + E, cursor);
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t row = cursor[idx[i]]++;
+    row_of[i] = int32_t(row);
+    token[row] = int32_t(i / k);
+  }
+  float* xs = buffer(acts ? &acts->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
+  float* ys = buffer(acts ? &acts->ys : nullptr, p.ws, R * D);
+  gather_rows(xs, x, token, R, D);
+  int32_t* active = p.ws.alloc<int32_t>(E);  // the experts with tokens
+  int64_t n_active = 0, most = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (begin[e + 1] > begin[e]) {
+      active[n_active++] = int32_t(e);
+      most = std::max(most, begin[e + 1] - begin[e]);
+    }
+  // The SwiGLU activations: kept for every grouped row in training; at inference one expert's worth
+  // per thread, sized for the largest before the region (a decode step must not allocate).
+  const int threads = max_threads();
+  float* gu_all = acts ? buffer(&acts->gu, p.ws, R * 2 * F) : p.ws.alloc<float>(int64_t(threads) * most * 2 * F);
+  float* act_all = acts ? buffer(&acts->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
+  p.ws.reserve_threads(threads);
+  parallel_tasks(n_active, [&](int64_t a, int thread) {
+    const int64_t e = active[a], r0 = begin[e], ne = begin[e + 1] - r0;
+    const Pass tp{p.ws.thread(thread), p.fp8, nullptr};
+    Workspace::Frame task_frame(tp.ws);
+    float* gu = acts ? gu_all + r0 * 2 * F : gu_all + int64_t(thread) * most * 2 * F;
+    float* act = acts ? act_all + r0 * F : act_all + int64_t(thread) * most * F;
+    mlp_forward(tp, experts[size_t(e)], xs + r0 * D, ys + r0 * D, ne, gu, act);
+  });
+  gather_weighted_sum(y, ys, row_of, weight, n, k, D);
+}
+
+void LocalExperts::backward(const Pass& p, const std::vector<MlpWeights>& experts, std::vector<MlpGrads>& grads,
+                            const float* dy, int64_t n, int64_t k, const float* weight, float* dx, float* dweight,
+                            const RoutedActs& a) {
+  Workspace::Frame frame(p.ws);
+  const int64_t E = int64_t(experts.size()), R = n * k;
+  const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
+  float* dys = p.ws.alloc<float>(R * D);
+  float* dxs = p.ws.alloc<float>(R * D);
+  gather_weighted_sum_backward(dys, dweight, dy, a.ys.data(), a.row_of.data(), weight, n, k, D);
+  int32_t* active = p.ws.alloc<int32_t>(E);
+  int64_t n_active = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (a.begin[size_t(e + 1)] > a.begin[size_t(e)]) active[n_active++] = int32_t(e);
+  const int threads = max_threads();
+  p.ws.reserve_threads(threads);
+  parallel_tasks(n_active, [&](int64_t i, int thread) {
+    const int64_t e = active[i], r0 = a.begin[size_t(e)], ne = a.begin[size_t(e + 1)] - r0;
+    const Pass tp{p.ws.thread(thread), p.fp8, nullptr};
+    Workspace::Frame task_frame(tp.ws);
+    mlp_backward(tp, experts[size_t(e)], grads[size_t(e)], a.xs.data() + r0 * D, dys + r0 * D, dxs + r0 * D, false, ne,
+                 a.gu.data() + r0 * 2 * F, a.act.data() + r0 * F);
+  });
+  gather_weighted_sum(dx, dxs, a.row_of.data(), nullptr, n, k, D);
+}
+
+ExpertExecutor& local_experts() {
+  static LocalExperts local;
+  return local;
+}
+
+// ---- the layer ------------------------------------------------------------------------------------------
+
+void moe_forward(const Pass& p, const RouterSpec& r, const MoeWeights& w, const float* x, float* y, int64_t n,
+                 MoeActs* acts, ExpertExecutor& ex, int32_t* idx_out, float* weight_out) {
+  Workspace::Frame frame(p.ws);
+  const int64_t E = r.experts, k = r.experts_per_token;
+  const Pass router{p.ws, false, nullptr};  // the gate GEMM stays in f32 under FP8 simulation
+  float* logits = buffer(acts ? &acts->logits : nullptr, p.ws, n * E);  // [n, E]
+  linear(router, logits, x, w.gate, n);
+  int32_t* idx = buffer(acts ? &acts->idx : nullptr, p.ws, n * k);    // [n, k]
+  float* weight = buffer(acts ? &acts->weight : nullptr, p.ws, n * k);  // [n, k]
+  moe_route(p, r, logits, w.e_score_correction_bias, n, idx, weight);
+  if (idx_out) std::memcpy(idx_out, idx, sizeof(int32_t) * size_t(n * k));
+  if (weight_out) std::memcpy(weight_out, weight, sizeof(float) * size_t(n * k));
+  const int64_t D = w.gate.cols;
+  if (w.has_shared)
+    mlp_forward(p, w.shared_experts, x, y, n, acts ? &acts->shared : nullptr);
+  else
+    std::fill(y, y + n * D, 0.f);
+  ex.forward(p, w.experts, x, n, k, idx, weight, y, acts ? &acts->routed : nullptr);
+}
+
+void moe_backward(const Pass& p, const RouterSpec& r, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy,
+                  float* dx, int64_t n, const MoeActs& a, ExpertExecutor& ex, double balance_coef, int64_t B) {
+  Workspace::Frame frame(p.ws);
+  const int64_t E = r.experts, k = r.experts_per_token;
+  if (w.has_shared)
+    mlp_backward(p, w.shared_experts, g.shared_experts, x, dy, dx, true, n, a.shared.gu.data(), a.shared.act.data());
+  float* dweight = p.ws.alloc<float>(n * k);
+  ex.backward(p, w.experts, g.experts, dy, n, k, a.weight.data(), dx, dweight, a.routed);
+  float* dlogits = p.ws.alloc<float>(n * E);
+  std::fill(dlogits, dlogits + n * E, 0.f);
+  moe_route_backward(r, a.logits.data(), a.idx.data(), dweight, n, dlogits);
+  if (balance_coef != 0) moe_balance_loss(p, r, a.logits.data(), a.idx.data(), B, n / B, balance_coef, dlogits);
+  const Pass router{p.ws, false, nullptr};
+  linear_backward(router, dx, true, ProjGrad{g.gate}, dlogits, x, w.gate, n);
+}
+
+}  // namespace seek

@@ -1,0 +1,243 @@
+// backend.cpp — the CPU backend: OpenMP threads, OpenBLAS GEMM, and matmul over the weight formats.
+//
+// matmul, by weight format and T:
+//   F32                      cblas_sgemm (cblas_sgemv at T = 1), BLAS threads.
+//   other formats, T <= 64   "direct": the format's kernel streams each weight row once and dots it with
+//                            the activation rows (groups of 4 tokens, blocks of 16 rows kept in cache
+//                            across the groups); weights converted exactly in registers, f32 FMAs. Rows
+//                            are split across threads. At T = 1 this is decode: memory bound, it reads
+//                            the weights at the machine's streaming bandwidth.
+//   other formats, T > 64    "panels": each thread converts a panel of up to 256 weight rows to f32 in
+//                            its own scratch and calls single-threaded cblas_sgemm on it (OpenBLAS runs
+//                            one thread inside an OpenMP parallel region).
+//   The threshold: on a 2-core Zen 5 the direct kernel runs at ~330 GFLOP/s at any T, the panel path
+//   only overtakes it from T ≈ 64–96 with OpenBLAS's AVX-512 (SkylakeX) sgemm at ~480 GFLOP/s, and
+//   never with its Haswell kernels (~260 GFLOP/s). Measured with bench/bench_kernels.cpp. Without
+//   AVX-512 the portable direct kernel (compiled for baseline x86-64; ~25 GB/s at T = 1 on Zen 5)
+//   serves only T <= 4.
+//
+// Scratch buffers are thread_local and grow once, so decode allocates nothing after warm-up.
+#include "tensor/backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "tensor/cpu.h"
+#include "tensor/detail.h"
+#include "tensor/kernels_avx512.h"
+#include "util/error.h"
+
+namespace seek {
+
+namespace {
+
+constexpr int64_t kDirectMaxT = 64;          // matmul: T up to this uses the AVX-512 direct kernel
+constexpr int64_t kPanelMaxRows = 256;        // matmul: rows of f32 weights per panel for T > kDirectMaxT...
+constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes of them per thread
+constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
+constexpr int64_t kPortableMaxT = 4;          // matmul: T up to this uses the portable direct kernel
+constexpr int64_t kParallelMin = 1 << 15;     // below this much work (elements), stay on one thread
+
+bool has_avx512() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl;
+}
+
+bool has_avx512_bf16() { return has_avx512() && cpu_features().avx512bf16; }
+
+// This thread's share [begin, end) of `count` items split evenly into `align`-sized pieces.
+void thread_range(int64_t count, int64_t align, int64_t* begin, int64_t* end) {
+  int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+  int64_t units = (count + align - 1) / align;
+  *begin = std::min(count, units * id / nt * align);
+  *end = std::min(count, units * (id + 1) / nt * align);
+}
+
+// Portable direct kernel for rows [n0, n1): converts a chunk of one weight row at a time and dots it
+// with every activation row (f32 accumulation, vectorised by the compiler).
+void direct_rows_portable(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                          const float* bias) {
+  const int64_t K = w.cols;
+  const WeightFormat& f = weight_format(w.dtype);
+  constexpr int64_t chunk = 512;
+  float wbuf[chunk];
+  for (int64_t t0 = 0; t0 < T; t0 += kPortableTokens) {
+    const int64_t tt = std::min(kPortableTokens, T - t0);
+    for (int64_t n = n0; n < n1; n++) {
+      float acc[kPortableTokens] = {};
+      for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+        const int64_t len = std::min(chunk, K - k0);
+        f.row_to_f32(w, n, k0, len, wbuf);
+        for (int64_t t = 0; t < tt; t++) {
+          const float* xr = x + (t0 + t) * K + k0;
+          float s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t k = 0; k < len; k++) s += wbuf[k] * xr[k];
+          acc[t] += s;
+        }
+      }
+      for (int64_t t = 0; t < tt; t++) y[(t0 + t) * ldy + n] = acc[t] + (bias ? bias[n] : 0.0f);
+    }
+  }
+}
+
+void add_bias(float* y, int64_t ldy, const float* bias, int64_t T, int64_t n0, int64_t n1) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t n = n0; n < n1; n++) y[t * ldy + n] += bias[n];
+}
+
+void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  const float* W = static_cast<const float*>(w.data);
+  if (T == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(N), int(K), 1.0f, W, int(K), x, 1, 0.0f, y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(N), int(K), 1.0f, x, int(K), W, int(K), 0.0f,
+                y, int(ldy));
+  if (bias) add_bias(y, ldy, bias, T, 0, N);
+}
+
+void matmul_direct(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
+  const int64_t N = w.rows;
+  const auto simd = has_avx512() ? weight_format(w.dtype).direct_rows_avx512 : nullptr;
+#pragma omp parallel if (N * w.cols >= kParallelMin)
+  {
+    int64_t n0, n1;
+    thread_range(N, 16, &n0, &n1);
+    if (n0 < n1) {
+      if (simd)
+        simd(y, ldy, x, w, T, n0, n1, bias);
+      else
+        direct_rows_portable(y, ldy, x, w, T, n0, n1, bias);
+    }
+  }
+}
+
+void matmul_panels(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  // Panel height: at most kPanelMaxRows and kPanelMaxBytes, and small enough that every thread gets one.
+  const int64_t per_thread = (N + omp_get_max_threads() - 1) / omp_get_max_threads();
+  int64_t rows = std::min({kPanelMaxRows, kPanelMaxBytes / (4 * K), (per_thread + 15) / 16 * 16});
+  rows = std::max<int64_t>(rows, 16);
+  const int64_t npanels = (N + rows - 1) / rows;
+#pragma omp parallel
+  {
+    static thread_local std::vector<float> panel_buf;
+    if (panel_buf.size() < size_t(rows * K)) panel_buf.resize(size_t(rows * K));
+    float* panel = panel_buf.data();
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < npanels; p++) {
+      const int64_t n0 = p * rows, nr = std::min(rows, N - n0);
+      rows_to_f32_serial(w, n0, nr, panel);
+      // [T, nr] block of y = x [T, K] · panel [nr, K]^T
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(nr), int(K), 1.0f, x, int(K), panel, int(K),
+                  0.0f, y + n0, int(ldy));
+      if (bias) add_bias(y, ldy, bias, T, n0, n0 + nr);
+    }
+  }
+}
+
+}  // namespace
+
+// ---- threads --------------------------------------------------------------------------------------
+
+int max_threads() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+
+void parallel_for(int64_t n, int64_t cost, FunctionRef<void(int64_t, int64_t)> fn) {
+  if (n <= 0) return;
+  const int nt = int(std::min<int64_t>(max_threads(), n));
+  if (nt <= 1 || n * std::max<int64_t>(cost, 1) < kParallelMin) return fn(0, n);
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t a, b;
+    thread_range(n, 1, &a, &b);
+    if (a < b) fn(a, b);
+  }
+}
+
+void parallel_tasks(int64_t n, FunctionRef<void(int64_t, int)> fn) {
+  if (n <= 0) return;
+  if (n == 1 || max_threads() == 1) {
+    for (int64_t i = 0; i < n; i++) fn(i, 0);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; i++) fn(i, omp_get_thread_num());
+}
+
+// ---- GEMM -----------------------------------------------------------------------------------------
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // C = beta · C (beta == 0 overwrites, as in BLAS)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) C[m * ldc + n] = beta == 0.0f ? 0.0f : beta * C[m * ldc + n];
+    return;
+  }
+  SEEK_ASSERT_MSG(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N,
+                  strfmt("[gemm] A %s lda %lld, B %s ldb %lld, C [%lld, %lld] ldc %lld: a stride is too short",
+                         trans_a ? "[K, M]" : "[M, K]", (long long)lda, trans_b ? "[N, K]" : "[K, N]", (long long)ldb,
+                         (long long)M, (long long)N, (long long)ldc)
+                      .c_str());
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(M), int(N),
+              int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+// ---- matmul ---------------------------------------------------------------------------------------
+
+void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias, int64_t ldy) {
+  check_weight_format("matmul", w);
+  const int64_t N = w.rows, K = w.cols;
+  if (ldy == 0) ldy = N;
+  SEEK_ASSERT(ldy >= N);
+  if (T <= 0 || N <= 0) return;
+  if (K == 0) {
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t n = 0; n < N; n++) y[t * ldy + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
+  if (w.dtype == DType::F32) return matmul_f32(y, ldy, x, w, T, bias);
+  if (T <= (has_avx512() && weight_format(w.dtype).direct_rows_avx512 ? kDirectMaxT : kPortableMaxT))
+    return matmul_direct(y, ldy, x, w, T, bias);
+  matmul_panels(y, ldy, x, w, T, bias);
+}
+
+void matmul_bf16_dpbf16(float* y, const float* x, const Mat& w, int64_t T, const float* bias) {
+  check_weight_format("matmul_bf16_dpbf16", w);
+  SEEK_ASSERT_MSG(w.dtype == DType::BF16, "[matmul_bf16_dpbf16] weights must be BF16");
+  const int64_t N = w.rows, K = w.cols;
+  if (T <= 0 || N <= 0) return;
+  static thread_local std::vector<uint16_t> xb_buf;
+  static thread_local std::vector<float> xr_buf;
+  const bool simd = has_avx512_bf16();
+  float* xr = nullptr;
+  uint16_t* xb = nullptr;
+  if (simd) {  // x in bf16, rows zero-padded to the kernel's chunk
+    const int64_t Kp = avx512::padded_k(K);
+    if (xb_buf.size() < size_t(T * Kp)) xb_buf.resize(size_t(T * Kp));
+    xb = xb_buf.data();
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t k = 0; k < Kp; k++) xb[t * Kp + k] = k < K ? f32_to_bf16(x[t * K + k]) : 0;
+  } else {  // emulation: x rounded to bf16, exact products, f32 sums
+    if (xr_buf.size() < size_t(T * K)) xr_buf.resize(size_t(T * K));
+    xr = xr_buf.data();
+    for (int64_t i = 0; i < T * K; i++) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  }
+#pragma omp parallel if (N * K >= kParallelMin)
+  {
+    int64_t n0, n1;
+    thread_range(N, 16, &n0, &n1);
+    if (n0 < n1) {
+      if (simd)
+        avx512::matmul_dpbf16_rows(y, xb, w, T, n0, n1, bias);
+      else
+        direct_rows_portable(y, N, xr, w, T, n0, n1, bias);
+    }
+  }
+}
+
+}  // namespace seek
