@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
-#include <omp.h>
 
 #include "model/random_checkpoint.h"
+#include "tensor/backend.h"
 #include "tensor/blas.h"
 #include "tensor/roofline.h"
 #include "train/flops.h"
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   const double mfu = tps * fpt / peak;
   nlohmann::json j = {{"impl", "seek"},        {"tokens_per_s", tps},      {"step_seconds_median", med},
                       {"flops_per_token", fpt}, {"gemm_peak_gflops", peak / 1e9}, {"mfu", mfu},
-                      {"threads", omp_get_max_threads()}, {"blas", blas_core_name()}, {"batch", B},
+                      {"threads", max_threads()}, {"blas", blas_core_name()}, {"batch", B},
                       {"seq", T},              {"fp8", fp8},               {"params", n},
                       {"config", config}};
   if (!json_only)
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
                  "bench_train: %lld params, batch %lld x %lld, %.1f MFLOP/token: %.0f tokens/s, %.1f GFLOP/s = %.1f%% "
                  "of the sgemm peak %.0f GFLOP/s (%s, %d threads)\n",
                  (long long)n, (long long)B, (long long)T, fpt / 1e6, tps, tps * fpt / 1e9, 100 * mfu, peak / 1e9,
-                 blas_core_name(), omp_get_max_threads());
+                 blas_core_name(), max_threads());
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }

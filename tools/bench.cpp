@@ -4,7 +4,6 @@
 //
 // Order matters for the memory figure: the model is written by a child process and the model runs
 // before the roofline buffers exist, so the peak resident memory (VmHWM) is the model's own.
-#include <omp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "commands.h"
 #include "engine/generator.h"
 #include "model/model.h"
+#include "tensor/backend.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
 #include "tensor/roofline.h"
@@ -92,7 +92,7 @@ double prefill_flops(const Config& c, const ParamCount& p, int64_t T) {
 
 int cmd_bench(const BenchOptions& o) {
   std::fprintf(stderr, "seek bench: cpu %s, BLAS core %s, %d threads\n", cpu_features_string(), blas_core_name(),
-               omp_get_max_threads());
+               max_threads());
   if (!fs::exists(fs::path(o.model_dir) / "config.json")) {
     std::fprintf(stderr, "writing the %s model to %s (once; reused by later runs)\n", o.preset.c_str(), o.model_dir.c_str());
     std::fflush(stderr);
@@ -196,7 +196,7 @@ int cmd_bench(const BenchOptions& o) {
   json j = {
       {"cpu", cpu_features_string()},
       {"blas_core", blas_core_name()},
-      {"threads", omp_get_max_threads()},
+      {"threads", max_threads()},
       {"model", o.model_dir},
       {"params_total", pc.total},
       {"params_active", pc.active},
@@ -219,7 +219,7 @@ int cmd_bench(const BenchOptions& o) {
       {"peak_rss_over_weights", peak_rss / weight_file_bytes},
   };
   std::printf("machine   %s, %d threads; read bandwidth %.1f GB/s (median); sgemm peak %.1f GFLOP/s\n", cpu_features_string(),
-              omp_get_max_threads(), bw / 1e9, peak / 1e9);
+              max_threads(), bw / 1e9, peak / 1e9);
   std::printf("model     %s: %.3fB params, %.1fM active/token, %.2f GB weights\n", o.model_dir.c_str(), double(pc.total) / 1e9,
               double(pc.active) / 1e6, weight_file_bytes / 1e9);
   std::printf("prefill   %lld tokens: %.1f tokens/s, %.1f GFLOP/s = %.1f%% of sgemm peak\n", (long long)T, prefill_tps,

@@ -33,6 +33,7 @@
 #include "data/shards.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
+#include "tensor/backend.h"
 #include "util/error.h"
 
 namespace seek {
@@ -164,12 +165,11 @@ void run_data(const DataFlags& f) {
     for (size_t c0 = 0; c0 < docs.size(); c0 += chunk) {
       size_t c1 = std::min(docs.size(), c0 + chunk);
       std::vector<std::vector<int32_t>> ids(c1 - c0);
-#pragma omp parallel for schedule(dynamic, 16)
-      for (size_t i = c0; i < c1; ++i) {
-        std::vector<int32_t>& d = ids[i - c0];
-        d = tok.encode(docs[i], bos >= 0);
+      parallel_tasks(int64_t(c1 - c0), [&](int64_t j, int) {
+        std::vector<int32_t>& d = ids[size_t(j)];
+        d = tok.encode(docs[c0 + size_t(j)], bos >= 0);
         if (eos >= 0) d.push_back(eos);
-      }
+      });
       for (size_t i = c0; i < c1; ++i) {
         (goes_to_validation(docs[i], f.seed, f.val_fraction) ? val : train).add(std::move(ids[i - c0]));
         done_bytes += docs[i].size();

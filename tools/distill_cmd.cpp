@@ -54,6 +54,8 @@ void add_sft_options(CLI::App* c, distill::SftOptions& o) {
   c->add_option("--max-seconds", o.max_seconds, "wall-clock budget of the SFT loop (0 = none)")->capture_default_str();
   c->add_option("--seed", o.seed, "data order (and, for distill, sampling and questions)")->capture_default_str();
   c->add_option("--log-every", o.log_every)->capture_default_str();
+  c->add_option("--save-every", o.save_every, "checkpoint interval in steps (a killed run resumes from the last)")
+      ->capture_default_str();
 }
 
 }  // namespace

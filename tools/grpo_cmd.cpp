@@ -53,6 +53,9 @@ void register_grpo_commands(CLI::App& app) {
   c->add_option("--max-difficulty", o.max_difficulty)->capture_default_str();
   c->add_option("--seed", o.seed)->capture_default_str();
   c->add_option("--max-seconds", o.max_seconds, "stop after this much wall time (0 = no limit)")->capture_default_str();
+  c->add_option("--log-every", o.log_every)->capture_default_str();
+  c->add_option("--save-every", o.save_every, "checkpoint interval in steps (a killed run resumes from the last)")
+      ->capture_default_str();
   c->callback([f] {
     rl::GrpoRunOptions o = f->o;
     o.kinds = parse_task_kinds(f->kinds);

@@ -77,7 +77,7 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
   const std::string grpo_svg = copy_plot(out / "grpo-teacher" / "grpo.svg", "teacher-grpo.svg");
   const std::string sgrpo_svg = copy_plot(out / "grpo-student" / "grpo.svg", "student-grpo.svg");
   const std::string sloss_svg = copy_plot(out / "pretrain-student" / "loss.svg", "student-pretrain-loss.svg");
-  const plot::Columns g = plot::read_jsonl((out / "grpo-teacher" / "metrics.jsonl").string());
+  const plot::Columns g = plot::drop_superseded(plot::read_jsonl((out / "grpo-teacher" / "metrics.jsonl").string()), "step");
   const double len0 = edge_mean(g.get("response_length"), 5, true), len1 = edge_mean(g.get("response_length"), 5, false);
   const double acc0 = edge_mean(g.get("accuracy"), 5, true), acc1 = edge_mean(g.get("accuracy"), 5, false);
   const plot::Columns pm = plot::drop_superseded(plot::read_jsonl((out / "pretrain-teacher" / "metrics.jsonl").string()), "step");

@@ -1,7 +1,7 @@
 // train_cmd.cpp — `seek pretrain`: flags onto train::PretrainOptions (src/train/trainer.h). Progress
 // lines on stderr (loss, tokens/s, MFU, expert balance, ETA); metrics and charts in --out.
 #include "commands.h"
-#include "train/trainer.h"
+#include "train/pretrain.h"
 
 namespace seek {
 

@@ -8,7 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
-#include "train/optimizer.h"
+#include "train/flops.h"
+#include "train/trainer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/progress.h"
@@ -65,22 +66,111 @@ train::TokenObjective completion_objective(const SftBatch& batch) {
 
 namespace {
 
+// The data order: one seeded permutation per epoch (SplitMix64 Fisher–Yates), consumed B at a time
+// across epoch boundaries. Its state is (epoch, pos): the permutation follows from the seed.
+class SftObjective final : public train::Objective {
+ public:
+  SftObjective(const SftOptions& o, const std::vector<Trace>& traces, int32_t pad, const Config& c)
+      : o_(o), traces_(traces), pad_(pad), c_(c) {
+    reshuffle();
+  }
+
+  train::StepReport step(train::TrainModel& m, int64_t step) override {
+    std::vector<size_t> which;
+    while (int64_t(which.size()) < o_.batch) {
+      if (pos_ == order_.size()) {
+        ++epoch_;
+        reshuffle();
+        if (int64_t(traces_.size()) < o_.batch && !which.empty()) break;  // fewer traces than a batch: one pass
+      }
+      which.push_back(order_[pos_++]);
+    }
+    const SftBatch b = make_sft_batch(traces_, which, pad_);
+    const train::TokenObjective obj = completion_objective(b);
+    const train::LossParts lp = m.forward_backward(b.ids.data(), b.B, b.T, {.mtp_lambda = 0, .balance_alpha = 0}, &obj);
+    if (step == 1) first_loss = lp.main;
+    last_loss = lp.main;
+    completion_tokens += b.completion_tokens;
+    window_completion_ += b.completion_tokens;
+    train::StepReport r;
+    r.loss = lp.main;
+    r.tokens = b.B * b.T;
+    r.flops = double(r.tokens) * train::train_flops_per_token(c_, b.T);
+    return r;
+  }
+
+  void after_update(train::TrainModel&, int64_t, bool logging, train::StepReport& r) override {
+    if (!logging) return;
+    const double ep = double(epoch_) + double(pos_) / double(traces_.size());
+    const double secs = std::max(1e-9, std::chrono::duration<double>(Clock::now() - t_window_).count());
+    r.metrics = {{"epoch", ep},
+                 {"completion_tokens", window_completion_},
+                 {"completion_tokens_per_s", double(window_completion_) / secs}};
+    r.progress = strfmt("epoch %.2f | loss %.4f | %.0f completion tok/s", ep, r.loss, double(window_completion_) / secs);
+    window_completion_ = 0;
+    t_window_ = Clock::now();
+  }
+
+  json options() const override {
+    return {{"model", o_.model}, {"batch", o_.batch}, {"seed", o_.seed}, {"traces", int64_t(traces_.size())}};
+  }
+  json state() const override {
+    return {{"epoch", epoch_}, {"pos", pos_}, {"completion_tokens", completion_tokens}, {"first_loss", first_loss},
+            {"last_loss", last_loss}};
+  }
+  void restore(const json& st, const std::string& ckpt) override {
+    try {
+      epoch_ = st.at("epoch").get<int64_t>();
+      reshuffle();
+      pos_ = st.at("pos").get<size_t>();
+      completion_tokens = st.at("completion_tokens").get<int64_t>();
+      first_loss = st.at("first_loss").is_number() ? st.at("first_loss").get<double>() : NAN;
+      last_loss = st.at("last_loss").is_number() ? st.at("last_loss").get<double>() : NAN;
+    } catch (const json::exception& e) {
+      throw Error(ckpt + "/state.json: the SFT state is incomplete: " + e.what());
+    }
+    if (pos_ > order_.size()) throw Error(ckpt + "/state.json: the data position is past the epoch");
+  }
+  void plot(const std::string& out) const override { draw_loss(out); }
+
+  double first_loss = NAN, last_loss = NAN;
+  int64_t completion_tokens = 0;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void reshuffle() {
+    order_.resize(traces_.size());
+    for (size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    SplitMix64 rng(mix64(o_.seed, uint64_t(epoch_)));
+    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[size_t(rng.below(i))]);
+    pos_ = 0;
+  }
+  static void draw_loss(const std::string& dir) {
+    const plot::Columns m = plot::drop_superseded(plot::read_jsonl((fs::path(dir) / "metrics.jsonl").string()), "step");
+    plot::Chart c;
+    c.title = "Distillation SFT loss (completion tokens only)";
+    c.x_label = "step";
+    c.y_label = "cross-entropy (nats/token)";
+    c.add_series("train batch", m.get("step"), m.get("loss"));
+    c.write_svg((fs::path(dir) / "loss.svg").string());
+  }
+
+  const SftOptions& o_;
+  const std::vector<Trace>& traces_;
+  int32_t pad_;
+  const Config& c_;
+  std::vector<size_t> order_;
+  int64_t epoch_ = 0;
+  size_t pos_ = 0;
+  int64_t window_completion_ = 0;
+  Clock::time_point t_window_ = Clock::now();
+};
 
 json options_json(const SftOptions& o) {
   return {{"model", o.model}, {"tokenizer", o.tokenizer.empty() ? o.model : o.tokenizer}, {"steps", o.steps},
           {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"min_lr_ratio", o.min_lr_ratio}, {"clip", o.clip},
           {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
           {"warmup", o.warmup}, {"max_seconds", o.max_seconds}, {"seed", o.seed}};
-}
-
-void draw_loss(const std::string& dir) {
-  const plot::Columns m = plot::read_jsonl((fs::path(dir) / "metrics.jsonl").string());
-  plot::Chart c;
-  c.title = "Distillation SFT loss (completion tokens only)";
-  c.x_label = "step";
-  c.y_label = "cross-entropy (nats/token)";
-  c.add_series("train batch", m.get("step"), m.get("loss"));
-  c.write_svg((fs::path(dir) / "loss.svg").string());
 }
 
 }  // namespace
@@ -99,8 +189,7 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   if (pad < 0) pad = tok.eos_id();
   if (pad < 0) throw Error(tok_dir + ": the tokenizer has no <|eos|> (the padding id)");
 
-  train::TrainModel m = train::TrainModel::from_checkpoint(o.model);
-  const Config& c = m.config();
+  const Config c = load_config(o.model);
   SftResult r;
   std::vector<Trace> traces;
   for (size_t i = 0; i < all_traces.size(); ++i) {
@@ -126,93 +215,37 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   std::string out_dir = o.out;
   while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();
   const fs::path partial = out_dir + ".partial";
-  fs::remove_all(partial);
-  fs::create_directories(partial);
+  train::TrainOptions t;
+  t.out = partial.string();
+  t.name = "sft";
+  t.steps = r.planned_steps;
+  t.lr = o.lr;
+  t.schedule = train::Schedule{"cosine", std::min(o.warmup, r.planned_steps / 10), r.planned_steps, o.min_lr_ratio, 0.2};
+  t.adamw = train::AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
+  t.clip = o.clip;
+  t.save_every = o.save_every;
+  t.log_every = o.log_every;
+  t.max_seconds = o.max_seconds;
+  t.stop_after = o.stop_after;
+  SftObjective obj(o, traces, pad, c);
+  // Resume a killed run of these options; clear another run's leftover.
+  if (fs::exists(partial) && !train::can_resume(partial.string(), t, obj)) fs::remove_all(partial);
+  train::Trainer trainer(t, obj, o.model);
+  trainer.run(progress);
+  r.steps = trainer.step();
+  r.stopped_by_time = trainer.stopped_by_time();
+  r.seconds = trainer.seconds();
+  r.completion_tokens = obj.completion_tokens;
+  r.first_loss = obj.first_loss;
+  r.last_loss = obj.last_loss;
+  if (o.stop_after > 0 && r.steps < r.planned_steps && !r.stopped_by_time) return r;  // stopped for a test
 
-  const int64_t n = int64_t(m.data().size());
-  std::vector<float> mom(size_t(n), 0.f), var(size_t(n), 0.f);
-  std::vector<uint8_t> decay(size_t(n), 0);
-  for (const auto& p : m.params())
-    if (p.decay) std::fill(decay.begin() + p.offset, decay.begin() + p.offset + p.numel, 1);
-  const train::Schedule sched{"cosine", std::min(o.warmup, r.planned_steps / 10), r.planned_steps, o.min_lr_ratio, 0.2};
-  const train::AdamWOptions ao{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};
-  const train::LossWeights lw{.mtp_lambda = 0, .balance_alpha = 0};
-
-  // The data order: one seeded permutation per epoch, consumed B at a time across epoch boundaries.
-  std::vector<size_t> order;
-  int64_t epoch = 0;
-  size_t pos = 0;
-  auto reshuffle = [&] {
-    order.resize(traces.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    SplitMix64 rng(mix64(o.seed, uint64_t(epoch)));
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[size_t(rng.below(i))]);
-    pos = 0;
-  };
-  reshuffle();
-
-  std::ofstream metrics(partial / "metrics.jsonl");
-  const auto t0 = clock::now();
-  int64_t window_tokens = 0, window_completion = 0;
-  auto t_window = t0;
-  for (int64_t step = 1; step <= r.planned_steps; ++step) {
-    const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-    if (o.max_seconds > 0 && step > 1 && elapsed >= o.max_seconds) {
-      r.stopped_by_time = true;
-      break;
-    }
-    std::vector<size_t> which;
-    while (int64_t(which.size()) < o.batch) {
-      if (pos == order.size()) {
-        ++epoch;
-        reshuffle();
-        if (int64_t(traces.size()) < o.batch && !which.empty()) break;  // fewer traces than a batch: one pass
-      }
-      which.push_back(order[pos++]);
-    }
-    const SftBatch b = make_sft_batch(traces, which, pad);
-    const train::TokenObjective obj = completion_objective(b);
-    const train::LossParts lp = m.forward_backward(b.ids.data(), b.B, b.T, lw, &obj);
-    const double gnorm = train::clip_grad_norm(m.grad().data(), n, o.clip);
-    const double lr = o.lr * train::lr_multiplier(sched, step);
-    train::adamw_step(m.data().data(), m.grad().data(), mom.data(), var.data(), decay.data(), n, step, lr, ao);
-    r.steps = step;
-    r.completion_tokens += b.completion_tokens;
-    if (step == 1) r.first_loss = lp.main;
-    r.last_loss = lp.main;
-    window_tokens += b.B * b.T;
-    window_completion += b.completion_tokens;
-    if (step % std::max<int64_t>(1, o.log_every) == 0 || step == r.planned_steps || step == 1) {
-      const auto now = clock::now();
-      const double secs = std::chrono::duration<double>(now - t0).count();
-      const double wsecs = std::max(1e-9, std::chrono::duration<double>(now - t_window).count());
-      double eta = secs / double(step) * double(r.planned_steps - step);
-      if (o.max_seconds > 0) eta = std::min(eta, std::max(0.0, o.max_seconds - secs));
-      const double ep = double(epoch) + double(pos) / double(traces.size());
-      metrics << json{{"step", step}, {"epoch", ep}, {"loss", lp.main}, {"lr", lr}, {"grad_norm", gnorm},
-                      {"completion_tokens", b.completion_tokens}, {"tokens_per_s", double(window_tokens) / wsecs},
-                      {"completion_tokens_per_s", double(window_completion) / wsecs}, {"elapsed_s", secs}}
-                     .dump()
-              << "\n";
-      metrics.flush();
-      if (progress) {
-        std::fprintf(progress, "sft step %lld/%lld | epoch %.2f | loss %.4f | lr %.2e | %.0f tok/s (%.0f completion) | ETA %s\n",
-                     (long long)step, (long long)r.planned_steps, ep, lp.main, lr, double(window_tokens) / wsecs,
-                     double(window_completion) / wsecs, format_duration(eta).c_str());
-        std::fflush(progress);
-      }
-      window_tokens = window_completion = 0;
-      t_window = now;
-    }
+  // The model, the tokenizer, the summary; the checkpoints leave; then the rename that publishes them.
+  trainer.model().save(partial.string());
+  for (const auto& e : fs::directory_iterator(partial)) {
+    const std::string f = e.path().filename().string();
+    if (f.rfind("ckpt-", 0) == 0 || f == "latest") fs::remove_all(e.path());
   }
-  r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-  metrics.close();
-  if (r.stopped_by_time && progress)
-    std::fprintf(progress, "sft: wall-clock budget of %.0f s reached after %lld of %lld steps\n", o.max_seconds,
-                 (long long)r.steps, (long long)r.planned_steps);
-
-  // The model, the tokenizer, the summary, the chart; then the rename that publishes them.
-  m.save(partial.string());
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
     const fs::path src = fs::is_directory(tok_dir) ? fs::path(tok_dir) / f
                          : std::string(f) == "tokenizer.json" ? fs::path(tok_dir)
@@ -221,11 +254,6 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
     std::ifstream in(src, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     write_file_atomic((partial / f).string(), bytes);
-  }
-  try {
-    if (r.steps > 0) draw_loss(partial.string());
-  } catch (const Error& e) {  // a chart is not worth the run
-    if (progress) std::fprintf(progress, "warning: loss.svg not drawn: %s\n", e.what());
   }
   r.total_seconds = std::chrono::duration<double>(clock::now() - t_call).count();
   const json summary = {{"options", options_json(o)},

@@ -12,23 +12,23 @@
 // ∂L/∂log p = −mask / Σ mask. Passed to TrainModel as a TokenObjective; MTP and balance weights are 0
 // (a dense student; an MoE student would train without balancing).
 //
-// Optimizer: AdamW (decay on 2-D weights), linear warmup then cosine to min_lr_ratio, global-norm
-// clipping. Steps: `steps` if > 0, else ceil(epochs · traces / batch). max_seconds > 0 stops before the
-// first step that would start after that much wall time (at least one step runs; the schedule is
-// planned for all the steps, so a run cut by time ends at a higher learning rate; result.stopped_by_time
-// says it happened).
+// Training: the loop of train/trainer.h with this objective — AdamW (decay on 2-D weights), linear
+// warmup then cosine to min_lr_ratio, global-norm clipping. Steps: `steps` if > 0, else
+// ceil(epochs · traces / batch). max_seconds > 0 stops before the first step that would start after
+// that much wall time (at least one step runs; the schedule is planned for all the steps, so a run cut
+// by time ends at a higher learning rate; result.stopped_by_time says it happened).
 //
-// Output, atomic as a whole: everything is written into OUT.partial/ (removed first if a killed run
-// left it) — metrics.jsonl during training (one JSON object per logged step: step, epoch, loss, lr,
-// grad_norm, completion_tokens, tokens_per_s (all B·T positions), completion_tokens_per_s,
-// elapsed_s), then config.json + model.safetensors (f32, HF names: loadable by Model::load and
+// Output, atomic as a whole: the run lives in OUT.partial/ — metrics.jsonl (the loop's fields and, per
+// logged step, epoch, completion_tokens and completion_tokens_per_s), checkpoints every save_every
+// steps — and at the end config.json + model.safetensors (f32, HF names: loadable by Model::load and
 // TrainModel), tokenizer.json (+ tokenizer_config.json) copied from `tokenizer`, sft.json (the options
-// and the result) and loss.svg — and the directory is renamed to OUT at the end (an older OUT is removed
-// just before). A killed run leaves no OUT, only OUT.partial, which the next run clears. One run per
-// OUT at a time.
+// and the result) and loss.svg join it, the checkpoints leave, and the directory is renamed to OUT (an
+// older OUT is removed just before). A killed run leaves no OUT, only OUT.partial, from which the next
+// run with the same options resumes exactly (another run's leftover is cleared). One run per OUT at a
+// time.
 //
-// Does not: resume a killed run midway (it restarts), accumulate gradients, pack sequences, or bucket
-// by length (random batches pay for their padding).
+// Does not: accumulate gradients, pack sequences, or bucket by length (random batches pay for their
+// padding).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -53,6 +53,8 @@ struct SftOptions {
   double max_seconds = 0; // wall-clock budget of the training loop; 0 = none
   uint64_t seed = 1;
   int64_t log_every = 10;
+  int64_t save_every = 50;  // checkpoint interval (resume after a kill)
+  int64_t stop_after = 0;   // stop, with a checkpoint, after this many steps of this run (tests of resume)
 };
 
 struct SftResult {

@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
+#include "tensor/backend.h"
 #include "util/error.h"
 
 namespace seek {
@@ -33,8 +34,9 @@ inline float uniform_pm1(uint64_t seed, uint64_t stream, uint64_t i) {  // in [-
 }
 
 void fill(float* dst, int64_t n, uint64_t seed, uint64_t stream, float center, float halfwidth) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dst[i] = center + halfwidth * uniform_pm1(seed, stream, uint64_t(i));
+  parallel_for(n, 2, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) dst[i] = center + halfwidth * uniform_pm1(seed, stream, uint64_t(i));
+  });
 }
 
 uint64_t fnv1a(const std::string& s) {
@@ -109,8 +111,9 @@ size_t write_random_checkpoint(const std::string& dir, const json& config_json, 
       std::memcpy(bytes.data(), f32.data(), size_t(n) * 4);
     } else if (dt == DType::BF16 || dt == DType::F16) {
       auto* o = reinterpret_cast<uint16_t*>(bytes.data());
-#pragma omp parallel for schedule(static) if (n > 65536)
-      for (int64_t i = 0; i < n; ++i) o[i] = dt == DType::BF16 ? f32_to_bf16(f32[size_t(i)]) : f32_to_f16(f32[size_t(i)]);
+      parallel_for(n, 2, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) o[i] = dt == DType::BF16 ? f32_to_bf16(f32[size_t(i)]) : f32_to_f16(f32[size_t(i)]);
+      });
     } else {
       // FP8 e4m3 per 128×128 block: scale = amax / 448, stored value = w / scale.
       const int64_t N = s.shape[0], K = s.shape[1], nb = (K + B - 1) / B;

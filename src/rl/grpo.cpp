@@ -12,8 +12,8 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/rollout.h"
-#include "train/optimizer.h"
-#include "train/train_model.h"
+#include "train/flops.h"
+#include "train/trainer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/plot.h"
@@ -21,13 +21,11 @@
 #include "util/rng.h"
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace seek::rl {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 void validate(const GrpoRunOptions& o) {
   if (o.policy.empty() || o.out.empty()) throw Error("grpo: --policy and --out are required");
@@ -82,8 +80,8 @@ void save_policy(const train::TrainModel& m, const std::string& tokenizer_json, 
 }
 
 void draw_plots(const fs::path& out) {
-  const plot::Columns c = plot::read_jsonl((out / "metrics.jsonl").string());
-  const std::vector<double> step = c.get("step");
+  const plot::Columns c = plot::drop_superseded(plot::read_jsonl((out / "metrics.jsonl").string()), "step");
+  const std::vector<double> step = c.get("grpo_step");
   plot::Chart reward;
   reward.title = "GRPO: reward, accuracy and format rate of the rollouts";
   reward.x_label = "step";
@@ -104,182 +102,230 @@ void draw_plots(const fs::path& out) {
   plot::write_svg((out / "grpo.svg").string(), {reward, len, kl});
 }
 
+// GRPO as an objective of the training loop: one loop step is one optimizer step; every `inner` steps
+// start with a new batch of rollouts, sampled from the live policy (TrainModel::inference, no copy).
+class GrpoObjective final : public train::Objective {
+ public:
+  GrpoObjective(const GrpoRunOptions& o, const GrpoOptions& lo, const Tokenizer& tok, int32_t eos, const Config& c)
+      : o_(o), lo_(lo), tok_(tok), eos_(eos), c_(c), ref_(train::TrainModel::from_checkpoint(o.policy)) {}
+
+  train::StepReport step(train::TrainModel& policy, int64_t k) override {
+    const int64_t step = (k - 1) / o_.inner + 1;
+    if ((k - 1) % o_.inner == 0) sample(policy, step);
+    // One optimizer step on the GRPO objective, the batch split into micro-batches whose gradients add
+    // up to the whole batch's (each micro-batch's loss is weighted by its share of the normalizer).
+    const auto t_train = Clock::now();
+    double kl_w = 0, clip_w = 0, ent_w = 0, loss_sum = 0, train_tokens = 0;
+    const bool first_inner = (k - 1) % o_.inner == 0;
+    for (size_t mb = 0; mb < micro_.size(); ++mb) {
+      const Packed& pk = micro_[mb];
+      const double share = lo_.variant == GrpoOptions::Dapo ? double(pk.tokens) / double(tot_tokens_)
+                                                             : double(pk.sequences) / double(tot_seqs_);
+      std::vector<float> ent;
+      GrpoStats st;
+      train::TokenObjective obj{[&](const float* logp, float* dlogp) {
+                                  GrpoBatch gb{pk.B, pk.T, logp, old_lp_[mb].empty() ? nullptr : old_lp_[mb].data(),
+                                               ref_lp_[mb].empty() ? nullptr : ref_lp_[mb].data(), pk.mask.data(),
+                                               pk.advantage.data()};
+                                  st = grpo_token_loss(gb, lo_, dlogp);
+                                  for (int64_t i = 0; i < pk.B * pk.T; ++i) dlogp[i] *= float(share);
+                                  return st.loss * share;
+                                },
+                                &ent};
+      loss_sum += policy.forward_backward(pk.ids.data(), pk.B, pk.T, none(), &obj, mb > 0).main;
+      double e = 0;
+      for (int64_t i = 0; i < pk.B * pk.T; ++i) e += pk.mask[size_t(i)] * ent[size_t(i)];
+      kl_w += st.mean_kl * double(st.n_tokens);
+      clip_w += st.clip_fraction * double(st.n_tokens);
+      ent_w += e;
+      train_tokens += double(pk.B * pk.T);
+    }
+    if (micro_.empty()) std::fill(policy.grad().begin(), policy.grad().end(), 0.f);  // every group dropped
+    const double train_s = std::chrono::duration<double>(Clock::now() - t_train).count();
+    const double N = double(rollouts_.size());
+    const double kl = micro_.empty() ? 0 : kl_w / double(tot_tokens_), clipf = micro_.empty() ? 0 : clip_w / double(tot_tokens_);
+    const double entropy = micro_.empty() ? 0 : ent_w / double(tot_tokens_);
+    train::StepReport r;
+    r.loss = loss_sum;
+    r.tokens = int64_t(train_tokens);
+    r.flops = flops_ * (first_inner ? 1.0 : 0.0) + train_flops_;
+    r.metrics = {{"grpo_step", step},
+                 {"reward", mean_reward_},
+                 {"accuracy", correct_ / N},
+                 {"format_rate", formatted_ / N},
+                 {"think_rate", think_ / N},
+                 {"response_length", length_ / N},
+                 {"kl", kl},
+                 {"clip_fraction", clipf},
+                 {"entropy", entropy},
+                 {"groups_kept", kept_groups_},
+                 {"rollout_tokens_per_s", double(rollout_stats_.tokens) / std::max(1e-9, rollout_stats_.seconds)},
+                 {"train_tokens_per_s", train_tokens / std::max(1e-9, train_s)}};
+    r.progress = strfmt("reward %.3f acc %4.1f%% fmt %4.1f%% think %4.1f%% | len %.0f | kl %.4f clip %.1f%% ent %.2f | "
+                        "groups %lld/%lld | rollout %.0f tok/s",
+                        mean_reward_, 100 * correct_ / N, 100 * formatted_ / N, 100 * think_ / N, length_ / N, kl,
+                        100 * clipf, entropy, (long long)kept_groups_, (long long)o_.questions,
+                        double(rollout_stats_.tokens) / std::max(1e-9, rollout_stats_.seconds));
+    return r;
+  }
+
+  void after_update(train::TrainModel& policy, int64_t k, bool, train::StepReport&) override {
+    const int64_t step = (k - 1) / o_.inner + 1;
+    if (k % o_.inner == 0 && o_.ref_reset > 0 && step % o_.ref_reset == 0) {
+      ref_.data() = policy.data();
+      ref_reset_at_ = step;
+    }
+  }
+
+  json options() const override {
+    json kinds = json::array();
+    for (TaskKind kind : o_.kinds) kinds.push_back(int(kind));
+    return {{"policy", o_.policy}, {"steps", o_.steps}, {"questions", o_.questions}, {"group", o_.group},
+            {"max_new_tokens", o_.max_new_tokens}, {"temperature", o_.temperature}, {"inner", o_.inner},
+            {"micro", o_.micro}, {"variant", int(lo_.variant)}, {"eps_low", lo_.eps_low}, {"eps_high", lo_.eps_high},
+            {"beta", lo_.beta}, {"scale_std", lo_.scale_std}, {"std_unbiased", lo_.std_unbiased}, {"std_eps", lo_.std_eps}, {"drgrpo_max_tokens", lo_.drgrpo_max_tokens},
+            {"dynamic_sampling", o_.dynamic_sampling}, {"ref_reset", o_.ref_reset},
+            {"reward_accuracy", o_.weights.accuracy}, {"reward_format", o_.weights.format}, {"kinds", kinds},
+            {"min_difficulty", o_.min_difficulty}, {"max_difficulty", o_.max_difficulty},
+            {"heldout_fraction", o_.heldout_fraction}, {"seed", o_.seed}};
+  }
+  // The reference moves only at a reset: then it is saved beside the policy (reference/).
+  json state() const override { return {{"rewards", rewards_hist}, {"accuracy", acc_hist}, {"ref_reset_at", ref_reset_at_}}; }
+  void save_files(const std::string& ckpt) const override {
+    if (ref_reset_at_ > 0) ref_.save((fs::path(ckpt) / "reference").string());
+  }
+  void restore(const json& st, const std::string& ckpt) override {
+    rewards_hist = st.value("rewards", std::vector<double>{});
+    acc_hist = st.value("accuracy", std::vector<double>{});
+    ref_reset_at_ = st.value("ref_reset_at", int64_t(0));
+    if (ref_reset_at_ > 0) ref_ = train::TrainModel::from_checkpoint((fs::path(ckpt) / "reference").string());
+  }
+  void plot(const std::string& out) const override { draw_plots(out); }
+
+  std::vector<double> rewards_hist, acc_hist;  // per rollout batch
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static train::LossWeights none() { return {.mtp_lambda = 0, .balance_alpha = 0}; }
+
+  // Rollouts of this step's problems with the current policy, their rewards and advantages, and the
+  // micro-batches to train on (with the sampling policy's and the reference's log-probabilities).
+  void sample(train::TrainModel& policy, int64_t step) {
+    SplitMix64 rng(mix64(o_.seed, uint64_t(step)));
+    std::vector<Problem> problems;
+    for (int64_t q = 0; q < o_.questions; ++q) {
+      const TaskKind kind = o_.kinds[size_t(rng.uniform(o_.kinds.size()))];
+      const int d = int(rng.range(o_.min_difficulty, o_.max_difficulty));
+      problems.push_back(make_split_problem(kind, d, Split::Train, o_.seed, uint64_t((step - 1) * o_.questions + q),
+                                            o_.heldout_fraction));
+    }
+    RolloutOptions ro;
+    ro.samples = o_.group;
+    ro.temperature = o_.temperature;
+    ro.max_new_tokens = o_.max_new_tokens;
+    ro.seed = mix64(o_.seed ^ 0x5EEDull, uint64_t(step));
+    ro.weights = o_.weights;
+    rollouts_ = sample_rollouts(policy.inference(), tok_, problems, ro, &rollout_stats_);
+    // Rewards → advantages; DAPO's dynamic sampling drops groups that all scored alike.
+    std::vector<double> rewards;
+    correct_ = formatted_ = think_ = length_ = 0;
+    for (const Rollout& r : rollouts_) {
+      rewards.push_back(r.reward.total);
+      correct_ += r.reward.correct;
+      formatted_ += r.reward.formatted;
+      think_ += r.text.rfind("<think>", 0) == 0;
+      length_ += double(r.completion.size());
+    }
+    mean_reward_ = std::accumulate(rewards.begin(), rewards.end(), 0.0) / double(rollouts_.size());
+    rewards_hist.push_back(mean_reward_);
+    acc_hist.push_back(correct_ / double(rollouts_.size()));
+    const std::vector<float> adv = group_advantages(rewards, o_.group, lo_);
+    std::vector<const Rollout*> kept;
+    std::vector<float> kept_adv;
+    kept_groups_ = 0;
+    for (int64_t q = 0; q < o_.questions; ++q) {
+      if (o_.dynamic_sampling && !keep_group(&rewards[size_t(q * o_.group)], o_.group)) continue;
+      ++kept_groups_;
+      for (int64_t i = 0; i < o_.group; ++i) {
+        kept.push_back(&rollouts_[size_t(q * o_.group + i)]);
+        kept_adv.push_back(adv[size_t(q * o_.group + i)]);
+      }
+    }
+    micro_.clear();
+    tot_tokens_ = tot_seqs_ = 0;
+    for (size_t b0 = 0; b0 < kept.size(); b0 += size_t(o_.micro)) {
+      const size_t b1 = std::min(kept.size(), b0 + size_t(o_.micro));
+      micro_.push_back(pack({kept.begin() + long(b0), kept.begin() + long(b1)},
+                            {kept_adv.begin() + long(b0), kept_adv.begin() + long(b1)}, eos_));
+      tot_tokens_ += micro_.back().tokens;
+      tot_seqs_ += micro_.back().sequences;
+    }
+    // Log-probabilities of the sampling policy (for the ratio when inner > 1) and of the reference.
+    old_lp_.assign(micro_.size(), {});
+    ref_lp_.assign(micro_.size(), {});
+    flops_ = 0;
+    train_flops_ = 0;
+    for (size_t mb = 0; mb < micro_.size(); ++mb) {
+      const Packed& pk = micro_[mb];
+      const double fwd = double(pk.B * pk.T) * train::train_flops_per_token(c_, pk.T) / 3;
+      if (o_.inner > 1) old_lp_[mb] = policy.target_logprobs(pk.ids.data(), pk.B, pk.T), flops_ += fwd;
+      if (lo_.beta > 0) ref_lp_[mb] = ref_.target_logprobs(pk.ids.data(), pk.B, pk.T), flops_ += fwd;
+      train_flops_ += 3 * fwd;
+    }
+  }
+
+  const GrpoRunOptions& o_;
+  const GrpoOptions lo_;
+  const Tokenizer& tok_;
+  int32_t eos_;
+  const Config& c_;
+  train::TrainModel ref_;
+  int64_t ref_reset_at_ = 0;  // the rollout step of the reference's last reset (0: never)
+  std::vector<Rollout> rollouts_;
+  RolloutStats rollout_stats_;
+  std::vector<Packed> micro_;
+  std::vector<std::vector<float>> old_lp_, ref_lp_;
+  int64_t tot_tokens_ = 0, tot_seqs_ = 0, kept_groups_ = 0;
+  double correct_ = 0, formatted_ = 0, think_ = 0, length_ = 0, mean_reward_ = 0;
+  double flops_ = 0, train_flops_ = 0;  // this batch's forward-only passes; one training step's
+};
+
 }  // namespace
 
 GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
   validate(o);
-  const fs::path out(o.out), policy_dir = out / ".policy";
+  const fs::path out(o.out);
   fs::create_directories(out);
   const std::string tok_path = (fs::path(o.policy) / "tokenizer.json").string();
   if (!fs::exists(tok_path)) throw Error(o.policy + ": no tokenizer.json (the policy directory needs one)");
   const Tokenizer tok = Tokenizer::load(tok_path);
   const int32_t eos = tok.token_id("<|eos|>");
   if (eos < 0) throw Error(tok_path + ": no <|eos|> token (seek's chat format needs it)");
-
-  train::TrainModel policy = train::TrainModel::from_checkpoint(o.policy);
-  train::TrainModel ref = train::TrainModel::from_checkpoint(o.policy);
-  const int64_t n = int64_t(policy.data().size());
-  std::vector<float> mom(size_t(n), 0.f), var(size_t(n), 0.f), acc(size_t(n), 0.f);
-  std::vector<uint8_t> decay(size_t(n), 0);
-  for (const auto& p : policy.params())
-    if (p.decay) std::fill(decay.begin() + p.offset, decay.begin() + p.offset + p.numel, 1);
-  const train::AdamWOptions ao{o.lr, 0.9, 0.99, 1e-8, o.weight_decay};
-  train::LossWeights none;
-  none.mtp_lambda = 0;
-  none.balance_alpha = 0;
+  const Config c = load_config(o.policy);
   GrpoOptions lo = o.loss;
   if (lo.drgrpo_max_tokens == 0) lo.drgrpo_max_tokens = o.max_new_tokens;  // a constant, not the batch's T
 
-  std::ofstream metrics(out / "metrics.jsonl", std::ios::trunc);
-  if (!metrics) throw Error((out / "metrics.jsonl").string() + ": cannot write");
+  train::TrainOptions t;
+  t.out = o.out;
+  t.name = "grpo";
+  t.steps = o.steps * o.inner;
+  t.lr = o.lr;
+  t.schedule = train::Schedule{"constant", o.warmup, t.steps, 1.0, 0.2};
+  t.adamw = train::AdamWOptions{o.lr, 0.9, 0.99, 1e-8, o.weight_decay};
+  t.clip = o.clip;
+  t.save_every = o.save_every * o.inner;
+  t.log_every = o.log_every * o.inner;
+  t.max_seconds = o.max_seconds;
+  t.stop_after = o.stop_after * o.inner;
+  GrpoObjective obj(o, lo, tok, eos, c);
+  train::Trainer trainer(t, obj, o.policy);
+  if (trainer.resumed() && progress)
+    std::fprintf(progress, "grpo: resuming %s at step %lld\n", o.out.c_str(), (long long)(trainer.step() / o.inner));
+  trainer.run(progress);
+
   GrpoResult res;
-  std::vector<double> rewards_hist, acc_hist;
-  const auto t_start = Clock::now();
-  int64_t adam_t = 0;
-  for (int64_t step = 1; step <= o.steps; ++step) {
-    const auto t_step = Clock::now();
-    // 1. Rollouts with the current policy.
-    save_policy(policy, tok_path, policy_dir);
-    std::unique_ptr<Model> engine = Model::load(policy_dir.string());
-    SplitMix64 rng(mix64(o.seed, uint64_t(step)));
-    std::vector<Problem> problems;
-    for (int64_t q = 0; q < o.questions; ++q) {
-      const TaskKind kind = o.kinds[size_t(rng.uniform(o.kinds.size()))];
-      const int d = int(rng.range(o.min_difficulty, o.max_difficulty));
-      problems.push_back(make_split_problem(kind, d, Split::Train, o.seed, uint64_t((step - 1) * o.questions + q),
-                                            o.heldout_fraction));
-    }
-    RolloutOptions ro;
-    ro.samples = o.group;
-    ro.temperature = o.temperature;
-    ro.max_new_tokens = o.max_new_tokens;
-    ro.seed = mix64(o.seed ^ 0x5EEDull, uint64_t(step));
-    ro.weights = o.weights;
-    RolloutStats rs;
-    const std::vector<Rollout> rolls = sample_rollouts(*engine, tok, problems, ro, &rs);
-    engine.reset();
-
-    // 2. Rewards → advantages; DAPO's dynamic sampling drops groups that all scored alike.
-    std::vector<double> rewards;
-    double correct = 0, formatted = 0, think = 0, length = 0;
-    for (const Rollout& r : rolls) {
-      rewards.push_back(r.reward.total);
-      correct += r.reward.correct;
-      formatted += r.reward.formatted;
-      think += r.text.rfind("<think>", 0) == 0;
-      length += double(r.completion.size());
-    }
-    const double N = double(rolls.size());
-    const std::vector<float> adv = group_advantages(rewards, o.group, lo);
-    std::vector<const Rollout*> kept;
-    std::vector<float> kept_adv;
-    int64_t kept_groups = 0;
-    for (int64_t q = 0; q < o.questions; ++q) {
-      if (o.dynamic_sampling && !keep_group(&rewards[size_t(q * o.group)], o.group)) continue;
-      ++kept_groups;
-      for (int64_t i = 0; i < o.group; ++i) {
-        kept.push_back(&rolls[size_t(q * o.group + i)]);
-        kept_adv.push_back(adv[size_t(q * o.group + i)]);
-      }
-    }
-
-    // 3. Optimizer steps on the GRPO objective, the batch split into micro-batches whose gradients add
-    // up to the whole batch's (each micro-batch's loss is weighted by its share of the normalizer).
-    double kl = 0, clipf = 0, entropy = 0, train_tokens = 0, loss_sum = 0;
-    const auto t_train = Clock::now();
-    if (!kept.empty()) {
-      std::vector<Packed> micro;
-      int64_t tot_tokens = 0, tot_seqs = 0;
-      for (size_t b0 = 0; b0 < kept.size(); b0 += size_t(o.micro)) {
-        const size_t b1 = std::min(kept.size(), b0 + size_t(o.micro));
-        micro.push_back(pack({kept.begin() + long(b0), kept.begin() + long(b1)},
-                             {kept_adv.begin() + long(b0), kept_adv.begin() + long(b1)}, eos));
-        tot_tokens += micro.back().tokens;
-        tot_seqs += micro.back().sequences;
-      }
-      // Log-probabilities of the sampling policy (for the ratio when inner > 1) and of the reference.
-      std::vector<std::vector<float>> old_lp(micro.size()), ref_lp(micro.size());
-      for (size_t m = 0; m < micro.size(); ++m) {
-        if (o.inner > 1) old_lp[m] = policy.target_logprobs(micro[m].ids.data(), micro[m].B, micro[m].T);
-        if (lo.beta > 0) ref_lp[m] = ref.target_logprobs(micro[m].ids.data(), micro[m].B, micro[m].T);
-      }
-      for (int64_t it = 0; it < o.inner; ++it) {
-        std::fill(acc.begin(), acc.end(), 0.f);
-        double kl_w = 0, clip_w = 0, ent_w = 0;
-        loss_sum = 0;
-        for (size_t m = 0; m < micro.size(); ++m) {
-          const Packed& pk = micro[m];
-          const double share = lo.variant == GrpoOptions::Dapo ? double(pk.tokens) / double(tot_tokens)
-                                                                : double(pk.sequences) / double(tot_seqs);
-          std::vector<float> ent;
-          GrpoStats st;
-          train::TokenObjective obj{[&](const float* logp, float* dlogp) {
-                                      GrpoBatch gb{pk.B, pk.T, logp, old_lp[m].empty() ? nullptr : old_lp[m].data(),
-                                                   ref_lp[m].empty() ? nullptr : ref_lp[m].data(), pk.mask.data(),
-                                                   pk.advantage.data()};
-                                      st = grpo_token_loss(gb, lo, dlogp);
-                                      for (int64_t i = 0; i < pk.B * pk.T; ++i) dlogp[i] *= float(share);
-                                      return st.loss * share;
-                                    },
-                                    &ent};
-          loss_sum += policy.forward_backward(pk.ids.data(), pk.B, pk.T, none, &obj).main;
-          const std::vector<float>& g = policy.grad();
-          for (int64_t i = 0; i < n; ++i) acc[size_t(i)] += g[size_t(i)];
-          double e = 0;
-          for (int64_t i = 0; i < pk.B * pk.T; ++i) e += pk.mask[size_t(i)] * ent[size_t(i)];
-          kl_w += st.mean_kl * double(st.n_tokens);
-          clip_w += st.clip_fraction * double(st.n_tokens);
-          ent_w += e;
-          train_tokens += double(pk.B * pk.T);
-        }
-        kl = kl_w / double(tot_tokens);
-        clipf = clip_w / double(tot_tokens);
-        entropy = ent_w / double(tot_tokens);
-        train::clip_grad_norm(acc.data(), n, o.clip);
-        const double lr = o.lr * std::min(1.0, double(adam_t + 1) / double(std::max<int64_t>(1, o.warmup)));
-        train::adamw_step(policy.data().data(), acc.data(), mom.data(), var.data(), decay.data(), n, ++adam_t, lr, ao);
-      }
-    }
-    const double train_s = since(t_train);
-    if (o.ref_reset > 0 && step % o.ref_reset == 0) ref.data() = policy.data();
-
-    // 4. Log.
-    const double mean_reward = std::accumulate(rewards.begin(), rewards.end(), 0.0) / N;
-    rewards_hist.push_back(mean_reward);
-    acc_hist.push_back(correct / N);
-    const double elapsed = since(t_start);
-    nlohmann::json j = {{"step", step},
-                        {"reward", mean_reward},
-                        {"accuracy", correct / N},
-                        {"format_rate", formatted / N},
-                        {"think_rate", think / N},
-                        {"response_length", length / N},
-                        {"loss", loss_sum},
-                        {"kl", kl},
-                        {"clip_fraction", clipf},
-                        {"entropy", entropy},
-                        {"groups_kept", kept_groups},
-                        {"rollout_tokens_per_s", double(rs.tokens) / std::max(1e-9, rs.seconds)},
-                        {"train_tokens_per_s", train_tokens / std::max(1e-9, train_s)},
-                        {"step_seconds", since(t_step)},
-                        {"seconds", elapsed}};
-    metrics << j.dump() << "\n" << std::flush;
-    if (progress && (step % o.log_every == 0 || step == o.steps))
-      std::fprintf(progress,
-                   "grpo step %lld/%lld | reward %.3f acc %4.1f%% fmt %4.1f%% think %4.1f%% | len %.0f | kl %.4f clip %.1f%% "
-                   "ent %.2f | groups %lld/%lld | rollout %.0f tok/s train %.0f tok/s | ETA %s\n",
-                   (long long)step, (long long)o.steps, mean_reward, 100 * correct / N, 100 * formatted / N, 100 * think / N,
-                   length / N, kl, 100 * clipf, entropy, (long long)kept_groups, (long long)o.questions,
-                   double(rs.tokens) / std::max(1e-9, rs.seconds), train_tokens / std::max(1e-9, train_s),
-                   format_duration(elapsed / double(step) * double(o.steps - step)).c_str());
-    res.steps = step;
-    if (o.max_seconds > 0 && elapsed >= o.max_seconds) {
-      if (progress) std::fprintf(progress, "grpo: wall-time budget of %.0f s reached after %lld steps\n", o.max_seconds, (long long)step);
-      break;
-    }
-  }
-  metrics.close();
-  res.seconds = since(t_start);
+  res.steps = trainer.step() / o.inner;
+  res.seconds = trainer.seconds();
   auto mean_of = [](const std::vector<double>& v, bool first) {
     const size_t k = std::min<size_t>(5, v.size());
     if (k == 0) return 0.0;
@@ -287,22 +333,17 @@ GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
     for (size_t i = 0; i < k; ++i) s += first ? v[i] : v[v.size() - 1 - i];
     return s / double(k);
   };
-  res.first_reward = mean_of(rewards_hist, true);
-  res.last_reward = mean_of(rewards_hist, false);
-  res.first_accuracy = mean_of(acc_hist, true);
-  res.last_accuracy = mean_of(acc_hist, false);
-  try {
-    draw_plots(out);
-  } catch (const Error& e) {
-    if (progress) std::fprintf(progress, "warning: plots not drawn: %s\n", e.what());
-  }
+  res.first_reward = mean_of(obj.rewards_hist, true);
+  res.last_reward = mean_of(obj.rewards_hist, false);
+  res.first_accuracy = mean_of(obj.acc_hist, true);
+  res.last_accuracy = mean_of(obj.acc_hist, false);
+  if (o.stop_after > 0 && trainer.step() < t.steps && !trainer.stopped_by_time()) return res;  // stopped for a test
   // The final policy, renamed into place only when complete.
   const fs::path tmp = out / "model.tmp", final_dir = out / "model";
   fs::remove_all(tmp);
-  save_policy(policy, tok_path, tmp);
+  save_policy(trainer.model(), tok_path, tmp);
   fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
-  fs::remove_all(policy_dir);
   return res;
 }
 

@@ -8,16 +8,17 @@
 // rewards are all equal). The reference is the starting policy, reset to the current one every
 // `ref_reset` steps when that is set. No SFT happens first: the model learns from rewards alone.
 //
-// The policy trains in f32 (train/train_model.h). Rollouts run on the inference engine, which loads the
-// policy from OUT/.policy (rewritten after every step). MoE balancing stays as pretraining left it (no
-// balance loss, no bias updates), and the MTP module is not trained (λ = 0).
+// The policy trains in f32 in the training loop (train/trainer.h; one loop step per optimizer step,
+// `inner` of them per batch of rollouts). Rollouts run on the inference engine over the live policy
+// (TrainModel::inference: no copy, no file). MoE balancing stays as pretraining left it (no balance
+// loss, no bias updates), and the MTP module is not trained (λ = 0).
 //
-// Output: OUT/metrics.jsonl (one line per step: reward, accuracy, format rate, response length, KL,
-// clip fraction, entropy, rollout and training tokens/s, groups kept), OUT/grpo.svg (curves), and the
-// final policy in OUT/model (HF layout + tokenizer.json, written in a temporary directory and renamed
-// into place, so OUT/model exists only when the run finished).
-//
-// Does not (yet): resume a killed run mid-way (a rerun starts over; the recipe skips finished stages).
+// Output: OUT/metrics.jsonl (the loop's fields and, per step: grpo_step, reward, accuracy, format rate,
+// response length, KL, clip fraction, entropy, rollout and training tokens/s, groups kept), OUT/grpo.svg
+// (curves), checkpoints (OUT/ckpt-<step>/, with the reference beside the policy once it has been reset):
+// a stopped or killed run resumes exactly; and the final policy in OUT/model (HF layout +
+// tokenizer.json, written in a temporary directory and renamed into place, so OUT/model exists only
+// when the run finished).
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -52,6 +53,8 @@ struct GrpoRunOptions {
   uint64_t seed = 1;
   double max_seconds = 0;      // stop after this much wall time (0 = no limit): equal-time comparisons
   int64_t log_every = 1;
+  int64_t save_every = 10;     // checkpoint interval in steps (resume after a kill)
+  int64_t stop_after = 0;      // stop, with a checkpoint, after this many steps of this run (tests of resume)
 };
 
 struct GrpoResult {

@@ -30,6 +30,7 @@ double lr_multiplier(const Schedule& s, int64_t t) {
     const double frac = std::min(1.0, after / span);
     return s.min_ratio + (1.0 - s.min_ratio) * 0.5 * (1.0 + std::cos(M_PI * frac));
   }
+  if (s.kind == "constant") return 1.0;
   if (s.kind == "wsd") {
     const double decay_steps = std::max(1.0, s.decay_fraction * double(s.total));
     const double decay_start = double(s.total) - decay_steps;
@@ -37,7 +38,7 @@ double lr_multiplier(const Schedule& s, int64_t t) {
     const double frac = std::min(1.0, (double(t) - decay_start) / decay_steps);
     return 1.0 - (1.0 - s.min_ratio) * frac;
   }
-  throw Error("schedule: kind \"" + s.kind + "\" is not supported (expected cosine or wsd)");
+  throw Error("schedule: kind \"" + s.kind + "\" is not supported (expected cosine, wsd or constant)");
 }
 
 }  // namespace seek::train

@@ -28,7 +28,8 @@ void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* dec
 double clip_grad_norm(float* g, int64_t n, double max_norm);
 
 struct Schedule {
-  std::string kind = "cosine";  // "cosine" (warmup, then cosine to min_ratio) or "wsd" (warmup, stable, decay)
+  std::string kind = "cosine";  // "cosine" (warmup, then cosine to min_ratio), "wsd" (warmup, stable, decay) or
+                                // "constant" (warmup, then the peak)
   int64_t warmup = 0;
   int64_t total = 1;
   double min_ratio = 0.1;       // final lr / peak lr

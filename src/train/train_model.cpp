@@ -103,15 +103,15 @@ Model& TrainModel::inference() {
 }
 
 LossParts TrainModel::forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w,
-                                       const TokenObjective* obj) {
-  return run(ids, B, T, w, true, obj);
+                                       const TokenObjective* obj, bool accumulate) {
+  return run(ids, B, T, w, true, obj, accumulate);
 }
 LossParts TrainModel::loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, const TokenObjective* obj) {
-  return run(ids, B, T, w, false, obj);
+  return run(ids, B, T, w, false, obj, false);
 }
 
 LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const LossWeights& lw, bool backward,
-                          const TokenObjective* obj) {
+                          const TokenObjective* obj, bool accumulate) {
   const Config& c = cfg_;
   const int64_t D = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers, N = B * T;
   const float eps = float(c.rms_norm_eps);
@@ -210,14 +210,15 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   if (!backward) return out;
 
   // ---- backward, in reverse ----------------------------------------------------------------------
-  std::fill(grad_.begin(), grad_.end(), 0.f);
+  if (!accumulate) std::fill(grad_.begin(), grad_.end(), 0.f);
+  const float scale = float(lw.scale);
   float* dhn = nullptr;  // the MTP module's gradient on the main model's normed states
   if (mtp) {
     const MtpWeights& mw = w_.mtp[0];
     MtpGrads& mg = g_.mtp[0];
     float* dml = ws.alloc<float>(M * V);
     std::fill(dml, dml + M * V, 0.f);
-    cross_entropy_backward(dml, a.mtp_probs.data(), tgt2, M, V, float(lw.mtp_lambda));
+    cross_entropy_backward(dml, a.mtp_probs.data(), tgt2, M, V, float(lw.mtp_lambda) * scale);
     float* dmout = ws.alloc<float>(M * D);
     head_backward(pass, mw.shared_head_norm, w_.lm_head, mg.shared_head_norm, g_.lm_head, a.mtp_out.data(),
                   a.mtp_hn.data(), a.mtp_rstd.data(), dml, nullptr, M, dmout);
@@ -233,13 +234,18 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   }
   float* dlogits = ws.alloc<float>(N * V);
   std::fill(dlogits, dlogits + N * V, 0.f);
-  if (obj) token_logprobs_backward(pass, dlogits, probs, tgt, dlogp, N, V);
-  else cross_entropy_backward(dlogits, probs, tgt, N, V, 1.f);
+  if (obj) {
+    if (scale != 1.f)
+      for (int64_t i = 0; i < N; ++i) dlogp[i] *= scale;
+    token_logprobs_backward(pass, dlogits, probs, tgt, dlogp, N, V);
+  } else {
+    cross_entropy_backward(dlogits, probs, tgt, N, V, scale);
+  }
   float* dx = ws.alloc<float>(N * D);
   head_backward(pass, w_.norm, w_.lm_head, g_.norm, g_.lm_head, xL, hn, rstd, dlogits, dhn, N, dx);
   for (int64_t i = L - 1; i >= 0; --i)
     block_backward(pass, spec_.layers[size_t(i)], w_.layers[size_t(i)], g_.layers[size_t(i)], a.resid[size_t(i)].data(),
-                   dx, rows, a.layers[size_t(i)], ex, lw.balance_alpha / double(B), B);
+                   dx, rows, a.layers[size_t(i)], ex, lw.balance_alpha * lw.scale / double(B), B);
   embed_backward(g_.embed_tokens, dx, in, N, D);
   return out;
 }
@@ -254,7 +260,7 @@ std::vector<float> TrainModel::target_logprobs(const int32_t* ids, int64_t B, in
   LossWeights none;
   none.mtp_lambda = 0;
   none.balance_alpha = 0;
-  run(ids, B, T, none, false, &obj);
+  run(ids, B, T, none, false, &obj, false);
   return logp;
 }
 

@@ -35,6 +35,7 @@ namespace seek::train {
 struct LossWeights {
   double mtp_lambda = 0.3;
   double balance_alpha = 0.0001;
+  double scale = 1.0;  // multiplies the loss's gradient (1/k for one of k accumulated micro-batches)
 };
 
 // A per-token objective in place of the mean cross-entropy (SFT with a loss mask, GRPO): given
@@ -79,10 +80,11 @@ class TrainModel {
   void set_fp8(bool on) { fp8_ = on; }
   bool fp8() const { return fp8_; }
 
-  // ids [B, T+1]; zeroes and fills grad(); returns the loss parts. With obj, main is obj's loss.
+  // ids [B, T+1]; fills grad() with the loss's gradient (adds it to what grad() holds when accumulate:
+  // micro-batches of one step); returns the loss parts. With obj, main is obj's loss.
   LossParts forward_backward(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w,
-                             const TokenObjective* obj = nullptr);
-  // The loss only (no gradient, no activations kept).
+                             const TokenObjective* obj = nullptr, bool accumulate = false);
+  // The loss only (no gradient).
   LossParts loss(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, const TokenObjective* obj = nullptr);
   // log p(ids[b, t+1] | ids[b, ..t]) for every row b·T + t (forward only, no MTP); and, if entropy is
   // given, each position's entropy.
@@ -111,7 +113,7 @@ class TrainModel {
  private:
   explicit TrainModel(Config c);
   LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward,
-                const TokenObjective* obj = nullptr);
+                const TokenObjective* obj, bool accumulate);
 
   Config cfg_;
   std::string config_json_;

@@ -1,71 +1,122 @@
-// trainer.h — `seek pretrain`: the training loop. AdamW with warmup + cosine/WSD, global-norm
-// clipping, gradient accumulation, MTP loss weight λ with DeepSeek-V3's step schedule (§4.2: 0.3 for
-// the first 10T tokens, 0.1 for the last 4.8T), expert balancing (DeepSeek-V3's aux-loss-free bias
-// with the sequence-wise loss, a V2-style auxiliary loss, or none), periodic validation loss, metrics
-// as JSON lines, charts of them, and checkpoints that resume exactly.
+// trainer.h — the one training loop of seek, for every objective: pretraining (train/pretrain.h),
+// distillation's SFT (distill/sft.h) and GRPO (rl/grpo.h). Each step the objective sets the model's
+// gradient (one forward/backward or several accumulated); the loop clips it to a global norm, takes an
+// AdamW step at the scheduled learning rate, logs metrics and a progress line, and writes checkpoints
+// from which a stopped or killed run resumes exactly.
 //
-// Metrics (OUT/metrics.jsonl, one JSON object per logged step): loss parts, lr, grad_norm, mtp_lambda;
-// tokens_per_s (training compute only, since the previous line), mfu = tokens_per_s ×
-// train_flops_per_token (train/flops.h) / gemm_peak_gflops (cblas_sgemm measured at the start of the
-// run, tensor/roofline.h); expert balance accumulated over every micro-batch since the previous line
-// (not one batch's noise): "expert_load": {"<layer>": {"max_over_mean", "dead", "routed"}} per MoE
-// layer (routed: the token-expert assignments counted), with max_over_mean_load (the worst layer) and
-// dead_experts (the sum) at the top. The progress line shows the worst layer, the dead total, MFU and
-// the ETA. OUT/loss.svg (main, MTP and validation loss) and OUT/balance.svg (max/mean load and dead
-// experts per MoE layer) are redrawn from metrics.jsonl at every checkpoint, so a killed run keeps them.
+// A run lives in a directory: metrics.jsonl (one JSON object per logged step: step, loss, lr,
+// grad_norm, tokens_per_s and mfu over the steps since the previous line (training compute only, not
+// validation or checkpoints), gemm_peak_gflops, seconds, and the objective's fields), ckpt-<step>/
+// (config.json + model.safetensors, loadable by Model::load; optim.safetensors, the AdamW moments;
+// state.json: step, the run's wall time so far, the options, the objective's state; and any files the
+// objective keeps) and `latest`, naming the newest complete checkpoint. A checkpoint is written into a
+// temporary directory and renamed into place, then `latest` is rewritten atomically, so a run killed at
+// any moment resumes from the last complete one; the two newest are kept. A run started in a
+// directory that has a checkpoint resumes from it — only with the same options — and reaches bit for
+// bit the same parameters as one that never stopped (same thread count).
 //
-// Checkpoints: OUT/ckpt-<step>/ holds config.json + model.safetensors (loadable by seek generate),
-// optim.safetensors (AdamW moments) and state.json (step, data position, options). Each is written in a
-// temporary directory that is renamed into place, then OUT/latest names it (written atomically), so a
-// run killed at any moment resumes from the last complete checkpoint. A run resumed at step k produces
-// the same parameters at step 2k as one that never stopped (same thread count).
+// MFU = the objective's training FLOPs per second over the log interval / this machine's f32 GEMM
+// peak, measured at the start and again at every log line, the best kept (a peak measured while
+// something else ran would otherwise inflate every later MFU).
 //
-// Does not (yet): train on more than one process, exclude the validation and checkpoint time from the
-// ETA's rate (it includes them, so the ETA is honest), or plot the learning rate and gradient norm.
+// Does not (yet): train on more than one process.
 #pragma once
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/optimizer.h"
+#include "train/train_model.h"
 
 namespace seek::train {
 
-struct PretrainOptions {
-  std::string config;  // config.json of the model to create (ignored when OUT holds a checkpoint)
-  std::string data;    // directory written by `seek data`
-  std::string out;
-  int64_t steps = 100;
-  int64_t batch = 8, seq_len = 64, accum = 1;
-  double lr = 3e-3, min_lr_ratio = 0.1, clip = 1.0, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
-  int64_t warmup = 10;
-  std::string schedule = "cosine";  // cosine | wsd
-  double mtp_lambda = 0.3;        // MTP loss weight λ for steps 1 .. round(mtp_switch · steps)
-  double mtp_lambda_final = NAN;  // λ after that; NaN = mtp_lambda (constant)
-  double mtp_switch = 0.7;        // fraction of the steps after which λ becomes mtp_lambda_final
-  std::string balance = "aux-free";  // aux-free | aux | none
-  double gamma = 0.001;      // aux-free bias step
-  double seq_alpha = 1e-4;   // sequence-wise balance loss weight (aux-free mode)
-  double aux_alpha = 1e-3;   // the auxiliary loss weight (aux mode)
-  bool fp8 = false;          // simulate FP8 GEMM inputs (DeepSeek-V3 §3.3; nn/pass.h)
-  uint64_t seed = 1;
-  int64_t eval_every = 50, eval_batches = 8, save_every = 50, log_every = 10;
-  int64_t stop_after = 0;    // stop (with a checkpoint) after this many steps of this run: tests of resume
+struct TrainOptions {
+  std::string out;          // the run directory
+  std::string name = "train";  // the progress line's first word
+  int64_t steps = 100;      // optimizer steps
+  double lr = 1e-3;         // peak learning rate
+  Schedule schedule;        // warmup, then cosine / wsd / constant; total = steps
+  AdamWOptions adamw;       // betas, eps, weight decay (AdamWOptions::lr is unused: lr and schedule decide)
+  double clip = 1.0;        // global gradient norm limit (0: none)
+  bool fp8 = false;         // simulate FP8 GEMM inputs (DeepSeek-V3 §3.3; nn/pass.h)
+  int64_t save_every = 50;  // checkpoint interval in steps (the last step is always saved)
+  int64_t log_every = 10;   // metrics interval in steps (the first and the last are always logged)
+  double max_seconds = 0;   // wall-time budget over all resumes: no step starts after it (0: none)
+  int64_t stop_after = 0;   // stop, with a checkpoint, after this many steps of this run (tests of resume)
 };
 
-struct PretrainResult {
-  int64_t step = 0;            // the last step done
-  double first_val_loss = NAN, last_val_loss = NAN;
-  bool resumed = false;
+// What the objective did in one step.
+struct StepReport {
+  double loss = 0;          // the step's loss (metrics "loss")
+  int64_t tokens = 0;       // positions trained on (tokens/s)
+  double flops = 0;         // model FLOPs spent (MFU)
+  nlohmann::json metrics = nlohmann::json::object();  // more fields for this step's metrics line
+  std::string progress;     // the objective's part of the progress line
+  bool log = false;         // force a metrics line at this step (e.g. a validation result)
 };
 
-PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress = stderr);
+// What a run optimizes; the loop does the rest.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // Sets m.grad() to the gradient of step `step` (1-based) at the current parameters.
+  virtual StepReport step(TrainModel& m, int64_t step) = 0;
+  // After the update of step `step`; `logging` says the step gets a metrics line: add to report what
+  // it should say (a validation loss, statistics since the previous line).
+  virtual void after_update(TrainModel& m, int64_t step, bool logging, StepReport& report) {}
+  // The objective's options: a checkpoint resumes only a run whose options are equal.
+  virtual nlohmann::json options() const = 0;
+  // State beyond the model and the optimizer (a data position, a sampling order), and files kept in
+  // every checkpoint directory (a reference model, the tokenizer).
+  virtual nlohmann::json state() const { return nlohmann::json::object(); }
+  virtual void restore(const nlohmann::json& state, const std::string& checkpoint) {}
+  virtual void save_files(const std::string& checkpoint) const {}
+  // Charts, redrawn from the run's metrics at every checkpoint.
+  virtual void plot(const std::string& out) const {}
+};
 
-// λ at `step` (1-based): mtp_lambda up to round(mtp_switch · steps), mtp_lambda_final after. A function
-// of the step alone, so a resumed run follows the same schedule.
-double mtp_lambda_at(const PretrainOptions& o, int64_t step);
+class Trainer {
+ public:
+  // Opens the run in o.out: from its latest checkpoint (the options must be equal: an Error names the
+  // difference otherwise) or, when it has none, from the model directory `initial`.
+  Trainer(const TrainOptions& o, Objective& obj, const std::string& initial);
+  ~Trainer();
 
-// Redraws OUT/loss.svg and OUT/balance.svg (when the run has MoE layers) from OUT/metrics.jsonl.
-// Throws seek::Error when the metrics cannot be read or hold nothing to draw.
-void draw_pretrain_plots(const std::string& out);
+  TrainModel& model() { return *model_; }
+  bool resumed() const { return resumed_; }
+  int64_t step() const { return step_; }
+  double seconds() const { return seconds_; }  // wall time of the loop, over all resumes
+  bool stopped_by_time() const { return stopped_by_time_; }
+
+  // Appends one line to metrics.jsonl (e.g. the validation loss before the first step).
+  void log(const nlohmann::json& line);
+  // Runs the steps left (or until the time budget or stop_after), with a checkpoint at the end.
+  void run(std::FILE* progress);
+
+ private:
+  void save_checkpoint();
+
+  TrainOptions o_;
+  Objective& obj_;
+  std::unique_ptr<TrainModel> model_;
+  std::vector<float> m_, v_;   // AdamW moments, the arena's layout
+  std::vector<uint8_t> decay_;
+  int64_t step_ = 0;
+  double seconds_ = 0;
+  bool resumed_ = false, stopped_by_time_ = false;
+  nlohmann::json run_options_;
+};
+
+// The checkpoint directory out/latest names ("" when there is none); throws Error when it names one
+// that is not complete.
+std::string latest_checkpoint(const std::string& out);
+// Whether `out` holds a checkpoint that a run with these options would resume (false: none, or one
+// trained with other options).
+bool can_resume(const std::string& out, const TrainOptions& o, const Objective& obj);
 
 }  // namespace seek::train

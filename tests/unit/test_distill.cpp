@@ -343,6 +343,62 @@ TEST(DistillSft, KilledRunLeavesNoOutputDirectory) {
   EXPECT_FALSE(fs::exists(out + ".partial"));
 }
 
+// A run stopped part way (a checkpoint at the stop) and run again with the same options reaches the
+// same student, byte for byte, as a run that never stopped.
+TEST(DistillSft, StoppedAndResumedEqualsUninterrupted) {
+  Student s;
+  const std::vector<distill::Trace> traces = s.traces(6);
+  auto options = [&](const std::string& out) {
+    SftOptions o;
+    o.model = s.model;
+    o.out = out;
+    o.steps = 8;
+    o.batch = 4;  // 6 traces: the data order crosses an epoch at the stop
+    o.lr = 1e-2;
+    o.warmup = 2;
+    o.save_every = 3;
+    return o;
+  };
+  sft(options(s.dir / "straight"), traces, nullptr);
+  SftOptions o = options(s.dir / "resumed");
+  o.stop_after = 3;
+  SftResult first = sft(o, traces, nullptr);
+  EXPECT_EQ(first.steps, 3);
+  EXPECT_FALSE(fs::exists(o.out));
+  EXPECT_TRUE(fs::exists(o.out + ".partial/ckpt-3/state.json"));
+  o.stop_after = 0;
+  SftResult second = sft(o, traces, nullptr);
+  EXPECT_EQ(second.steps, 8);
+  EXPECT_EQ(second.completion_tokens, sft(options(s.dir / "again"), traces, nullptr).completion_tokens);
+  EXPECT_TRUE(file_bytes(s.dir / "straight/model.safetensors") == file_bytes(s.dir / "resumed/model.safetensors"));
+}
+
+// The same through the CLI with SIGKILL: the killed run's OUT.partial resumes to the same student.
+TEST(DistillSft, KilledRunResumesToTheSameResult) {
+  Student s;
+  const std::string traces = s.dir / "traces.jsonl";
+  save_traces(traces, s.traces(6));
+  auto spawn = [&](const std::string& out) {
+    return test::spawn_quiet({SEEK_BINARY, "sft", "--model", s.model, "--traces", traces, "--out", out, "--steps", "40",
+                              "--batch", "3", "--save-every", "2", "--log-every", "1"});
+  };
+  auto finish = [&](pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+  };
+  const std::string straight = s.dir / "straight", killed = s.dir / "killed";
+  EXPECT_EQ(finish(spawn(straight)), 0);
+  pid_t pid = spawn(killed);
+  for (int i = 0; i < 20000 && !fs::exists(killed + ".partial/ckpt-4"); ++i) usleep(1000);
+  kill(pid, SIGKILL);
+  const int status = finish(pid);
+  std::printf("[distill] the first run was %s\n", WIFSIGNALED(status) ? "killed part way" : "already finished when killed");
+  EXPECT_EQ(finish(spawn(killed)), 0);
+  EXPECT_FALSE(fs::exists(killed + ".partial"));
+  EXPECT_TRUE(file_bytes(straight + "/model.safetensors") == file_bytes(killed + "/model.safetensors"));
+}
+
 // --- Rejection sampling end to end -------------------------------------------------------------------
 
 TEST(DistillRejection, SamplesScoresAndSelectsOnATinyModel) {
