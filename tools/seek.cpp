@@ -20,6 +20,7 @@
 #include "model/random_checkpoint.h"
 #include "model/tokenizer.h"
 #include "engine/generator.h"
+#include "rl/mtp_accept.h"
 #include "presets.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
@@ -285,35 +286,25 @@ int cmd_demo(const std::string& out) {
   std::printf("  naive vs absorbed MLA        %.2e\n", forms);
   std::printf("  cached decode vs full pass   %.2e\n", cached);
 
-  // Greedy generation from the prompt, with the MTP module's draft for the token after next.
-  const int64_t V = c.vocab_size, D = c.hidden_size, n_new = 32;
-  KVCache cache = m->new_cache(int64_t(ids.size()) + n_new);
-  KVCache mtp_cache = m->new_mtp_cache(int64_t(ids.size()) + n_new);
-  std::vector<float> logits(static_cast<size_t>(int64_t(ids.size()) * V)), hidden(static_cast<size_t>(int64_t(ids.size()) * D)), mtp_logits(static_cast<size_t>(V));
-  auto t0 = std::chrono::steady_clock::now();
-  m->forward(cache, ids.data(), int64_t(ids.size()), logits.data(), false, nullptr);
-  double prefill = seconds_since(t0);
-  std::vector<int32_t> out_ids;
-  int32_t next = argmax(logits.data(), V);
-  int agree = 0, drafts = 0, draft = -1;
-  t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < n_new; ++i) {
-    out_ids.push_back(next);
-    if (draft >= 0) drafts++, agree += draft == next;
-    m->forward(cache, &next, 1, logits.data(), false, hidden.data());
-    int32_t after = argmax(logits.data(), V);
-    if (c.num_nextn_predict_layers > 0) {
-      m->forward_mtp(0, mtp_cache, hidden.data(), &after, 1, mtp_logits.data());
-      draft = argmax(mtp_logits.data(), V);
-    }
-    next = after;
+  // Greedy generation from the prompt (the decoding step every generation loop runs), then how often
+  // the MTP module's draft of the token after next agreed with it.
+  const int64_t n_new = 32;
+  GenerationRequest greedy;
+  greedy.prompt = ids;
+  greedy.sampling.temperature = 0;
+  greedy.stop.max_new_tokens = n_new;
+  const GenerationOutput g = Generator(*m, nullptr).run({greedy})[0];
+  std::printf("\ngreedy continuation (%zu tokens):", g.tokens.size());
+  for (int32_t id : g.tokens) std::printf(" %d", id);
+  std::printf("\nprefill %zu tokens: %.1f tokens/s; decode: %.1f tokens/s", ids.size(), double(ids.size()) / g.prefill_seconds,
+              double(g.tokens.size()) / g.decode_seconds);
+  if (c.num_nextn_predict_layers > 0) {
+    std::vector<int32_t> text = ids;
+    text.insert(text.end(), g.tokens.begin(), g.tokens.end());
+    const rl::MtpAcceptance a = rl::mtp_acceptance(*m, {text}, {int64_t(ids.size())});
+    std::printf("; MTP draft agreed with the next greedy token %lld/%lld times (random weights: expect ~0)",
+                (long long)a.accepted, (long long)a.count);
   }
-  double decode = seconds_since(t0);
-  std::printf("\ngreedy continuation (%lld tokens):", (long long)n_new);
-  for (int32_t id : out_ids) std::printf(" %d", id);
-  std::printf("\nprefill %zu tokens: %.1f tokens/s; decode: %.1f tokens/s", ids.size(), double(ids.size()) / prefill,
-              double(n_new) / decode);
-  if (drafts) std::printf("; MTP draft agreed with the next greedy token %d/%d times (random weights: expect ~0)", agree, drafts);
   std::printf("\n");
 
   // Text in, text out: the chat format, the tokenizer, sampling, streaming.

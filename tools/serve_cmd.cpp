@@ -1,5 +1,5 @@
 // serve_cmd.cpp — `seek serve`: the OpenAI/DeepSeek-compatible server (src/server) over the continuous
-// batching engine (src/engine/scheduler.h) with context caching in RAM and on disk
+// batching scheduler (src/engine/scheduler.h) with context caching in RAM and on disk
 // (src/engine/prefix_cache.h).
 //
 // The port is bound first and answers 503 while the model loads; SIGINT or SIGTERM stop it cleanly
@@ -29,7 +29,7 @@ namespace {
 struct ServeFlags {
   std::string model, tokenizer, cache_dir, name;
   ServerOptions server;
-  EngineOptions engine;
+  SchedulerOptions scheduler;
   double kv_gib = 8, cache_ram_mib = 1024, cache_disk_gib = 16;
   bool no_cache = false;
 };
@@ -44,7 +44,7 @@ int run_serve(ServeFlags& f) {
   if (!fs::exists(fs::path(tdir) / "tokenizer.json")) throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
   f.server.model_name = f.name.empty() ? fs::path(f.model).lexically_normal().filename().string() : f.name;
   if (f.server.model_name.empty()) f.server.model_name = "seek";
-  f.engine.max_kv_bytes = size_t(f.kv_gib * double(1ull << 30));
+  f.scheduler.max_kv_bytes = size_t(f.kv_gib * double(1ull << 30));
 
   // Signals go to this thread only (sigwait below); every thread started from here inherits the mask.
   sigset_t stop_set;
@@ -66,7 +66,7 @@ int run_serve(ServeFlags& f) {
   std::unique_ptr<Model> model;
   Tokenizer tok;
   std::unique_ptr<PrefixCache> pc;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> scheduler;
   try {
     model = Model::load(f.model);
     tok = Tokenizer::load(tdir);
@@ -80,10 +80,10 @@ int run_serve(ServeFlags& f) {
       po.disk_dir = f.cache_dir;
       po.disk_bytes = size_t(f.cache_disk_gib * double(1ull << 30));
       po.salt = fp;
-      pc = std::make_unique<PrefixCache>(model->config(), f.engine.form, po);
+      pc = std::make_unique<PrefixCache>(model->config(), f.scheduler.form, po);
     }
-    engine = std::make_unique<Engine>(*model, &tok, pc.get(), f.engine);
-    server.attach(*model, tok, pc.get(), *engine, fp);
+    scheduler = std::make_unique<Scheduler>(*model, &tok, pc.get(), f.scheduler);
+    server.attach(*model, tok, pc.get(), *scheduler, fp);
   } catch (...) {
     server.stop();
     http.join();
@@ -123,16 +123,16 @@ void register_serve_commands(CLI::App& app) {
   s->add_option("--cache-ram-mib", f.cache_ram_mib, "RAM tier budget of the prefix cache")->capture_default_str();
   s->add_option("--cache-disk-gib", f.cache_disk_gib, "disk tier budget of the prefix cache")->capture_default_str();
   s->add_flag("--no-cache", f.no_cache, "no context caching");
-  s->add_option("--max-seqs", f.engine.max_seqs, "sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
-  s->add_option("--max-queue", f.engine.max_queue, "waiting requests before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  s->add_option("--prefill-chunk", f.engine.prefill_chunk, "prompt tokens per step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  s->add_option("--max-seqs", f.scheduler.max_seqs, "sequences in the running batch")->capture_default_str()->check(CLI::Range(1, 4096));
+  s->add_option("--max-queue", f.scheduler.max_queue, "waiting requests before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  s->add_option("--prefill-chunk", f.scheduler.prefill_chunk, "prompt tokens per step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   s->add_option("--kv-gib", f.kv_gib, "KV cache memory of running sequences")->capture_default_str();
   s->add_option("--max-body-bytes", f.server.limits.max_body_bytes, "largest request body")->capture_default_str();
   s->add_option("--max-prompt-tokens", f.server.limits.max_prompt_tokens, "longest prompt (also capped by the context)")->capture_default_str();
   s->add_option("--max-tokens", f.server.limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();
   s->add_option("--max-n", f.server.limits.max_n, "largest n")->capture_default_str()->check(CLI::Range(1, 128));
   s->add_option("--http-threads", f.server.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(4, 4096));
-  s->add_option("--debug-step-delay-ms", f.engine.step_delay_ms, "testing: sleep after each engine step")->group("");
+  s->add_option("--debug-step-delay-ms", f.scheduler.step_delay_ms, "testing: sleep after each engine step")->group("");
   s->callback([] {
     int rc = run_serve(f);
     if (rc) throw CLI::RuntimeError(rc);

@@ -1,7 +1,7 @@
-// scheduler.h — the serving engine: one thread that owns the model and runs continuous batching over
-// requests that arrive at any time from other threads.
+// scheduler.h — the server's scheduler: one thread that owns the model and runs continuous batching over
+// requests that arrive at any time from other threads, on the decoding step (engine/decode.h).
 //
-// Each step is one Model::forward_batch over:
+// Each step is one decoding step (one Model::forward_batch) over:
 //   - every running sequence that is decoding (one token each), and
 //   - prompt chunks of sequences still prefilling, oldest first, at most `prefill_chunk` prompt tokens
 //     in all per step (chunked prefill: a long prompt joins over several steps and never stalls the
@@ -22,8 +22,9 @@
 // prompt (whole blocks, at least one prompt token left to prefill); the prompt's blocks are inserted
 // when its prefill ends, and prompt + output when the sequence ends.
 //
-// Output per sequence as generator.h's: sampling per sequence (ids past the tokenizer's vocabulary are
-// never sampled), stop ids and stop strings, streamed text that never splits a UTF-8 character.
+// Output per sequence as the decoding step gives it: sampling per sequence (ids past the tokenizer's
+// vocabulary are never sampled), stop ids and stop strings, streamed text that never splits a UTF-8
+// character, and log-probabilities when asked for.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -38,7 +39,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/generator.h"
+#include "engine/decode.h"
 #include "engine/prefix_cache.h"
 #include "engine/sampler.h"
 #include "model/model.h"
@@ -46,7 +47,7 @@
 
 namespace seek {
 
-struct EngineOptions {
+struct SchedulerOptions {
   int64_t max_seqs = 16;                      // sequences in the running batch
   int64_t max_queue = 256;                    // waiting requests; more are refused (QueueFull)
   int64_t prefill_chunk = 512;                // prompt tokens per step over all prefilling sequences
@@ -55,14 +56,7 @@ struct EngineOptions {
   int step_delay_ms = 0;                      // testing only: sleep after each step (slow streams)
 };
 
-struct EngineRequest {
-  std::vector<int32_t> prompt;
-  SamplingParams sampling;
-  StopCriteria stop;
-  int top_logprobs = -1;  // -1: no logprobs; k >= 0: the chosen token's logprob and the k most likely
-};
-
-struct EngineEvent {
+struct StreamEvent {
   int32_t token = -1;      // the generated token; -1 on an event that carries only text or the end
   std::string text;        // text that became final at this event (may be empty)
   float logprob = 0;       // log-softmax of the model's logits (before penalties and temperature)
@@ -74,43 +68,43 @@ struct EngineEvent {
   double queue_seconds = 0, first_token_seconds = 0, total_seconds = 0;  // final: since submit()
 };
 
-// The per-request channel between the engine thread and the thread that serves the request.
+// The per-request channel between the scheduler's thread and the thread that serves the request.
 class SequenceStream {
  public:
   // Moves pending events into `out`, waiting up to `timeout` for one. Returns false once the final
   // event has been handed out (nothing more will come).
-  bool next(std::vector<EngineEvent>& out, std::chrono::milliseconds timeout);
-  // Asks the engine to drop the sequence at the next step (its final event says "cancelled").
+  bool next(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout);
+  // Asks the scheduler to drop the sequence at the next step (its final event says "cancelled").
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
 
  private:
-  friend class Engine;
-  void push(EngineEvent e);
+  friend class Scheduler;
+  void push(StreamEvent e);
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<EngineEvent> events_;
+  std::deque<StreamEvent> events_;
   bool final_taken_ = false;
   std::atomic<bool> cancelled_{false};
 };
 
-struct EngineStats {
+struct SchedulerStats {
   int64_t queued = 0, running = 0;  // now
   size_t kv_bytes = 0;              // now, running sequences
   int64_t submitted = 0, refused = 0, finished = 0, cancelled = 0, failed = 0;
   int64_t prompt_tokens = 0, cached_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   int64_t steps = 0, step_rows = 0, step_seqs = 0;  // sums over steps: tokens and sequences per step
   int64_t last_step_seqs = 0, last_step_rows = 0;    // the latest step's batch
-  double busy_seconds = 0;                           // inside forward_batch
+  double busy_seconds = 0;                           // inside the decoding step
 };
 
-class Engine {
+class Scheduler {
  public:
   // tokenizer may be null (no text, no stop strings); prefix_cache may be null (no context caching).
-  Engine(Model& model, const Tokenizer* tokenizer, PrefixCache* prefix_cache, EngineOptions opt);
-  ~Engine();  // stops the thread; unfinished sequences end with "cancelled"
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
+  Scheduler(Model& model, const Tokenizer* tokenizer, PrefixCache* prefix_cache, SchedulerOptions opt);
+  ~Scheduler();  // stops the thread; unfinished sequences end with "cancelled"
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
 
   enum class Refusal { None, QueueFull, TooLarge };
   struct Submitted {
@@ -118,35 +112,35 @@ class Engine {
     Refusal refusal = Refusal::None;
     std::string message;
   };
-  // Validates the request (throws Error: empty prompt, max_new_tokens < 1, over the context, bad
-  // sampling parameters, stop strings without a tokenizer) and queues it.
-  Submitted submit(EngineRequest r);
-  EngineStats stats() const;
+  // Validates the request (validate_request: throws Error) and queues it.
+  Submitted submit(GenerationRequest r);
+  SchedulerStats stats() const;
   // KV bytes a request with this many positions needs.
   size_t kv_bytes_for(int64_t positions) const;
-  const EngineOptions& options() const { return opt_; }
+  const SchedulerOptions& options() const { return opt_; }
 
  private:
   struct Seq;
   void loop();
   void step(std::vector<std::unique_ptr<Seq>>& running);
   void start(Seq& s);
-  void accept(Seq& s, int32_t tok, const float* raw_logits);
   void finish(Seq& s, const std::string& reason, const std::string& error = {});
-  void emit(Seq& s, EngineEvent e);
 
   Model& model_;
   const Tokenizer* tok_;
   PrefixCache* pc_;
-  EngineOptions opt_;
-  int64_t usable_vocab_;
+  SchedulerOptions opt_;
+  Decoder decoder_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Seq>> queue_;
   bool stopping_ = false;
-  EngineStats stats_;
-  std::vector<float> logits_, scratch_;
+  SchedulerStats stats_;
+  std::vector<Sequence*> step_seqs_;
+  std::vector<Seq*> step_who_;
+  std::vector<bool> step_prefilling_;
+  std::vector<std::vector<TokenEvent>> events_;
   std::thread thread_;
 };
 

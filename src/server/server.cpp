@@ -29,7 +29,7 @@ struct Backend {
   Model* model = nullptr;
   const Tokenizer* tok = nullptr;
   PrefixCache* pc = nullptr;
-  Engine* engine = nullptr;
+  Scheduler* scheduler = nullptr;
   std::optional<ChatStyle> style;
   std::string fingerprint;
 };
@@ -54,7 +54,7 @@ bool same_secret(const std::string& a, const std::string& b) {
   return d == 0;
 }
 
-// One choice of a request: its engine stream and what it has produced so far.
+// One choice of a request: its scheduler stream and what it has produced so far.
 struct Choice {
   std::shared_ptr<SequenceStream> stream;
   std::unique_ptr<ReasoningStream> rs;  // chat: splits reasoning from content
@@ -65,7 +65,7 @@ struct Choice {
   std::vector<float> lp_values;
   std::vector<json> lp_top;
   bool done = false;
-  EngineEvent final;
+  StreamEvent final;
 };
 
 struct Delta {
@@ -83,7 +83,7 @@ struct Job {
   Clock::time_point last_write = Clock::now();
 };
 
-const char* finish_reason(const EngineEvent& f) { return f.finish_reason == "length" ? "length" : "stop"; }
+const char* finish_reason(const StreamEvent& f) { return f.finish_reason == "length" ? "length" : "stop"; }
 
 }  // namespace
 
@@ -136,8 +136,8 @@ struct Server::Impl {
     return {{"token", std::string(b)}, {"logprob", lp}, {"bytes", bytes}};
   }
 
-  // Applies one engine event to a choice; returns what it adds to the output.
-  Delta apply(Choice& c, bool chat, const EngineEvent& e) {
+  // Applies one scheduler event to a choice; returns what it adds to the output.
+  Delta apply(Choice& c, bool chat, const StreamEvent& e) {
     Delta d;
     if (e.token >= 0) {
       c.tokens++;
@@ -169,9 +169,9 @@ struct Server::Impl {
   bool collect(Job& job, std::chrono::milliseconds wait);  // true once every choice has ended
   std::pair<int, std::string> final_response(const Job& job);
   std::string chunk(const Job& job, json choices_json);
-  void add_logprobs(Job& job, Choice& c, const EngineEvent& e, json* chat_delta);
+  void add_logprobs(Job& job, Choice& c, const StreamEvent& e, json* chat_delta);
   json usage(const Job& job);
-  void observe(const EngineEvent& f);
+  void observe(const StreamEvent& f);
 };
 
 Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
@@ -256,8 +256,8 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
     Backend* b = I.backend.load();
     render_metric(out, "seek_ready", "gauge", "1 once the model is loaded", b ? 1 : 0);
     if (b) {
-      const EngineStats s = b->engine->stats();
-      render_metric(out, "seek_requests_submitted_total", "counter", "Sequences submitted to the engine", double(s.submitted));
+      const SchedulerStats s = b->scheduler->stats();
+      render_metric(out, "seek_requests_submitted_total", "counter", "Sequences submitted to the scheduler", double(s.submitted));
       render_metric(out, "seek_requests_refused_total", "counter", "Sequences refused (queue full or too large)", double(s.refused));
       render_metric(out, "seek_requests_finished_total", "counter", "Sequences finished (stop or length)", double(s.finished));
       render_metric(out, "seek_requests_cancelled_total", "counter", "Sequences cancelled (client gone)", double(s.cancelled));
@@ -337,12 +337,12 @@ void Server::stop() {
   if (impl_->http.is_running()) impl_->http.stop();
 }
 
-void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Engine& engine, uint64_t fingerprint) {
+void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Scheduler& scheduler, uint64_t fingerprint) {
   Impl& I = *impl_;
   I.storage.model = &model;
   I.storage.tok = &tok;
   I.storage.pc = pc;
-  I.storage.engine = &engine;
+  I.storage.scheduler = &scheduler;
   try {
     I.storage.style = detect_chat_style([&](std::string_view s) { return tok.token_id(s) >= 0; });
   } catch (const Error&) {
@@ -395,7 +395,7 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
   const uint64_t seed = r.seed_given ? r.sampling.seed : random_seed();
   std::vector<Choice> choices(size_t(r.n));
   for (int64_t i = 0; i < r.n; ++i) {
-    EngineRequest er;
+    GenerationRequest er;
     er.prompt = ids;
     er.sampling = r.sampling;
     er.sampling.seed = seed + uint64_t(i);
@@ -403,9 +403,9 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     er.stop.stop_strings = r.stop;
     if (tok.eos_id() >= 0) er.stop.stop_ids.push_back(tok.eos_id());
     er.top_logprobs = r.top_logprobs;
-    Engine::Submitted sub;
+    Scheduler::Submitted sub;
     try {
-      sub = be.engine->submit(std::move(er));
+      sub = be.scheduler->submit(std::move(er));
     } catch (const Error& e) {
       for (auto& c : choices)
         if (c.stream) c.stream->cancel();
@@ -414,7 +414,7 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     if (!sub.stream) {
       for (auto& c : choices)
         if (c.stream) c.stream->cancel();
-      if (sub.refusal == Engine::Refusal::QueueFull) throw ApiError(429, sub.message, "rate_limit_error", "", "queue_full");
+      if (sub.refusal == Scheduler::Refusal::QueueFull) throw ApiError(429, sub.message, "rate_limit_error", "", "queue_full");
       throw ApiError(413, sub.message, "invalid_request_error", "max_tokens", "context_length_exceeded");
     }
     Choice& c = choices[size_t(i)];
@@ -493,13 +493,13 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
 }
 
 bool Server::Impl::collect(Job& job, std::chrono::milliseconds wait) {
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   bool all = true;
   for (auto& c : job.choices) {
     if (c.done) continue;
     evs.clear();
     c.stream->next(evs, wait);
-    for (const EngineEvent& e : evs) {
+    for (const StreamEvent& e : evs) {
       add_logprobs(job, c, e, nullptr);
       apply(c, job.chat, e);
       if (e.final) observe(e);
@@ -556,14 +556,14 @@ bool Server::Impl::stream_step(Job& job, httplib::DataSink& sink) {
     }
   }
   bool all_done = true;
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   const auto wait = std::chrono::milliseconds(job.choices.size() == 1 ? 100 : 5);
   for (size_t i = 0; i < job.choices.size(); ++i) {
     Choice& c = job.choices[i];
     if (c.done) continue;
     evs.clear();
     c.stream->next(evs, wait);
-    for (const EngineEvent& e : evs) {
+    for (const StreamEvent& e : evs) {
       json lp_delta = json::array();
       add_logprobs(job, c, e, &lp_delta);
       Delta d = apply(c, chat, e);
@@ -622,7 +622,7 @@ bool Server::Impl::stream_step(Job& job, httplib::DataSink& sink) {
   return true;
 }
 
-void Server::Impl::add_logprobs(Job& job, Choice& c, const EngineEvent& e, json* chat_delta) {
+void Server::Impl::add_logprobs(Job& job, Choice& c, const StreamEvent& e, json* chat_delta) {
   if (!job.want_logprobs || e.token < 0) return;
   const Tokenizer& tok = *job.tok;
   if (job.chat) {
@@ -647,7 +647,7 @@ json Server::Impl::usage(const Job& job) {
   return usage_json(job.prompt_tokens, job.choices[0].final.cached_tokens, completion, reasoning);
 }
 
-void Server::Impl::observe(const EngineEvent& f) {
+void Server::Impl::observe(const StreamEvent& f) {
   request_seconds.observe(f.total_seconds);
   first_token_seconds.observe(f.first_token_seconds);
   queue_seconds.observe(f.queue_seconds);

@@ -2,8 +2,8 @@
 //
 // Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics
 // (Prometheus text), GET / (the chat page, built into the binary).
-// HTTP threads only parse and validate (server/api.h), tokenize, submit to the Engine
-// (engine/scheduler.h) and stream its events back; the engine thread alone runs the model. A client
+// HTTP threads only parse and validate (server/api.h), tokenize, submit to the Scheduler
+// (engine/scheduler.h) and stream its events back; the scheduler thread alone runs the model. A client
 // that goes away mid-stream is noticed at the next write (tokens or a keep-alive comment every 2 s)
 // and its sequence is cancelled, freeing its batch slot.
 //
@@ -48,7 +48,7 @@ class Server {
   void stop();
   // The model is ready: the API answers from now on (503 before). The objects must outlive the server.
   // `fingerprint` (model_fingerprint) names the model in system_fingerprint.
-  void attach(Model& model, const Tokenizer& tokenizer, PrefixCache* prefix_cache, Engine& engine, uint64_t fingerprint);
+  void attach(Model& model, const Tokenizer& tokenizer, PrefixCache* prefix_cache, Scheduler& scheduler, uint64_t fingerprint);
 
   struct Impl;
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "engine/generator.h"
 #include "model/bpe_trainer.h"
@@ -150,4 +151,58 @@ TEST(Generator, StopStringAcrossTokensWithATokenizer) {
     }
   }
   EXPECT_TRUE(tested) << "no model seed produced an ASCII token boundary to stop at";
+}
+
+// Speculative verification in the decoding step: drafts change how many tokens a step yields, never
+// which — perfect drafts (the output itself), wrong drafts and half-right ones all give the output of
+// decoding one token at a time, greedy and sampled, and the cache keeps only the accepted tokens.
+TEST(Decoder, DraftsChangeHowManyTokensAStepYieldsNeverWhich) {
+  test::TempDir dir;
+  write_random_checkpoint(dir.path.string(), test::tiny_config("deepseek_v3"), {DType::F32, 13, 1});
+  auto m = Model::load(dir.path.string());
+  const int64_t V = m->config().vocab_size;
+  for (float temperature : {0.f, 0.9f}) {
+    GenerationRequest r;
+    r.prompt = prompt(9, 4, V);
+    r.sampling.temperature = temperature;
+    r.sampling.seed = 11;
+    r.stop.max_new_tokens = 20;
+    const std::vector<int32_t> want = Generator(*m, nullptr).run({r})[0].tokens;
+    ASSERT_EQ(want.size(), 20u);
+    // draft(i): the tokens proposed to follow the first i output tokens (want[i], ... when right).
+    auto run = [&](const std::function<std::vector<int32_t>(size_t)>& draft, int64_t* steps) {
+      Sequence s(*m, nullptr, r, MlaForm::Absorbed);
+      Decoder d(*m, nullptr);
+      std::vector<std::vector<TokenEvent>> events;
+      Sequence* one[] = {&s};
+      *steps = 0;
+      while (!s.done()) {
+        if (!s.prefilling()) s.draft = draft(s.generated.size());
+        d.step(one, -1, events);
+        ++*steps;
+        // Every position in the cache holds a token that was accepted: the prompt and the output but
+        // the last (fed at the next step).
+        if (!s.done()) EXPECT_EQ(s.cache.len, int64_t(r.prompt.size() + s.generated.size()) - 1);
+      }
+      return s.generated;
+    };
+    int64_t plain = 0, perfect = 0, wrong = 0, half = 0;
+    EXPECT_EQ(run([](size_t) { return std::vector<int32_t>{}; }, &plain), want);
+    EXPECT_EQ(run([&](size_t i) {
+                return std::vector<int32_t>(want.begin() + long(std::min(want.size(), i)),
+                                            want.begin() + long(std::min(want.size(), i + 4)));
+              }, &perfect), want);
+    EXPECT_EQ(run([&](size_t i) { return std::vector<int32_t>{int32_t((want[std::min(i, want.size() - 1)] + 1) % V)}; },
+                  &wrong), want);
+    EXPECT_EQ(run([&](size_t i) {
+                std::vector<int32_t> d(want.begin() + long(std::min(want.size(), i)),
+                                       want.begin() + long(std::min(want.size(), i + 2)));
+                if (d.size() == 2) d[1] = (d[1] + 5) % int32_t(V);
+                return d;
+              }, &half), want);
+    EXPECT_EQ(plain, 20);  // the prefill step's token, then one token per step
+    EXPECT_EQ(wrong, plain);
+    EXPECT_LE(perfect, 1 + 4);  // up to 5 tokens a step (4 drafts and the one after) after the prefill's
+    EXPECT_LT(half, plain);
+  }
 }

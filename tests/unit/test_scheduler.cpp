@@ -23,14 +23,14 @@ std::vector<int32_t> prompt(int64_t n, int32_t salt, int64_t V) {
 
 struct Result {
   std::vector<int32_t> tokens;
-  EngineEvent final;
+  StreamEvent final;
 };
 
 Result drain(SequenceStream& s) {
   Result r;
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   while (s.next(evs, 50ms)) {
-    for (EngineEvent& e : evs) {
+    for (StreamEvent& e : evs) {
       if (e.token >= 0) r.tokens.push_back(e.token);
       if (e.final) r.final = e;
     }
@@ -50,8 +50,8 @@ struct Fixture {
   }
 };
 
-std::vector<EngineRequest> mixed_requests(int64_t V) {
-  std::vector<EngineRequest> reqs(5);
+std::vector<GenerationRequest> mixed_requests(int64_t V) {
+  std::vector<GenerationRequest> reqs(5);
   const int64_t lens[5] = {3, 23, 9, 40, 1};
   for (int i = 0; i < 5; ++i) {
     reqs[size_t(i)].prompt = prompt(lens[i], i + 1, V);
@@ -65,23 +65,23 @@ std::vector<EngineRequest> mixed_requests(int64_t V) {
 
 }  // namespace
 
-TEST(Engine, ContinuousBatchingEqualsEachRequestAlone) {
+TEST(Scheduler, ContinuousBatchingEqualsEachRequestAlone) {
   Fixture f;
-  std::vector<EngineRequest> reqs = mixed_requests(f.V);
+  std::vector<GenerationRequest> reqs = mixed_requests(f.V);
   Generator g(*f.model, nullptr);
   std::vector<GenerationOutput> alone;
-  for (const EngineRequest& r : reqs) {
+  for (const GenerationRequest& r : reqs) {
     GenerationRequest gr{r.prompt, r.sampling, r.stop};
     alone.push_back(g.run({gr})[0]);
   }
   // 2 running at once, 7 prompt tokens per step: queueing, joining mid-flight and chunked prefill.
-  EngineOptions opt;
+  SchedulerOptions opt;
   opt.max_seqs = 2;
   opt.prefill_chunk = 7;
-  Engine engine(*f.model, nullptr, nullptr, opt);
+  Scheduler engine(*f.model, nullptr, nullptr, opt);
   std::vector<std::shared_ptr<SequenceStream>> streams;
-  for (const EngineRequest& r : reqs) {
-    Engine::Submitted s = engine.submit(r);
+  for (const GenerationRequest& r : reqs) {
+    Scheduler::Submitted s = engine.submit(r);
     ASSERT_TRUE(s.stream);
     streams.push_back(s.stream);
   }
@@ -94,27 +94,27 @@ TEST(Engine, ContinuousBatchingEqualsEachRequestAlone) {
   }
   // Gauges are updated at the end of the step that finished the last sequence.
   for (int i = 0; i < 200 && engine.stats().running > 0; ++i) std::this_thread::sleep_for(5ms);
-  const EngineStats st = engine.stats();
+  const SchedulerStats st = engine.stats();
   EXPECT_EQ(st.finished, 5);
   EXPECT_EQ(st.running, 0);
   EXPECT_EQ(st.kv_bytes, 0u);
   EXPECT_GT(st.step_seqs, st.steps) << "some steps must have batched several sequences";
 }
 
-TEST(Engine, ARequestJoinsARunningBatchAndLeavesFirst) {
+TEST(Scheduler, ARequestJoinsARunningBatchAndLeavesFirst) {
   Fixture f;
-  EngineOptions opt;
+  SchedulerOptions opt;
   opt.step_delay_ms = 2;
-  Engine engine(*f.model, nullptr, nullptr, opt);
-  EngineRequest a;
+  Scheduler engine(*f.model, nullptr, nullptr, opt);
+  GenerationRequest a;
   a.prompt = prompt(5, 1, f.V);
   a.sampling.temperature = 0;
   a.stop.max_new_tokens = 120;
-  EngineRequest b = a;
+  GenerationRequest b = a;
   b.prompt = prompt(12, 2, f.V);
   b.stop.max_new_tokens = 5;
   auto sa = engine.submit(a).stream;
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   while (evs.empty()) sa->next(evs, 100ms);  // a is running
   auto sb = engine.submit(b).stream;
   Result rb = drain(*sb);
@@ -123,27 +123,27 @@ TEST(Engine, ARequestJoinsARunningBatchAndLeavesFirst) {
   size_t a_tokens = evs.size();
   evs.clear();
   sa->next(evs, 0ms);
-  for (const EngineEvent& e : evs) EXPECT_FALSE(e.final) << "b finished while a still runs";
+  for (const StreamEvent& e : evs) EXPECT_FALSE(e.final) << "b finished while a still runs";
   a_tokens += evs.size();
   EXPECT_LT(a_tokens, 60u);
   Result ra = drain(*sa);
   EXPECT_EQ(a_tokens + ra.tokens.size(), 120u);
 }
 
-TEST(Engine, CancellationFreesTheSlotAtOnce) {
+TEST(Scheduler, CancellationFreesTheSlotAtOnce) {
   Fixture f;
-  EngineOptions opt;
+  SchedulerOptions opt;
   opt.max_seqs = 1;
   opt.step_delay_ms = 2;
-  Engine engine(*f.model, nullptr, nullptr, opt);
-  EngineRequest a;
+  Scheduler engine(*f.model, nullptr, nullptr, opt);
+  GenerationRequest a;
   a.prompt = prompt(6, 3, f.V);
   a.stop.max_new_tokens = 200;
-  EngineRequest b = a;
+  GenerationRequest b = a;
   b.stop.max_new_tokens = 3;
   auto sa = engine.submit(a).stream;
   auto sb = engine.submit(b).stream;
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   while (evs.empty()) sa->next(evs, 100ms);
   EXPECT_EQ(engine.stats().queued, 1);
   sa->cancel();
@@ -152,7 +152,7 @@ TEST(Engine, CancellationFreesTheSlotAtOnce) {
   EXPECT_LT(ra.final.completion_tokens, 100);
   EXPECT_EQ(rb.final.finish_reason, "length");
   EXPECT_EQ(rb.tokens.size(), 3u);
-  const EngineStats st = engine.stats();
+  const SchedulerStats st = engine.stats();
   EXPECT_EQ(st.cancelled, 1);
   EXPECT_EQ(st.finished, 1);
   // A request cancelled while it waits never runs.
@@ -164,39 +164,39 @@ TEST(Engine, CancellationFreesTheSlotAtOnce) {
   EXPECT_EQ(drain(*sc).final.finish_reason, "cancelled");
 }
 
-TEST(Engine, RefusesWhenTheQueueIsFullOrTheRequestTooLarge) {
+TEST(Scheduler, RefusesWhenTheQueueIsFullOrTheRequestTooLarge) {
   Fixture f;
-  EngineOptions opt;
+  SchedulerOptions opt;
   opt.max_seqs = 1;
   opt.max_queue = 1;
   opt.step_delay_ms = 5;
   opt.max_kv_bytes = 0;
   {
-    Engine small(*f.model, nullptr, nullptr, opt);
-    EngineRequest r;
+    Scheduler small(*f.model, nullptr, nullptr, opt);
+    GenerationRequest r;
     r.prompt = prompt(4, 1, f.V);
     r.stop.max_new_tokens = 10;
-    Engine::Submitted s = small.submit(r);
+    Scheduler::Submitted s = small.submit(r);
     EXPECT_FALSE(s.stream);
-    EXPECT_EQ(s.refusal, Engine::Refusal::TooLarge);
+    EXPECT_EQ(s.refusal, Scheduler::Refusal::TooLarge);
   }
   opt.max_kv_bytes = size_t(1) << 30;
-  Engine engine(*f.model, nullptr, nullptr, opt);
-  EngineRequest r;
+  Scheduler engine(*f.model, nullptr, nullptr, opt);
+  GenerationRequest r;
   r.prompt = prompt(4, 1, f.V);
   r.stop.max_new_tokens = 100;
   auto s1 = engine.submit(r).stream;
-  std::vector<EngineEvent> evs;
+  std::vector<StreamEvent> evs;
   while (evs.empty()) s1->next(evs, 100ms);  // running: the queue is empty again
   auto s2 = engine.submit(r);
   EXPECT_TRUE(s2.stream);
   auto s3 = engine.submit(r);
   EXPECT_FALSE(s3.stream);
-  EXPECT_EQ(s3.refusal, Engine::Refusal::QueueFull);
+  EXPECT_EQ(s3.refusal, Scheduler::Refusal::QueueFull);
   s1->cancel();
   s2.stream->cancel();
   // Bad requests are errors, not refusals.
-  EngineRequest bad;
+  GenerationRequest bad;
   EXPECT_THROW(engine.submit(bad), Error);  // empty prompt
   bad.prompt = prompt(10, 1, f.V);
   bad.stop.max_new_tokens = f.model->config().max_position_embeddings;
@@ -209,13 +209,13 @@ TEST(Engine, RefusesWhenTheQueueIsFullOrTheRequestTooLarge) {
   EXPECT_THROW(engine.submit(bad), Error);
 }
 
-TEST(Engine, PrefixCacheHitsKeepGreedyOutput) {
+TEST(Scheduler, PrefixCacheHitsKeepGreedyOutput) {
   Fixture f;
   PrefixCacheOptions po;
   po.salt = 1;
   PrefixCache pc(f.model->config(), MlaForm::Absorbed, po);
-  Engine engine(*f.model, nullptr, &pc, EngineOptions{});
-  EngineRequest r;
+  Scheduler engine(*f.model, nullptr, &pc, SchedulerOptions{});
+  GenerationRequest r;
   r.prompt = prompt(50, 5, f.V);
   r.sampling.temperature = 0;
   r.stop.max_new_tokens = 12;
@@ -225,30 +225,30 @@ TEST(Engine, PrefixCacheHitsKeepGreedyOutput) {
   EXPECT_EQ(second.final.cached_tokens, 48);
   EXPECT_EQ(second.tokens, first.tokens);
   // The next turn: prompt + answer + more. Its prefix up to the answer's rows hits.
-  EngineRequest next = r;
+  GenerationRequest next = r;
   next.prompt.insert(next.prompt.end(), first.tokens.begin(), first.tokens.end());
   for (int32_t t : prompt(9, 8, f.V)) next.prompt.push_back(t);
   Result third = drain(*engine.submit(next).stream);
   EXPECT_EQ(third.final.cached_tokens, (50 + 12 - 1) / 16 * 16);
-  const EngineStats st = engine.stats();
+  const SchedulerStats st = engine.stats();
   EXPECT_EQ(st.cached_tokens, 48 + third.final.cached_tokens);
   EXPECT_EQ(st.prefilled_tokens, st.prompt_tokens - st.cached_tokens);
 }
 
-TEST(Engine, ChunkedPrefillKeepsRunningStreamsFlowing) {
+TEST(Scheduler, ChunkedPrefillKeepsRunningStreamsFlowing) {
   Fixture f;
-  EngineOptions opt;
+  SchedulerOptions opt;
   opt.prefill_chunk = 8;
-  Engine engine(*f.model, nullptr, nullptr, opt);
-  EngineRequest a;
+  Scheduler engine(*f.model, nullptr, nullptr, opt);
+  GenerationRequest a;
   a.prompt = prompt(4, 1, f.V);
   a.sampling.temperature = 0;
   a.stop.max_new_tokens = 100;
-  EngineRequest b = a;
+  GenerationRequest b = a;
   b.prompt = prompt(120, 2, f.V);  // 15 chunks of 8
   b.stop.max_new_tokens = 2;
   auto sa = engine.submit(a).stream;
-  std::vector<EngineEvent> ea, eb;
+  std::vector<StreamEvent> ea, eb;
   while (ea.empty()) sa->next(ea, 100ms);
   auto sb = engine.submit(b).stream;
   // Collect a's tokens until b's first token arrives: a must have kept going meanwhile.

@@ -24,11 +24,11 @@ struct Served {
   std::unique_ptr<Model> model;
   Tokenizer tok;
   std::unique_ptr<PrefixCache> pc;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> engine;
   std::unique_ptr<Server> server;
   std::thread thread;
 
-  explicit Served(EngineOptions eo = {}, ServerOptions so = {}, bool attach = true) {
+  explicit Served(SchedulerOptions eo = {}, ServerOptions so = {}, bool attach = true) {
     signal(SIGPIPE, SIG_IGN);
     std::vector<std::string> corpus(20, "the quick brown fox jumps over the lazy dog; 12 + 34 = 46\n");
     write_tokenizer_dir(dir.path.string(), train_bpe(corpus, BpeTrainOptions{300, 2}));
@@ -40,7 +40,7 @@ struct Served {
     PrefixCacheOptions po;
     po.salt = model_fingerprint(dir.path.string());
     pc = std::make_unique<PrefixCache>(model->config(), MlaForm::Absorbed, po);
-    engine = std::make_unique<Engine>(*model, &tok, pc.get(), eo);
+    engine = std::make_unique<Scheduler>(*model, &tok, pc.get(), eo);
     so.port = 0;
     so.model_name = "tiny";
     if (so.limits.max_body_bytes == ApiLimits{}.max_body_bytes) so.limits.max_body_bytes = 64 << 10;
@@ -218,7 +218,7 @@ TEST(ServerHttp, LoadingKeyAndQueueLimits) {
     EXPECT_EQ(ok.Post("/v1/chat/completions", chat_body(), "application/json")->status, 200);
   }
   {  // no room in the queue: 429
-    EngineOptions eo;
+    SchedulerOptions eo;
     eo.max_queue = 0;
     Served s(eo);
     auto r = s.client().Post("/v1/chat/completions", chat_body(), "application/json");
@@ -228,7 +228,7 @@ TEST(ServerHttp, LoadingKeyAndQueueLimits) {
 }
 
 TEST(ServerHttp, AClientThatDisconnectsMidStreamIsCancelled) {
-  EngineOptions eo;
+  SchedulerOptions eo;
   eo.step_delay_ms = 8;  // 180 tokens take over the 1 s a non-streaming reply waits before chunking
   Served s(eo);
   {
@@ -273,7 +273,7 @@ TEST(ServerHttp, AClientThatDisconnectsMidStreamIsCancelled) {
 }
 
 TEST(ServerHttp, ManyClientsAtOnce) {
-  EngineOptions eo;
+  SchedulerOptions eo;
   eo.max_seqs = 8;
   Served s(eo);
   std::vector<std::thread> ts;
@@ -295,6 +295,6 @@ TEST(ServerHttp, ManyClientsAtOnce) {
   EXPECT_NE(m->body.find("seek_requests_finished_total 24"), std::string::npos) << m->body.substr(0, 600);
   EXPECT_NE(m->body.find("seek_request_seconds_count 24"), std::string::npos);
   // batching happened: more sequences than steps
-  const EngineStats st = s.engine->stats();
+  const SchedulerStats st = s.engine->stats();
   EXPECT_GT(st.step_seqs, st.steps);
 }

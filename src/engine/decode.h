@@ -1,0 +1,135 @@
+// decode.h — the one decoding step of seek, under every generation loop: batch generation
+// (engine/generator.h: generate, chat, eval, rollouts, the demo) and the server's scheduler
+// (engine/scheduler.h). Request validation, sampling, vocabulary masking, stops and streamed text are
+// written here once.
+//
+// A Sequence is one request being decoded. A step is one Model::forward_batch over the pending tokens
+// of several sequences — a chunk of a prompt still being prefilled, or the last sampled token followed
+// by the sequence's draft (tokens a drafter proposes: speculative decoding) — and then, for every
+// sequence whose input reached the end of its prompt or was a decode: the next token sampled from the
+// model's logits (ids past the tokenizer's vocabulary masked), then each draft token accepted while
+// the token sampled at its position equals it, each accepted token checked against the stops and its
+// text streamed, and the KV cache truncated to the tokens accepted. Every output token is sampled from
+// the model's distribution given the accepted prefix, so a draft changes how many tokens a step yields,
+// never which.
+//
+// Requests with identical prompts (G samples of one question) can share one prefill
+// (Sequence::share_prefill): the first computes the prompt, the others copy its cache and sample their
+// first token from its logits. Give them different sampling seeds, or they sample alike.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+namespace seek {
+
+struct StopCriteria {
+  int64_t max_new_tokens = 256;
+  std::vector<int32_t> stop_ids;         // generating one of these ends the sequence (it is not output)
+  std::vector<std::string> stop_strings; // the text ends before the first occurrence (may span tokens)
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  StopCriteria stop;
+  int top_logprobs = -1;  // -1: no logprobs; k >= 0: the chosen token's logprob and the k most likely
+};
+
+// Throws Error naming what is wrong: an empty prompt, a prompt id outside the vocabulary,
+// max_new_tokens < 1, prompt + max_new_tokens beyond the model's context, sampling parameters out of
+// range, stop strings without a tokenizer, or a tokenizer with more tokens than the model.
+void validate_request(const GenerationRequest& r, const Config& c, const Tokenizer* tok);
+
+// Text that may begin a stop string is held back until it cannot (or does) match.
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // Adds text; returns what can be shown now. `stopped()` turns true at the first stop string.
+  std::string push(std::string_view text);
+  std::string finish();  // the held-back tail (no stop string completed)
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string pending_;
+  bool stopped_ = false;
+};
+
+// One output token of a step: its id, the text that became final with it, and (when the request asks
+// for them) its log-probability and the most likely alternatives, from the model's raw logits.
+struct TokenEvent {
+  int32_t token = -1;
+  std::string text;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
+class Sequence {
+ public:
+  // Allocates the KV cache for prompt + max_new_tokens positions. The request must be valid
+  // (validate_request).
+  Sequence(const Model& model, const Tokenizer* tok, GenerationRequest r, MlaForm form);
+
+  const GenerationRequest& request() const { return req_; }
+  KVCache cache;
+  int64_t prefilled = 0;           // prompt tokens in the cache (a prefix-cache restore sets it too)
+  std::vector<int32_t> draft;      // tokens proposed for the next step; cleared by the step
+  std::vector<int32_t> generated;  // output tokens (stop ids excluded)
+
+  bool prefilling() const { return prefilled < int64_t(req_.prompt.size()); }
+  bool done() const { return done_; }
+  const std::string& finish_reason() const { return finish_reason_; }  // "stop", "length", or what finish() set
+  // Ends the sequence now (e.g. "cancelled", "error"). Held-back text is dropped.
+  void finish(const std::string& reason);
+  // At the end of a sequence that stopped or ran out of tokens: the text still held back (an incomplete
+  // UTF-8 character, the start of a stop string that never completed). Empty otherwise.
+  std::string flush();
+  // This sequence's prompt is the leader's (identical): instead of computing it, it copies the
+  // leader's cache after the step that finishes the leader's prompt and samples from its logits.
+  void share_prefill(const Sequence* leader) { leader_ = leader; }
+
+ private:
+  friend class Decoder;
+  // One sampled token: stop ids, max tokens, text and stop strings. Returns false once finished.
+  bool accept(int32_t tok, TokenEvent& ev);
+
+  GenerationRequest req_;
+  Sampler sampler_;
+  std::unique_ptr<StreamDecoder> text_;
+  StopMatcher stops_;
+  int32_t last_ = -1;
+  bool done_ = false;
+  std::string finish_reason_;
+  const Sequence* leader_ = nullptr;
+};
+
+class Decoder {
+ public:
+  // tokenizer may be null: no text, and ids are masked only past the model's vocabulary.
+  Decoder(Model& model, const Tokenizer* tokenizer);
+  // One step over `seqs` (none done, all made for this model, caches of one MLA form): decoding
+  // sequences feed their last token and draft; prefilling ones feed prompt chunks, in the order given,
+  // at most prefill_budget prompt tokens in all (< 0: whole prompts). events (resized to seqs) receives
+  // each sequence's output tokens. Returns the token rows computed.
+  int64_t step(std::span<Sequence* const> seqs, int64_t prefill_budget, std::vector<std::vector<TokenEvent>>& events);
+
+ private:
+  Model& model_;
+  const Tokenizer* tok_;
+  int64_t usable_vocab_;
+  std::vector<Model::BatchItem> items_;
+  std::vector<int64_t> item_of_, logit_row_;
+  std::vector<int32_t> inputs_;
+  std::vector<float> logits_, z_, raw_;  // the step's logits; one row being sampled; its raw copy (logprobs)
+};
+
+}  // namespace seek
