@@ -15,7 +15,8 @@
 // that nothing (a compressing or page-merging memory system) can serve them faster than real weights.
 //
 // Does not: check results (tests/unit/test_kernels.cpp does).
-// Usage: bench_kernels [--quick]
+// Usage: bench_kernels [--quick] [--portable]   (--portable: the kernels' portable paths, as on a CPU
+// without AVX-512)
 // GCC 12's avx512fintrin.h trips -Wuninitialized when its reductions are inlined (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -179,7 +180,15 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   blas_prefer_avx512(argv);
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (std::strcmp(argv[i], "--portable") == 0) use_portable_kernels(true);
+    else {
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--portable]\n");
+      return 2;
+    }
+  }
   std::printf("seek bench_kernels: %d threads, cpu: %s, OpenBLAS core: %s\n", omp_get_max_threads(),
               cpu_features_string(), openblas_get_corename());
 

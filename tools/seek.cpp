@@ -234,14 +234,15 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
   std::vector<int32_t> ids = ids_flag.empty() ? random_ids(n_random, c.vocab_size, seed) : parse_ids(ids_flag);
   const int64_t T = int64_t(ids.size()), V = c.vocab_size, D = c.hidden_size;
   std::vector<float> logits(static_cast<size_t>(T * V)), hidden(static_cast<size_t>(T * D));
-  KVCache cache = m->new_cache(T, parse_mla_flag(mla));
+  const MlaForm form = parse_mla_flag(mla);
+  KVCache cache = m->new_cache(T, form);
   t0 = std::chrono::steady_clock::now();
   m->forward(cache, ids.data(), T, logits.data(), true, hidden.data());
   double dt = seconds_since(t0);
   std::vector<float> mtp;
   if (c.num_nextn_predict_layers > 0 && T > 1) {
     mtp.resize(size_t((T - 1) * V));
-    KVCache mc = m->new_mtp_cache(T, parse_mla_flag(mla));
+    KVCache mc = m->new_mtp_cache(T, form);
     m->forward_mtp(0, mc, hidden.data(), ids.data() + 1, T - 1, mtp.data());
   }
   std::printf("pos  token  next(argmax)  logit    %s\n", mtp.empty() ? "" : "next+1(MTP)");
@@ -251,8 +252,8 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
     if (!mtp.empty() && t + 1 < T) std::printf("  %11d", argmax(&mtp[size_t(t * V)], V));
     std::printf("\n");
   }
-  std::fprintf(stderr, "forward: %lld tokens in %.3f s (%.1f tokens/s), MLA form %s\n", (long long)T, dt, double(T) / dt,
-               mla.c_str());
+  std::fprintf(stderr, "forward: %lld tokens in %.3f s (%.1f tokens/s)%s\n", (long long)T, dt, double(T) / dt,
+               c.is_mla() ? (std::string(", MLA form ") + mla_form_name(form)).c_str() : "");
   return 0;
 }
 

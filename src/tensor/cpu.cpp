@@ -1,5 +1,5 @@
 // cpu.cpp — asks the CPU once what it can do (GCC's __builtin_cpu_supports, which also checks that
-// the OS saves the AVX-512 register state), and lets SEEK_NO_AVX512=1 or set_force_portable() hide
+// the OS saves the AVX-512 register state), and lets SEEK_NO_AVX512=1 or use_portable_kernels() hide
 // AVX-512 so that the portable kernels run.
 //
 // Does not: detect anything but x86 features (other architectures report nothing and run portable
@@ -86,6 +86,6 @@ const char* cpu_features_string() {
   return g_force_portable.load(std::memory_order_relaxed) ? d.portable_text.c_str() : d.native_text.c_str();
 }
 
-void set_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+void use_portable_kernels(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
 
 }  // namespace seek

@@ -18,8 +18,10 @@ const CpuFeatures& cpu_features();
 // One line such as "avx2 fma avx512f avx512bw avx512vl avx512bf16" for logs and `seek info`.
 const char* cpu_features_string();
 
-// For tests: while set, cpu_features() reports no AVX-512 (as if SEEK_NO_AVX512=1), so the kernels
-// take their portable paths in-process. Not thread-safe against kernels running concurrently.
-void set_force_portable(bool on);
+// The in-process twin of SEEK_NO_AVX512=1: while set, cpu_features() reports no AVX-512 and the kernels
+// take their portable paths (to compare the two: the kernel tests run every case both ways,
+// bench_kernels --portable measures what a machine without AVX-512 gets). Not thread-safe against
+// kernels running concurrently.
+void use_portable_kernels(bool on);
 
 }  // namespace seek

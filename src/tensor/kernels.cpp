@@ -470,12 +470,6 @@ void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t he
 
 // ---- FP8 E4M3 ---------------------------------------------------------------------------------------------
 
-void fp8_block_dequant(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K, int64_t block) {
-  mat_rows_to_f32(Mat{DType::F8_E4M3, w, N, K, scale_inv, block}, 0, N, dst);
-}
-
-float fp8_round_value(float v) { return e4m3_round(v); }
-
 void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile, int64_t ld) {
   if (ld == 0) ld = K;
   parallel_for(rows, 2 * K, [&](int64_t r0, int64_t r1) {

@@ -131,14 +131,8 @@ void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_
 
 // ---- FP8 E4M3 ---------------------------------------------------------------------------------------------
 
-// Dequantizes a whole FP8 e4m3 block-scaled matrix into f32 dst [N, K].
-void fp8_block_dequant(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K, int64_t block);
-void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
-                           int64_t block);
-// Simulated FP8 GEMM inputs (DeepSeek-V3 §3.3): values through E4M3 and back, each tile scaled by
-// amax/448 first. One value already scaled into [-448, 448], round half to even (equal, bit for bit, to
-// f32_to_f8e4m3 then f8e4m3_to_f32).
-float fp8_round_value(float v);
+// Simulated FP8 GEMM inputs (DeepSeek-V3 §3.3): values through E4M3 and back (round half to even,
+// equal bit for bit to f32_to_f8e4m3 then f8e4m3_to_f32), each tile scaled by amax/448 first.
 // Rows of length K in tiles of `tile` columns (tile = K for none): x ← dq(q(x)). Rows are ld apart (0: K).
 void fp8_round_rows(float* x, int64_t rows, int64_t K, int64_t tile = 128, int64_t ld = 0);
 // A [N, K] matrix in 128×128 blocks.

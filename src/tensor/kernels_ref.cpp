@@ -145,12 +145,6 @@ void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T) 
     for (int64_t d = 0; d < table.cols; d++) out[t * table.cols + d] = weight_at(table, ids[t], d);
 }
 
-void fp8_block_dequant_ref(float* dst, const uint8_t* w, const float* scale_inv, int64_t N, int64_t K,
-                           int64_t block) {
-  Mat m{DType::F8_E4M3, w, N, K, scale_inv, block};
-  mat_rows_to_f32_ref(m, 0, N, dst);
-}
-
 // Angles are pos · inv_freq rounded to f32, as the PyTorch references compute them
 // (torch.outer(t, inv_freq) in float32 in HF and DeepSeek's inference/model.py); cos and sin of that
 // angle are taken in double and rounded once.

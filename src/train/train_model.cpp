@@ -49,7 +49,6 @@ TrainModel::TrainModel(Config c)
     p.offset = off;
     p.decay = s.shape.size() == 2;
     off += p.numel;
-    index_[p.name] = params_.size();
     params_.push_back(p);
   }
   data_.assign(static_cast<size_t>(off), 0.f);
@@ -88,14 +87,6 @@ TrainModel TrainModel::from_checkpoint(const std::string& dir) {
   }
   return m;
 }
-
-const TrainModel::Param& TrainModel::param(const std::string& name) const {
-  auto it = index_.find(name);
-  if (it == index_.end()) throw Error("training model: no parameter \"" + name + "\"");
-  return params_[it->second];
-}
-float* TrainModel::p(const std::string& name) { return data_.data() + param(name).offset; }
-float* TrainModel::g(const std::string& name) { return grad_.data() + param(name).offset; }
 
 Model& TrainModel::inference() {
   if (!inference_) inference_ = std::make_unique<Model>(cfg_, w_);

@@ -22,7 +22,6 @@
 // sampling use the current policy directly.
 #pragma once
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,10 +70,6 @@ class TrainModel {
   const std::vector<float>& data() const { return data_; }
   std::vector<float>& grad() { return grad_; }
   const Weights& weights() const { return w_; }
-  // By HF name (for tests and tools; the passes use the typed views).
-  float* p(const std::string& name);
-  float* g(const std::string& name);
-  const Param& param(const std::string& name) const;
 
   // Simulate FP8 GEMM inputs in this model's passes (DeepSeek-V3 §3.3; nn/pass.h). Off by default.
   void set_fp8(bool on) { fp8_ = on; }
@@ -120,7 +115,6 @@ class TrainModel {
   TransformerSpec spec_;
   std::vector<std::vector<int64_t>> load_;
   std::vector<Param> params_;
-  std::map<std::string, size_t> index_;
   std::vector<float> data_, grad_;
   Weights w_;
   Grads wm_;  // the parameters again as f32 views that write (the routing bias's update)

@@ -1,11 +1,11 @@
 // test_kernels.cpp — every fast kernel of kernels.h against its `_ref` on random inputs of awkward
 // shapes, once on the AVX-512 paths (where the CPU has them) and once forced portable
-// (set_force_portable), plus hand-computed checks of the rope frequency tables and edge cases of
+// (use_portable_kernels), plus hand-computed checks of the rope frequency tables and edge cases of
 // topk and softmax.
 //
 // Tolerances: the error of a whole output, max |fast − ref| / max |ref|, must be ≤ 1e-5 for every f32
 // path (the references accumulate in double), ≤ 1e-2 for matmul_bf16_dpbf16 (activations rounded to
-// bf16). Conversions (mat_rows_to_f32, embedding, fp8_block_dequant) and topk must match exactly.
+// bf16). Conversions (mat_rows_to_f32, embedding) and topk must match exactly.
 //
 // Does not: time anything (bench/bench_kernels.cpp does), or test model code.
 #include <gtest/gtest.h>
@@ -118,11 +118,11 @@ const DType kWeightTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F8_E4M
 class Kernels : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    set_force_portable(GetParam());
+    use_portable_kernels(GetParam());
     g_worst = 0;
   }
   void TearDown() override {
-    set_force_portable(false);
+    use_portable_kernels(false);
     if (g_worst > 0) std::printf("  worst relative error %.3g\n", g_worst);
   }
 };
@@ -134,11 +134,11 @@ INSTANTIATE_TEST_SUITE_P(Paths, Kernels, ::testing::Values(false, true),
 
 TEST(Cpu, FeaturesAndForcePortable) {
   std::string native = cpu_features_string();
-  set_force_portable(true);
+  use_portable_kernels(true);
   EXPECT_FALSE(cpu_features().avx512f);
   EXPECT_FALSE(cpu_features().avx512bf16);
   EXPECT_EQ(std::string(cpu_features_string()).find("avx512"), std::string::npos);
-  set_force_portable(false);
+  use_portable_kernels(false);
   EXPECT_EQ(native, cpu_features_string());
   std::printf("cpu features: %s\n", cpu_features_string());
 }
@@ -167,8 +167,9 @@ TEST_P(Kernels, Fp8BlockDequantExact) {
                              {1, 1, 128}, {40, 70, 24}}) {
     Weight w = make_weight(rng, DType::F8_E4M3, N, K, block, true);
     std::vector<float> a(size_t(N * K)), b(size_t(N * K));
-    fp8_block_dequant(a.data(), w.bytes.data(), w.scales.data(), N, K, block);
-    fp8_block_dequant_ref(b.data(), w.bytes.data(), w.scales.data(), N, K, block);
+    const Mat m{DType::F8_E4M3, w.bytes.data(), N, K, w.scales.data(), block};
+    mat_rows_to_f32(m, 0, N, a.data());
+    mat_rows_to_f32_ref(m, 0, N, b.data());
     for (int64_t i = 0; i < N * K; i++) ASSERT_TRUE(same_bits_or_nan(a[i], b[i])) << i;
   }
 }
