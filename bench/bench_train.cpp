@@ -88,8 +88,10 @@ int main(int argc, char** argv) {
   double loss = 0;
   auto step = [&] {
     loss = m.forward_backward(ids.data(), B, T, lw).total;
-    clip_grad_norm(m.grad().data(), n, 1.0);
-    adamw_step(m.data().data(), m.grad().data(), mom.data(), var.data(), decay.data(), n, ++t, 1e-3, opt);
+    // As the training loop does (train/trainer.cpp): the clipping factor applied inside AdamW.
+    const double norm = grad_norm(m.grad().data(), n);
+    adamw_step(m.data().data(), m.grad().data(), mom.data(), var.data(), decay.data(), n, ++t, 1e-3, opt,
+               clip_factor(norm, 1.0));
   };
 
   const double peak_before = measure_sgemm_peak(2048, 5);

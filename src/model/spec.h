@@ -10,8 +10,9 @@ namespace seek {
 // inv_freq and YaRN's cos/sin factor from rope_theta and rope_scaling, the pairing by model type
 // (DeepSeek checkpoints rotate adjacent pairs, Qwen2 and Llama the two halves).
 Rope rope_table(const Config& c);
-// Block `layer` (0 .. L−1 the main blocks, L + k the MTP module k's block).
-BlockSpec block_spec(const Config& c, int64_t layer);
+// Block `layer` (0 .. L−1 the main blocks, L + k the MTP module k's block), with the model's rotary
+// table (rope_table(c) when null).
+BlockSpec block_spec(const Config& c, int64_t layer, std::shared_ptr<const Rope> rope = nullptr);
 TransformerSpec transformer_spec(const Config& c);
 
 }  // namespace seek

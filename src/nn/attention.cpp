@@ -50,8 +50,10 @@ void causal_attention(const Pass& p, std::span<const AttentionJob> jobs, int64_t
 // o_t = Σ_s a_ts v_s, a_t = softmax_s≤t(c q_t·k_s)
 //   ⇒ dv_s += Σ_t a_ts do_t;  da_ts = do_t·v_s;  dz_ts = a_ts (da_ts − Σ_s' a_ts' da_ts');
 //     dq_t += c Σ_s dz_ts k_s;  dk_s += c Σ_t dz_ts q_t.
-// Per query block, as GEMMs: dA = dO Vᵀ, dZ = c A ∘ (dA − rowsum(A ∘ dA)), dQ += dZ K, dK += dZᵀ Q,
-// dV += Aᵀ dO (masked entries of A are 0, so they add nothing).
+// Per query block, as GEMMs: dA = dO Vᵀ, dZ = c A ∘ (dA − rowsum(A ∘ dA)), dQ = dZ K, dK += dZᵀ Q,
+// dV += Aᵀ dO (masked entries of A are 0, so they add nothing). The blocks run last to first: the last
+// block reaches every key, so its GEMMs write dK and dV for the group's first head, and every later one
+// adds — nothing needs zeroing first. Each block writes its own rows of dQ.
 void causal_attention_backward(const Pass& p, std::span<const AttentionGradJob> jobs, int64_t H, int64_t G,
                                float scale) {
   Workspace::Frame frame(p.ws);
@@ -64,17 +66,19 @@ void causal_attention_backward(const Pass& p, std::span<const AttentionGradJob> 
     const AttentionGradJob& j = jobs[size_t(task / G)];
     const int64_t g = task % G, T = j.T;
     float* da = scratch + int64_t(thread) * kQueryBlock * longest;
+    const int64_t last = (T - 1) / kQueryBlock * kQueryBlock;
     for (int64_t h = g * group; h < (g + 1) * group; ++h) {
       const float* a_h = j.probs + h * T * T;
-      for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
+      for (int64_t i0 = last; i0 >= 0; i0 -= kQueryBlock) {
         const int64_t i1 = std::min(T, i0 + kQueryBlock), m = i1 - i0;
+        const float kv_beta = h == g * group && i0 == last ? 0.f : 1.f;
         const float* a = a_h + i0 * T;
         const float* dout = j.dout + i0 * j.lddo + h * j.v.dim;
         gemm(false, true, m, i1, j.v.dim, 1.f, dout, j.lddo, j.v.at(h), j.v.row, 0.f, da, i1);
         softmax_backward(da, a, m, i1, i1, T, scale);
-        gemm(false, false, m, j.q.dim, i1, 1.f, da, i1, j.k.at(h), j.k.row, 1.f, j.dq.at(h) + i0 * j.dq.row, j.dq.row);
-        gemm(true, false, i1, j.k.dim, m, 1.f, da, i1, j.q.at(h) + i0 * j.q.row, j.q.row, 1.f, j.dk.at(h), j.dk.row);
-        gemm(true, false, i1, j.v.dim, m, 1.f, a, T, dout, j.lddo, 1.f, j.dv.at(h), j.dv.row);
+        gemm(false, false, m, j.q.dim, i1, 1.f, da, i1, j.k.at(h), j.k.row, 0.f, j.dq.at(h) + i0 * j.dq.row, j.dq.row);
+        gemm(true, false, i1, j.k.dim, m, 1.f, da, i1, j.q.at(h) + i0 * j.q.row, j.q.row, kv_beta, j.dk.at(h), j.dk.row);
+        gemm(true, false, i1, j.v.dim, m, 1.f, a, T, dout, j.lddo, kv_beta, j.dv.at(h), j.dv.row);
       }
     }
   });

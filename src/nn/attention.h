@@ -8,6 +8,7 @@
 // decompressed latent, or MLA's rope part shared by every head (head stride 0). Training keeps the
 // softmax of every (sequence, head) for the backward.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <new>
 #include <span>
@@ -19,16 +20,24 @@
 namespace seek {
 
 // Rotary tables a model computes once at load (model/rope_scaling.h): frequencies after scaling and
-// YaRN's cos/sin factor, and which pairs rotate.
+// YaRN's cos/sin factor, which pairs rotate, and the cos/sin of the first positions (rope_table), so
+// that the passes do not compute them again and again.
 struct Rope {
   std::vector<float> inv_freq;  // [R/2]
   float cos_sin_scale = 1.f;
   RopeLayout layout = RopeLayout::Interleaved;
+  std::vector<float> table;     // [rows, R]: cos then sin of positions 0 .. rows − 1
   int64_t dim() const { return 2 * int64_t(inv_freq.size()); }
+  // Fills the table for positions 0 .. rows − 1.
+  void tabulate(int64_t rows) {
+    table.resize(size_t(rows * dim()));
+    rope_table(table.data(), rows, inv_freq.data(), dim(), cos_sin_scale);
+  }
   // Rotates the first R values of n_heads vectors per token (see rope() in tensor/kernels.h).
   void apply(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
              bool inverse = false) const {
-    rope(x, T, n_heads, token_stride, head_stride, pos, inv_freq.data(), dim(), cos_sin_scale, layout, inverse);
+    rope(x, T, n_heads, token_stride, head_stride, pos, inv_freq.data(), dim(), cos_sin_scale, layout, inverse,
+         table.data(), int64_t(table.size()) / std::max<int64_t>(dim(), 1));
   }
 };
 
@@ -95,9 +104,9 @@ struct AttentionJob {
 };
 void causal_attention(const Pass& p, std::span<const AttentionJob> jobs, int64_t H, float scale);
 
-// The backward of one training job (pos0 = 0, one score term): dq, dk, dv += the gradients through
-// out = softmax(scale · q·kᵀ) · v, given dout [T, H·v] (rows lddo apart) and the kept probabilities.
-// Heads of a group share their k and v gradients and run in one task.
+// The backward of one training job (pos0 = 0, one score term): dq, dk, dv = the gradients through
+// out = softmax(scale · q·kᵀ) · v (written: their first GEMM overwrites), given dout [T, H·v] (rows lddo
+// apart) and the kept probabilities. Heads of a group share their k and v gradients and run in one task.
 struct AttentionGradJob {
   int64_t T = 0;
   Heads q, k, v;

@@ -58,16 +58,14 @@ void block_backward(const Pass& p, const BlockSpec& s, const BlockWeights& w, Bl
   Workspace::Frame frame(p.ws);
   const int64_t N = rows.n, D = s.hidden;
   // Feed-forward sub-block: d is ∂L/∂out = ∂L/∂h through the residual, plus what comes back through norm2.
-  float* dxn = p.ws.alloc<float>(N * D);
+  float* dxn = p.ws.alloc<float>(N * D);  // written by each sub-block's backward
   if (s.moe) {
-    std::fill(dxn, dxn + N * D, 0.f);
     moe_backward(p, s.router, w.moe, g.moe, a.xn2.data(), d, dxn, N, a.moe, ex, balance_coef, B);
   } else {
     mlp_backward(p, w.mlp, g.mlp, a.xn2.data(), d, dxn, false, N, a.mlp.gu.data(), a.mlp.act.data());
   }
   rmsnorm_backward(d, g.post_attention_layernorm, dxn, a.h.data(), w.post_attention_layernorm, a.rstd2.data(), N, D);
   // Attention sub-block: d is now ∂L/∂h; it becomes ∂L/∂x.
-  std::fill(dxn, dxn + N * D, 0.f);
   if (s.mla)
     mla_backward(p, s.mla_spec, w.mla, g.mla, a.xn1.data(), d, dxn, rows, a.mla);
   else

@@ -28,8 +28,8 @@ void gqa_forward(const Pass& p, const GqaSpec& s, const GqaWeights& w, const flo
   float* qkv = buffer(acts ? &acts->qkv : nullptr, p.ws, N * ld);
   linear(p, qkv, x, {Proj{w.q_proj, w.q_bias}, Proj{w.k_proj, w.k_bias}, Proj{w.v_proj, w.v_bias}}, N);
   float *q = qkv, *k = qkv + H * hd, *v = qkv + (H + G) * hd;
-  s.rope.apply(q, N, H, ld, hd, rows.pos);
-  s.rope.apply(k, N, G, ld, hd, rows.pos);
+  s.rope->apply(q, N, H, ld, hd, rows.pos);
+  s.rope->apply(k, N, G, ld, hd, rows.pos);
 
   float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * H * hd);
   AttentionJob* jobs = make_n<AttentionJob>(p.ws, int64_t(segs.size()));
@@ -77,8 +77,7 @@ void gqa_backward(const Pass& p, const GqaSpec& s, const GqaWeights& w, GqaGrads
   const std::vector<Segment>& segs = *rows.segs;
   float* dattn = p.ws.alloc<float>(N * H * hd);
   linear_backward(p, dattn, false, ProjGrad{g.o_proj}, dout, a.attn.data(), w.o_proj, N);
-  float* dqkv = p.ws.alloc<float>(N * ld);
-  std::fill(dqkv, dqkv + N * ld, 0.f);
+  float* dqkv = p.ws.alloc<float>(N * ld);  // written by the attention's backward
   const float* qkv = a.qkv.data();
   AttentionGradJob* jobs = make_n<AttentionGradJob>(p.ws, int64_t(segs.size()));
   const int64_t group = H / G;
@@ -100,9 +99,9 @@ void gqa_backward(const Pass& p, const GqaSpec& s, const GqaWeights& w, GqaGrads
     probs_at += H * sg.T * sg.T;
   }
   causal_attention_backward(p, {jobs, segs.size()}, H, G, s.softmax_scale);
-  s.rope.apply(dqkv, N, H, ld, hd, rows.pos, true);
-  s.rope.apply(dqkv + H * hd, N, G, ld, hd, rows.pos, true);
-  linear_backward(p, dx, true, {ProjGrad{g.q_proj, g.q_bias}, ProjGrad{g.k_proj, g.k_bias}, ProjGrad{g.v_proj, g.v_bias}},
+  s.rope->apply(dqkv, N, H, ld, hd, rows.pos, true);
+  s.rope->apply(dqkv + H * hd, N, G, ld, hd, rows.pos, true);
+  linear_backward(p, dx, false, {ProjGrad{g.q_proj, g.q_bias}, ProjGrad{g.k_proj, g.k_bias}, ProjGrad{g.v_proj, g.v_bias}},
                   dqkv, x, {Proj{w.q_proj, w.q_bias}, Proj{w.k_proj, w.k_bias}, Proj{w.v_proj, w.v_bias}}, N);
 }
 

@@ -3,6 +3,7 @@
 // reads kv head h / (H / G).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/attention.h"
@@ -15,7 +16,7 @@ struct GqaSpec {
   int64_t kv_heads = 0;    // G
   int64_t head_dim = 0;    // hd
   float softmax_scale = 1.f;
-  Rope rope;
+  std::shared_ptr<const Rope> rope;  // shared by every block of a model
 };
 
 template <class V>
@@ -35,6 +36,7 @@ struct GqaActs {
 // out [N, D] = attention(x [N, D]) over `rows`; acts (training: no caches) keeps the activations.
 void gqa_forward(const Pass& p, const GqaSpec& s, const GqaWeights& w, const float* x, float* out, const Rows& rows,
                  GqaActs* acts);
+// dx [N, D] = ∂L/∂x (written), g += ∂L/∂parameters, given dout [N, D].
 void gqa_backward(const Pass& p, const GqaSpec& s, const GqaWeights& w, GqaGrads& g, const float* x, const float* dout,
                   float* dx, const Rows& rows, const GqaActs& acts);
 

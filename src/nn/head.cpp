@@ -29,8 +29,7 @@ void head_backward(const Pass& p, const float* norm_w, const Mat& head, float* d
   float* dhn = p.ws.alloc<float>(T * D);
   if (dhn_in) std::copy(dhn_in, dhn_in + T * D, dhn);
   linear_backward(Pass{p.ws, false, nullptr}, dhn, dhn_in != nullptr, ProjGrad{dhead}, dlogits, hn, head, T);
-  std::fill(dx, dx + T * D, 0.f);
-  rmsnorm_backward(dx, dnorm_w, dhn, x, norm_w, rstd, T, D);
+  rmsnorm_backward(dx, dnorm_w, dhn, x, norm_w, rstd, T, D, D, false);
 }
 
 double cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* probs) {
@@ -44,7 +43,7 @@ void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* t
                             float weight) {
   int64_t counted = 0;
   for (int64_t t = 0; t < T; ++t) counted += targets[t] >= 0;
-  if (counted) softmax_cross_entropy_backward(dlogits, probs, targets, nullptr, weight / float(counted), T, V);
+  softmax_cross_entropy_backward(dlogits, probs, targets, nullptr, counted ? weight / float(counted) : 0.f, T, V);
 }
 
 void token_logprobs(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* logp, float* entropy) {

@@ -27,12 +27,12 @@ void head_backward(const Pass& p, const float* norm_w, const Mat& head, float* d
 // Mean cross-entropy of logits [T, V] against targets (negative targets are ignored); probs [T, V]
 // receives the softmax for the backward. Returns 0 when no target counts.
 double cross_entropy(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* probs);
-// dlogits [T, V] += weight · ∂(mean cross-entropy)/∂logits.
+// dlogits [T, V] = weight · ∂(mean cross-entropy)/∂logits (written).
 void cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, int64_t T, int64_t V,
                             float weight);
 // logp[t] = log p(targets[t] | logits[t]) (0 where target < 0); entropy[t] when given.
 void token_logprobs(const float* logits, const int32_t* targets, int64_t T, int64_t V, float* logp, float* entropy);
-// dlogits [T, V] += ∂L/∂logits given dlogp[t] = ∂L/∂logp[t]: dlogp · (onehot(target) − p).
+// dlogits [T, V] = ∂L/∂logits given dlogp[t] = ∂L/∂logp[t]: dlogp · (onehot(target) − p) (written).
 void token_logprobs_backward(const Pass& p, float* dlogits, const float* probs, const int32_t* targets,
                              const float* dlogp, int64_t T, int64_t V);
 

@@ -83,13 +83,13 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
     ldq = d.H * d.qk;
     linear(p, q, qa_n, w.q_b_proj, N);
   }
-  s.rope.apply(q + d.nope, N, d.H, ldq, d.qk, rows.pos);
+  s.rope->apply(q + d.nope, N, d.H, ldq, d.qk, rows.pos);
   // 3. The latent: c_kv normalized into ckv_n [N, C]; k_pe roped in place (rows lda apart).
   float* ckv_n = buffer(acts ? &acts->ckv_n : nullptr, p.ws, N * d.C);
   rmsnorm(ckv_n, a + d.n1, w.kv_a_layernorm, N, d.C, s.eps, acts ? buffer(&acts->ckv_rstd, p.ws, N) : nullptr, d.lda,
           d.C);
   float* kpe = a + d.n1 + d.C;
-  s.rope.apply(kpe, N, 1, d.lda, d.R, rows.pos);
+  s.rope->apply(kpe, N, 1, d.lda, d.R, rows.pos);
 
   float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * d.H * d.vd);  // [N, H·v]
   if (rows.form == MlaForm::Absorbed) {
@@ -148,14 +148,17 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       const int64_t T = sg.T, r0 = sg.row0;
       float* Ks = cached ? sg.cache->k.data() : K + r0 * d.H * d.qk;
       const int64_t k0 = cached ? sg.pos0 : 0;  // first row of Ks written
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t h = 0; h < d.H; ++h) {
-          float* kd = Ks + ((k0 + t) * d.H + h) * d.qk;
-          const float* src = kv + (r0 + t) * d.H * d.kvw + h * d.kvw;
-          std::memcpy(kd, src, sizeof(float) * size_t(d.nope));
-          std::memcpy(kd + d.nope, kpe + (r0 + t) * d.lda, sizeof(float) * size_t(d.R));
-          if (cached) std::memcpy(sg.cache->v.data() + ((k0 + t) * d.H + h) * d.vd, src + d.nope, sizeof(float) * size_t(d.vd));
-        }
+      parallel_for(T, d.H * (d.qk + d.vd), [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          for (int64_t h = 0; h < d.H; ++h) {
+            float* kd = Ks + ((k0 + t) * d.H + h) * d.qk;
+            const float* src = kv + (r0 + t) * d.H * d.kvw + h * d.kvw;
+            std::memcpy(kd, src, sizeof(float) * size_t(d.nope));
+            std::memcpy(kd + d.nope, kpe + (r0 + t) * d.lda, sizeof(float) * size_t(d.R));
+            if (cached)
+              std::memcpy(sg.cache->v.data() + ((k0 + t) * d.H + h) * d.vd, src + d.nope, sizeof(float) * size_t(d.vd));
+          }
+      });
       AttentionJob& job = jobs[i];
       job.T = T;
       job.pos0 = sg.pos0;
@@ -192,8 +195,6 @@ void mla_backward(const Pass& p, const MlaSpec& s, const MlaWeights& w, MlaGrads
   float* dq = p.ws.alloc<float>(N * d.H * d.qk);
   float* dK = p.ws.alloc<float>(N * d.H * d.qk);
   float* dkv = p.ws.alloc<float>(N * d.H * d.kvw);
-  std::fill(dq, dq + N * d.H * d.qk, 0.f);
-  std::fill(dK, dK + N * d.H * d.qk, 0.f);
   AttentionGradJob* jobs = make_n<AttentionGradJob>(p.ws, int64_t(segs.size()));
   int64_t probs_at = 0;
   for (size_t i = 0; i < segs.size(); ++i) {
@@ -212,8 +213,7 @@ void mla_backward(const Pass& p, const MlaSpec& s, const MlaWeights& w, MlaGrads
     j.probs = a.probs.data() + probs_at;
     probs_at += d.H * sg.T * sg.T;
   }
-  // dv accumulates into dkv's v columns: zero them first (the k_nope columns are written below).
-  for (int64_t r = 0; r < N * d.H; ++r) std::fill(dkv + r * d.kvw + d.nope, dkv + (r + 1) * d.kvw, 0.f);
+  // dv goes into dkv's v columns (the k_nope columns are written below).
   causal_attention_backward(p, {jobs, segs.size()}, d.H, d.H, s.softmax_scale);
   // 2'. Keys back to kv's k_nope columns and the shared k_pe (summed over heads), dkpe [N, R].
   float* dkpe = p.ws.alloc<float>(N * d.R);
@@ -229,23 +229,22 @@ void mla_backward(const Pass& p, const MlaSpec& s, const MlaWeights& w, MlaGrads
     }
   });
   // 1'. The latent and query paths back to a [N, lda], then the first projections.
-  float* da = p.ws.alloc<float>(N * d.lda);
-  std::fill(da, da + N * d.lda, 0.f);
+  float* da = p.ws.alloc<float>(N * d.lda);  // every column written below
   float* dckv_n = p.ws.alloc<float>(N * d.C);
   linear_backward(p, dckv_n, false, ProjGrad{g.kv_b_proj}, dkv, a.ckv_n.data(), w.kv_b_proj, N);
   rmsnorm_backward(da + d.n1, g.kv_a_layernorm, dckv_n, a.a.data() + d.n1, w.kv_a_layernorm, a.ckv_rstd.data(), N, d.C,
-                   d.lda);
+                   d.lda, false);
   for (int64_t t = 0; t < N; ++t) std::memcpy(da + t * d.lda + d.n1 + d.C, dkpe + t * d.R, sizeof(float) * size_t(d.R));
-  s.rope.apply(da + d.n1 + d.C, N, 1, d.lda, d.R, rows.pos, true);
-  s.rope.apply(dq + d.nope, N, d.H, d.H * d.qk, d.qk, rows.pos, true);
+  s.rope->apply(da + d.n1 + d.C, N, 1, d.lda, d.R, rows.pos, true);
+  s.rope->apply(dq + d.nope, N, d.H, d.H * d.qk, d.qk, rows.pos, true);
   if (d.ql) {
     float* dqa_n = p.ws.alloc<float>(N * d.ql);
     linear_backward(p, dqa_n, false, ProjGrad{g.q_b_proj}, dq, a.qa_n.data(), w.q_b_proj, N);
-    rmsnorm_backward(da, g.q_a_layernorm, dqa_n, a.a.data(), w.q_a_layernorm, a.qa_rstd.data(), N, d.ql, d.lda);
+    rmsnorm_backward(da, g.q_a_layernorm, dqa_n, a.a.data(), w.q_a_layernorm, a.qa_rstd.data(), N, d.ql, d.lda, false);
   } else {
     for (int64_t t = 0; t < N; ++t) std::memcpy(da + t * d.lda, dq + t * d.H * d.qk, sizeof(float) * size_t(d.n1));
   }
-  linear_backward(p, dx, true, {ProjGrad{d.ql ? g.q_a_proj : g.q_proj}, ProjGrad{g.kv_a_proj_with_mqa}}, da, x,
+  linear_backward(p, dx, false, {ProjGrad{d.ql ? g.q_a_proj : g.q_proj}, ProjGrad{g.kv_a_proj_with_mqa}}, da, x,
                   {Proj{first_projection(s, w)}, Proj{w.kv_a_proj_with_mqa}}, N);
 }
 

@@ -19,6 +19,7 @@
 // function), calling the forward's steps in reverse.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/attention.h"
@@ -35,7 +36,7 @@ struct MlaSpec {
   int64_t v_head_dim = 0;
   float eps = 1e-6f;              // the two inner RMSNorms
   float softmax_scale = 1.f;      // 1/sqrt(nope + R), times YaRN's mscale²
-  Rope rope;
+  std::shared_ptr<const Rope> rope;  // shared by every block of a model
   int64_t qk() const { return qk_nope_head_dim + qk_rope_head_dim; }
 };
 
@@ -73,7 +74,7 @@ struct MlaActs {
 // out [N, D] = MLA(x [N, D]) over `rows`; acts (training, naive form, no caches) keeps the activations.
 void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const float* x, float* out, const Rows& rows,
                  MlaActs* acts);
-// dx [N, D] += ∂L/∂x and g += ∂L/∂parameters, given dout [N, D]; the naive training form only.
+// dx [N, D] = ∂L/∂x (written) and g += ∂L/∂parameters, given dout [N, D]; the naive training form only.
 void mla_backward(const Pass& p, const MlaSpec& s, const MlaWeights& w, MlaGrads& g, const float* x, const float* dout,
                   float* dx, const Rows& rows, const MlaActs& acts);
 

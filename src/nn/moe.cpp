@@ -97,50 +97,59 @@ void moe_route(const Pass& p, const RouterSpec& r, const float* logits, const fl
   const int64_t E = r.experts, k = r.experts_per_token;
   const int64_t n_group = r.n_group, per_group = E / n_group;
   const bool grouped = r.method != TopkMethod::Greedy && n_group > 1;
-  float* s = p.ws.alloc<float>(E);    // scores s_i
-  float* sel = p.ws.alloc<float>(E);  // selection scores
-  float* gscore = p.ws.alloc<float>(n_group);
-  int32_t* gidx = p.ws.alloc<int32_t>(n_group);
+  // Per thread: scores s, selection scores, group scores and kept groups (tokens are independent).
+  const int threads = max_threads();
+  const int64_t per_thread = 2 * E + n_group;
+  float* scratch = p.ws.alloc<float>(threads * per_thread);
+  int32_t* gscratch = p.ws.alloc<int32_t>(threads * n_group);
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < T; ++t) {
-    const float* z = logits + t * E;
-    if (r.scoring == ScoringFunc::Sigmoid) {
-      for (int64_t e = 0; e < E; ++e) s[e] = 1.f / (1.f + std::exp(-z[e]));
-    } else {
-      std::memcpy(s, z, sizeof(float) * size_t(E));
-      softmax(s, 1, E, E);
-    }
-    for (int64_t e = 0; e < E; ++e) sel[e] = bias ? s[e] + bias[e] : s[e];
-    if (grouped) {
-      // A group's score: the sum of its two best (noaux_tc) or its best (group_limited_greedy).
-      for (int64_t g = 0; g < n_group; ++g) {
-        const float* m = sel + g * per_group;
-        if (r.method == TopkMethod::NoauxTc) {
-          int32_t top2[2];
-          const int64_t n2 = std::min<int64_t>(2, per_group);
-          topk(m, per_group, n2, top2);
-          gscore[g] = 0.f;
-          for (int64_t j = 0; j < n2; ++j) gscore[g] += m[top2[j]];
+  parallel_for(threads, T * E * 8 / threads, [&](int64_t th0, int64_t th1) {
+    for (int64_t th = th0; th < th1; ++th) {
+      float* s = scratch + th * per_thread;  // scores s_i
+      float* sel = s + E;                    // selection scores
+      float* gscore = sel + E;
+      int32_t* gidx = gscratch + th * n_group;
+      for (int64_t t = T * th / threads; t < T * (th + 1) / threads; ++t) {
+        const float* z = logits + t * E;
+        if (r.scoring == ScoringFunc::Sigmoid) {
+          for (int64_t e = 0; e < E; ++e) s[e] = 1.f / (1.f + std::exp(-z[e]));
         } else {
-          gscore[g] = *std::max_element(m, m + per_group);
+          std::memcpy(s, z, sizeof(float) * size_t(E));
+          softmax(s, 1, E, E);
         }
-      }
-      topk(gscore, n_group, r.topk_group, gidx);
-      // Experts outside the kept groups cannot be chosen.
-      for (int64_t g = 0; g < n_group; ++g) {
-        const bool kept = std::find(gidx, gidx + r.topk_group, int32_t(g)) != gidx + r.topk_group;
-        if (!kept) std::fill(sel + g * per_group, sel + (g + 1) * per_group, kNegInf);
+        for (int64_t e = 0; e < E; ++e) sel[e] = bias ? s[e] + bias[e] : s[e];
+        if (grouped) {
+          // A group's score: the sum of its two best (noaux_tc) or its best (group_limited_greedy).
+          for (int64_t g = 0; g < n_group; ++g) {
+            const float* m = sel + g * per_group;
+            if (r.method == TopkMethod::NoauxTc) {
+              int32_t top2[2];
+              const int64_t n2 = std::min<int64_t>(2, per_group);
+              topk(m, per_group, n2, top2);
+              gscore[g] = 0.f;
+              for (int64_t j = 0; j < n2; ++j) gscore[g] += m[top2[j]];
+            } else {
+              gscore[g] = *std::max_element(m, m + per_group);
+            }
+          }
+          topk(gscore, n_group, r.topk_group, gidx);
+          // Experts outside the kept groups cannot be chosen.
+          for (int64_t g = 0; g < n_group; ++g) {
+            const bool kept = std::find(gidx, gidx + r.topk_group, int32_t(g)) != gidx + r.topk_group;
+            if (!kept) std::fill(sel + g * per_group, sel + (g + 1) * per_group, kNegInf);
+          }
+        }
+        int32_t* ti = idx + t * k;
+        float* tw = weight + t * k;
+        topk(sel, E, k, ti);
+        // Gate weights from the unbiased scores.
+        float sum = 0.f;
+        for (int64_t j = 0; j < k; ++j) sum += (tw[j] = s[ti[j]]);
+        const float norm = (r.norm_topk_prob && k > 1) ? 1.f / (sum + 1e-20f) : 1.f;
+        for (int64_t j = 0; j < k; ++j) tw[j] *= norm * r.routed_scaling_factor;
       }
     }
-    int32_t* ti = idx + t * k;
-    float* tw = weight + t * k;
-    topk(sel, E, k, ti);
-    // Gate weights from the unbiased scores.
-    float sum = 0.f;
-    for (int64_t j = 0; j < k; ++j) sum += (tw[j] = s[ti[j]]);
-    const float norm = (r.norm_topk_prob && k > 1) ? 1.f / (sum + 1e-20f) : 1.f;
-    for (int64_t j = 0; j < k; ++j) tw[j] *= norm * r.routed_scaling_factor;
-  }
+  });
 }
 
 // s_j the score of chosen expert j (σ or softmax), S = Σ_sel s, c the scale.
@@ -188,15 +197,41 @@ double moe_balance_loss(const Pass& p, const RouterSpec& r, const float* logits,
 
 // ---- the experts in this process ------------------------------------------------------------------------
 
-void LocalExperts::forward(const Pass& p, const std::vector<MlpWeights>& experts, const float* x, int64_t n, int64_t k,
-                           const int32_t* idx, const float* weight, float* y, RoutedActs* acts) {
+namespace {
+
+// The experts' tasks, largest first: routed experts with rows (by their row count), then the shared
+// experts (every token) where they stand in that order. A task is an expert index, E for the shared.
+int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, int32_t* tasks, int64_t* most) {
+  int64_t count = 0;
+  *most = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (begin[e + 1] > begin[e]) {
+      tasks[count++] = int32_t(e);
+      *most = std::max(*most, begin[e + 1] - begin[e]);
+    }
+  if (shared) tasks[count++] = int32_t(E);
+  // Insertion sort, stable and without the allocation std::stable_sort makes (a decode step allocates
+  // nothing); E + 1 tasks at most.
+  auto rows = [&](int32_t e) { return e == E ? n : begin[e + 1] - begin[e]; };
+  for (int64_t i = 1; i < count; ++i)
+    for (int64_t j = i; j > 0 && rows(tasks[j]) > rows(tasks[j - 1]); --j) std::swap(tasks[j], tasks[j - 1]);
+  return count;
+}
+
+}  // namespace
+
+void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                           const float* weight, float* y, MoeActs* acts) {
   Workspace::Frame frame(p.ws);
+  const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = n * k;
   const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
+  const int64_t Fs = w.has_shared ? w.shared_experts.gate_proj.rows : 0;
+  RoutedActs* ra = acts ? &acts->routed : nullptr;
   // Group the n·k (token, choice) pairs by expert: a counting sort, stable in token order.
-  int64_t* begin = buffer(acts ? &acts->begin : nullptr, p.ws, E + 1);
-  int32_t* token = buffer(acts ? &acts->token : nullptr, p.ws, R);
-  int32_t* row_of = buffer(acts ? &acts->row_of : nullptr, p.ws, R);
+  int64_t* begin = buffer(ra ? &ra->begin : nullptr, p.ws, E + 1);
+  int32_t* token = buffer(ra ? &ra->token : nullptr, p.ws, R);
+  int32_t* row_of = buffer(ra ? &ra->row_of : nullptr, p.ws, R);
   int64_t* cursor = p.ws.alloc<int64_t>(E);
   std::fill(begin, begin + E + 1, 0);
   for (int64_t i = 0; i < R; ++i) begin[idx[i] + 1]++;
@@ -207,55 +242,64 @@ void LocalExperts::forward(const Pass& p, const std::vector<MlpWeights>& experts
     row_of[i] = int32_t(row);
     token[row] = int32_t(i / k);
   }
-  float* xs = buffer(acts ? &acts->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
-  float* ys = buffer(acts ? &acts->ys : nullptr, p.ws, R * D);
+  float* xs = buffer(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
+  float* ys = buffer(ra ? &ra->ys : nullptr, p.ws, R * D);
   gather_rows(xs, x, token, R, D);
-  int32_t* active = p.ws.alloc<int32_t>(E);  // the experts with tokens
-  int64_t n_active = 0, most = 0;
-  for (int64_t e = 0; e < E; ++e)
-    if (begin[e + 1] > begin[e]) {
-      active[n_active++] = int32_t(e);
-      most = std::max(most, begin[e + 1] - begin[e]);
-    }
-  // The SwiGLU activations: kept for every grouped row in training; at inference one expert's worth
-  // per thread, sized for the largest before the region (a decode step must not allocate).
+  int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
+  int64_t most = 0;
+  const int64_t n_tasks = expert_tasks(begin, E, n, w.has_shared, tasks, &most);
+  // The SwiGLU activations: kept for every row in training; at inference one routed expert's worth per
+  // thread, sized for the largest before the region (a decode step must not allocate).
   const int threads = max_threads();
-  float* gu_all = acts ? buffer(&acts->gu, p.ws, R * 2 * F) : p.ws.alloc<float>(int64_t(threads) * most * 2 * F);
-  float* act_all = acts ? buffer(&acts->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
+  float* gu_all = ra ? buffer(&ra->gu, p.ws, R * 2 * F) : p.ws.alloc<float>(int64_t(threads) * most * 2 * F);
+  float* act_all = ra ? buffer(&ra->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
+  float* shared_gu = nullptr;
+  float* shared_act = nullptr;
+  if (w.has_shared) {
+    shared_gu = acts ? buffer(&acts->shared.gu, p.ws, n * 2 * Fs) : p.ws.alloc<float>(n * 2 * Fs);
+    shared_act = acts ? buffer(&acts->shared.act, p.ws, n * Fs) : p.ws.alloc<float>(n * Fs);
+  }
   p.ws.reserve_threads(threads);
-  parallel_tasks(n_active, [&](int64_t a, int thread) {
-    const int64_t e = active[a], r0 = begin[e], ne = begin[e + 1] - r0;
+  parallel_tasks(n_tasks, [&](int64_t t, int thread) {
     const Pass tp{p.ws.thread(thread), p.fp8, nullptr};
     Workspace::Frame task_frame(tp.ws);
-    float* gu = acts ? gu_all + r0 * 2 * F : gu_all + int64_t(thread) * most * 2 * F;
-    float* act = acts ? act_all + r0 * F : act_all + int64_t(thread) * most * F;
+    const int64_t e = tasks[t];
+    if (e == E) return mlp_forward(tp, w.shared_experts, x, y, n, shared_gu, shared_act);
+    const int64_t r0 = begin[e], ne = begin[e + 1] - r0;
+    float* gu = ra ? gu_all + r0 * 2 * F : gu_all + int64_t(thread) * most * 2 * F;
+    float* act = ra ? act_all + r0 * F : act_all + int64_t(thread) * most * F;
     mlp_forward(tp, experts[size_t(e)], xs + r0 * D, ys + r0 * D, ne, gu, act);
   });
+  if (!w.has_shared) std::fill(y, y + n * D, 0.f);
   gather_weighted_sum(y, ys, row_of, weight, n, k, D);
 }
 
-void LocalExperts::backward(const Pass& p, const std::vector<MlpWeights>& experts, std::vector<MlpGrads>& grads,
-                            const float* dy, int64_t n, int64_t k, const float* weight, float* dx, float* dweight,
-                            const RoutedActs& a) {
+void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                            int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
   Workspace::Frame frame(p.ws);
-  const int64_t E = int64_t(experts.size()), R = n * k;
-  const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
+  const RoutedActs& a = acts.routed;
+  const int64_t E = int64_t(w.experts.size()), R = n * k;
+  const int64_t D = w.experts[0].gate_proj.cols, F = w.experts[0].gate_proj.rows;
   float* dys = p.ws.alloc<float>(R * D);
   float* dxs = p.ws.alloc<float>(R * D);
   gather_weighted_sum_backward(dys, dweight, dy, a.ys.data(), a.row_of.data(), weight, n, k, D);
-  int32_t* active = p.ws.alloc<int32_t>(E);
-  int64_t n_active = 0;
-  for (int64_t e = 0; e < E; ++e)
-    if (a.begin[size_t(e + 1)] > a.begin[size_t(e)]) active[n_active++] = int32_t(e);
+  int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
+  int64_t most = 0;
+  const int64_t n_tasks = expert_tasks(a.begin.data(), E, n, w.has_shared, tasks, &most);
   const int threads = max_threads();
   p.ws.reserve_threads(threads);
-  parallel_tasks(n_active, [&](int64_t i, int thread) {
-    const int64_t e = active[i], r0 = a.begin[size_t(e)], ne = a.begin[size_t(e + 1)] - r0;
+  parallel_tasks(n_tasks, [&](int64_t t, int thread) {
     const Pass tp{p.ws.thread(thread), p.fp8, nullptr};
     Workspace::Frame task_frame(tp.ws);
-    mlp_backward(tp, experts[size_t(e)], grads[size_t(e)], a.xs.data() + r0 * D, dys + r0 * D, dxs + r0 * D, false, ne,
-                 a.gu.data() + r0 * 2 * F, a.act.data() + r0 * F);
+    const int64_t e = tasks[t];
+    if (e == E)  // the shared experts write dx (no routed task touches it; their part is added after)
+      return mlp_backward(tp, w.shared_experts, g.shared_experts, x, dy, dx, false, n, acts.shared.gu.data(),
+                          acts.shared.act.data());
+    const int64_t r0 = a.begin[size_t(e)], ne = a.begin[size_t(e + 1)] - r0;
+    mlp_backward(tp, w.experts[size_t(e)], g.experts[size_t(e)], a.xs.data() + r0 * D, dys + r0 * D, dxs + r0 * D, false,
+                 ne, a.gu.data() + r0 * 2 * F, a.act.data() + r0 * F);
   });
+  if (!w.has_shared) std::fill(dx, dx + n * D, 0.f);
   gather_weighted_sum(dx, dxs, a.row_of.data(), nullptr, n, k, D);
 }
 
@@ -278,22 +322,15 @@ void moe_forward(const Pass& p, const RouterSpec& r, const MoeWeights& w, const 
   moe_route(p, r, logits, w.e_score_correction_bias, n, idx, weight);
   if (idx_out) std::memcpy(idx_out, idx, sizeof(int32_t) * size_t(n * k));
   if (weight_out) std::memcpy(weight_out, weight, sizeof(float) * size_t(n * k));
-  const int64_t D = w.gate.cols;
-  if (w.has_shared)
-    mlp_forward(p, w.shared_experts, x, y, n, acts ? &acts->shared : nullptr);
-  else
-    std::fill(y, y + n * D, 0.f);
-  ex.forward(p, w.experts, x, n, k, idx, weight, y, acts ? &acts->routed : nullptr);
+  ex.forward(p, w, x, n, k, idx, weight, y, acts);
 }
 
 void moe_backward(const Pass& p, const RouterSpec& r, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy,
                   float* dx, int64_t n, const MoeActs& a, ExpertExecutor& ex, double balance_coef, int64_t B) {
   Workspace::Frame frame(p.ws);
   const int64_t E = r.experts, k = r.experts_per_token;
-  if (w.has_shared)
-    mlp_backward(p, w.shared_experts, g.shared_experts, x, dy, dx, true, n, a.shared.gu.data(), a.shared.act.data());
   float* dweight = p.ws.alloc<float>(n * k);
-  ex.backward(p, w.experts, g.experts, dy, n, k, a.weight.data(), dx, dweight, a.routed);
+  ex.backward(p, w, g, x, dy, n, k, a.weight.data(), dx, dweight, a);
   float* dlogits = p.ws.alloc<float>(n * E);
   std::fill(dlogits, dlogits + n * E, 0.f);
   moe_route_backward(r, a.logits.data(), a.idx.data(), dweight, n, dlogits);

@@ -57,31 +57,33 @@ struct MoeActs {
   MlpActs shared;
 };
 
-// Runs the routed experts: dispatch (each token's row to the experts it chose), the expert MLPs, and
-// combine (the gate-weighted sum back into each token's row).
+// Runs the experts of a MoE layer: dispatch (each token's row to the routed experts it chose), the
+// expert MLPs, and combine (the gate-weighted sum back into each token's row), with the shared experts
+// beside them — every token's, so they overlap the routed ones (in one pool of tasks here; while the
+// all-to-all is in flight across ranks, as DeepSeek's inference does).
 class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
-  // y[t] += Σ_j weight[t, j] · expert_{idx[t, j]}(x[t]) for n tokens; acts (training) keeps the
-  // activations the backward needs.
-  virtual void forward(const Pass& p, const std::vector<MlpWeights>& experts, const float* x, int64_t n, int64_t k,
-                       const int32_t* idx, const float* weight, float* y, RoutedActs* acts) = 0;
-  // dx[t] += the gradient through the experts; dweight[t, j] = dy[t] · expert_{idx[t, j]}(x[t]) (written);
-  // the experts' gradients accumulate.
-  virtual void backward(const Pass& p, const std::vector<MlpWeights>& experts, std::vector<MlpGrads>& grads,
-                        const float* dy, int64_t n, int64_t k, const float* weight, float* dx, float* dweight,
-                        const RoutedActs& acts) = 0;
+  // y[t] = shared(x[t]) + Σ_j weight[t, j] · expert_{idx[t, j]}(x[t]) for n tokens; acts (training)
+  // keeps the activations the backward needs.
+  virtual void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                       const float* weight, float* y, MoeActs* acts) = 0;
+  // dx[t] = the gradient through the experts (written); dweight[t, j] = dy[t] · expert_{idx[t, j]}(x[t])
+  // (written); the experts' gradients accumulate. x: the forward's input.
+  virtual void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                        int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) = 0;
 };
 
-// Every expert in this process: the tokens are grouped per expert (a stable counting sort), each expert
+// Every expert in this process: the tokens are grouped per expert (a stable counting sort); each expert
 // runs its three GEMMs on its rows, one expert per task on all cores (an expert's matmuls run whole on
-// one core, which beats splitting a ~n·k/E-row matmul over the cores with a barrier after each).
+// one core, which beats splitting a ~n·k/E-row matmul over the cores with a barrier after each), the
+// largest first so that no core is left with a big one at the end.
 class LocalExperts final : public ExpertExecutor {
  public:
-  void forward(const Pass& p, const std::vector<MlpWeights>& experts, const float* x, int64_t n, int64_t k,
-               const int32_t* idx, const float* weight, float* y, RoutedActs* acts) override;
-  void backward(const Pass& p, const std::vector<MlpWeights>& experts, std::vector<MlpGrads>& grads, const float* dy,
-                int64_t n, int64_t k, const float* weight, float* dx, float* dweight, const RoutedActs& acts) override;
+  void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+               const float* weight, float* y, MoeActs* acts) override;
+  void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
+                const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
 };
 ExpertExecutor& local_experts();
 
@@ -106,8 +108,8 @@ double moe_balance_loss(const Pass& p, const RouterSpec& r, const float* logits,
 // routing are recorded in acts, or, at inference, into idx_out/weight_out [n, k] when given.
 void moe_forward(const Pass& p, const RouterSpec& r, const MoeWeights& w, const float* x, float* y, int64_t n,
                  MoeActs* acts, ExpertExecutor& ex, int32_t* idx_out = nullptr, float* weight_out = nullptr);
-// dx [n, D] += ∂L/∂x; g += ∂L/∂parameters; dy [n, D]. balance_coef ≠ 0 adds the balance loss's gradient
-// (B sequences of S = n / B tokens).
+// dx [n, D] = ∂L/∂x (written); g += ∂L/∂parameters; dy [n, D]. balance_coef ≠ 0 adds the balance loss's
+// gradient (B sequences of S = n / B tokens).
 void moe_backward(const Pass& p, const RouterSpec& r, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy,
                   float* dx, int64_t n, const MoeActs& acts, ExpertExecutor& ex, double balance_coef, int64_t B);
 

@@ -51,11 +51,9 @@ void mtp_backward(const Pass& p, const BlockSpec& s, const MtpWeights& w, MtpGra
   // The two norms wrote cat's halves: their input gradients come from dcat's halves.
   float* dhalf = p.ws.alloc<float>(M * D);
   for (int64_t t = 0; t < M; ++t) std::memcpy(dhalf + t * D, dcat + t * 2 * D, sizeof(float) * size_t(D));
-  std::fill(de, de + M * D, 0.f);
-  rmsnorm_backward(de, g.enorm, dhalf, e, w.enorm, a.e_rstd.data(), M, D);
+  rmsnorm_backward(de, g.enorm, dhalf, e, w.enorm, a.e_rstd.data(), M, D, D, false);
   for (int64_t t = 0; t < M; ++t) std::memcpy(dhalf + t * D, dcat + t * 2 * D + D, sizeof(float) * size_t(D));
-  std::fill(dh, dh + M * D, 0.f);
-  rmsnorm_backward(dh, g.hnorm, dhalf, h, w.hnorm, a.h_rstd.data(), M, D);
+  rmsnorm_backward(dh, g.hnorm, dhalf, h, w.hnorm, a.h_rstd.data(), M, D, D, false);
 }
 
 }  // namespace seek

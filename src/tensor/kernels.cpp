@@ -91,7 +91,7 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t T, int64_t D, flo
 }
 
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
-                      int64_t T, int64_t D, int64_t ldx) {
+                      int64_t T, int64_t D, int64_t ldx, bool add_dx) {
   if (ldx == 0) ldx = D;
   if (dx)
     parallel_for(T, 3 * D, [&](int64_t t0, int64_t t1) {
@@ -105,8 +105,13 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
         for (int64_t d = 0; d < D; d++) dot += double(g[d]) * w[d] * xr[d];
         const double c = r * r * r * dot / double(D);
         const float rf = float(r), cf = float(c);
+        if (add_dx) {
 #pragma omp simd
-        for (int64_t d = 0; d < D; d++) out[d] += rf * g[d] * w[d] - cf * xr[d];
+          for (int64_t d = 0; d < D; d++) out[d] += rf * g[d] * w[d] - cf * xr[d];
+        } else {
+#pragma omp simd
+          for (int64_t d = 0; d < D; d++) out[d] = rf * g[d] * w[d] - cf * xr[d];
+        }
       }
     });
   if (dw)  // split over features, every thread summing its features over all rows in order
@@ -259,14 +264,18 @@ void scale(float* x, float s, int64_t n) {
   });
 }
 
+void fill(float* x, float v, int64_t n) {
+  parallel_for(n, 1, [&](int64_t i0, int64_t i1) { std::fill(x + i0, x + i1, v); });
+}
+
 void adamw_update(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, const AdamWStep& s) {
   const double bc1 = 1.0 - std::pow(double(s.beta1), double(s.t)), bc2 = 1.0 - std::pow(double(s.beta2), double(s.t));
   const float b1 = s.beta1, b2 = s.beta2, ib1 = float(1.0 / bc1), ib2 = float(1.0 / bc2);
-  const float lr = s.lr, eps = s.eps, wdf = s.weight_decay;
+  const float lr = s.lr, eps = s.eps, wdf = s.weight_decay, gs = s.grad_scale;
   parallel_for(n, 4, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) {
-      const float gi = g[i];
+      const float gi = g[i] * gs;  // exact when gs = 1
       const float mi = b1 * m[i] + (1.f - b1) * gi, vi = b2 * v[i] + (1.f - b2) * gi * gi;
       m[i] = mi;
       v[i] = vi;
@@ -312,10 +321,10 @@ void gather_weighted_sum_backward(float* dsrc, float* dw, const float* dy, const
         for (int64_t d = 0; d < D; d++) ds[d] = wt * g[d];
         if (dw) {
           const float* s = src + r * D;
-          double dot = 0;
+          float dot = 0;
 #pragma omp simd reduction(+ : dot)
-          for (int64_t d = 0; d < D; d++) dot += double(g[d]) * double(s[d]);
-          dw[t * k + j] = float(dot);
+          for (int64_t d = 0; d < D; d++) dot += g[d] * s[d];
+          dw[t * k + j] = dot;
         }
       }
     }
@@ -395,13 +404,15 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
                                     float scale, int64_t T, int64_t V) {
   parallel_for(T, V, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      if (targets[t] < 0) continue;
-      const float f = coef ? coef[t] : scale;
-      if (f == 0.f) continue;
       float* d = dlogits + t * V;
+      const float f = targets[t] < 0 ? 0.f : coef ? coef[t] : scale;
+      if (f == 0.f) {
+        std::fill(d, d + V, 0.f);
+        continue;
+      }
       const float* p = probs + t * V;
 #pragma omp simd
-      for (int64_t v = 0; v < V; ++v) d[v] += f * p[v];
+      for (int64_t v = 0; v < V; ++v) d[v] = f * p[v];
       d[targets[t]] -= f;
     }
   });
@@ -428,39 +439,57 @@ void log_softmax_pick(float* logp, float* entropy, const float* logits, const in
 
 // ---- rotary embedding -----------------------------------------------------------------------------------
 
-// As rope_ref: angle = f32(pos · inv_freq); cos and sin in double, times cs_scale, rounded to f32 once
-// per token and shared by all heads; the rotation itself in f32.
-void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
-          const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse) {
-  SEEK_ASSERT(R % 2 == 0);
+namespace {
+// cos and sin of one position, as rope_ref: angle = f32(pos · inv_freq); cos and sin in double, times
+// cs_scale, rounded to f32 once per token and shared by all heads.
+inline void rope_cos_sin(float* c, float* s, int32_t pos, const float* inv_freq, int64_t half, float cs_scale) {
+  for (int64_t i = 0; i < half; i++) {
+    const double angle = double(float(pos) * inv_freq[i]);
+    c[i] = float(std::cos(angle) * double(cs_scale));
+    s[i] = float(std::sin(angle) * double(cs_scale));
+  }
+}
+}  // namespace
+
+void rope_table(float* table, int64_t rows, const float* inv_freq, int64_t R, float cs_scale) {
   const int64_t half = R / 2;
+  parallel_for(rows, 4 * R, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) rope_cos_sin(table + r * R, table + r * R + half, int32_t(r), inv_freq, half, cs_scale);
+  });
+}
+
+// The rotation in f32, with cos/sin from the table or computed (rope_cos_sin).
+void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
+          const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse, const float* table,
+          int64_t table_rows) {
+  SEEK_ASSERT(R % 2 == 0 && R <= 512);
+  const int64_t half = R / 2;
+  const float sign = inverse ? -1.f : 1.f;
   parallel_for(T, n_heads * R, [&](int64_t t0, int64_t t1) {
     float cs[512];
-    SEEK_ASSERT(R <= 512);
-    float* c = cs;
-    float* s = cs + half;
     for (int64_t t = t0; t < t1; t++) {
-      for (int64_t i = 0; i < half; i++) {
-        const double angle = double(float(pos[t]) * inv_freq[i]);
-        c[i] = float(std::cos(angle) * double(cs_scale));
-        s[i] = float(std::sin(angle) * double(cs_scale));
-        if (inverse) s[i] = -s[i];
+      const float* c = cs;
+      if (table && pos[t] >= 0 && pos[t] < table_rows) {
+        c = table + int64_t(pos[t]) * R;
+      } else {
+        rope_cos_sin(cs, cs + half, pos[t], inv_freq, half, cs_scale);
       }
+      const float* s = c + half;
       for (int64_t h = 0; h < n_heads; h++) {
         float* v = x + t * token_stride + h * head_stride;
         if (layout == RopeLayout::Interleaved) {
 #pragma omp simd
           for (int64_t i = 0; i < half; i++) {
-            const float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * c[i] - b * s[i];
-            v[2 * i + 1] = a * s[i] + b * c[i];
+            const float a = v[2 * i], b = v[2 * i + 1], si = sign * s[i];
+            v[2 * i] = a * c[i] - b * si;
+            v[2 * i + 1] = a * si + b * c[i];
           }
         } else {
 #pragma omp simd
           for (int64_t i = 0; i < half; i++) {
-            const float a = v[i], b = v[i + half];
-            v[i] = a * c[i] - b * s[i];
-            v[i + half] = a * s[i] + b * c[i];
+            const float a = v[i], b = v[i + half], si = sign * s[i];
+            v[i] = a * c[i] - b * si;
+            v[i + half] = a * si + b * c[i];
           }
         }
       }

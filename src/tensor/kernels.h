@@ -28,10 +28,10 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t T, int64_t D, flo
              int64_t ldx = 0, int64_t ldy = 0);
 void rmsnorm_ref(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps, float* rstd = nullptr,
                  int64_t ldx = 0, int64_t ldy = 0);
-// y = x r w  ⇒  dw += Σ_t dy·x·r;  dx += r (dy ∘ w) − (r³/D) x Σ_d dy_d w_d x_d. dx, x share ldx; dy is
-// contiguous [T, D]. dx or dw may be null.
+// y = x r w  ⇒  dw += Σ_t dy·x·r;  dx += r (dy ∘ w) − (r³/D) x Σ_d dy_d w_d x_d (dx = ... when not
+// add_dx). dx, x share ldx; dy is contiguous [T, D]. dx or dw may be null.
 void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
-                      int64_t T, int64_t D, int64_t ldx = 0);
+                      int64_t T, int64_t D, int64_t ldx = 0, bool add_dx = true);
 
 // h = a + b (the residual), then xn = rmsnorm(h) with r into rstd (may be null): one pass over the rows.
 // h may alias a or b.
@@ -62,13 +62,16 @@ void add(float* y, const float* a, const float* b, int64_t n);  // y = a + b (y 
 void add_to(float* y, const float* x, int64_t n);               // y += x
 double sum_squares(const float* x, int64_t n);                  // Σ x², in double
 void scale(float* x, float s, int64_t n);                       // x *= s
+void fill(float* x, float v, int64_t n);                        // x = v
 
-// AdamW (decoupled weight decay, bias correction; Loshchilov & Hutter) over n values, step t ≥ 1:
+// AdamW (decoupled weight decay, bias correction; Loshchilov & Hutter) over n values, step t ≥ 1, with
+// g · grad_scale as the gradient:
 //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  p −= lr (m/(1−β1^t) / (sqrt(v/(1−β2^t)) + eps) + wd p)
 // wd only where decay[i] is nonzero (everywhere when decay is null); f32 arithmetic.
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t t;
+  float grad_scale = 1.f;  // g is used as g · grad_scale (gradient clipping's factor)
 };
 void adamw_update(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, const AdamWStep& s);
 
@@ -105,8 +108,8 @@ void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T);
 // writes how many into *counted. (Mean cross-entropy = the sum / counted.)
 double softmax_cross_entropy(float* probs, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                              int64_t* counted);
-// dlogits[t] += coef[t] · (probs[t] − onehot(targets[t])) for rows with target ≥ 0 (coef = ∂L/∂CE_t).
-// With coef null every counted row has coefficient `scale`.
+// Writes dlogits[t] = coef[t] · (probs[t] − onehot(targets[t])) for rows with target ≥ 0 (coef =
+// ∂L/∂CE_t), 0 for the others. With coef null every counted row has coefficient `scale`.
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets, const float* coef,
                                     float scale, int64_t T, int64_t V);
 // logp[t] = log softmax(logits[t])[targets[t]] (0 where target < 0) and, if entropy is given, the
@@ -124,8 +127,13 @@ enum class RopeLayout {
 // x is [T, n_heads, *] with token stride `token_stride` and head stride `head_stride` (elements);
 // token t is at position pos[t]. angle = f32(pos · inv_freq[i]); cos/sin are multiplied by `cs_scale`.
 // inverse: rotate by −angle (RoPE's backward: the gradient of a rotation is the inverse rotation).
+// table (optional): rope_table's cos/sin of positions 0 .. table_rows − 1, used instead of computing
+// them (the same values); positions past it are computed.
 void rope(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
-          const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse = false);
+          const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse = false,
+          const float* table = nullptr, int64_t table_rows = 0);
+// The cos and sin rope() uses at positions 0 .. rows − 1: row p is R/2 cosines then R/2 sines.
+void rope_table(float* table, int64_t rows, const float* inv_freq, int64_t R, float cs_scale);
 void rope_ref(float* x, int64_t T, int64_t n_heads, int64_t token_stride, int64_t head_stride, const int32_t* pos,
               const float* inv_freq, int64_t R, float cs_scale, RopeLayout layout, bool inverse = false);
 

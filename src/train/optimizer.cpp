@@ -10,15 +10,22 @@
 namespace seek::train {
 
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, int64_t t, double lr,
-                const AdamWOptions& o) {
+                const AdamWOptions& o, float grad_scale) {
   if (t < 1) throw Error("adamw_step: the step count starts at 1");
   adamw_update(p, g, m, v, decay, n,
-               AdamWStep{float(lr), float(o.beta1), float(o.beta2), float(o.eps), float(o.weight_decay), t});
+               AdamWStep{float(lr), float(o.beta1), float(o.beta2), float(o.eps), float(o.weight_decay), t, grad_scale});
+}
+
+double grad_norm(const float* g, int64_t n) { return std::sqrt(sum_squares(g, n)); }
+
+float clip_factor(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? float(max_norm / (norm + 1e-6)) : 1.f;
 }
 
 double clip_grad_norm(float* g, int64_t n, double max_norm) {
-  const double norm = std::sqrt(sum_squares(g, n));
-  if (max_norm > 0 && norm > max_norm) scale(g, float(max_norm / (norm + 1e-6)), n);
+  const double norm = grad_norm(g, n);
+  const float f = clip_factor(norm, max_norm);
+  if (f != 1.f) scale(g, f, n);
   return norm;
 }
 

@@ -16,15 +16,19 @@ struct AdamWOptions {
   double weight_decay = 0.1;
 };
 
-// One step t (1-based) over n values:
+// One step t (1-based) over n values, with the gradient g · grad_scale (the clipping factor, applied
+// on the fly: no pass of its own over the gradient):
 //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m / (1−β1^t);  v̂ = v / (1−β2^t)
 //   p −= lr · (m̂ / (sqrt(v̂) + eps) + wd · p)   (wd only where decay[i] is nonzero, or everywhere when
 //   decay is null). The decay term uses p before the update, as PyTorch's AdamW does.
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, int64_t t, double lr,
-                const AdamWOptions& o);
+                const AdamWOptions& o, float grad_scale = 1.f);
 
-// Scales g so that its global L2 norm is at most max_norm (no-op when max_norm <= 0); returns the norm
-// before clipping.
+// The global L2 norm of g, and the factor that brings it down to max_norm (1 when it is below, or
+// when max_norm <= 0).
+double grad_norm(const float* g, int64_t n);
+float clip_factor(double norm, double max_norm);
+// Scales g by clip_factor in place; returns the norm before clipping.
 double clip_grad_norm(float* g, int64_t n, double max_norm);
 
 struct Schedule {

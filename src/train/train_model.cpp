@@ -13,6 +13,8 @@
 #include "model/spec.h"
 #include "model/weights.h"
 #include "nn/head.h"
+#include "tensor/backend.h"
+#include "tensor/kernels.h"
 #include "util/error.h"
 
 namespace seek::train {
@@ -201,14 +203,13 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   if (!backward) return out;
 
   // ---- backward, in reverse ----------------------------------------------------------------------
-  if (!accumulate) std::fill(grad_.begin(), grad_.end(), 0.f);
+  if (!accumulate) fill(grad_.data(), 0.f, int64_t(grad_.size()));
   const float scale = float(lw.scale);
   float* dhn = nullptr;  // the MTP module's gradient on the main model's normed states
   if (mtp) {
     const MtpWeights& mw = w_.mtp[0];
     MtpGrads& mg = g_.mtp[0];
     float* dml = ws.alloc<float>(M * V);
-    std::fill(dml, dml + M * V, 0.f);
     cross_entropy_backward(dml, a.mtp_probs.data(), tgt2, M, V, float(lw.mtp_lambda) * scale);
     float* dmout = ws.alloc<float>(M * D);
     head_backward(pass, mw.shared_head_norm, w_.lm_head, mg.shared_head_norm, g_.lm_head, a.mtp_out.data(),
@@ -217,14 +218,18 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
     float* dh = ws.alloc<float>(M * D);
     mtp_backward(pass, spec_.mtp[0], mw, mg, a.mtp_e.data(), a.mtp_h.data(), dmout, de, dh, rows2, a.mtp, ex);
     embed_backward(g_.embed_tokens, de, in2, M, D);
+    // The module read h[b, t] for t < T − 1: its gradient goes there; the last position of each
+    // sequence gets none.
     dhn = ws.alloc<float>(N * D);
-    std::fill(dhn, dhn + N * D, 0.f);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < Tm; ++t)
-        for (int64_t d = 0; d < D; ++d) dhn[(b * T + t) * D + d] += dh[(b * Tm + t) * D + d];
+    parallel_for(N, D, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / T, t = r % T;
+        if (t < Tm) std::memcpy(dhn + r * D, dh + (b * Tm + t) * D, sizeof(float) * size_t(D));
+        else std::fill(dhn + r * D, dhn + (r + 1) * D, 0.f);
+      }
+    });
   }
   float* dlogits = ws.alloc<float>(N * V);
-  std::fill(dlogits, dlogits + N * V, 0.f);
   if (obj) {
     if (scale != 1.f)
       for (int64_t i = 0; i < N; ++i) dlogp[i] *= scale;

@@ -184,9 +184,10 @@ void Trainer::run(std::FILE* progress) {
     ++run_steps;
     const auto t_step = Clock::now();
     StepReport r = obj_.step(m, step_);
-    const double gnorm = clip_grad_norm(m.grad().data(), n, o_.clip);
+    const double gnorm = grad_norm(m.grad().data(), n);
     const double lr = o_.lr * lr_multiplier(sched, step_);
-    adamw_step(m.data().data(), m.grad().data(), m_.data(), v_.data(), decay_.data(), n, step_, lr, o_.adamw);
+    adamw_step(m.data().data(), m.grad().data(), m_.data(), v_.data(), decay_.data(), n, step_, lr, o_.adamw,
+               clip_factor(gnorm, o_.clip));
     window_secs += since(t_step);
     window_tokens += r.tokens;
     window_flops += r.flops;
