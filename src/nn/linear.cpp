@@ -117,22 +117,21 @@ void linear_backward(const Pass& p, float* dx, bool add_dx, std::initializer_lis
     if (projs.size() == 1) W = projs.begin()->w.f32();
     else if (stack_all(projs, &all)) W = all.f32();
   }
-  if (dx) {
-    if (W) {
-      gemm(false, false, T, K, N, 1.f, dy, lddy, W, K, add_dx ? 1.f : 0.f, dx, K);
-    } else {  // separate f32 matrices: one GEMM each, summed
-      int64_t col = 0;
-      bool add = add_dx;
-      for (const Proj& q : projs) {
-        gemm(false, false, T, K, q.w.rows, 1.f, dy + col, lddy, q.w.f32(), K, add ? 1.f : 0.f, dx, K);
-        col += q.w.rows;
-        add = true;
-      }
+  // dx = dy · W, and dW [N, K] += dyᵀ [N, T] · x [T, K] — one GEMM when the gradients lie one after
+  // another too. The two are independent: they run side by side, one core each, which beats running
+  // them one after the other on all cores (1.1–1.8× on this layer's shapes, bench/bench_kernels).
+  auto input_grad = [&] {
+    if (W) return gemm(false, false, T, K, N, 1.f, dy, lddy, W, K, add_dx ? 1.f : 0.f, dx, K);
+    int64_t col = 0;  // separate f32 matrices: one GEMM each, summed
+    bool add = add_dx;
+    for (const Proj& q : projs) {
+      gemm(false, false, T, K, q.w.rows, 1.f, dy + col, lddy, q.w.f32(), K, add ? 1.f : 0.f, dx, K);
+      col += q.w.rows;
+      add = true;
     }
-  }
-  // dW [N, K] += dyᵀ [N, T] · x [T, K]: one GEMM when the gradients lie one after another too.
-  bool adjacent = true;
-  {
+  };
+  auto weight_grad = [&] {
+    bool adjacent = true;
     const float* next = grads.begin()->dw;
     auto q = projs.begin();
     for (const ProjGrad& g : grads) {
@@ -140,18 +139,17 @@ void linear_backward(const Pass& p, float* dx, bool add_dx, std::initializer_lis
       next = g.dw ? g.dw + q->w.rows * K : nullptr;
       ++q;
     }
-  }
-  if (adjacent) {
-    gemm(true, false, N, K, T, 1.f, dy, lddy, xs, K, 1.f, grads.begin()->dw, K);
-    return;
-  }
-  int64_t col = 0;
-  auto q = projs.begin();
-  for (const ProjGrad& g : grads) {
-    if (g.dw) gemm(true, false, q->w.rows, K, T, 1.f, dy + col, lddy, xs, K, 1.f, g.dw, K);
-    col += q->w.rows;
-    ++q;
-  }
+    if (adjacent) return gemm(true, false, N, K, T, 1.f, dy, lddy, xs, K, 1.f, grads.begin()->dw, K);
+    int64_t col = 0;
+    q = projs.begin();
+    for (const ProjGrad& g : grads) {
+      if (g.dw) gemm(true, false, q->w.rows, K, T, 1.f, dy + col, lddy, xs, K, 1.f, g.dw, K);
+      col += q->w.rows;
+      ++q;
+    }
+  };
+  if (!dx) return weight_grad();
+  parallel_tasks(2, [&](int64_t i, int) { i == 0 ? input_grad() : weight_grad(); });
 }
 
 }  // namespace seek

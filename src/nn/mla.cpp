@@ -73,23 +73,42 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
   // 1. The first projections of the query and the latent, one GEMM: a [N, first ; c_kv ; k_pe].
   float* a = buffer(acts ? &acts->a : nullptr, p.ws, N * d.lda);
   linear(p, a, x, {Proj{first_projection(s, w)}, Proj{w.kv_a_proj_with_mqa}}, N);
-  // 2. The query q [N, H, qk] (rows ldq apart), rope on q_pe.
-  float* q = a;
-  int64_t ldq = d.lda;
-  if (d.ql) {
-    float* qa_n = buffer(acts ? &acts->qa_n : nullptr, p.ws, N * d.ql);
-    rmsnorm(qa_n, a, w.q_a_layernorm, N, d.ql, s.eps, acts ? buffer(&acts->qa_rstd, p.ws, N) : nullptr, d.lda, d.ql);
-    q = buffer(acts ? &acts->q : nullptr, p.ws, N * d.H * d.qk);
-    ldq = d.H * d.qk;
-    linear(p, q, qa_n, w.q_b_proj, N);
-  }
-  s.rope->apply(q + d.nope, N, d.H, ldq, d.qk, rows.pos);
-  // 3. The latent: c_kv normalized into ckv_n [N, C]; k_pe roped in place (rows lda apart).
+  // 2. The query q [N, H, qk] (rows ldq apart), rope on q_pe. 3. The latent: c_kv normalized into
+  // ckv_n [N, C], k_pe roped in place (rows lda apart), and, in the naive form, every head's k_nope and
+  // v decompressed, kv [N, H·kvw]. The two branches are independent: in the naive form they run side by
+  // side, one core each (small GEMMs run better so than split over both cores).
+  const bool naive = rows.form == MlaForm::Naive;
+  float* q = d.ql ? buffer(acts ? &acts->q : nullptr, p.ws, N * d.H * d.qk) : a;
+  const int64_t ldq = d.ql ? d.H * d.qk : d.lda;
+  float* qa_n = d.ql ? buffer(acts ? &acts->qa_n : nullptr, p.ws, N * d.ql) : nullptr;
+  float* qa_rstd = d.ql && acts ? buffer(&acts->qa_rstd, p.ws, N) : nullptr;
   float* ckv_n = buffer(acts ? &acts->ckv_n : nullptr, p.ws, N * d.C);
-  rmsnorm(ckv_n, a + d.n1, w.kv_a_layernorm, N, d.C, s.eps, acts ? buffer(&acts->ckv_rstd, p.ws, N) : nullptr, d.lda,
-          d.C);
+  float* ckv_rstd = acts ? buffer(&acts->ckv_rstd, p.ws, N) : nullptr;
   float* kpe = a + d.n1 + d.C;
-  s.rope->apply(kpe, N, 1, d.lda, d.R, rows.pos);
+  float* kv = naive ? buffer(acts ? &acts->kv : nullptr, p.ws, N * d.H * d.kvw) : nullptr;
+  auto query = [&](const Pass& tp) {
+    if (d.ql) {
+      rmsnorm(qa_n, a, w.q_a_layernorm, N, d.ql, s.eps, qa_rstd, d.lda, d.ql);
+      linear(tp, q, qa_n, w.q_b_proj, N);
+    }
+    s.rope->apply(q + d.nope, N, d.H, ldq, d.qk, rows.pos);
+  };
+  auto latent = [&](const Pass& tp) {
+    rmsnorm(ckv_n, a + d.n1, w.kv_a_layernorm, N, d.C, s.eps, ckv_rstd, d.lda, d.C);
+    s.rope->apply(kpe, N, 1, d.lda, d.R, rows.pos);
+    if (naive) linear(tp, kv, ckv_n, w.kv_b_proj, N);
+  };
+  if (naive) {
+    p.ws.reserve_threads(max_threads());
+    parallel_tasks(2, [&](int64_t i, int thread) {
+      const Pass tp{p.ws.thread(thread), p.fp8, nullptr};
+      Workspace::Frame task_frame(tp.ws);
+      i == 0 ? query(tp) : latent(tp);
+    });
+  } else {
+    query(p);
+    latent(p);
+  }
 
   float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * d.H * d.vd);  // [N, H·v]
   if (rows.form == MlaForm::Absorbed) {
@@ -128,9 +147,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       causal_attention(p, {&job, 1}, d.H, s.softmax_scale);
     }
   } else {
-    // Naive: decompress the new rows' keys and values, kv [N, H·kvw].
-    float* kv = buffer(acts ? &acts->kv : nullptr, p.ws, N * d.H * d.kvw);
-    linear(p, kv, ckv_n, w.kv_b_proj, N);
+    // Naive: the new rows' keys and values were decompressed above (kv).
     const bool cached = !segs.empty() && segs[0].cache;
     // Per-head keys [k_nope ; k_pe]: into each segment's cache (K [cap, H, qk], V [cap, H, v]), or, with
     // no cache, into K [N, H, qk] (the values are read from kv in place).

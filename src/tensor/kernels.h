@@ -67,7 +67,7 @@ void fill(float* x, float v, int64_t n);                        // x = v
 // AdamW (decoupled weight decay, bias correction; Loshchilov & Hutter) over n values, step t ≥ 1, with
 // g · grad_scale as the gradient:
 //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  p −= lr (m/(1−β1^t) / (sqrt(v/(1−β2^t)) + eps) + wd p)
-// wd only where decay[i] is nonzero (everywhere when decay is null); f32 arithmetic.
+// wd · decay[i] (each 0 or 1: weight decay off or on; everywhere when decay is null); f32 arithmetic.
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t t;

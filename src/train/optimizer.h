@@ -19,7 +19,7 @@ struct AdamWOptions {
 // One step t (1-based) over n values, with the gradient g · grad_scale (the clipping factor, applied
 // on the fly: no pass of its own over the gradient):
 //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m / (1−β1^t);  v̂ = v / (1−β2^t)
-//   p −= lr · (m̂ / (sqrt(v̂) + eps) + wd · p)   (wd only where decay[i] is nonzero, or everywhere when
+//   p −= lr · (m̂ / (sqrt(v̂) + eps) + wd · p)   (wd only where decay[i] is 1 (each 0 or 1), or everywhere when
 //   decay is null). The decay term uses p before the update, as PyTorch's AdamW does.
 void adamw_step(float* p, const float* g, float* m, float* v, const uint8_t* decay, int64_t n, int64_t t, double lr,
                 const AdamWOptions& o, float grad_scale = 1.f);
