@@ -38,10 +38,13 @@ SPEED CHOICES (each measured; --sweep re-times the environment-level ones)
   * ATEN_CPU_CAPABILITY: this build runs its own elementwise kernels at AVX2 by default on this CPU;
     avx512 can be forced (--aten-cpu), also only before torch loads.
   * OMP_WAIT_POLICY (--omp-wait): PyTorch's intra-op pool and OpenBLAS share libgomp here.
-  * threads: --threads auto (default) times 2 steps at 1 and at 2 threads in-process (alternating)
-    and keeps the faster; the GEMM peak (MFU denominator) is always measured with 2 threads.
-    OMP_WAIT_POLICY=passive by default: with the default spinning, 2 threads ran 15x slower whenever
-    any other process shared the 2 cores.
+  * threads: every core this process may run on (os.sched_getaffinity), unless --threads says otherwise.
+    No in-process probe: an earlier version timed 2 steps at 1 and at 2 threads and kept the faster, and
+    on this machine that probe picked 1 thread (2,217 tokens/s) where 2 threads ran at 3,608-3,754 in the
+    same hour: two steps in a warming process are not a measurement. The GEMM peak (MFU denominator) is
+    measured with the same threads. OMP_WAIT_POLICY=passive by default: with the default spinning, 2
+    threads ran 15x slower whenever any other process shared the 2 cores, and on a quiet machine passive
+    and active were within noise of each other (scripts/bench_train.sh records the figures).
   * fewer, larger GEMMs: q_a and kv_a_proj_with_mqa read the same input -> one GEMM; each expert's
     gate_proj and up_proj -> one GEMM; same for the dense MLP and the shared expert. (The HF-layout
     weights are the row blocks of these fused matrices; --check exports them and compares.)
@@ -84,8 +87,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5, help="timed steps (after 2 warm-up steps)")
-    ap.add_argument("--threads", default="auto",
-                    help="1, 2, ... or 'auto': after warm-up, time 2 steps at 1 and at 2 threads, keep the faster")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="intra-op threads (default: every core this process may run on)")
     ap.add_argument("--coretype", default="SKYLAKEX",
                     help="OPENBLAS_CORETYPE to run under ('auto' = unset, OpenBLAS detects)")
     ap.add_argument("--aten-cpu", default="default",
@@ -577,30 +580,18 @@ def bench(cfg, args):
 
     for i in range(2):
         timed(f"warm-up {i}")
-    tried = {}
-    if args.threads == "auto":   # measured in this process, alternating so drifting load hits both
-        for _ in range(2):
-            for n in (1, 2):
-                torch.set_num_threads(n)
-                tried.setdefault(n, []).append(timed(f"threads-probe {n}")[0])
-        best = min(tried, key=lambda n: statistics.median(tried[n]))
-        torch.set_num_threads(best)
-        log(f"  threads auto: 1 -> {statistics.median(tried[1]):.3f} s, 2 -> {statistics.median(tried[2]):.3f} s; "
-            f"keeping {best}")
     times, losses = [], []
     for i in range(args.steps):
         dt, loss = timed(str(i))
         times.append(dt)
         losses.append(loss)
-    tokens = args.batch * args.seq
-    tried = {f"{n} thread(s), in-process probe": round(tokens / statistics.median(v), 1) for n, v in tried.items()}
-    return statistics.median(times), times, losses, tried
+    return statistics.median(times), times, losses
 
 
 def main_bench(args):
     with open(args.config) as f:
         cfg = json.load(f)
-    torch.set_num_threads(2 if args.threads == "auto" else int(args.threads))
+    torch.set_num_threads(args.threads)
     torch.backends.mkldnn.enabled = args.mkldnn == "on"
     facts = blas_facts()
     log(f"torch {torch.__version__}; threads {torch.get_num_threads()}; "
@@ -618,7 +609,7 @@ def main_bench(args):
         log(f"  {k:12s} {v / 1e6:8.4f}")
     load_before = load1()
     log(f"load before: {load_before:.2f}")
-    med, times, losses, probes = bench(cfg, args)
+    med, times, losses = bench(cfg, args)
     tokens = args.batch * args.seq
     tps = tokens / med
     mfu = fpt * tps / (peak * 1e9)
@@ -634,7 +625,7 @@ def main_bench(args):
                 mkldnn=args.mkldnn, attn_chunks=args.attn_chunks, batch=args.batch, seq=args.seq, torch=torch.__version__,
                 loss_terms="main + 0.3 mtp + 1e-4 sequence balance; aux-free bias update",
                 optimizer="torch.optim.AdamW(foreach=True) (1.13 has no fused CPU AdamW)",
-                thread_probe_tokens_per_s=probes, load_avg_before=load_before, load_avg_after=load1())
+                load_avg_before=load_before, load_avg_after=load1())
 
 
 def _v(threads=1, core="SKYLAKEX", wait="passive", chunks=2, aten="default", mkldnn="on"):
@@ -690,7 +681,7 @@ def check(args):
     import model as reference                                               # float64 oracle
     with open(args.config) as f:
         cfg = json.load(f)
-    torch.set_num_threads(1 if args.threads == "auto" else int(args.threads))
+    torch.set_num_threads(args.threads)
     ok = True
 
     # 1. the RMSNorm autograd.Function against autograd through the plain formula
@@ -767,11 +758,8 @@ def main():
         log("variants (each a fresh process, --steps timed steps):")
         variants = sweep(args)
     res = main_bench(args)
-    res["variants_tried"] = dict(res["thread_probe_tokens_per_s"])
-    if variants is not None:
-        res["variants_tried"].update(variants)
-    else:
-        res["variants_tried"]["note"] = "environment variants not re-timed (pass --sweep); see the docstring"
+    res["variants_tried"] = variants if variants is not None else \
+        "environment variants not re-timed (pass --sweep); see the docstring"
     print(json.dumps(res))
 
 

@@ -187,6 +187,62 @@ void softmax_backward(float* d, const float* p, int64_t rows, int64_t n, int64_t
   }
 }
 
+// ---- causal attention of one head ------------------------------------------------------------------
+
+namespace {
+constexpr int64_t kAttentionBlock = 64;  // the portable form's query block (kernels.h zeroes p to its end)
+
+// Scratch of this thread for the AVX-512 attention kernels, grown as needed.
+float* attention_scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (int64_t(buf.size()) < n) buf.resize(size_t(n));
+  return buf.data();
+}
+}  // namespace
+
+void attention_head(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                    int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o, int64_t ldo) {
+  if (has_avx512()) {
+    float* scratch = attention_scratch(avx512::attention_head_scratch(T, dk, dv));
+    avx512::attention_head(q, ldq, k, ldk, v, ldv, T, dk, dv, scale, p, ldp, o, ldo, scratch);
+    return;
+  }
+  // Portable: per 64-row query block, scores over the keys up to the block's end as GEMMs.
+  for (int64_t i0 = 0; i0 < T; i0 += kAttentionBlock) {
+    const int64_t i1 = std::min(T, i0 + kAttentionBlock), m = i1 - i0;
+    float* s = p + i0 * ldp;
+    gemm(false, true, m, i1, dk, scale, q + i0 * ldq, ldq, k, ldk, 0.f, s, ldp);
+    softmax_causal(s, m, i1, ldp, i0 + 1);
+    gemm(false, false, m, dv, i1, 1.f, s, ldp, v, ldv, 0.f, o + i0 * ldo, ldo);
+  }
+}
+
+void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                             int64_t T, int64_t dk, int64_t dv, float scale, const float* p, int64_t ldp,
+                             const float* dout, int64_t lddo, const AttentionHeadGrads& g) {
+  if (has_avx512()) {
+    float* scratch = attention_scratch(avx512::attention_head_backward_scratch(T, dk, dv));
+    avx512::attention_head_backward(q, ldq, k, ldk, v, ldv, T, dk, dv, scale, p, ldp, dout, lddo, g.dq, g.lddq, g.dk,
+                                    g.lddk, g.dv, g.lddv, g.add_kv, scratch);
+    return;
+  }
+  // Portable: per 64-row query block as GEMMs, last block first: it reaches every key, so it writes dk and
+  // dv (unless add_kv) and every earlier block adds.
+  float* dz = attention_scratch(kAttentionBlock * T);
+  const int64_t last = (T - 1) / kAttentionBlock * kAttentionBlock;
+  for (int64_t i0 = last; i0 >= 0; i0 -= kAttentionBlock) {
+    const int64_t i1 = std::min(T, i0 + kAttentionBlock), m = i1 - i0;
+    const float kv_beta = g.add_kv || i0 != last ? 1.f : 0.f;
+    const float* pb = p + i0 * ldp;
+    const float* db = dout + i0 * lddo;
+    gemm(false, true, m, i1, dv, 1.f, db, lddo, v, ldv, 0.f, dz, i1);
+    softmax_backward(dz, pb, m, i1, i1, ldp, scale);
+    gemm(false, false, m, dk, i1, 1.f, dz, i1, k, ldk, 0.f, g.dq + i0 * g.lddq, g.lddq);
+    gemm(true, false, i1, dk, m, 1.f, dz, i1, q + i0 * ldq, ldq, kv_beta, g.dk, g.lddk);
+    gemm(true, false, i1, dv, m, 1.f, pb, ldp, db, lddo, kv_beta, g.dv, g.lddv);
+  }
+}
+
 void swiglu(float* out, const float* gu, int64_t T, int64_t F) {
   const bool simd = has_avx512();
   parallel_for(T, 4 * F, [&](int64_t t0, int64_t t1) {

@@ -116,6 +116,35 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
 // entropy of row t; log-sum-exp in double.
 void log_softmax_pick(float* logp, float* entropy, const float* logits, const int32_t* targets, int64_t T, int64_t V);
 
+// ---- causal attention of one head (the training form) -----------------------------------------------------
+
+// One head of causal self-attention over positions 0 .. T−1, keeping its probabilities:
+//   p[i, j] = softmax_j≤i(scale · q_i·k_j) (0 for i < j < the end of i's 64-row block), o_i = Σ_j p[i, j] v_j.
+// q [T, dk], k [T, dk], v [T, dv], o [T, dv], p [T, T]; each with its own row stride.
+void attention_head(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                    int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o, int64_t ldo);
+void attention_head_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                        int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o, int64_t ldo);
+// Its backward from dout [T, dv] and the kept p: dq [T, dk] written; dk [T, dk] and dv [T, dv] written, or
+// added to when add_kv (the heads of a GQA group share them).
+//   dp[i, j] = dout_i·v_j;  dz[i, j] = scale · p[i, j] (dp[i, j] − Σ_j' p[i, j'] dp[i, j']);
+//   dq_i = Σ_j dz[i, j] k_j;  dk_j = Σ_i dz[i, j] q_i;  dv_j = Σ_i p[i, j] dout_i.
+struct AttentionHeadGrads {
+  float* dq;
+  int64_t lddq;
+  float* dk;
+  int64_t lddk;
+  float* dv;
+  int64_t lddv;
+  bool add_kv;
+};
+void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                             int64_t T, int64_t dk, int64_t dv, float scale, const float* p, int64_t ldp,
+                             const float* dout, int64_t lddo, const AttentionHeadGrads& g);
+void attention_head_backward_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                                 int64_t ldv, int64_t T, int64_t dk, int64_t dv, float scale, const float* p,
+                                 int64_t ldp, const float* dout, int64_t lddo, const AttentionHeadGrads& g);
+
 // ---- rotary position embedding -------------------------------------------------------------------------
 
 enum class RopeLayout {

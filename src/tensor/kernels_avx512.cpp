@@ -21,6 +21,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <cstdint>
 
@@ -285,6 +287,76 @@ SEEK_AVX512 inline __m512 exp16(__m512 x) {
 
 }  // namespace
 
+// ---- small matrix products for attention ------------------------------------------------------------
+// C[RB, 16·CB] (=, or += when add) = scale · Σ_j A(r, j) · B[j, c], with A(r, j) = a[r·ars + j·acs]: a
+// row-major block (ars = its stride, acs = 1) or a transposed one (ars = 1, acs = its stride). B rows are
+// ldb apart; the last chunk's columns are masked by `tail`. The A values are broadcast, the B rows
+// streamed: no packing, for the small shapes of one attention head.
+template <int RB, int CB>
+SEEK_AVX512 inline void mm_tile(const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, int64_t J,
+                                float* c, int64_t ldc, __mmask16 tail, float scale, bool add) {
+  __m512 acc[RB][CB];
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int cb = 0; cb < CB; cb++) acc[r][cb] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < J; j++) {
+    __m512 bv[CB];
+#pragma GCC unroll 4
+    for (int cb = 0; cb < CB; cb++)
+      bv[cb] = cb == CB - 1 ? _mm512_maskz_loadu_ps(tail, b + j * ldb + 16 * cb) : _mm512_loadu_ps(b + j * ldb + 16 * cb);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++) {
+      const __m512 av = _mm512_set1_ps(a[r * ars + j * acs]);
+#pragma GCC unroll 4
+      for (int cb = 0; cb < CB; cb++) acc[r][cb] = _mm512_fmadd_ps(av, bv[cb], acc[r][cb]);
+    }
+  }
+  const __m512 sc = _mm512_set1_ps(scale);
+#pragma GCC unroll 8
+  for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+    for (int cb = 0; cb < CB; cb++) {  // unrolled, like the loops above, so that acc lives in registers
+      const __mmask16 m = cb == CB - 1 ? tail : __mmask16(0xFFFF);
+      float* dst = c + r * ldc + 16 * cb;
+      __m512 v = _mm512_mul_ps(acc[r][cb], sc);
+      if (add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v);
+      _mm512_mask_storeu_ps(dst, m, v);
+    }
+}
+
+// Rows of C in tiles of RB, the remainder one row at a time.
+template <int RB, int CB>
+SEEK_AVX512 void mm_rows(int64_t M, const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, int64_t J,
+                         float* c, int64_t ldc, __mmask16 tail, float scale, bool add) {
+  int64_t r = 0;
+  for (; r + RB <= M; r += RB) mm_tile<RB, CB>(a + r * ars, ars, acs, b, ldb, J, c + r * ldc, ldc, tail, scale, add);
+  for (; r < M; r++) mm_tile<1, CB>(a + r * ars, ars, acs, b, ldb, J, c + r * ldc, ldc, tail, scale, add);
+}
+
+// C[M, N] (+)= scale · A[M, J] · B[J, N], A strided as in mm_tile, in column blocks of up to 64; the row
+// tile keeps RB·CB ≤ 16 accumulators.
+SEEK_AVX512 void mm(int64_t M, int64_t N, int64_t J, const float* a, int64_t ars, int64_t acs, const float* b,
+                    int64_t ldb, float* c, int64_t ldc, float scale, bool add) {
+  for (int64_t n0 = 0; n0 < N; n0 += 64) {
+    const int64_t nn = min_i64(64, N - n0);
+    const int cb = int((nn + 15) / 16);
+    const __mmask16 t = tail_mask16(nn - 16 * (cb - 1));  // the last chunk's 1 .. 16 columns
+    switch (cb) {
+      case 1: mm_rows<8, 1>(M, a, ars, acs, b + n0, ldb, J, c + n0, ldc, t, scale, add); break;
+      case 2: mm_rows<8, 2>(M, a, ars, acs, b + n0, ldb, J, c + n0, ldc, t, scale, add); break;
+      case 3: mm_rows<4, 3>(M, a, ars, acs, b + n0, ldb, J, c + n0, ldc, t, scale, add); break;
+      default: mm_rows<4, 4>(M, a, ars, acs, b + n0, ldb, J, c + n0, ldc, t, scale, add); break;
+    }
+  }
+}
+
+// src [rows, cols] (row stride lds) → dst [cols, rows] (row stride ldd).
+SEEK_AVX512 void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
 // ---- entry points (declared in kernels.cpp) ------------------------------------------------------
 
 // Row length of the bf16 activation buffer matmul_dpbf16_rows reads (K rounded up to 32).
@@ -431,6 +503,109 @@ SEEK_AVX512 void silu_mul_backward(float* dgate, float* dup, const float* dout, 
     _mm512_mask_storeu_ps(dup + i, m, _mm512_mul_ps(ds, g));
     __m512 f = _mm512_fmadd_ps(g, _mm512_sub_ps(one, s), one);
     _mm512_mask_storeu_ps(dgate + i, m, _mm512_mul_ps(_mm512_mul_ps(ds, u), f));
+  }
+}
+
+}  // namespace seek::avx512
+
+namespace seek::avx512 {
+
+// The training form of attention keeps its operands in scratch: packed rows (contiguous) and transposed
+// blocks whose row stride is a multiple of 16 plus 16, so that walking down a column does not map every
+// row to the same few L1 sets (a stride of 1 KiB would).
+namespace {
+int64_t attention_ld(int64_t T) { return (T + 15) / 16 * 16 + 16; }
+
+SEEK_AVX512 void pack_rows(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst) {
+  for (int64_t r = 0; r < rows; r++) std::memcpy(dst + r * cols, src + r * lds, size_t(cols) * sizeof(float));
+}
+}  // namespace
+
+int64_t attention_head_scratch(int64_t T, int64_t dk, int64_t dv) { return dk * attention_ld(T) + T * dv; }
+
+int64_t attention_head_backward_scratch(int64_t T, int64_t dk, int64_t dv) {
+  return dv * attention_ld(T) + 2 * T * dk + T * dv + 2 * T * attention_ld(T);
+}
+
+// The training form of one attention head (kernels.h, attention_head): query rows in blocks of 16 against
+// the keys up to the block's end: scores = q · kᵀ from kᵀ transposed once, softmax, o = p · v.
+SEEK_AVX512 void attention_head(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                                int64_t T, int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o,
+                                int64_t ldo, float* scratch) {
+  const int64_t ld = attention_ld(T);
+  float* kt = scratch;  // [dk, ld]
+  float* vp = kt + dk * ld;  // [T, dv]
+  transpose(k, ldk, T, dk, kt, ld);
+  pack_rows(v, ldv, T, dv, vp);
+  for (int64_t i0 = 0; i0 < T; i0 += 16) {
+    const int64_t i1 = min_i64(T, i0 + 16), m = i1 - i0;
+    mm(m, i1, dk, q + i0 * ldq, ldq, 1, kt, ld, p + i0 * ldp, ldp, scale, false);
+    for (int64_t r = i0; r < i1; r++) {
+      float* row = p + r * ldp;
+      softmax_rows(row, 1, r + 1, ldp);
+      const int64_t end = min_i64(T, (r / 64 + 1) * 64);
+      for (int64_t j = r + 1; j < end; j++) row[j] = 0.f;
+    }
+    mm(m, dv, i1, p + i0 * ldp, ldp, 1, vp, dv, o + i0 * ldo, ldo, 1.f, false);
+  }
+}
+
+// Its backward (kernels.h, attention_head_backward). All of dz is formed first (dp = dout · vᵀ, then the
+// softmax backward row by row, 0 after the diagonal) next to a copy of p's lower triangle, so that each
+// gradient is one pass with long sums in registers: dq = dz · k by query rows; dk = dzᵀ · q and
+// dv = pᵀ · dout by key rows, over the queries from the key's 16-block on (dz and the copy are 0 above
+// the diagonal inside a block, which is all of the upper triangle those sums touch).
+SEEK_AVX512 void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                                         int64_t ldv, int64_t T, int64_t dk, int64_t dv, float scale, const float* p,
+                                         int64_t ldp, const float* dout, int64_t lddo, float* dq, int64_t lddq,
+                                         float* dkk, int64_t lddk, float* dvv, int64_t lddv, bool add_kv,
+                                         float* scratch) {
+  const int64_t ld = attention_ld(T);
+  float* vt = scratch;       // [dv, ld]
+  float* qp = vt + dv * ld;  // [T, dk]
+  float* kp = qp + T * dk;   // [T, dk]
+  float* op = kp + T * dk;   // [T, dv]: dout
+  float* dz = op + T * dv;   // [T, ld]
+  float* pp = dz + T * ld;   // [T, ld]: p
+  transpose(v, ldv, T, dv, vt, ld);
+  pack_rows(q, ldq, T, dk, qp);
+  pack_rows(k, ldk, T, dk, kp);
+  pack_rows(dout, lddo, T, dv, op);
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int64_t i0 = 0; i0 < T; i0 += 16) {
+    const int64_t i1 = min_i64(T, i0 + 16), m = i1 - i0;
+    mm(m, i1, dv, op + i0 * dv, dv, 1, vt, ld, dz + i0 * ld, ld, 1.f, false);  // dp = dout · vᵀ
+    for (int64_t r = i0; r < i1; r++) {  // dz = scale · p ∘ (dp − Σ p ∘ dp)
+      const float* pr = p + r * ldp;
+      float* d = dz + r * ld;
+      float* c = pp + r * ld;
+      const int64_t n = r + 1;
+      __m512 sum = _mm512_setzero_ps();
+      int64_t j = 0;
+      for (; j + 16 <= n; j += 16) {
+        const __m512 pv = _mm512_loadu_ps(pr + j);
+        _mm512_storeu_ps(c + j, pv);
+        sum = _mm512_fmadd_ps(pv, _mm512_loadu_ps(d + j), sum);
+      }
+      const __mmask16 tm = tail_mask16(n - j);
+      const __m512 pv = _mm512_maskz_loadu_ps(tm, pr + j);
+      _mm512_mask_storeu_ps(c + j, tm, pv);
+      sum = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(tm, d + j), sum);
+      const __m512 s = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+      for (j = 0; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(d + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(c + j), sc),
+                                              _mm512_sub_ps(_mm512_loadu_ps(d + j), s)));
+      _mm512_mask_storeu_ps(d + j, tm, _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(tm, c + j), sc),
+                                                      _mm512_sub_ps(_mm512_maskz_loadu_ps(tm, d + j), s)));
+      for (j = n; j < i1; j++) d[j] = c[j] = 0.f;
+    }
+  }
+  for (int64_t b0 = 0; b0 < T; b0 += 16) {
+    const int64_t b1 = min_i64(T, b0 + 16), m = b1 - b0;
+    mm(m, dk, b1, dz + b0 * ld, ld, 1, kp, dk, dq + b0 * lddq, lddq, 1.f, false);  // dq = dz · k
+    const int64_t n = T - b0;  // the queries b0 .. T − 1
+    mm(m, dk, n, dz + b0 * ld + b0, 1, ld, qp + b0 * dk, dk, dkk + b0 * lddk, lddk, 1.f, add_kv);  // dk = dzᵀ · q
+    mm(m, dv, n, pp + b0 * ld + b0, 1, ld, op + b0 * dv, dv, dvv + b0 * lddv, lddv, 1.f, add_kv);  // dv = pᵀ · dout
   }
 }
 

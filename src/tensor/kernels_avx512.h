@@ -29,4 +29,14 @@ void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 // dgate, dup (written) for out = silu(gate) · up.
 void silu_mul_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 
+// The training form of one attention head (kernels.h), with floats of scratch as the _scratch functions say.
+int64_t attention_head_scratch(int64_t T, int64_t dk, int64_t dv);
+int64_t attention_head_backward_scratch(int64_t T, int64_t dk, int64_t dv);
+void attention_head(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                    int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o, int64_t ldo, float* scratch);
+void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                             int64_t T, int64_t dk, int64_t dv, float scale, const float* p, int64_t ldp,
+                             const float* dout, int64_t lddo, float* dq, int64_t lddq, float* dkk, int64_t lddk,
+                             float* dvv, int64_t lddv, bool add_kv, float* scratch);
+
 }  // namespace seek::avx512

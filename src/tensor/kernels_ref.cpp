@@ -6,6 +6,7 @@
 // something more accurate than themselves.
 // Does not: thread, vectorise, call BLAS or allocate on behalf of speed. Never optimise this file;
 // if a reference is too slow for a test, make the test smaller.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -143,6 +144,64 @@ void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T) 
                   "embedding tables must be F32, BF16 or F16");
   for (int64_t t = 0; t < T; t++)
     for (int64_t d = 0; d < table.cols; d++) out[t * table.cols + d] = weight_at(table, ids[t], d);
+}
+
+void attention_head_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T,
+                        int64_t dk, int64_t dv, float scale, float* p, int64_t ldp, float* o, int64_t ldo) {
+  std::vector<double> s(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; i++) {
+    double mx = -INFINITY;
+    for (int64_t j = 0; j <= i; j++) {
+      double dot = 0;
+      for (int64_t d = 0; d < dk; d++) dot += double(q[i * ldq + d]) * double(k[j * ldk + d]);
+      s[size_t(j)] = double(scale) * dot;
+      mx = std::max(mx, s[size_t(j)]);
+    }
+    double sum = 0;
+    for (int64_t j = 0; j <= i; j++) sum += std::exp(s[size_t(j)] - mx);
+    const int64_t end = std::min(T, (i / 64 + 1) * 64);
+    for (int64_t j = 0; j < end; j++) p[i * ldp + j] = j <= i ? float(std::exp(s[size_t(j)] - mx) / sum) : 0.f;
+    for (int64_t c = 0; c < dv; c++) {
+      double acc = 0;
+      for (int64_t j = 0; j <= i; j++) acc += double(p[i * ldp + j]) * double(v[j * ldv + c]);
+      o[i * ldo + c] = float(acc);
+    }
+  }
+}
+
+void attention_head_backward_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                                 int64_t ldv, int64_t T, int64_t dk, int64_t dv, float scale, const float* p,
+                                 int64_t ldp, const float* dout, int64_t lddo, const AttentionHeadGrads& g) {
+  std::vector<double> dq(size_t(T * dk), 0.0), dkk(size_t(T * dk), 0.0), dvv(size_t(T * dv), 0.0);
+  std::vector<double> dp(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; i++) {
+    double sum = 0;
+    for (int64_t j = 0; j <= i; j++) {
+      double d = 0;
+      for (int64_t c = 0; c < dv; c++) d += double(dout[i * lddo + c]) * double(v[j * ldv + c]);
+      dp[size_t(j)] = d;
+      sum += double(p[i * ldp + j]) * d;
+    }
+    for (int64_t j = 0; j <= i; j++) {
+      const double pij = p[i * ldp + j], dz = double(scale) * pij * (dp[size_t(j)] - sum);
+      for (int64_t d = 0; d < dk; d++) {
+        dq[size_t(i * dk + d)] += dz * double(k[j * ldk + d]);
+        dkk[size_t(j * dk + d)] += dz * double(q[i * ldq + d]);
+      }
+      for (int64_t c = 0; c < dv; c++) dvv[size_t(j * dv + c)] += pij * double(dout[i * lddo + c]);
+    }
+  }
+  for (int64_t i = 0; i < T; i++) {
+    for (int64_t d = 0; d < dk; d++) {
+      g.dq[i * g.lddq + d] = float(dq[size_t(i * dk + d)]);
+      float& x = g.dk[i * g.lddk + d];
+      x = float((g.add_kv ? double(x) : 0.0) + dkk[size_t(i * dk + d)]);
+    }
+    for (int64_t c = 0; c < dv; c++) {
+      float& x = g.dv[i * g.lddv + c];
+      x = float((g.add_kv ? double(x) : 0.0) + dvv[size_t(i * dv + c)]);
+    }
+  }
 }
 
 // Angles are pos · inv_freq rounded to f32, as the PyTorch references compute them

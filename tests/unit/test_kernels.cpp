@@ -344,6 +344,37 @@ TEST_P(Kernels, SwiGLUForwardAndBackward) {
   }
 }
 
+// One attention head, forward and backward, against the double-precision references: shapes around the
+// 16-row and 64-row blocks and the 64-column chunks, strided rows, p beyond each row's block untouched.
+TEST_P(Kernels, AttentionHeadForwardAndBackward) {
+  std::mt19937 rng(23);
+  for (auto [T, dk, dv] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {5, 3, 7}, {17, 48, 32}, {64, 16, 16},
+                           {65, 48, 32}, {130, 40, 33}, {200, 70, 80}}) {
+    const int64_t ldq = dk + 3, ldk = dk + 1, ldv = dv + 2, ldo = dv + 5, ldp = T + 1;
+    const float scale = 1.f / std::sqrt(float(dk));
+    std::vector<float> q = random_floats(rng, size_t(T * ldq), -2, 2), k = random_floats(rng, size_t(T * ldk), -2, 2);
+    std::vector<float> v = random_floats(rng, size_t(T * ldv));
+    std::vector<float> p(size_t(T * ldp), 7.f), pr = p, o(size_t(T * ldo), 7.f), orf = o;
+    attention_head(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, scale, p.data(), ldp, o.data(), ldo);
+    attention_head_ref(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, scale, pr.data(), ldp, orf.data(), ldo);
+    EXPECT_LE(rel_err(p.data(), pr.data(), p.size()), kTolF32) << T << " " << dk << " " << dv;
+    EXPECT_LE(rel_err(o.data(), orf.data(), o.size()), kTolF32) << T << " " << dk << " " << dv;
+    for (bool add_kv : {false, true}) {
+      const int64_t lddq = dk + 2, lddk = dk + 4, lddv = dv + 1, lddo = dv + 3;
+      std::vector<float> dout = random_floats(rng, size_t(T * lddo));
+      std::vector<float> dq = random_floats(rng, size_t(T * lddq)), dkk = random_floats(rng, size_t(T * lddk));
+      std::vector<float> dvv = random_floats(rng, size_t(T * lddv)), dqr = dq, dkr = dkk, dvr = dvv;
+      attention_head_backward(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, scale, pr.data(), ldp,
+                              dout.data(), lddo, {dq.data(), lddq, dkk.data(), lddk, dvv.data(), lddv, add_kv});
+      attention_head_backward_ref(q.data(), ldq, k.data(), ldk, v.data(), ldv, T, dk, dv, scale, pr.data(), ldp,
+                                  dout.data(), lddo, {dqr.data(), lddq, dkr.data(), lddk, dvr.data(), lddv, add_kv});
+      EXPECT_LE(rel_err(dq.data(), dqr.data(), dq.size()), kTolF32) << T << " " << dk << " " << dv << " " << add_kv;
+      EXPECT_LE(rel_err(dkk.data(), dkr.data(), dkk.size()), kTolF32) << T << " " << dk << " " << dv << " " << add_kv;
+      EXPECT_LE(rel_err(dvv.data(), dvr.data(), dvv.size()), kTolF32) << T << " " << dk << " " << dv << " " << add_kv;
+    }
+  }
+}
+
 TEST_P(Kernels, GemmTransposedA) {
   std::mt19937 rng(21);
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {5, 7, 3}, {33, 17, 65}, {130, 9, 40}}) {
