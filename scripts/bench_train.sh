@@ -7,7 +7,7 @@
 # Measure on a quiet machine (check `uptime`); only ratios from one run count.
 #
 # The peer is scripts/reference/train_bench.py at its defaults: every core (os.sched_getaffinity),
-# OpenBLAS's AVX-512 kernels, OMP_WAIT_POLICY=passive (its docstring says why each).
+# OpenBLAS's AVX-512 kernels, OMP_WAIT_POLICY=active (its docstring says why each).
 #
 # Needs build/bench/bench_train (the Release build) and, for the peer, Debian's python3-torch
 # (scripts/setup.sh --reference). Usage: scripts/bench_train.sh [ROUNDS] [CONFIG_NAME ...]
@@ -21,6 +21,8 @@ configs=("$@")
 [ -x build/bench/bench_train ] || { echo "bench_train: build first (bash scripts/setup.sh)" >&2; exit 2; }
 have_torch=1
 /usr/bin/python3 -c "import torch" 2>/dev/null || have_torch=0
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for name in "${configs[@]}"; do
   case "$name" in
@@ -42,24 +44,24 @@ for name in "${configs[@]}"; do
     fi
     results+=("{\"seek\": $s, \"pytorch\": $t}")
   done
-  printf '%s\n' "${results[@]}" | /usr/bin/python3 -c '
+  printf '%s\n' "${results[@]}" > "$tmp"
+  /usr/bin/python3 - "$tmp" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in sys.stdin if l.strip()]
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 for i, r in enumerate(rows, 1):
     s, t = r["seek"], r["pytorch"]
-    line = f"round {i}: seek {s[\"tokens_per_s\"]:.0f} tok/s (MFU {100*s[\"mfu\"]:.1f}% of {s[\"gemm_peak_gflops\"]:.0f} GFLOP/s)"
+    line = f"round {i}: seek {s['tokens_per_s']:.0f} tok/s (MFU {100*s['mfu']:.1f}% of {s['gemm_peak_gflops']:.0f} GFLOP/s)"
     if t:
-        line += (f", pytorch {t[\"tokens_per_s\"]:.0f} tok/s (MFU {100*t[\"mfu\"]:.1f}% of {t[\"gemm_peak_gflops\"]:.0f} "
-                 f"GFLOP/s, {t[\"threads\"]} threads): seek/pytorch = {s[\"tokens_per_s\"]/t[\"tokens_per_s\"]:.2f}x")
+        line += (f", pytorch {t['tokens_per_s']:.0f} tok/s (MFU {100*t['mfu']:.1f}% of {t['gemm_peak_gflops']:.0f} "
+                 f"GFLOP/s, {t['threads']} threads): seek/pytorch = {s['tokens_per_s']/t['tokens_per_s']:.2f}x")
     print(line)
-med = lambda xs: statistics.median(xs)
-s_tps = med([r["seek"]["tokens_per_s"] for r in rows]); s_mfu = med([r["seek"]["mfu"] for r in rows])
-line = f"median: seek {s_tps:.0f} tok/s, MFU {100*s_mfu:.1f}%"
+med = statistics.median
+line = (f"median: seek {med([r['seek']['tokens_per_s'] for r in rows]):.0f} tok/s, "
+        f"MFU {100*med([r['seek']['mfu'] for r in rows]):.1f}%")
 if all(r["pytorch"] for r in rows):
-    t_tps = med([r["pytorch"]["tokens_per_s"] for r in rows])
-    ratio = med([r["seek"]["tokens_per_s"] / r["pytorch"]["tokens_per_s"] for r in rows])
-    line += f"; pytorch {t_tps:.0f} tok/s; seek/pytorch {ratio:.2f}x (median of the rounds)"
+    line += (f"; pytorch {med([r['pytorch']['tokens_per_s'] for r in rows]):.0f} tok/s; seek/pytorch "
+             f"{med([r['seek']['tokens_per_s'] / r['pytorch']['tokens_per_s'] for r in rows]):.2f}x (median of the rounds)")
 print(line)
-'
+PY
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

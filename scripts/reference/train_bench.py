@@ -42,9 +42,12 @@ SPEED CHOICES (each measured; --sweep re-times the environment-level ones)
     No in-process probe: an earlier version timed 2 steps at 1 and at 2 threads and kept the faster, and
     on this machine that probe picked 1 thread (2,217 tokens/s) where 2 threads ran at 3,608-3,754 in the
     same hour: two steps in a warming process are not a measurement. The GEMM peak (MFU denominator) is
-    measured with the same threads. OMP_WAIT_POLICY=passive by default: with the default spinning, 2
-    threads ran 15x slower whenever any other process shared the 2 cores, and on a quiet machine passive
-    and active were within noise of each other (scripts/bench_train.sh records the figures).
+    measured with the same threads.
+  * OMP_WAIT_POLICY=active by default: on a quiet machine, 3 alternating rounds each on
+    configs/train-bench.json (2026-12-05), active ran at 3186 / 3371 / 3501 tokens/s and passive at
+    2777 / 2660 / 3297 (active waits spin between the many small parallel regions of a step). On a
+    machine shared with other busy processes spinning is pathological (2 threads ran 15x slower in an
+    earlier sweep): pass --omp-wait passive there, or better, benchmark on a quiet machine.
   * fewer, larger GEMMs: q_a and kv_a_proj_with_mqa read the same input -> one GEMM; each expert's
     gate_proj and up_proj -> one GEMM; same for the dense MLP and the shared expert. (The HF-layout
     weights are the row blocks of these fused matrices; --check exports them and compares.)
@@ -93,9 +96,10 @@ def parse_args(argv=None):
                     help="OPENBLAS_CORETYPE to run under ('auto' = unset, OpenBLAS detects)")
     ap.add_argument("--aten-cpu", default="default",
                     help="ATEN_CPU_CAPABILITY ('default' = unset; avx2, avx512)")
-    ap.add_argument("--omp-wait", default="passive",
-                    help="OMP_WAIT_POLICY ('default' = unset; active, passive). passive: spinning threads "
-                         "made 2-thread steps 15x slower whenever another process shared the 2 cores")
+    ap.add_argument("--omp-wait", default="active",
+                    help="OMP_WAIT_POLICY ('default' = unset; active, passive). active is fastest on a quiet "
+                         "machine; passive when other processes share the cores (spinning threads then made "
+                         "2-thread steps 15x slower)")
     ap.add_argument("--attn-chunks", type=int, default=2,
                     help="query blocks per attention (1 = one full T x T masked product)")
     ap.add_argument("--mkldnn", default="on", choices=["on", "off"], help="torch.backends.mkldnn.enabled")
@@ -628,23 +632,22 @@ def main_bench(args):
                 load_avg_before=load_before, load_avg_after=load1())
 
 
-def _v(threads=1, core="SKYLAKEX", wait="passive", chunks=2, aten="default", mkldnn="on"):
+def _v(threads=2, core="SKYLAKEX", wait="active", chunks=2, aten="default", mkldnn="on"):
     return ["--threads", str(threads), "--coretype", core, "--omp-wait", wait, "--attn-chunks", str(chunks),
             "--aten-cpu", aten, "--mkldnn", mkldnn]
 
 
 VARIANTS = [  # (name, full flag set); each runs in a fresh process (environment knobs need one)
-    ("1 thread, SKYLAKEX, 2 attention blocks, passive", _v()),
-    ("1 thread, Haswell (machine default)", _v(core="Haswell")),
-    ("1 thread, OpenBLAS autodetect", _v(core="auto")),
-    ("1 thread, attention as 1 full masked block", _v(chunks=1)),
-    ("1 thread, attention in 4 query blocks", _v(chunks=4)),
-    ("1 thread, ATEN_CPU_CAPABILITY=avx512", _v(aten="avx512")),
-    ("1 thread, mkldnn off", _v(mkldnn="off")),
-    ("2 threads, SKYLAKEX, OMP_WAIT_POLICY unset", _v(threads=2, wait="default")),
-    ("2 threads, SKYLAKEX, OMP_WAIT_POLICY=passive", _v(threads=2)),
-    ("2 threads, SKYLAKEX, OMP_WAIT_POLICY=active", _v(threads=2, wait="active")),
-    ("2 threads, Haswell, OMP_WAIT_POLICY=passive", _v(threads=2, core="Haswell")),
+    ("defaults: 2 threads, SKYLAKEX, active wait, 2 attention blocks", _v()),
+    ("1 thread", _v(threads=1)),
+    ("OMP_WAIT_POLICY=passive", _v(wait="passive")),
+    ("OMP_WAIT_POLICY unset", _v(wait="default")),
+    ("OpenBLAS Haswell kernels (machine default)", _v(core="Haswell")),
+    ("OpenBLAS autodetect", _v(core="auto")),
+    ("attention as 1 full masked block", _v(chunks=1)),
+    ("attention in 4 query blocks", _v(chunks=4)),
+    ("ATEN_CPU_CAPABILITY=avx512", _v(aten="avx512")),
+    ("mkldnn off", _v(mkldnn="off")),
 ]
 
 
