@@ -53,7 +53,7 @@ struct SchedulerOptions {
   int64_t prefill_chunk = 512;                // prompt tokens per step over all prefilling sequences
   size_t max_kv_bytes = size_t(8) << 30;      // KV caches of the running sequences
   MlaForm form = MlaForm::Absorbed;
-  int step_delay_ms = 0;                      // testing only: sleep after each step (slow streams)
+  int step_delay_ms = 0;                      // sleep after each step: a throttle (tests make slow streams with it)
 };
 
 struct StreamEvent {

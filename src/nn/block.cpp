@@ -9,31 +9,23 @@
 
 namespace seek {
 
-namespace {
-float* buffer(std::vector<float>* keep, Workspace& ws, int64_t n) {
-  if (!keep) return ws.alloc<float>(n);
-  if (keep->size() < size_t(n)) keep->resize(size_t(n));
-  return keep->data();
-}
-}  // namespace
-
 void block_forward(const Pass& p, const BlockSpec& s, const BlockWeights& w, const float* x, float* out,
                    const Rows& rows, BlockActs* acts, ExpertExecutor& ex, const std::string* name) {
   Workspace::Frame frame(p.ws);
   const int64_t N = rows.n, D = s.hidden;
   ActivationTrace* trace = name ? p.trace : nullptr;
   // Attention sub-block.
-  float* xn1 = buffer(acts ? &acts->xn1 : nullptr, p.ws, N * D);
-  rmsnorm(xn1, x, w.input_layernorm, N, D, s.eps, acts ? buffer(&acts->rstd1, p.ws, N) : nullptr);
+  float* xn1 = kept_or_scratch(acts ? &acts->xn1 : nullptr, p.ws, N * D);
+  rmsnorm(xn1, x, w.input_layernorm, N, D, s.eps, acts ? kept_or_scratch(&acts->rstd1, p.ws, N) : nullptr);
   float* y = p.ws.alloc<float>(N * D);
   if (s.mla)
     mla_forward(p, s.mla_spec, w.mla, xn1, y, rows, acts ? &acts->mla : nullptr);
   else
     gqa_forward(p, s.gqa_spec, w.gqa, xn1, y, rows, acts ? &acts->gqa : nullptr);
   if (trace) trace->put(*name + ".attn", y, N * D);
-  float* h = acts ? buffer(&acts->h, p.ws, N * D) : out;
-  float* xn2 = acts ? buffer(&acts->xn2, p.ws, N * D) : xn1;
-  add_rmsnorm(h, xn2, acts ? buffer(&acts->rstd2, p.ws, N) : nullptr, x, y, w.post_attention_layernorm, N, D, s.eps);
+  float* h = acts ? kept_or_scratch(&acts->h, p.ws, N * D) : out;
+  float* xn2 = acts ? kept_or_scratch(&acts->xn2, p.ws, N * D) : xn1;
+  add_rmsnorm(h, xn2, acts ? kept_or_scratch(&acts->rstd2, p.ws, N) : nullptr, x, y, w.post_attention_layernorm, N, D, s.eps);
   // Feed-forward sub-block (its output reuses y).
   if (s.moe) {
     const int64_t k = s.router.experts_per_token;

@@ -9,34 +9,24 @@
 
 namespace seek {
 
-namespace {
-
-float* buffer(std::vector<float>* keep, Workspace& ws, int64_t n) {
-  if (!keep) return ws.alloc<float>(n);
-  if (keep->size() < size_t(n)) keep->resize(size_t(n));
-  return keep->data();
-}
-
-}  // namespace
-
 void gqa_forward(const Pass& p, const GqaSpec& s, const GqaWeights& w, const float* x, float* out, const Rows& rows,
                  GqaActs* acts) {
   Workspace::Frame frame(p.ws);
   const int64_t N = rows.n, H = s.heads, G = s.kv_heads, hd = s.head_dim, ld = (H + 2 * G) * hd;
   const std::vector<Segment>& segs = *rows.segs;
   // q | k | v [N, (H + 2G)·hd], roped.
-  float* qkv = buffer(acts ? &acts->qkv : nullptr, p.ws, N * ld);
+  float* qkv = kept_or_scratch(acts ? &acts->qkv : nullptr, p.ws, N * ld);
   linear(p, qkv, x, {Proj{w.q_proj, w.q_bias}, Proj{w.k_proj, w.k_bias}, Proj{w.v_proj, w.v_bias}}, N);
   float *q = qkv, *k = qkv + H * hd, *v = qkv + (H + G) * hd;
   s.rope->apply(q, N, H, ld, hd, rows.pos);
   s.rope->apply(k, N, G, ld, hd, rows.pos);
 
-  float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * H * hd);
+  float* attn = kept_or_scratch(acts ? &acts->attn : nullptr, p.ws, N * H * hd);
   AttentionJob* jobs = make_n<AttentionJob>(p.ws, int64_t(segs.size()));
   if (acts) {
     int64_t n = 0;
     for (const Segment& sg : segs) n += H * sg.T * sg.T;
-    buffer(&acts->probs, p.ws, n);
+    kept_or_scratch(&acts->probs, p.ws, n);
   }
   int64_t probs_at = 0;
   const int64_t group = H / G;

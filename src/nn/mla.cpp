@@ -15,13 +15,6 @@ namespace {
 
 constexpr int64_t kPrefillDecompress = 64;  // new tokens from which absorbed MLA decompresses K/V
 
-// A training buffer of at least n elements (kept across steps), or n elements of scratch.
-float* buffer(std::vector<float>* keep, Workspace& ws, int64_t n) {
-  if (!keep) return ws.alloc<float>(n);
-  if (keep->size() < size_t(n)) keep->resize(size_t(n));
-  return keep->data();
-}
-
 struct Dims {
   int64_t N, D, H, C, R, nope, qk, vd, ql, kvw;
   int64_t n1;  // rows of the first query projection (q_a or q)
@@ -71,21 +64,21 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
   const int64_t N = d.N;
   const std::vector<Segment>& segs = *rows.segs;
   // 1. The first projections of the query and the latent, one GEMM: a [N, first ; c_kv ; k_pe].
-  float* a = buffer(acts ? &acts->a : nullptr, p.ws, N * d.lda);
+  float* a = kept_or_scratch(acts ? &acts->a : nullptr, p.ws, N * d.lda);
   linear(p, a, x, {Proj{first_projection(s, w)}, Proj{w.kv_a_proj_with_mqa}}, N);
   // 2. The query q [N, H, qk] (rows ldq apart), rope on q_pe. 3. The latent: c_kv normalized into
   // ckv_n [N, C], k_pe roped in place (rows lda apart), and, in the naive form, every head's k_nope and
   // v decompressed, kv [N, H·kvw]. The two branches are independent: in the naive form they run side by
   // side, one core each (small GEMMs run better so than split over both cores).
   const bool naive = rows.form == MlaForm::Naive;
-  float* q = d.ql ? buffer(acts ? &acts->q : nullptr, p.ws, N * d.H * d.qk) : a;
+  float* q = d.ql ? kept_or_scratch(acts ? &acts->q : nullptr, p.ws, N * d.H * d.qk) : a;
   const int64_t ldq = d.ql ? d.H * d.qk : d.lda;
-  float* qa_n = d.ql ? buffer(acts ? &acts->qa_n : nullptr, p.ws, N * d.ql) : nullptr;
-  float* qa_rstd = d.ql && acts ? buffer(&acts->qa_rstd, p.ws, N) : nullptr;
-  float* ckv_n = buffer(acts ? &acts->ckv_n : nullptr, p.ws, N * d.C);
-  float* ckv_rstd = acts ? buffer(&acts->ckv_rstd, p.ws, N) : nullptr;
+  float* qa_n = d.ql ? kept_or_scratch(acts ? &acts->qa_n : nullptr, p.ws, N * d.ql) : nullptr;
+  float* qa_rstd = d.ql && acts ? kept_or_scratch(&acts->qa_rstd, p.ws, N) : nullptr;
+  float* ckv_n = kept_or_scratch(acts ? &acts->ckv_n : nullptr, p.ws, N * d.C);
+  float* ckv_rstd = acts ? kept_or_scratch(&acts->ckv_rstd, p.ws, N) : nullptr;
   float* kpe = a + d.n1 + d.C;
-  float* kv = naive ? buffer(acts ? &acts->kv : nullptr, p.ws, N * d.H * d.kvw) : nullptr;
+  float* kv = naive ? kept_or_scratch(acts ? &acts->kv : nullptr, p.ws, N * d.H * d.kvw) : nullptr;
   auto query = [&](const Pass& tp) {
     if (d.ql) {
       rmsnorm(qa_n, a, w.q_a_layernorm, N, d.ql, s.eps, qa_rstd, d.lda, d.ql);
@@ -110,7 +103,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
     latent(p);
   }
 
-  float* attn = buffer(acts ? &acts->attn : nullptr, p.ws, N * d.H * d.vd);  // [N, H·v]
+  float* attn = kept_or_scratch(acts ? &acts->attn : nullptr, p.ws, N * d.H * d.vd);  // [N, H·v]
   if (rows.form == MlaForm::Absorbed) {
     SEEK_ASSERT_MSG(!acts, "MLA trains in the naive form");
     const float* Wkvb = w.kv_b_f32;  // [H·kvw, C]
@@ -151,10 +144,10 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
     const bool cached = !segs.empty() && segs[0].cache;
     // Per-head keys [k_nope ; k_pe]: into each segment's cache (K [cap, H, qk], V [cap, H, v]), or, with
     // no cache, into K [N, H, qk] (the values are read from kv in place).
-    float* K = cached ? nullptr : buffer(acts ? &acts->K : nullptr, p.ws, N * d.H * d.qk);
+    float* K = cached ? nullptr : kept_or_scratch(acts ? &acts->K : nullptr, p.ws, N * d.H * d.qk);
     AttentionJob* jobs = make_n<AttentionJob>(p.ws, int64_t(segs.size()));
     int64_t probs_at = 0;
-    if (acts) buffer(&acts->probs, p.ws, [&] {
+    if (acts) kept_or_scratch(&acts->probs, p.ws, [&] {
         int64_t n = 0;
         for (const Segment& sg : segs) n += d.H * sg.T * sg.T;
         return n;

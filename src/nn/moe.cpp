@@ -15,13 +15,6 @@ namespace seek {
 
 namespace {
 
-template <class T>
-T* buffer(std::vector<T>* keep, Workspace& ws, int64_t n) {
-  if (!keep) return ws.alloc<T>(n);
-  if (keep->size() < size_t(n)) keep->resize(size_t(n));
-  return keep->data();
-}
-
 // Scores s = σ(z) or softmax(z) over E, in double (the router's backward and the balance loss).
 void scores(const RouterSpec& r, const float* z, int64_t E, double* s) {
   if (r.scoring == ScoringFunc::Sigmoid) {
@@ -229,9 +222,9 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
   const int64_t Fs = w.has_shared ? w.shared_experts.gate_proj.rows : 0;
   RoutedActs* ra = acts ? &acts->routed : nullptr;
   // Group the n·k (token, choice) pairs by expert: a counting sort, stable in token order.
-  int64_t* begin = buffer(ra ? &ra->begin : nullptr, p.ws, E + 1);
-  int32_t* token = buffer(ra ? &ra->token : nullptr, p.ws, R);
-  int32_t* row_of = buffer(ra ? &ra->row_of : nullptr, p.ws, R);
+  int64_t* begin = kept_or_scratch(ra ? &ra->begin : nullptr, p.ws, E + 1);
+  int32_t* token = kept_or_scratch(ra ? &ra->token : nullptr, p.ws, R);
+  int32_t* row_of = kept_or_scratch(ra ? &ra->row_of : nullptr, p.ws, R);
   int64_t* cursor = p.ws.alloc<int64_t>(E);
   std::fill(begin, begin + E + 1, 0);
   for (int64_t i = 0; i < R; ++i) begin[idx[i] + 1]++;
@@ -242,8 +235,8 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
     row_of[i] = int32_t(row);
     token[row] = int32_t(i / k);
   }
-  float* xs = buffer(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
-  float* ys = buffer(ra ? &ra->ys : nullptr, p.ws, R * D);
+  float* xs = kept_or_scratch(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
+  float* ys = kept_or_scratch(ra ? &ra->ys : nullptr, p.ws, R * D);
   gather_rows(xs, x, token, R, D);
   int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
   int64_t most = 0;
@@ -251,13 +244,13 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
   // The SwiGLU activations: kept for every row in training; at inference one routed expert's worth per
   // thread, sized for the largest before the region (a decode step must not allocate).
   const int threads = max_threads();
-  float* gu_all = ra ? buffer(&ra->gu, p.ws, R * 2 * F) : p.ws.alloc<float>(int64_t(threads) * most * 2 * F);
-  float* act_all = ra ? buffer(&ra->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
+  float* gu_all = ra ? kept_or_scratch(&ra->gu, p.ws, R * 2 * F) : p.ws.alloc<float>(int64_t(threads) * most * 2 * F);
+  float* act_all = ra ? kept_or_scratch(&ra->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
   float* shared_gu = nullptr;
   float* shared_act = nullptr;
   if (w.has_shared) {
-    shared_gu = acts ? buffer(&acts->shared.gu, p.ws, n * 2 * Fs) : p.ws.alloc<float>(n * 2 * Fs);
-    shared_act = acts ? buffer(&acts->shared.act, p.ws, n * Fs) : p.ws.alloc<float>(n * Fs);
+    shared_gu = acts ? kept_or_scratch(&acts->shared.gu, p.ws, n * 2 * Fs) : p.ws.alloc<float>(n * 2 * Fs);
+    shared_act = acts ? kept_or_scratch(&acts->shared.act, p.ws, n * Fs) : p.ws.alloc<float>(n * Fs);
   }
   p.ws.reserve_threads(threads);
   parallel_tasks(n_tasks, [&](int64_t t, int thread) {
@@ -315,10 +308,10 @@ void moe_forward(const Pass& p, const RouterSpec& r, const MoeWeights& w, const 
   Workspace::Frame frame(p.ws);
   const int64_t E = r.experts, k = r.experts_per_token;
   const Pass router{p.ws, false, nullptr};  // the gate GEMM stays in f32 under FP8 simulation
-  float* logits = buffer(acts ? &acts->logits : nullptr, p.ws, n * E);  // [n, E]
+  float* logits = kept_or_scratch(acts ? &acts->logits : nullptr, p.ws, n * E);  // [n, E]
   linear(router, logits, x, w.gate, n);
-  int32_t* idx = buffer(acts ? &acts->idx : nullptr, p.ws, n * k);    // [n, k]
-  float* weight = buffer(acts ? &acts->weight : nullptr, p.ws, n * k);  // [n, k]
+  int32_t* idx = kept_or_scratch(acts ? &acts->idx : nullptr, p.ws, n * k);    // [n, k]
+  float* weight = kept_or_scratch(acts ? &acts->weight : nullptr, p.ws, n * k);  // [n, k]
   moe_route(p, r, logits, w.e_score_correction_bias, n, idx, weight);
   if (idx_out) std::memcpy(idx_out, idx, sizeof(int32_t) * size_t(n * k));
   if (weight_out) std::memcpy(weight_out, weight, sizeof(float) * size_t(n * k));

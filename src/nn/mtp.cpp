@@ -9,27 +9,19 @@
 
 namespace seek {
 
-namespace {
-float* buffer(std::vector<float>* keep, Workspace& ws, int64_t n) {
-  if (!keep) return ws.alloc<float>(n);
-  if (keep->size() < size_t(n)) keep->resize(size_t(n));
-  return keep->data();
-}
-}  // namespace
-
 void mtp_forward(const Pass& p, const BlockSpec& s, const MtpWeights& w, const float* e, const float* h, float* out,
                  const Rows& rows, MtpActs* acts, ExpertExecutor& ex, const std::string* name) {
   Workspace::Frame frame(p.ws);
   const int64_t M = rows.n, D = s.hidden;
   ActivationTrace* trace = name ? p.trace : nullptr;
-  float* cat = buffer(acts ? &acts->cat : nullptr, p.ws, M * 2 * D);  // [M, 2D]
-  rmsnorm(cat, e, w.enorm, M, D, s.eps, acts ? buffer(&acts->e_rstd, p.ws, M) : nullptr, D, 2 * D);
-  rmsnorm(cat + D, h, w.hnorm, M, D, s.eps, acts ? buffer(&acts->h_rstd, p.ws, M) : nullptr, D, 2 * D);
-  float* x = acts ? buffer(&acts->x, p.ws, M * D) : out;
+  float* cat = kept_or_scratch(acts ? &acts->cat : nullptr, p.ws, M * 2 * D);  // [M, 2D]
+  rmsnorm(cat, e, w.enorm, M, D, s.eps, acts ? kept_or_scratch(&acts->e_rstd, p.ws, M) : nullptr, D, 2 * D);
+  rmsnorm(cat + D, h, w.hnorm, M, D, s.eps, acts ? kept_or_scratch(&acts->h_rstd, p.ws, M) : nullptr, D, 2 * D);
+  float* x = acts ? kept_or_scratch(&acts->x, p.ws, M * D) : out;
   linear(p, x, cat, w.eh_proj, M);
   if (trace) trace->put(*name + ".eh", x, M * D);
   if (acts) {
-    float* kept = buffer(&acts->out, p.ws, M * D);
+    float* kept = kept_or_scratch(&acts->out, p.ws, M * D);
     block_forward(p, s, w.block, x, kept, rows, &acts->block, ex, name);
     std::memcpy(out, kept, sizeof(float) * size_t(M * D));
   } else {

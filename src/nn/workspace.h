@@ -60,4 +60,13 @@ class Workspace {
   std::vector<std::unique_ptr<Workspace>> children_;
 };
 
+// A buffer of n elements: training's `keep` (grown as needed and kept across steps for backward), or,
+// when keep is null (inference), scratch from the workspace.
+template <class T>
+T* kept_or_scratch(std::vector<T>* keep, Workspace& ws, int64_t n) {
+  if (!keep) return ws.alloc<T>(n);
+  if (keep->size() < size_t(n)) keep->resize(size_t(n));
+  return keep->data();
+}
+
 }  // namespace seek

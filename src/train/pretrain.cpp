@@ -13,6 +13,7 @@
 #include "train/flops.h"
 #include "train/trainer.h"
 #include "util/error.h"
+#include "util/json_file.h"
 #include "util/plot.h"
 
 namespace seek::train {
@@ -24,15 +25,6 @@ namespace {
 
 double mtp_lambda_final(const PretrainOptions& o) { return std::isnan(o.mtp_lambda_final) ? o.mtp_lambda : o.mtp_lambda_final; }
 
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-}
 
 // Tokens routed to each expert of each MoE layer, summed over the micro-batches since the last log line.
 struct LoadWindow {
@@ -205,7 +197,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   const std::string init = (fs::path(o.out) / "init").string();
   if (latest_checkpoint(o.out).empty()) {
     if (o.config.empty()) throw Error("pretrain: --config is required for a new run (no checkpoint in " + o.out + ")");
-    write_random_checkpoint(init, read_json(o.config), {DType::F32, o.seed, 1});
+    write_random_checkpoint(init, read_json_file(o.config), {DType::F32, o.seed, 1});
   }
   TrainOptions t;
   t.out = o.out;

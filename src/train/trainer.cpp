@@ -13,6 +13,7 @@
 #include "tensor/roofline.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/json_file.h"
 #include "util/progress.h"
 
 namespace seek::train {
@@ -42,15 +43,6 @@ json options_json(const TrainOptions& o, const Objective& obj) {
           {"objective", obj.options()}};
 }
 
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
-}
 
 }  // namespace
 
@@ -68,7 +60,7 @@ std::string latest_checkpoint(const std::string& out) {
 bool can_resume(const std::string& out, const TrainOptions& o, const Objective& obj) {
   const std::string ckpt = latest_checkpoint(out);
   if (ckpt.empty()) return false;
-  const json st = read_json(ckpt + "/state.json");
+  const json st = read_json_file(ckpt + "/state.json");
   return st.contains("options") && st["options"] == options_json(o, obj);
 }
 
@@ -82,7 +74,7 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
   resumed_ = !ckpt.empty();
   json st;
   if (resumed_) {
-    st = read_json(ckpt + "/state.json");
+    st = read_json_file(ckpt + "/state.json");
     if (!st.contains("step") || !st.contains("options") || !st.contains("seconds"))
       throw Error(ckpt + "/state.json: missing step, seconds or options");
     if (st["options"] != run_options_)

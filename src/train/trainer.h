@@ -19,7 +19,7 @@
 // peak, measured at the start and again at every log line, the best kept (a peak measured while
 // something else ran would otherwise inflate every later MFU).
 //
-// Does not (yet): train on more than one process.
+// Does not: train on more than one process (data and expert parallelism over MPI come later).
 #pragma once
 #include <cmath>
 #include <cstdint>
