@@ -31,27 +31,12 @@ std::string TensorInfo::shape_str() const {
   return s + "]";
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(path + ": cannot stat");
-  }
-  size_ = size_t(st.st_size);
-  if (size_ < 8) {
-    ::close(fd);
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), bytes_(path) {
+  size_ = bytes_.size();
+  if (size_ < 8)
     throw Error(strfmt("%s: truncated: %zu bytes, a safetensors file needs at least 8", path.c_str(), size_));
-  }
-  map_ = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    throw Error(path + ": mmap failed: " + std::strerror(errno));
-  }
-  try {
-    const auto* base = static_cast<const uint8_t*>(map_);
+  {
+    const uint8_t* base = bytes_.data();
     uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= uint64_t(base[i]) << (8 * i);
     if (n > size_ - 8)
@@ -118,16 +103,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     for (size_t i = 1; i < ranges.size(); ++i)
       if (ranges[i].first < ranges[i - 1].second)
         throw Error(strfmt("%s: tensors overlap at data offset %zu", path.c_str(), ranges[i].first));
-  } catch (...) {
-    munmap(map_, size_);
-    map_ = nullptr;
-    throw;
   }
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) munmap(map_, size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {
   auto it = tensors_.find(name);

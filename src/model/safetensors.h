@@ -1,5 +1,5 @@
-// safetensors.h — Hugging Face safetensors files: a checked, zero-copy reader (mmap) and an atomic
-// writer; a Checkpoint is a set of them (one file, or shards named by model.safetensors.index.json).
+// safetensors.h — Hugging Face safetensors files: a checked reader whose tensors point into the file's
+// bytes (read into huge pages or mapped: util/file_bytes.h) and an atomic writer; a Checkpoint is a set of them (one file, or shards named by model.safetensors.index.json).
 //
 // Format: 8-byte little-endian header length N, N bytes of JSON
 //   {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}
@@ -17,6 +17,7 @@
 
 #include "tensor/dtype.h"
 #include "util/atomic_file.h"  // write_file_atomic
+#include "util/file_bytes.h"
 
 namespace seek {
 
@@ -24,7 +25,7 @@ struct TensorInfo {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // inside the mapping (or an aligned copy)
+  const void* data = nullptr;  // inside the file's bytes (or an aligned copy)
   size_t nbytes = 0;
   std::string file;            // for error messages
   int64_t numel() const;
@@ -46,7 +47,7 @@ class SafetensorsFile {
 
  private:
   std::string path_;
-  void* map_ = nullptr;
+  FileBytes bytes_;  // read into huge pages or mapped: util/file_bytes.h
   size_t size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;

@@ -10,7 +10,6 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <new>
 #include <span>
 #include <vector>
 
@@ -67,15 +66,6 @@ struct Rows {
   const std::vector<Segment>* segs = nullptr;
   MlaForm form = MlaForm::Naive;  // MLA's cache layout (every segment's cache has it)
 };
-
-// n default-constructed T from the pass's workspace (jobs, small tables): a pass allocates nothing of
-// its own.
-template <class T>
-T* make_n(Workspace& ws, int64_t n) {
-  T* p = ws.alloc<T>(n);
-  for (int64_t i = 0; i < n; ++i) new (p + i) T();
-  return p;
-}
 
 // Where head h's vectors live: row t of head h is at base + (h / group) * head + t * row.
 struct Heads {

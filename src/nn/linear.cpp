@@ -60,13 +60,18 @@ void linear(const Pass& p, float* y, const float* x, std::initializer_list<Proj>
     const float* xq = fp8_input(p, x, T, K);
     const float* wq = fp8_weights(p, projs);
     gemm(false, true, T, N, K, 1.f, xq, K, wq, K, 0.f, y, ldy);
-  } else if (projs.size() == 1 || !stack_all(projs, &all)) {
-    int64_t col = 0;
+  } else if (projs.size() == 1) {
+    return matmul(y, x, projs.begin()->w, T, projs.begin()->bias, ldy);
+  } else if (!stack_all(projs, &all)) {  // one product each, side by side, in one parallel region
+    constexpr size_t kMost = 8;
+    SEEK_ASSERT(projs.size() <= kMost);
+    MatmulJob jobs[kMost];
+    int64_t col = 0, n = 0;
     for (const Proj& q : projs) {
-      matmul(y + col, x, q.w, T, q.bias, ldy);
+      jobs[n++] = MatmulJob{y + col, x, q.w, T, q.bias, ldy};
       col += q.w.rows;
     }
-    return;
+    return matmul_many(jobs, n);
   } else {
     matmul(y, x, all, T, nullptr, ldy);
   }

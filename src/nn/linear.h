@@ -1,8 +1,8 @@
 // linear.h — projections, forward and backward: y = x · Wᵀ (+ b), with W a Mat of any weight format at
 // inference and an f32 arena matrix in training. Several projections of the same input run as one GEMM
 // when their weights lie one after another in memory (a training arena is laid out so: gate|up,
-// q_a|kv_a, q|k|v), their outputs side by side in one row; elsewhere (mmapped checkpoints) one matmul
-// each into the same rows.
+// q_a|kv_a, q|k|v), their outputs side by side in one row; elsewhere (mmapped checkpoints) one product
+// each into the same rows, all in one parallel region (matmul_many).
 //
 // FP8 simulation (Pass::fp8) rounds each weight in its own 128×128 blocks and the input and output
 // gradients in 1×128 tiles of each projection's own columns, so a stacked GEMM rounds exactly as the

@@ -192,6 +192,8 @@ double moe_balance_loss(const Pass& p, const RouterSpec& r, const float* logits,
 
 namespace {
 
+constexpr int64_t kStreamedMaxTokens = 16;  // LocalExperts: up to this many tokens, streamed_forward
+
 // The experts' tasks, largest first: routed experts with rows (by their row count), then the shared
 // experts (every token) where they stand in that order. A task is an expert index, E for the shared.
 int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, int32_t* tasks, int64_t* most) {
@@ -211,33 +213,51 @@ int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, in
   return count;
 }
 
-}  // namespace
-
-void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
-                           const float* weight, float* y, MoeActs* acts) {
+// Few tokens (decode, small batches): the products are matrix-vector shaped and memory bound, and a
+// step's experts are small (1–3 MiB each on the bench model): one expert per thread would leave each
+// core streaming alone, and an odd count idles one. Instead every expert's gate and up products run in
+// one parallel region, their rows dealt out evenly to the threads (matmul_many), then SwiGLU, then
+// every down product in a second region.
+void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n, float* ys, float* y) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
-  const int64_t E = int64_t(experts.size()), R = n * k;
+  const int64_t E = int64_t(experts.size()), R = begin[E];
+  const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
+  const int64_t Fs = w.has_shared ? w.shared_experts.gate_proj.rows : 0;
+  float* gu = p.ws.alloc<float>(R * 2 * F + n * 2 * Fs);  // routed rows [R, 2F], then the shared [n, 2Fs]
+  float* act = p.ws.alloc<float>(R * F + n * Fs);
+  float* shared_gu = gu + R * 2 * F;
+  float* shared_act = act + R * F;
+  MatmulJob* jobs = make_n<MatmulJob>(p.ws, 2 * (E + 1));
+  int64_t count = 0;
+  auto gate_up = [&](const MlpWeights& e, const float* in, int64_t rows, float* out, int64_t f) {
+    jobs[count++] = MatmulJob{out, in, e.gate_proj, rows, nullptr, 2 * f};
+    jobs[count++] = MatmulJob{out + f, in, e.up_proj, rows, nullptr, 2 * f};
+  };
+  for (int64_t e = 0; e < E; ++e)
+    if (begin[e + 1] > begin[e]) gate_up(experts[size_t(e)], xs + begin[e] * D, begin[e + 1] - begin[e], gu + begin[e] * 2 * F, F);
+  if (w.has_shared) gate_up(w.shared_experts, x, n, shared_gu, Fs);
+  matmul_many(jobs, count);
+  swiglu(act, gu, R, F);
+  if (w.has_shared) swiglu(shared_act, shared_gu, n, Fs);
+  count = 0;
+  for (int64_t e = 0; e < E; ++e)
+    if (begin[e + 1] > begin[e])
+      jobs[count++] = MatmulJob{ys + begin[e] * D, act + begin[e] * F, experts[size_t(e)].down_proj,
+                                begin[e + 1] - begin[e]};
+  if (w.has_shared) jobs[count++] = MatmulJob{y, shared_act, w.shared_experts.down_proj, n};
+  matmul_many(jobs, count);
+}
+
+// Many tokens (prefill, training): each expert's GEMMs are compute bound; one expert per thread, the
+// largest first.
+void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n, float* ys, float* y, MoeActs* acts) {
+  Workspace::Frame frame(p.ws);
+  const std::vector<MlpWeights>& experts = w.experts;
+  const int64_t E = int64_t(experts.size()), R = begin[E];
   const int64_t D = experts[0].gate_proj.cols, F = experts[0].gate_proj.rows;
   const int64_t Fs = w.has_shared ? w.shared_experts.gate_proj.rows : 0;
   RoutedActs* ra = acts ? &acts->routed : nullptr;
-  // Group the n·k (token, choice) pairs by expert: a counting sort, stable in token order.
-  int64_t* begin = kept_or_scratch(ra ? &ra->begin : nullptr, p.ws, E + 1);
-  int32_t* token = kept_or_scratch(ra ? &ra->token : nullptr, p.ws, R);
-  int32_t* row_of = kept_or_scratch(ra ? &ra->row_of : nullptr, p.ws, R);
-  int64_t* cursor = p.ws.alloc<int64_t>(E);
-  std::fill(begin, begin + E + 1, 0);
-  for (int64_t i = 0; i < R; ++i) begin[idx[i] + 1]++;
-  for (int64_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
-  std::copy(begin, begin + E, cursor);
-  for (int64_t i = 0; i < R; ++i) {
-    const int64_t row = cursor[idx[i]]++;
-    row_of[i] = int32_t(row);
-    token[row] = int32_t(i / k);
-  }
-  float* xs = kept_or_scratch(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
-  float* ys = kept_or_scratch(ra ? &ra->ys : nullptr, p.ws, R * D);
-  gather_rows(xs, x, token, R, D);
   int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
   int64_t most = 0;
   const int64_t n_tasks = expert_tasks(begin, E, n, w.has_shared, tasks, &most);
@@ -263,6 +283,40 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
     float* act = ra ? act_all + r0 * F : act_all + int64_t(thread) * most * F;
     mlp_forward(tp, experts[size_t(e)], xs + r0 * D, ys + r0 * D, ne, gu, act);
   });
+}
+
+}  // namespace
+
+void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                           const float* weight, float* y, MoeActs* acts) {
+  Workspace::Frame frame(p.ws);
+  const std::vector<MlpWeights>& experts = w.experts;
+  const int64_t E = int64_t(experts.size()), R = n * k;
+  const int64_t D = experts[0].gate_proj.cols;
+  RoutedActs* ra = acts ? &acts->routed : nullptr;
+  // Group the n·k (token, choice) pairs by expert: a counting sort, stable in token order.
+  int64_t* begin = kept_or_scratch(ra ? &ra->begin : nullptr, p.ws, E + 1);
+  int32_t* token = kept_or_scratch(ra ? &ra->token : nullptr, p.ws, R);
+  int32_t* row_of = kept_or_scratch(ra ? &ra->row_of : nullptr, p.ws, R);
+  int64_t* cursor = p.ws.alloc<int64_t>(E);
+  std::fill(begin, begin + E + 1, 0);
+  for (int64_t i = 0; i < R; ++i) begin[idx[i] + 1]++;
+  for (int64_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
+  std::copy(begin, begin + E, cursor);
+  for (int64_t i = 0; i < R; ++i) {
+    const int64_t row = cursor[idx[i]]++;
+    row_of[i] = int32_t(row);
+    token[row] = int32_t(i / k);
+  }
+  float* xs = kept_or_scratch(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
+  float* ys = kept_or_scratch(ra ? &ra->ys : nullptr, p.ws, R * D);
+  gather_rows(xs, x, token, R, D);
+  // F32 weights (a training arena) go through BLAS, whose small products run best one expert per thread.
+  const bool streamed = !acts && !p.fp8 && n <= kStreamedMaxTokens && experts[0].gate_proj.dtype != DType::F32;
+  if (streamed)
+    streamed_forward(p, w, x, xs, begin, n, ys, y);
+  else
+    tasks_forward(p, w, x, xs, begin, n, ys, y, acts);
   if (!w.has_shared) std::fill(y, y + n * D, 0.f);
   gather_weighted_sum(y, ys, row_of, weight, n, k, D);
 }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <vector>
 
 namespace seek {
@@ -59,6 +60,14 @@ class Workspace {
   int depth_ = 0;
   std::vector<std::unique_ptr<Workspace>> children_;
 };
+
+// n default-constructed T from the workspace (jobs, small tables): a pass allocates nothing of its own.
+template <class T>
+T* make_n(Workspace& ws, int64_t n) {
+  T* p = ws.alloc<T>(n);
+  for (int64_t i = 0; i < n; ++i) new (p + i) T();
+  return p;
+}
 
 // A buffer of n elements: training's `keep` (grown as needed and kept across steps for backward), or,
 // when keep is null (inference), scratch from the workspace.

@@ -23,6 +23,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "tensor/cpu.h"
@@ -40,6 +41,9 @@ constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes 
 constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
 constexpr int64_t kPortableMaxT = 4;          // matmul: T up to this uses the portable direct kernel
 constexpr int64_t kParallelMin = 1 << 15;     // below this much work (elements), stay on one thread
+constexpr int64_t kDirectCostBase = 4;        // matmul_many: a row's cost is K · (this + T)
+constexpr int64_t kPieceCost = (1 << 17) * (kDirectCostBase + 1);  // matmul_direct: 256 KiB of bf16 at T = 1
+constexpr int kMaxThreads = 256;              // matmul_direct: threads it uses at most
 
 bool has_avx512() {
   const CpuFeatures& f = cpu_features();
@@ -100,19 +104,85 @@ void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, 
   if (bias) add_bias(y, ldy, bias, T, 0, N);
 }
 
-void matmul_direct(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
-  const int64_t N = w.rows;
-  const auto simd = has_avx512() ? weight_format(w.dtype).direct_rows_avx512 : nullptr;
-#pragma omp parallel if (N * w.cols >= kParallelMin)
-  {
-    int64_t n0, n1;
-    thread_range(N, 16, &n0, &n1);
-    if (n0 < n1) {
-      if (simd)
-        simd(y, ldy, x, w, T, n0, n1, bias);
-      else
-        direct_rows_portable(y, ldy, x, w, T, n0, n1, bias);
+// Whether matmul runs w at T tokens with a direct kernel.
+bool direct_path(const Mat& w, int64_t T) {
+  if (w.dtype == DType::F32) return false;
+  return T <= (has_avx512() && weight_format(w.dtype).direct_rows_avx512 ? kDirectMaxT : kPortableMaxT);
+}
+
+// Rough work of a direct job's row, in weight elements: the weights are read once for every token
+// group, which stays in cache while each group's multiply-adds run.
+int64_t direct_cost(const MatmulJob& j) { return j.w.cols * (kDirectCostBase + j.T); }
+
+// Pieces of work that threads take from each other's ends (matmul_direct). Piece indices [front, back)
+// packed in one atomic word: the owner takes from the front, a thread that ran out of its own takes
+// from the back.
+class alignas(64) PieceRange {
+ public:
+  void reset(uint32_t front, uint32_t back) { v_.store(pack(front, back), std::memory_order_relaxed); }
+  int64_t take_front() { return take(true); }
+  int64_t take_back() { return take(false); }
+
+ private:
+  static uint64_t pack(uint32_t f, uint32_t b) { return uint64_t(b) << 32 | f; }
+  int64_t take(bool front) {
+    uint64_t v = v_.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint32_t f = uint32_t(v), b = uint32_t(v >> 32);
+      if (f >= b) return -1;
+      const uint64_t next = front ? pack(f + 1, b) : pack(f, b - 1);
+      if (v_.compare_exchange_weak(v, next, std::memory_order_relaxed)) return front ? f : b - 1;
     }
+  }
+  std::atomic<uint64_t> v_{0};
+};
+
+// Direct jobs (non-empty, ldy resolved) in one parallel region. The jobs' summed cost is cut into
+// pieces (at multiples of 16 rows of each job; the same cuts whichever thread computes them, so the
+// pieces tile every job's rows exactly) and each thread owns a contiguous run of them: it streams its
+// run front to back, then takes the last pieces of the others' runs. A static split alone left a
+// thread waiting ~18% of the time on this 2-core VM, where the cores' memory speed varies from one
+// moment to the next; taking from the back keeps the owners' streams unbroken. Which thread computes
+// a row does not change its value.
+void matmul_direct(const MatmulJob* jobs, int64_t n) {
+  int64_t total = 0, elements = 0;
+  for (int64_t j = 0; j < n; j++) {
+    total += jobs[j].w.rows * direct_cost(jobs[j]);
+    elements += jobs[j].w.rows * jobs[j].w.cols;
+  }
+  const bool simd = has_avx512();
+  auto run = [&](int64_t lo, int64_t hi) {  // the rows of cost [lo, hi)
+    int64_t at = 0;  // cost before job j
+    for (int64_t j = 0; j < n && at < hi; j++) {
+      const MatmulJob& jb = jobs[j];
+      const int64_t per_row = direct_cost(jb), rows = jb.w.rows;
+      auto cut = [&](int64_t c) {  // the first row at or after cost c, on a multiple of 16
+        const int64_t r = c <= at ? 0 : ((c - at) + 16 * per_row - 1) / (16 * per_row) * 16;
+        return std::min(rows, r);
+      };
+      const int64_t n0 = cut(lo), n1 = cut(hi);
+      if (n0 < n1) {
+        if (simd)
+          weight_format(jb.w.dtype).direct_rows_avx512(jb.y, jb.ldy, jb.x, jb.w, jb.T, n0, n1, jb.bias);
+        else
+          direct_rows_portable(jb.y, jb.ldy, jb.x, jb.w, jb.T, n0, n1, jb.bias);
+      }
+      at += rows * per_row;
+    }
+  };
+  const int nt = elements >= kParallelMin ? std::min(max_threads(), kMaxThreads) : 1;
+  if (nt == 1) return run(0, total);
+
+  const int64_t pieces = std::clamp<int64_t>(total / kPieceCost, nt, int64_t(1) << 30);
+  PieceRange ranges[kMaxThreads];
+  for (int i = 0; i < nt; i++) ranges[i].reset(uint32_t(pieces * i / nt), uint32_t(pieces * (i + 1) / nt));
+  auto piece = [&](int64_t p) { run(total * p / pieces, total * (p + 1) / pieces); };
+#pragma omp parallel num_threads(nt)
+  {
+    const int id = omp_get_thread_num();
+    for (int64_t p; (p = ranges[id].take_front()) >= 0;) piece(p);
+    for (int k = 1; k < nt; k++)
+      for (int64_t p; (p = ranges[(id + k) % nt].take_back()) >= 0;) piece(p);
   }
 }
 
@@ -201,9 +271,35 @@ void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias
     return;
   }
   if (w.dtype == DType::F32) return matmul_f32(y, ldy, x, w, T, bias);
-  if (T <= (has_avx512() && weight_format(w.dtype).direct_rows_avx512 ? kDirectMaxT : kPortableMaxT))
-    return matmul_direct(y, ldy, x, w, T, bias);
+  if (direct_path(w, T)) {
+    const MatmulJob job{y, x, w, T, bias, ldy};
+    return matmul_direct(&job, 1);
+  }
   matmul_panels(y, ldy, x, w, T, bias);
+}
+
+void matmul_many(const MatmulJob* jobs, int64_t n) {
+  // The direct jobs gathered (with ldy resolved) into a small array on the stack: no allocation.
+  constexpr int64_t kBatch = 64;
+  MatmulJob direct[kBatch];
+  int64_t count = 0;
+  for (int64_t j = 0; j < n; j++) {
+    MatmulJob jb = jobs[j];
+    if (jb.ldy == 0) jb.ldy = jb.w.rows;
+    const bool plain = jb.w.dtype == DType::F32 || jb.T <= 0 || jb.w.rows <= 0 || jb.w.cols == 0;
+    if (plain || !direct_path(jb.w, jb.T)) {
+      matmul(jb.y, jb.x, jb.w, jb.T, jb.bias, jb.ldy);
+      continue;
+    }
+    check_weight_format("matmul_many", jb.w);
+    SEEK_ASSERT(jb.ldy >= jb.w.rows);
+    direct[count++] = jb;
+    if (count == kBatch) {
+      matmul_direct(direct, count);
+      count = 0;
+    }
+  }
+  if (count) matmul_direct(direct, count);
 }
 
 void matmul_bf16_dpbf16(float* y, const float* x, const Mat& w, int64_t T, const float* bias) {

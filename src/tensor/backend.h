@@ -64,6 +64,23 @@ void gemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr, int64_t ldy = 0);
 void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr, int64_t ldy = 0);
 
+// One product of matmul_many: y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias), y's rows ldy apart (0: N).
+struct MatmulJob {
+  float* y;
+  const float* x;
+  Mat w;
+  int64_t T = 1;
+  const float* bias = nullptr;
+  int64_t ldy = 0;
+};
+
+// Several independent products at once, each exactly as matmul computes it. Those matmul would run
+// with its direct kernel (small T) share one parallel region: the rows of all of them are dealt out to
+// the threads in equal shares of weight bytes, so that small matrices (a step's experts, projections
+// of the same input) keep every core streaming and pay one fork/join between them all. The others
+// run one after another through matmul.
+void matmul_many(const MatmulJob* jobs, int64_t n);
+
 // The same product for BF16 weights through AVX512-BF16 dot products (vdpbf16ps): activations are
 // rounded to bf16 (nearest even) first, products are summed in f32. Fewer instructions per weight than
 // matmul (faster where matmul is compute bound, 1 < T, cached weights; at T = 1 both run at memory

@@ -220,6 +220,44 @@ TEST_P(Kernels, MatmulRowStride) {
   }
 }
 
+// Several products in one region (matmul_many): each job's output is bit for bit what matmul gives it
+// alone — whichever thread took which rows, the kernel per row is the same — and the columns beside
+// a job's block (ldy) are untouched. Mixed dtypes and T, an F32 job and a T > 64 job (which run
+// through matmul one by one), empty jobs, and a job big enough (9 MB of bf16) to be cut into many
+// pieces that the threads take from each other's ends.
+TEST_P(Kernels, MatmulManyEqualsOneByOne) {
+  std::mt19937 rng(31);
+  struct Shape { DType dt; int64_t N, K, T, ldy; bool bias; };
+  const Shape shapes[] = {{DType::BF16, 1024, 512, 1, 0, false},  {DType::BF16, 1024, 512, 1, 2048, false},
+                          {DType::F16, 37, 70, 3, 50, true},      {DType::F8_E4M3, 129, 300, 5, 0, false},
+                          {DType::F32, 40, 33, 2, 0, true},       {DType::BF16, 300, 1000, 65, 0, false},
+                          {DType::BF16, 0, 16, 1, 0, false},      {DType::BF16, 4608, 1024, 1, 0, true},
+                          {DType::BF16, 17, 5, 16, 0, false},     {DType::F8_E4M3, 33, 257, 1, 40, false}};
+  std::vector<Weight> ws;
+  std::vector<std::vector<float>> xs, biases, ys, refs;
+  std::vector<MatmulJob> jobs;
+  for (const Shape& s : shapes) {
+    ws.push_back(make_weight(rng, s.dt, s.N, s.K));
+    xs.push_back(random_floats(rng, size_t(s.T * s.K)));
+    biases.push_back(random_floats(rng, size_t(s.N)));
+    const int64_t ldy = s.ldy ? s.ldy : s.N;
+    ys.emplace_back(size_t(s.T * ldy), 7.f);
+    refs.emplace_back(size_t(s.T * ldy), 7.f);
+  }
+  for (size_t i = 0; i < std::size(shapes); i++) {
+    const Shape& s = shapes[i];
+    const float* b = s.bias ? biases[i].data() : nullptr;
+    jobs.push_back(MatmulJob{ys[i].data(), xs[i].data(), ws[i].mat, s.T, b, s.ldy});
+    matmul(refs[i].data(), xs[i].data(), ws[i].mat, s.T, b, s.ldy);
+  }
+  matmul_many(jobs.data(), int64_t(jobs.size()));
+  for (size_t i = 0; i < std::size(shapes); i++) {
+    ASSERT_EQ(ys[i].size(), refs[i].size());
+    for (size_t j = 0; j < ys[i].size(); j++)
+      ASSERT_TRUE(same_bits_or_nan(ys[i][j], refs[i][j])) << "job " << i << " value " << j;
+  }
+}
+
 TEST_P(Kernels, MatmulFp8OddBlocks) {
   std::mt19937 rng(13);
   for (int64_t block : {32, 50, 16, 1000}) {

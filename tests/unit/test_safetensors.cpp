@@ -193,3 +193,41 @@ TEST(Checkpoint, Fp8NeedsScales) {
   write_safetensors(dir / "model.safetensors", keep);
   expect_load_error(dir.path.string(), "FP8 tensor \"model.layers.0.self_attn.o_proj.weight\" has no \"model.layers.0.self_attn.o_proj.weight_scale_inv\"");
 }
+
+// The two ways to hold a weight file (util/file_bytes.h) give the same bytes; read mode starts them on
+// a huge-page boundary; SEEK_WEIGHTS picks the mode and a bad value is named.
+TEST(FileBytes, ReadAndMappedAgree) {
+  test::TempDir dir;
+  const std::string p = dir / "w.bin";
+  std::string data(3 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 2654435761u >> 13);
+  test::write_text(p, data);
+  FileBytes read(p, FileBytes::Mode::Read), mapped(p, FileBytes::Mode::Mapped);
+  EXPECT_FALSE(read.mapped());
+  EXPECT_TRUE(mapped.mapped());
+  ASSERT_EQ(read.size(), data.size());
+  ASSERT_EQ(mapped.size(), data.size());
+  EXPECT_EQ(std::memcmp(read.data(), data.data(), data.size()), 0);
+  EXPECT_EQ(std::memcmp(mapped.data(), data.data(), data.size()), 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(read.data()) % (2 << 20), 0u);
+  FileBytes moved = std::move(read);
+  EXPECT_EQ(std::memcmp(moved.data(), data.data(), data.size()), 0);
+  EXPECT_EQ(read.data(), nullptr);
+
+  setenv("SEEK_WEIGHTS", "mmap", 1);
+  EXPECT_EQ(resolve_load_mode(1), FileBytes::Mode::Mapped);
+  EXPECT_TRUE(FileBytes(p).mapped());
+  setenv("SEEK_WEIGHTS", "read", 1);
+  EXPECT_FALSE(FileBytes(p).mapped());
+  setenv("SEEK_WEIGHTS", "huge", 1);
+  try {
+    FileBytes f(p);
+    ADD_FAILURE() << "accepted SEEK_WEIGHTS=huge";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("SEEK_WEIGHTS=huge: expected mmap or read"), std::string::npos) << e.what();
+  }
+  unsetenv("SEEK_WEIGHTS");
+  // Auto reads a small file (far below half of the available memory).
+  EXPECT_FALSE(FileBytes(p).mapped());
+  EXPECT_EQ(FileBytes(dir / "w.bin", FileBytes::Mode::Read).size(), data.size());
+}

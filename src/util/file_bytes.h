@@ -1,0 +1,49 @@
+// file_bytes.h — a whole file's bytes in memory, read-only, for the weight readers.
+//
+// Two ways to hold them, chosen per file at open:
+//   Read    the file is read into anonymous memory on 2 MiB pages (madvise MADV_HUGEPAGE), then made
+//           read-only. Decode streams every weight once per token; on 4 KiB pages that stream misses
+//           the TLB every 4 KiB, and on this 2-core Zen 5 VM the bench model then decodes ~25% slower
+//           (docs/results.md, issue 12). Resident memory is the file's size, as mapped; the page cache
+//           is not shared with other processes.
+//   Mapped  mmap of the file: pages load on first touch and are shared with other processes, and a
+//           file larger than memory still opens.
+// Auto (the default) reads when the file takes at most half of the memory available, else maps.
+// SEEK_WEIGHTS=mmap or SEEK_WEIGHTS=read in the environment overrides it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace seek {
+
+class FileBytes {
+ public:
+  enum class Mode { Auto, Read, Mapped };
+
+  FileBytes() = default;
+  // Throws Error naming the file when it cannot be opened, read or mapped.
+  explicit FileBytes(const std::string& path, Mode mode = Mode::Auto);
+  ~FileBytes();
+  FileBytes(FileBytes&& o) noexcept;
+  FileBytes& operator=(FileBytes&& o) noexcept;
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool mapped() const { return mapped_; }
+
+ private:
+  void release();
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  void* region_ = nullptr;  // what munmap releases
+  size_t region_size_ = 0;
+  bool mapped_ = false;
+};
+
+// The mode Auto resolves to for a file of `bytes` (the environment's override, else by free memory).
+FileBytes::Mode resolve_load_mode(size_t bytes);
+
+}  // namespace seek
