@@ -79,9 +79,12 @@ SEEK_AVX512 inline void load_chunk(const void* base, int64_t i, __mmask32 m, __m
 // accumulators; each activation vector loaded serves NR rows. K is cut into segments of one FP8 block
 // (one scale per row per segment) or, for bf16/f16, one segment of all of K. Weights are prefetched
 // ahead, one line per 64 bytes: with T > 1 the loop body is long and the out-of-order window alone does
-// not keep enough cache misses in flight to reach memory bandwidth; at T = 1 prefetching 4 KiB ahead
-// into L2 (leaving L1 to the activations) gained 5-10% over none on Zen 5.
-constexpr int64_t kPrefetch = 2048;     // T > 1, into L1
+// not keep enough cache misses in flight to reach memory bandwidth. At T > 1 (NR rows side by side)
+// each row prefetches the same place in the row NR below, which the next tile reads: a fixed distance
+// of 2 KiB landed, for NR = 4 rows of 2 KiB, on rows this tile was already reading, and the bench
+// model's head ran at ~25 GB/s at T = 2–4 instead of ~45 (issue 12). At T = 1 prefetching 4 KiB
+// ahead into L2 (leaving L1 to the activations) gained 5-10% over none on Zen 5.
+constexpr int64_t kPrefetch = 2048;     // matmul_dpbf16_rows of one row, into L1
 constexpr int64_t kPrefetchT1 = 4096;  // T = 1, into L2
 
 template <WKind kind, int TT, int NR, int U>
@@ -122,7 +125,7 @@ SEEK_AVX512 void direct_tile(float* y, int64_t ldy, const float* x, const Mat& w
           if constexpr (TT == 1)
             _mm_prefetch(wrow[r] + k * esize + kPrefetchT1, _MM_HINT_T1);
           else
-            _mm_prefetch(wrow[r] + k * esize + kPrefetch, _MM_HINT_T0);
+            _mm_prefetch(wrow[r] + (NR * K + k) * esize, _MM_HINT_T0);
         }
         load_chunk<kind, false>(wrow[r], k, m, wv[r]);
       }
@@ -236,7 +239,9 @@ SEEK_AVX512_BF16 void dpbf16_tile(float* y, int64_t ldy, const uint16_t* xb, int
       if (masked) {
         wv[r] = _mm512_maskz_loadu_epi16(m, wrow[r] + k);
       } else {
-        _mm_prefetch(reinterpret_cast<const char*>(wrow[r] + k) + kPrefetch, _MM_HINT_T0);
+        // As direct_tile: NR > 1 rows prefetch the next tile's rows; one row prefetches along itself.
+        _mm_prefetch(reinterpret_cast<const char*>(wrow[r] + (NR > 1 ? NR * K + k : k)) + (NR > 1 ? 0 : kPrefetch),
+                     _MM_HINT_T0);
         wv[r] = _mm512_loadu_si512(wrow[r] + k);
       }
     }
