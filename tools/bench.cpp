@@ -170,6 +170,29 @@ int cmd_bench(const BenchOptions& o) {
 
   // Generation through the engine (sampling included), batch 1 and batch 8: 8 prompts of 32 tokens,
   // each generating o.decode tokens at temperature 1 without stops; decode tokens/s over the batch.
+  // As llama-bench's tg: decode from an empty cache (one start token, then o.decode greedy steps), the
+  // mean rate of two runs; and the lm head's matmul alone at T = 1, the part of a step that no
+  // engine can shorten without changing the logits (every weight of it is read once per token).
+  double tg_tps = 0;
+  for (int rep = 0; rep < 2; ++rep) {
+    KVCache fresh = m->new_cache(o.decode + 1);
+    int32_t tok = prompt[0];
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < o.decode; ++i) {
+      m->forward(fresh, &tok, 1, logits.data(), false);
+      tok = argmax(logits.data(), V);
+    }
+    tg_tps += double(o.decode) / seconds_since(t0) / 2;
+  }
+  std::vector<float> x(static_cast<size_t>(c.hidden_size), 0.01f);
+  double head_s = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    t0 = std::chrono::steady_clock::now();
+    matmul(logits.data(), x.data(), m->weights().lm_head, 1);
+    head_s = std::min(head_s, seconds_since(t0));
+  }
+  std::fprintf(stderr, "  tg (from an empty cache): %.1f tokens/s; the head alone %.2f ms\n", tg_tps, head_s * 1e3);
+
   auto generate_tps = [&](int64_t batch) {
     std::vector<GenerationRequest> reqs(static_cast<size_t>(batch));
     for (int64_t b = 0; b < batch; ++b) {
@@ -213,6 +236,10 @@ int cmd_bench(const BenchOptions& o) {
       {"decode_bytes_per_token", wbytes + kv_bytes},
       {"decode_pct_of_bandwidth", 100.0 * decode_ratio},
       {"decode_round_bandwidths_GBps", bws},
+      {"decode_tg_tokens_per_s", tg_tps},
+      {"decode_tg_ms_per_token", 1e3 / tg_tps},
+      {"head_ms_per_token", head_s * 1e3},
+      {"head_bytes", double(m->weights().lm_head.rows) * double(row_bytes(m->weights().lm_head))},
       {"generate_batch1_tokens_per_s", gen1},
       {"generate_batch8_tokens_per_s", gen8},
       {"peak_rss_bytes", peak_rss},
@@ -226,6 +253,8 @@ int cmd_bench(const BenchOptions& o) {
               flops / prefill_s / 1e9, 100.0 * flops / prefill_s / peak);
   std::printf("decode    batch 1: %.2f tokens/s, %.1f MB/token = %.1f%% of read bandwidth (median of %zu rounds)\n",
               decode_tps, (wbytes + kv_bytes) / 1e6, 100.0 * decode_ratio, ratios.size());
+  std::printf("decode    tg %lld from an empty cache: %.2f tokens/s = %.2f ms/token, of which the head %.2f ms\n",
+              (long long)o.decode, tg_tps, 1e3 / tg_tps, head_s * 1e3);
   std::printf("generate  sampling at temperature 1: batch 1 %.1f tokens/s, batch 8 %.1f tokens/s aggregate (%.2fx)\n", gen1,
               gen8, gen8 / gen1);
   std::printf("memory    peak resident %.2f GB = %.3f x weight bytes\n", peak_rss / 1e9, peak_rss / weight_file_bytes);

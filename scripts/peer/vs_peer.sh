@@ -9,7 +9,9 @@
 #                   /usr/bin/python3 scripts/peer/hf_to_gguf.py --gguf-py PEER/gguf-py SEEK_MODEL_DIR MODEL.gguf
 #   SEEK_MODEL_DIR  a model folder in HF layout (build/seek new-model --preset bench-1b --dtype bf16 --out DIR)
 # Per round: the peer's pp512 and tg128 at its defaults (ik_llama.cpp: -mla 3 -fa 1 -fmoe 1), then
-# `seek bench` (prefill of 512, decode of 128 at batch 1, and its generate figure). Set PEER_ARGS to
+# `seek bench` (prefill of 512; tg128 as llama-bench runs it: 128 greedy steps from an empty cache, the
+# mean of two runs; generate: 128 sampled tokens after a 32-token prompt through the engine; the head's
+# matmul alone). Set PEER_ARGS to
 # pass more options to llama-bench.
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '6,13p' "$0" >&2; exit 2; }
@@ -39,16 +41,18 @@ for r in range(1, rounds + 1):
     pp = next(x["avg_ts"] for x in peer if x["n_prompt"] == 512 and x["n_gen"] == 0)
     tg = next(x["avg_ts"] for x in peer if x["n_prompt"] == 0 and x["n_gen"] == 128)
     s = json.load(open(f"{tmp}/seek-{r}.json"))
-    rows.append(dict(pp=pp, tg=tg, prefill=s["prefill_tokens_per_s"], decode=s["decode_tokens_per_s"],
+    rows.append(dict(pp=pp, tg=tg, prefill=s["prefill_tokens_per_s"], decode=s["decode_tg_tokens_per_s"],
+                     head=s["head_ms_per_token"],
                      generate=s["generate_batch1_tokens_per_s"], bw=s["mem_read_bandwidth_GBps"],
                      peak=s["sgemm_peak_GFLOPs"]))
-print("| round | peer pp512 | seek prefill 512 | ratio | peer tg128 | seek bench decode | ratio | seek generate | ratio | bandwidth GB/s | sgemm GFLOP/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| round | peer pp512 | seek prefill 512 | ratio | peer tg128 | seek tg128 | ratio | seek generate | ratio | seek head ms | bandwidth GB/s | sgemm GFLOP/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for i, x in enumerate(rows, 1):
     print(f"| {i} | {x['pp']:.1f} | {x['prefill']:.1f} | {x['prefill']/x['pp']:.2f} | {x['tg']:.1f} | {x['decode']:.1f} | "
-          f"{x['decode']/x['tg']:.2f} | {x['generate']:.1f} | {x['generate']/x['tg']:.2f} | {x['bw']:.0f} | {x['peak']:.0f} |")
+          f"{x['decode']/x['tg']:.2f} | {x['generate']:.1f} | {x['generate']/x['tg']:.2f} | {x['head']:.2f} | {x['bw']:.0f} | "
+          f"{x['peak']:.0f} |")
 med = lambda f: statistics.median(f(x) for x in rows)
 print(f"medians of the per-round ratios: prefill {med(lambda x: x['prefill']/x['pp']):.2f}x, "
-      f"decode (seek bench) {med(lambda x: x['decode']/x['tg']):.2f}x, decode (seek generate) {med(lambda x: x['generate']/x['tg']):.2f}x")
+      f"decode tg128 {med(lambda x: x['decode']/x['tg']):.2f}x, decode (seek generate) {med(lambda x: x['generate']/x['tg']):.2f}x")
 PY
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

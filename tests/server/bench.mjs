@@ -100,7 +100,10 @@ try {
     const wall = (performance.now() - t0) / 1000;
     const tokens = runs.reduce((s, r) => s + r.usage.completion_tokens, 0);
     result.throughput.push({ streams: n, output_tokens: tokens, seconds: +wall.toFixed(3), tokens_per_s: +(tokens / wall).toFixed(2),
-                             mean_ttft_s: +(runs.reduce((s, r) => s + r.ttft, 0) / n).toFixed(3) });
+                             mean_ttft_s: +(runs.reduce((s, r) => s + r.ttft, 0) / n).toFixed(3),
+                             // after the first token: what `seek generate` reports as decode tokens/s
+                             decode_tokens_per_s_per_stream: +(runs.reduce((s, r) =>
+                               s + (r.usage.completion_tokens - 1) / (r.total - r.ttft), 0) / n).toFixed(2) });
     console.error(JSON.stringify(result.throughput.at(-1)));
   }
   const base = result.throughput.find((t) => t.streams === 1);
@@ -133,7 +136,7 @@ try {
       .then(() => complete(server.url, ids(64, 50000 + i), DECODE)).then((r) => lat.push(r.total)));
   }
   await Promise.all(jobs);
-  result.load = { requests: LOAD_REQUESTS, rate_per_s: +rate.toFixed(3), prompt_tokens: 64, max_tokens: DECODE,
+  if (LOAD_REQUESTS > 0) result.load = { requests: LOAD_REQUESTS, rate_per_s: +rate.toFixed(3), prompt_tokens: 64, max_tokens: DECODE,
                   p50_s: +pct(lat, 50).toFixed(3), p99_s: +pct(lat, 99).toFixed(3), max_s: +Math.max(...lat).toFixed(3) };
   console.error("load", JSON.stringify(result.load));
 } finally {
