@@ -5,7 +5,8 @@
 //                      sum (the better of two software-prefetch settings) over a 1 GiB buffer. The two are measured in
 //                      alternating rounds and the ratio is taken per round (median reported), because
 //                      a VM's memory bandwidth drifts with its neighbours.
-//   small T:           time per token of bf16 matmul from T = 1 to 128, across the direct/panel switch.
+//   small T:           time per token of bf16 matmul from T = 1 to 128, across the direct/panel switch;
+//                      and the bench model's lm head [129280, 1024] at T = 1 to 16 (a server step).
 //   prefill (T = 512): GFLOP/s of matmul on bf16 (and f8) weights vs cblas_sgemm on f32 weights of the
 //                      same shape — the peak seek's panel path can reach, since it ends in that sgemm.
 // Threads: OMP_NUM_THREADS (default: all cores).
@@ -240,6 +241,18 @@ int main(int argc, char** argv) {
       double t = best_time(quick ? 5 : 20, [&] { matmul(y.data(), x.data(), w.mat, T); });
       std::printf("  T = %-4lld %9.3f ms %8.3f ms/token %7.1f GFLOP/s\n", (long long)T, t * 1e3, t * 1e3 / T,
                   2.0 * T * 4096 * 4096 / t / 1e9);
+    }
+  }
+
+  std::printf("\nsmall T, bf16 [129280, 1024] (265 MB, the bench model's lm head: a server step with T streams)\n");
+  {
+    Weights w = make_weights(DType::BF16, 129280, 1024);
+    const double bytes = double(w.bytes.size());
+    for (int64_t T : {1, 2, 4, 8, 16}) {
+      std::vector<float> x = random_vec(size_t(T * 1024)), y(size_t(T * 129280));
+      double t = best_time(quick ? 2 : 5, [&] { matmul(y.data(), x.data(), w.mat, T); });
+      std::printf("  T = %-4lld %9.3f ms %8.1f GB/s %7.1f GFLOP/s\n", (long long)T, t * 1e3, bytes / t / 1e9,
+                  2.0 * T * 129280 * 1024 / t / 1e9);
     }
   }
 
