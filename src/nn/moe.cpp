@@ -218,7 +218,8 @@ int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, in
 // core streaming alone, and an odd count idles one. Instead every expert's gate and up products run in
 // one parallel region, their rows dealt out evenly to the threads (matmul_many), then SwiGLU, then
 // every down product in a second region.
-void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n, float* ys, float* y) {
+void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin,
+                      int64_t n, float* ys, float* y) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = begin[E];
@@ -235,7 +236,8 @@ void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const 
     jobs[count++] = MatmulJob{out + f, in, e.up_proj, rows, nullptr, 2 * f};
   };
   for (int64_t e = 0; e < E; ++e)
-    if (begin[e + 1] > begin[e]) gate_up(experts[size_t(e)], xs + begin[e] * D, begin[e + 1] - begin[e], gu + begin[e] * 2 * F, F);
+    if (begin[e + 1] > begin[e])
+      gate_up(experts[size_t(e)], xs + begin[e] * D, begin[e + 1] - begin[e], gu + begin[e] * 2 * F, F);
   if (w.has_shared) gate_up(w.shared_experts, x, n, shared_gu, Fs);
   matmul_many(jobs, count);
   swiglu(act, gu, R, F);
@@ -251,7 +253,8 @@ void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const 
 
 // Many tokens (prefill, training): each expert's GEMMs are compute bound; one expert per thread, the
 // largest first.
-void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n, float* ys, float* y, MoeActs* acts) {
+void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n,
+                   float* ys, float* y, MoeActs* acts) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = begin[E];

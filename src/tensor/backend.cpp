@@ -10,6 +10,8 @@
 //   other formats, T > 64    "panels": each thread converts a panel of up to 256 weight rows to f32 in
 //                            its own scratch and calls single-threaded cblas_sgemm on it (OpenBLAS runs
 //                            one thread inside an OpenMP parallel region).
+//   matmul_many runs the direct products of several matrices in one parallel region (the rows of all of
+//   them dealt out to the threads), so that small matrices pay one fork/join between them.
 //   The threshold: on a 2-core Zen 5 the direct kernel runs at ~330 GFLOP/s at any T, the panel path
 //   only overtakes it from T ≈ 64–96 with OpenBLAS's AVX-512 (SkylakeX) sgemm at ~480 GFLOP/s, and
 //   never with its Haswell kernels (~260 GFLOP/s). Measured with bench/bench_kernels.cpp. Without
@@ -140,10 +142,11 @@ class alignas(64) PieceRange {
 // Direct jobs (non-empty, ldy resolved) in one parallel region. The jobs' summed cost is cut into
 // pieces (at multiples of 16 rows of each job; the same cuts whichever thread computes them, so the
 // pieces tile every job's rows exactly) and each thread owns a contiguous run of them: it streams its
-// run front to back, then takes the last pieces of the others' runs. A static split alone left a
-// thread waiting ~18% of the time on this 2-core VM, where the cores' memory speed varies from one
-// moment to the next; taking from the back keeps the owners' streams unbroken. Which thread computes
-// a row does not change its value.
+// run front to back, then takes the last pieces of the others' runs. With a static split one thread
+// waited for the other ~18% of a decode step's matmul time on this 2-core VM (the cores' share of the
+// memory bandwidth varies from moment to moment); taking pieces decoded 3–5% faster in alternating
+// steps of one process, and taking from the back keeps the owners' streams unbroken. Which thread
+// computes a row does not change its value.
 void matmul_direct(const MatmulJob* jobs, int64_t n) {
   int64_t total = 0, elements = 0;
   for (int64_t j = 0; j < n; j++) {
@@ -279,8 +282,9 @@ void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias
 }
 
 void matmul_many(const MatmulJob* jobs, int64_t n) {
-  // The direct jobs gathered (with ldy resolved) into a small array on the stack: no allocation.
-  constexpr int64_t kBatch = 64;
+  // The direct jobs gathered (with ldy resolved) into an array on the stack, no allocation: 256 jobs
+  // (24 KiB) hold the gate and up products of a step's 64 routed experts and the shared one at once.
+  constexpr int64_t kBatch = 256;
   MatmulJob direct[kBatch];
   int64_t count = 0;
   for (int64_t j = 0; j < n; j++) {

@@ -76,7 +76,8 @@ FileBytes::FileBytes(const std::string& path, Mode mode) {
     region_ = nullptr;
     throw Error(strfmt("%s: cannot allocate %zu bytes to read it into: %s", path.c_str(), size_, std::strerror(errno)));
   }
-  auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region_) + kHugePage - 1) / kHugePage * kHugePage);
+  auto* base =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region_) + kHugePage - 1) / kHugePage * kHugePage);
   madvise(base, len, MADV_HUGEPAGE);  // advice only: without transparent huge pages the read still works
   for (size_t done = 0; done < size_;) {
     const ssize_t n = ::pread(f.fd, base + done, std::min<size_t>(size_ - done, size_t(1) << 30), off_t(done));
