@@ -43,6 +43,7 @@ def main():
     ap.add_argument("model_dir", type=Path)
     ap.add_argument("gguf_file", type=Path)
     ap.add_argument("--type", default="bf16", choices=("bf16", "f16", "f32"))
+    ap.add_argument("--layout", default="ik", choices=("ik", "mainline"), help="as given to hf_to_gguf.py")
     args = ap.parse_args()
     sys.path.insert(0, args.gguf_py)
     from gguf import GGUFReader, GGMLQuantizationType as Q
@@ -107,9 +108,13 @@ def main():
         add("attn_q_a.weight", (ql, H), wtype, "self_attn.q_a_proj.weight")
         add("attn_q_b.weight", (nh * (nope + rope), ql), wtype, "self_attn.q_b_proj.weight")
         add("attn_kv_a_mqa.weight", (kvl + rope, H), wtype, "self_attn.kv_a_proj_with_mqa.weight")
-        add("attn_kv_b.weight", (nh * (nope + vd), kvl), wtype, "self_attn.kv_b_proj.weight")
-        add("attn_k_b.weight", (nh * kvl, nope), wtype, lambda p=p: k_b(p))
-        add("attn_v_b.weight", (nh * vd, kvl), wtype, lambda p=p: v_b(p))
+        if args.layout == "ik":
+            add("attn_kv_b.weight", (nh * (nope + vd), kvl), wtype, "self_attn.kv_b_proj.weight")
+            add("attn_k_b.weight", (nh * kvl, nope), wtype, lambda p=p: k_b(p))
+            add("attn_v_b.weight", (nh * vd, kvl), wtype, lambda p=p: v_b(p))
+        else:  # 3-D, one matrix per head
+            add("attn_k_b.weight", (nh, kvl, nope), wtype, lambda p=p: k_b(p).reshape(nh, kvl, nope))
+            add("attn_v_b.weight", (nh, vd, kvl), wtype, lambda p=p: v_b(p).reshape(nh, vd, kvl))
         add("attn_output.weight", (H, nh * vd), wtype, "self_attn.o_proj.weight")
         if l < dense:
             add("ffn_gate.weight", (I, H), wtype, "mlp.gate_proj.weight")
@@ -169,6 +174,10 @@ def main():
         f"{arch}.rope.dimension_count": rope,
         "general.file_type": {"f32": 0, "f16": 1, "bf16": 32}[args.type], "tokenizer.ggml.model": "gpt2",
     }
+    if args.layout == "mainline":  # MLA as MQA over the latent, the head dims in the *_mla keys
+        want_kv.update({f"{arch}.attention.head_count_kv": 1, f"{arch}.attention.key_length": kvl + rope,
+                        f"{arch}.attention.value_length": kvl, f"{arch}.attention.key_length_mla": nope + rope,
+                        f"{arch}.attention.value_length_mla": vd})
     rs = cfg.get("rope_scaling") or {}
     if rs.get("type", rs.get("rope_type")) == "yarn" and "mscale_all_dim" in rs:
         want_kv.update({f"{arch}.rope.scaling.type": "yarn", f"{arch}.rope.scaling.factor": rs["factor"],

@@ -9,7 +9,7 @@ come from the same code the peer's converter uses.
 
 Usage:
   /usr/bin/python3 scripts/peer/hf_to_gguf.py --gguf-py PATH/ik_llama.cpp/gguf-py MODEL_DIR OUT.gguf
-                                              [--type bf16|f16|f32] [--pre NAME]
+                                              [--type bf16|f16|f32] [--pre NAME] [--layout ik|mainline]
 
 What it writes (the facts are taken from ik_llama.cpp's convert_hf_to_gguf.py, DeepseekV2Model):
 - architecture deepseek2 with the same hyperparameter keys that converter writes, including the
@@ -28,11 +28,14 @@ What it writes (the facts are taken from ik_llama.cpp's convert_hf_to_gguf.py, D
 
 scripts/peer/check_gguf.py checks a written file against its source folder, value by value.
 
+--layout mainline writes mainline llama.cpp's MLA layout instead (as its conversion/deepseek.py does;
+give its gguf-py, which has the *_mla keys): head_count_kv 1, key_length kv_lora + rope and
+value_length kv_lora, key_length_mla nope + rope and value_length_mla v, and only the 3-D
+attn_k_b [n_head, kv_lora, nope] and attn_v_b [n_head, v, kv_lora] (no attn_kv_b). Mainline refuses the
+ik layout ("wrong number of tensors": it does not read attn_kv_b when the split ones are present).
+
 Not supported: other architectures, tokenizers that are not byte-level BPE, quantized output types,
-big-endian hosts, splitting the output file, and mainline llama.cpp's layout. The file is laid out
-for ik_llama.cpp; mainline's own converter writes 3-D attn_k_b/attn_v_b only, with head_count_kv = 1
-and the *_mla key lengths. Mainline reading this file would take the plain (non-MLA) attention path
-through attn_kv_b and is expected to refuse the extra attn_k_b/attn_v_b tensors (not tried).
+big-endian hosts, splitting the output file.
 """
 
 import argparse
@@ -184,7 +187,7 @@ def need(cfg, key, where="config.json"):
     return cfg[key]
 
 
-def write_hparams(w, cfg, ftype, name):
+def write_hparams(w, cfg, ftype, name, layout="ik"):
     """The keys ik_llama.cpp's converter writes for DeepseekV2/V3ForCausalLM (base Model keys first,
     then DeepseekV2Model's), from the same config fields."""
     n_layer = need(cfg, "num_hidden_layers")
@@ -196,7 +199,9 @@ def write_hparams(w, cfg, ftype, name):
     w.add_embedding_length(need(cfg, "hidden_size"))
     w.add_feed_forward_length(need(cfg, "intermediate_size"))
     w.add_head_count(need(cfg, "num_attention_heads"))
-    if cfg.get("num_key_value_heads") is not None:
+    if layout == "mainline":
+        w.add_head_count_kv(1)  # MLA as MQA over the latent
+    elif cfg.get("num_key_value_heads") is not None:
         w.add_head_count_kv(cfg["num_key_value_heads"])
     if cfg.get("rope_theta") is not None:
         w.add_rope_freq_base(cfg["rope_theta"])
@@ -210,8 +215,16 @@ def write_hparams(w, cfg, ftype, name):
         w.add_q_lora_rank(cfg["q_lora_rank"])
     w.add_kv_lora_rank(need(cfg, "kv_lora_rank"))
     key_length = cfg.get("head_dim") or need(cfg, "qk_nope_head_dim") + need(cfg, "qk_rope_head_dim")
-    w.add_key_length(key_length)
-    w.add_value_length(cfg.get("v_head_dim", key_length))
+    if layout == "mainline":
+        if not hasattr(w, "add_key_length_mla"):
+            raise ConvertError("--layout mainline: this gguf-py has no add_key_length_mla (give mainline's gguf-py)")
+        w.add_key_length(need(cfg, "kv_lora_rank") + need(cfg, "qk_rope_head_dim"))
+        w.add_value_length(need(cfg, "kv_lora_rank"))
+        w.add_key_length_mla(key_length)
+        w.add_value_length_mla(cfg.get("v_head_dim", key_length))
+    else:
+        w.add_key_length(key_length)
+        w.add_value_length(cfg.get("v_head_dim", key_length))
     w.add_expert_feed_forward_length(need(cfg, "moe_intermediate_size"))
     w.add_expert_count(need(cfg, "n_routed_experts"))
     w.add_expert_shared_count(need(cfg, "n_shared_experts"))
@@ -252,7 +265,7 @@ def check_config(cfg):
 # ---------------------------------------------------------------------------------------------------
 # tensors
 
-def plan_tensors(ck, cfg, out_type):
+def plan_tensors(ck, cfg, out_type, layout="ik"):
     """A list of (gguf name, numpy shape, ggml type, function returning the data), in write order."""
     T = gguf.GGMLQuantizationType
     n_layer = cfg["num_hidden_layers"]
@@ -360,7 +373,8 @@ def plan_tensors(ck, cfg, out_type):
                 raise ConvertError(f"{name}: shape {shape}, expected [{n_head} * ({nope} + {vdim}), kv_lora_rank]")
             g = gguf_name(name)
             q = out_qtype(name, g, 2)
-            plan.append((g, shape, q, loader(name, q)))
+            if layout == "ik":
+                plan.append((g, shape, q, loader(name, q)))
 
             def k_b(name=name, q=q):
                 kv = ck.f32(name).reshape(n_head, nope + vdim, rank)
@@ -369,8 +383,13 @@ def plan_tensors(ck, cfg, out_type):
             def v_b(name=name, q=q):
                 kv = ck.f32(name).reshape(n_head, nope + vdim, rank)
                 return encode(kv[:, nope:, :].reshape(n_head * vdim, rank), q)
-            plan.append((gguf_name(name.replace("kv_b_proj", "k_b_proj")), (n_head * rank, nope), q, k_b))
-            plan.append((gguf_name(name.replace("kv_b_proj", "v_b_proj")), (n_head * vdim, rank), q, v_b))
+            # the same values; mainline wants them 3-D, one matrix per head
+            k_shape = (n_head, rank, nope) if layout == "mainline" else (n_head * rank, nope)
+            v_shape = (n_head, vdim, rank) if layout == "mainline" else (n_head * vdim, rank)
+            plan.append((gguf_name(name.replace("kv_b_proj", "k_b_proj")), k_shape, q,
+                         lambda k_b=k_b, k_shape=k_shape: k_b().reshape(k_shape)))
+            plan.append((gguf_name(name.replace("kv_b_proj", "v_b_proj")), v_shape, q,
+                         lambda v_b=v_b, v_shape=v_shape: v_b().reshape(v_shape)))
             continue
 
         hf = name.replace("e_score_correction_bias", "e_score_correction.bias")
@@ -530,6 +549,8 @@ def main():
     ap.add_argument("out", type=Path)
     ap.add_argument("--type", choices=("bf16", "f16", "f32"), default="bf16", help="type of the weight matrices")
     ap.add_argument("--pre", help="tokenizer.ggml.pre to write instead of the detected one")
+    ap.add_argument("--layout", choices=("ik", "mainline"), default="ik",
+                    help="MLA tensors as ik_llama.cpp reads them (default) or as mainline llama.cpp does")
     args = ap.parse_args()
 
     global gguf
@@ -551,10 +572,10 @@ def main():
         T, F = gguf.GGMLQuantizationType, gguf.LlamaFileType
         out_type, ftype = {"bf16": (T.BF16, F.MOSTLY_BF16), "f16": (T.F16, F.MOSTLY_F16),
                            "f32": (T.F32, F.ALL_F32)}[args.type]
-        plan = plan_tensors(ck, cfg, out_type)
+        plan = plan_tensors(ck, cfg, out_type, args.layout)
 
         w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.DEEPSEEK2])
-        write_hparams(w, cfg, ftype, args.model_dir.resolve().name)
+        write_hparams(w, cfg, ftype, args.model_dir.resolve().name, args.layout)
         vocab_size = cfg["vocab_size"]
         if (args.model_dir / "tokenizer.json").is_file():
             vocab_msg = vocab_from_tokenizer_json(w, args.model_dir, vocab_size, args.pre)
