@@ -1,11 +1,6 @@
 // safetensors.cpp — see safetensors.h.
 #include "model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -32,16 +27,16 @@ std::string TensorInfo::shape_str() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), bytes_(path) {
-  size_ = bytes_.size();
-  if (size_ < 8)
-    throw Error(strfmt("%s: truncated: %zu bytes, a safetensors file needs at least 8", path.c_str(), size_));
+  const size_t size = bytes_.size();
+  if (size < 8)
+    throw Error(strfmt("%s: truncated: %zu bytes, a safetensors file needs at least 8", path.c_str(), size));
   {
     const uint8_t* base = bytes_.data();
     uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= uint64_t(base[i]) << (8 * i);
-    if (n > size_ - 8)
+    if (n > size - 8)
       throw Error(strfmt("%s: truncated or corrupt: header says %llu bytes of JSON but only %zu bytes follow",
-                         path.c_str(), (unsigned long long)n, size_ - 8));
+                         path.c_str(), (unsigned long long)n, size - 8));
     json h;
     try {
       h = json::parse(base + 8, base + 8 + n);
@@ -50,7 +45,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), bytes_(
     }
     if (!h.is_object()) throw Error(path + ": header must be a JSON object");
     const uint8_t* data = base + 8 + n;
-    size_t data_size = size_ - 8 - n;
+    size_t data_size = size - 8 - n;
     std::vector<std::pair<size_t, size_t>> ranges;
     for (auto it = h.begin(); it != h.end(); ++it) {
       const std::string& name = it.key();

@@ -43,12 +43,11 @@ class SafetensorsFile {
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  size_t mapped_bytes() const { return size_; }
+  size_t mapped_bytes() const { return bytes_.size(); }
 
  private:
   std::string path_;
   FileBytes bytes_;  // read into huge pages or mapped: util/file_bytes.h
-  size_t size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
   std::vector<std::unique_ptr<uint8_t[]>> copies_;  // realigned tensors

@@ -290,8 +290,7 @@ void matmul_many(const MatmulJob* jobs, int64_t n) {
   for (int64_t j = 0; j < n; j++) {
     MatmulJob jb = jobs[j];
     if (jb.ldy == 0) jb.ldy = jb.w.rows;
-    const bool plain = jb.w.dtype == DType::F32 || jb.T <= 0 || jb.w.rows <= 0 || jb.w.cols == 0;
-    if (plain || !direct_path(jb.w, jb.T)) {
+    if (jb.T <= 0 || jb.w.rows <= 0 || jb.w.cols == 0 || !direct_path(jb.w, jb.T)) {  // matmul's own cases
       matmul(jb.y, jb.x, jb.w, jb.T, jb.bias, jb.ldy);
       continue;
     }
