@@ -2,7 +2,8 @@
 //
 // Does: names and sizes of DType; bit-exact conversions (to f32 exact; from f32 round to nearest,
 // ties to even, on the integer bits so that the result never depends on the FPU rounding mode);
-// to_f32 for whole arrays (scalar loops; the vectorised versions live in kernels.cpp).
+// to_f32 for whole arrays (scalar loops; the vectorised versions live in kernels.cpp; block formats
+// through quant.h's exact dequantization).
 // Does not: convert I32/I64 to floats (no kernel computes in them), or pick SIMD paths.
 //
 // f8 e4m3fn (OCP FP8 "E4M3", the variant DeepSeek-V3 stores weights in): 1 sign, 4 exponent bits
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/quant.h"
 #include "util/error.h"
 
 namespace seek {
@@ -49,8 +51,41 @@ size_t dtype_size(DType t) {
     case DType::F8_E4M3: return 1;
     case DType::I32: return 4;
     case DType::I64: return 8;
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K:
+      SEEK_ASSERT_MSG(false, "dtype_size of a block format: use dtype_nbytes");
   }
   SEEK_ASSERT_MSG(false, "unknown DType");
+}
+
+bool dtype_is_block(DType t) { return dtype_block_values(t) > 1; }
+
+int64_t dtype_block_values(DType t) {
+  switch (t) {
+    case DType::Q8_0:
+    case DType::Q4_0: return 32;
+    case DType::Q4_K:
+    case DType::Q6_K: return 256;
+    default: return 1;
+  }
+}
+
+int64_t dtype_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q8_0: return 34;   // f16 scale + 32 int8
+    case DType::Q4_0: return 18;   // f16 scale + 32 nibbles
+    case DType::Q4_K: return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
+    case DType::Q6_K: return 210;  // 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales, f16 d
+    default: return int64_t(dtype_size(t));
+  }
+}
+
+size_t dtype_nbytes(DType t, int64_t n) {
+  const int64_t b = dtype_block_values(t);
+  SEEK_ASSERT_MSG(n % b == 0, "a block-format tensor's size must be a multiple of its block");
+  return size_t(n / b) * size_t(dtype_block_bytes(t));
 }
 
 std::string_view dtype_name(DType t) {
@@ -61,6 +96,10 @@ std::string_view dtype_name(DType t) {
     case DType::F8_E4M3: return "F8_E4M3";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
+    case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q6_K: return "Q6_K";
   }
   SEEK_ASSERT_MSG(false, "unknown DType");
 }
@@ -177,6 +216,12 @@ void to_f32(DType t, const void* src, float* dst, size_t n) {
       for (size_t i = 0; i < n; i++) dst[i] = f8e4m3_to_f32(s[i]);
       return;
     }
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K:  // n values = n / block_values blocks, exactly as ggml dequantizes them
+      dequantize_row_ref(t, src, dst, int64_t(n));
+      return;
     case DType::I32:
     case DType::I64:
       break;

@@ -7,6 +7,7 @@
 #include "tensor/backend.h"
 #include "tensor/cpu.h"
 #include "tensor/kernels_avx512.h"
+#include "tensor/quant.h"
 #include "util/error.h"
 
 namespace seek {
@@ -55,12 +56,25 @@ void f8_row(const Mat& w, int64_t n, int64_t k0, int64_t len, float* out) {
   }
 }
 
-// The table. One row per weight format; the AVX-512 kernels are in kernels_avx512.cpp.
+// GGUF block formats (quant.h): whole blocks of row n, dequantized exactly as ggml does.
+void quant_row(const Mat& w, int64_t n, int64_t k0, int64_t len, float* out) {
+  const int64_t bv = dtype_block_values(w.dtype), bb = dtype_block_bytes(w.dtype);
+  SEEK_ASSERT(k0 % bv == 0 && len % bv == 0);
+  const uint8_t* row = static_cast<const uint8_t*>(w.data) + n * (w.cols / bv) * bb;
+  dequantize_row_ref(w.dtype, row + k0 / bv * bb, out, len);
+}
+
+// The table. One row per weight format; the AVX-512 kernels are in kernels_avx512.cpp (GGUF block
+// formats: kernels_quant_avx512.cpp).
 const WeightFormat kFormats[] = {
     {DType::F32, 1, 4, false, f32_row, nullptr, nullptr},
     {DType::BF16, 1, 2, false, bf16_row, avx512::rows_to_f32_bf16, avx512::direct_rows_bf16},
     {DType::F16, 1, 2, false, f16_row, avx512::rows_to_f32_f16, avx512::direct_rows_f16},
     {DType::F8_E4M3, 1, 1, true, f8_row, avx512::rows_to_f32_f8, avx512::direct_rows_f8},
+    {DType::Q8_0, 32, 34, false, quant_row, avx512::rows_to_f32_q8_0, avx512::direct_rows_q8_0},
+    {DType::Q4_0, 32, 18, false, quant_row, avx512::rows_to_f32_q4_0, avx512::direct_rows_q4_0},
+    {DType::Q4_K, 256, 144, false, quant_row, avx512::rows_to_f32_q4_k, avx512::direct_rows_q4_k},
+    {DType::Q6_K, 256, 210, false, quant_row, avx512::rows_to_f32_q6_k, avx512::direct_rows_q6_k},
 };
 
 bool has_avx512() {
@@ -74,6 +88,12 @@ void check_weight(const char* op, const Mat& w) {
                                   (long long)w.rows, (long long)w.cols, std::string(dtype_name(w.dtype)).c_str())
                                .c_str());
   if (w.rows > 0 && w.cols > 0) SEEK_ASSERT_MSG(w.data != nullptr, op);
+  const int64_t bv = weight_format(w.dtype).block_values;
+  if (w.cols % bv != 0)
+    SEEK_ASSERT_MSG(false, strfmt("[%s] %s weight [%lld, %lld]: K is not a multiple of the format's block of %lld",
+                                  op, std::string(dtype_name(w.dtype)).c_str(), (long long)w.rows, (long long)w.cols,
+                                  (long long)bv)
+                               .c_str());
   if (weight_format(w.dtype).block_scales && w.rows > 0 && w.cols > 0)
     SEEK_ASSERT_MSG(w.scale_inv != nullptr && w.block > 0,
                     strfmt("[%s] %s weight [%lld, %lld] needs scale_inv and a block > 0", op,

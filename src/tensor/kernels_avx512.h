@@ -39,4 +39,19 @@ void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_
                              const float* dout, int64_t lddo, float* dq, int64_t lddq, float* dkk, int64_t lddk,
                              float* dvv, int64_t lddv, bool add_kv, float* scratch);
 
+// GGUF block formats Q8_0, Q4_0, Q4_K, Q6_K (kernels_quant_avx512.cpp): the weight-format table's kernels
+// (format.h), weights decoded exactly as quant.h's dequantize_row_ref.
+void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
+void direct_rows_q4_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
+void direct_rows_q4_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
+void direct_rows_q6_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
+void rows_to_f32_q8_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q4_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q4_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
+
 }  // namespace seek::avx512

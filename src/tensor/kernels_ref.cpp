@@ -13,6 +13,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/kernels.h"
+#include "tensor/quant.h"
 #include "util/error.h"
 
 namespace seek {
@@ -20,7 +21,7 @@ namespace seek {
 namespace {
 
 // The real value of w[n][k] in f32, as the specification defines it (FP8: f8 value × block scale,
-// rounded once to f32).
+// rounded once to f32; GGUF block formats: the value ggml's dequantization gives, from its block alone).
 float weight_at(const Mat& w, int64_t n, int64_t k) {
   int64_t i = n * w.cols + k;
   switch (w.dtype) {
@@ -33,11 +34,19 @@ float weight_at(const Mat& w, int64_t n, int64_t k) {
       float s = w.scale_inv[(n / w.block) * kb + k / w.block];
       return f8e4m3_to_f32(static_cast<const uint8_t*>(w.data)[i]) * s;
     }
-    case DType::I32:
-    case DType::I64:
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: {
+      const int64_t bv = dtype_block_values(w.dtype);
+      SEEK_ASSERT_MSG(w.cols % bv == 0, "a block-quantized weight's K must be a multiple of its block");
+      const char* row = static_cast<const char*>(w.data) + n * (w.cols / bv) * dtype_block_bytes(w.dtype);
+      return dequantize_value_ref(w.dtype, row, k);
+    }
+    default:
       break;
   }
-  SEEK_ASSERT_MSG(false, "weights must be F32, BF16, F16 or F8_E4M3");
+  SEEK_ASSERT_MSG(false, "weights must be F32, BF16, F16, F8_E4M3, Q8_0, Q4_0, Q4_K or Q6_K");
 }
 
 // topk order: a before b. NaN ranks below every number; equal values go to the lower index.
