@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev       # config.json, safetensors headers
   libcli11-dev             # the command line
   libpcre2-dev             # Unicode regexes of the BPE pre-tokenizer
+  libutf8proc-dev          # Unicode normalization of tokenizers (NFC, NFKC, lowercase)
   libgtest-dev             # tests
   libcpp-httplib-dev       # seek serve: the HTTP server (chunked responses for server-sent events)
   libxxhash-dev            # seek serve: prefix-cache block keys and disk-block checksums

@@ -344,7 +344,7 @@ void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Schedul
   I.storage.pc = pc;
   I.storage.scheduler = &scheduler;
   try {
-    I.storage.style = detect_chat_style([&](std::string_view s) { return tok.token_id(s) >= 0; });
+    I.storage.style = detect_chat_style(tok);
   } catch (const Error&) {
     I.storage.style.reset();  // no chat format: /v1/chat/completions answers 400
   }
@@ -402,6 +402,9 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     er.stop.max_new_tokens = max_new;
     er.stop.stop_strings = r.stop;
     if (tok.eos_id() >= 0) er.stop.stop_ids.push_back(tok.eos_id());
+    if (chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
+      for (int32_t id : chat_stop_ids(*be.style, tok))
+        if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
     er.top_logprobs = r.top_logprobs;
     Scheduler::Submitted sub;
     try {

@@ -138,3 +138,81 @@ TEST(ChatTemplate, V3PromptThroughTheTokenizer) {
   EXPECT_EQ(ids, want);
   EXPECT_EQ(tok.decode(ids), prompt);
 }
+
+// ChatML as Qwen2.5-Instruct's template renders it (tests/data/tokenizer-qwen2/tokenizer_config.json).
+TEST(ChatTemplate, Qwen25AndChatML) {
+  const std::string qsys = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n";
+  std::vector<ChatMessage> m{{"user", "Hi"}, {"assistant", "<think>x</think>Hello"}, {"user", "Bye"}};
+  const std::string turns = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>x</think>Hello<|im_end|>\n"
+                            "<|im_start|>user\nBye<|im_end|>\n";
+  EXPECT_EQ(render_chat(ChatStyle::Qwen25, m, {}), qsys + turns + "<|im_start|>assistant\n");
+  EXPECT_EQ(render_chat(ChatStyle::ChatML, m, {}), turns + "<|im_start|>assistant\n");
+  EXPECT_EQ(render_chat(ChatStyle::Qwen25, m, {.add_generation_prompt = false}), qsys + turns);
+  EXPECT_EQ(render_chat(ChatStyle::Qwen25, {{"user", "q"}}, {.think = true}),
+            qsys + "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<think>\n");
+  // A first system message replaces the default; a later one is rendered in place.
+  EXPECT_EQ(render_chat(ChatStyle::Qwen25, {{"system", "S"}, {"user", "u"}, {"system", "T"}}, {}),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nu<|im_end|>\n<|im_start|>system\nT<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_THROW(render_chat(ChatStyle::Qwen25, {{"tool", "x"}}, {}), Error);
+  EXPECT_EQ(chat_tokens(ChatStyle::Qwen25).eos, "<|im_end|>");
+}
+
+// Llama 3's template (tests/data/tokenizer-llama3/tokenizer_config.json): content trimmed, BOS first.
+TEST(ChatTemplate, Llama3) {
+  std::vector<ChatMessage> m{{"system", "Be brief. "}, {"user", "\n Hi \n"}, {"assistant", "Hello"}, {"user", "Bye"}};
+  EXPECT_EQ(render_chat(ChatStyle::Llama3, m, {}),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(render_chat(ChatStyle::Llama3, {{"user", "q"}}, {.add_generation_prompt = false}),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nq<|eot_id|>");
+  EXPECT_THROW(render_chat(ChatStyle::Llama3, {{"ipython", "x"}}, {}), Error);
+  EXPECT_EQ(chat_tokens(ChatStyle::Llama3).eos, "<|eot_id|>");
+}
+
+TEST(ChatTemplate, DetectStyleFromTemplate) {
+  auto none = [](std::string_view) { return false; };
+  auto has = [](std::string_view s) { return s == "<｜User｜>" || s == "<|im_start|>" || s == "<|start_header_id|>"; };
+  EXPECT_EQ(detect_chat_style(none, "{{'<｜User｜>' + message['content']}}"), ChatStyle::DeepSeekV3);
+  EXPECT_EQ(detect_chat_style(none, "{{'<|start_header_id|>' + role}}"), ChatStyle::Llama3);
+  EXPECT_EQ(detect_chat_style(none, "<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+            ChatStyle::Qwen25);
+  EXPECT_EQ(detect_chat_style(none, "{{'<|im_start|>' + message.role}}"), ChatStyle::ChatML);
+  // R1-Distill-Qwen: Qwen's tokens plus DeepSeek's; without a template DeepSeek's tags win.
+  EXPECT_EQ(detect_chat_style(has), ChatStyle::DeepSeekV3);
+  EXPECT_EQ(detect_chat_style([](std::string_view s) { return s == "<|im_start|>"; }), ChatStyle::ChatML);
+  EXPECT_EQ(detect_chat_style([](std::string_view s) { return s == "<|start_header_id|>"; }), ChatStyle::Llama3);
+  // An unknown template falls back to the tokens.
+  EXPECT_EQ(detect_chat_style(has, "[INST] {{content}} [/INST]"), ChatStyle::DeepSeekV3);
+  EXPECT_THROW(detect_chat_style(none, "[INST]"), Error);
+}
+
+TEST(ChatTemplate, StudentsPromptsThroughTheirTokenizers) {
+  const Tokenizer qwen = Tokenizer::load(test::data_path("data/tokenizer-qwen2"));
+  EXPECT_EQ(detect_chat_style(qwen), ChatStyle::Qwen25);  // from tokenizer_config.json's chat_template
+  const std::string p = render_chat(ChatStyle::Qwen25, {{"user", "Hi"}}, {});
+  std::vector<int32_t> ids = qwen.encode(p);
+  const int32_t im_start = 151644, im_end = 151645;
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_start), 3);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), im_end), 2);
+  EXPECT_EQ(qwen.decode(ids), p);
+  EXPECT_EQ(chat_stop_ids(ChatStyle::Qwen25, qwen), (std::vector<int32_t>{im_end, 151643}));
+
+  const Tokenizer llama = Tokenizer::load(test::data_path("data/tokenizer-llama3"));
+  EXPECT_EQ(detect_chat_style(llama), ChatStyle::Llama3);
+  const std::string q = render_chat(ChatStyle::Llama3, {{"user", "Hi"}}, {});
+  ids = llama.encode(q);
+  EXPECT_EQ(ids.front(), 128000);  // <|begin_of_text|>, written by the template: no add_bos
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128006), 2);  // <|start_header_id|>
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128009), 1);  // <|eot_id|>
+  EXPECT_EQ(llama.decode(ids), q);
+  EXPECT_EQ(chat_stop_ids(ChatStyle::Llama3, llama), (std::vector<int32_t>{128009, 128001}));  // no <|eom_id|> here
+
+  // DeepSeek-V3's tokenizer: its template names "<｜User｜>".
+  const Tokenizer v3 = Tokenizer::load(test::data_path("data/tokenizer"));
+  EXPECT_EQ(detect_chat_style(v3), ChatStyle::DeepSeekV3);
+  EXPECT_EQ(chat_stop_ids(ChatStyle::DeepSeekV3, v3), (std::vector<int32_t>{1}));
+}
