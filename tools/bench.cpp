@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "engine/generator.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "tensor/backend.h"
 #include "tensor/blas.h"
@@ -93,7 +94,7 @@ double prefill_flops(const Config& c, const ParamCount& p, int64_t T) {
 int cmd_bench(const BenchOptions& o) {
   std::fprintf(stderr, "seek bench: cpu %s, BLAS core %s, %d threads\n", cpu_features_string(), blas_core_name(),
                max_threads());
-  if (!fs::exists(fs::path(o.model_dir) / "config.json")) {
+  if (!fs::exists(fs::path(o.model_dir) / "config.json") && !is_gguf_file(o.model_dir)) {
     std::fprintf(stderr, "writing the %s model to %s (once; reused by later runs)\n", o.preset.c_str(), o.model_dir.c_str());
     std::fflush(stderr);
     pid_t pid = fork();

@@ -43,6 +43,8 @@ void register_distill_commands(CLI::App& app);
 void register_grpo_commands(CLI::App& app);
 // tools/recipe_cmd.cpp: `seek recipe`.
 void register_recipe_commands(CLI::App& app);
+// tools/convert_cmd.cpp: `seek convert` (HF folder <-> GGUF), `seek quantize` (GGUF block formats).
+void register_convert_commands(CLI::App& app);
 
 struct BenchOptions {
   std::string model_dir = "build/bench-model";

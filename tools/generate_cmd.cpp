@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "model/gguf_model.h"
 #include "engine/generator.h"
 #include "engine/reasoning.h"
 #include "model/chat_template.h"
@@ -60,20 +61,17 @@ struct Loaded {
 Loaded load_all(GenFlags f) {
   if (f.model.empty()) f.model = default_model_dir();
   if (f.model.empty()) throw Error("no model: pass -m DIR (this build has no shipped default model)");
-  if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
-  std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
-  if (!fs::exists(fs::path(tdir) / "tokenizer.json"))
-    throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
-  Loaded l{Model::load(f.model), Tokenizer::load(tdir), f.model};
+  if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
+    throw Error(f.model + ": neither a model directory (config.json, *.safetensors, tokenizer.json) nor a GGUF file");
+  const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
+  Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model};
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
                        (long long)l.tok.vocab_size(), (long long)l.model->config().vocab_size));
   return l;
 }
 
-ChatStyle style_of(const Tokenizer& t) {
-  return detect_chat_style([&](std::string_view s) { return t.token_id(s) >= 0; });
-}
+ChatStyle style_of(const Tokenizer& t) { return detect_chat_style(t); }
 
 StopCriteria stops_for(const GenFlags& f, const Tokenizer& t) {
   StopCriteria s;
@@ -103,6 +101,9 @@ int run_generate(const GenFlags& f) {
     reqs[size_t(i)].sampling = f.sp;
     reqs[size_t(i)].sampling.seed = f.sp.seed + uint64_t(i);
     reqs[size_t(i)].stop = stops_for(f, l.tok);
+    if (f.chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
+      for (int32_t id : chat_stop_ids(style_of(l.tok), l.tok))
+        if (id != l.tok.eos_id()) reqs[size_t(i)].stop.stop_ids.push_back(id);
   }
   Generator g(*l.model, &l.tok);
   std::vector<GenerationOutput> out = g.run(reqs, [&](size_t seq, std::string_view piece) {
@@ -180,6 +181,8 @@ int run_chat(const GenFlags& f) {
     r.sampling = f.sp;
     r.sampling.seed = f.sp.seed + turn++;
     r.stop = stops_for(f, l.tok);
+    for (int32_t id : chat_stop_ids(style, l.tok))  // the format's end-of-turn tokens too
+      if (id != l.tok.eos_id()) r.stop.stop_ids.push_back(id);
     // The answer gets what is left of the model's context; a conversation that no longer fits says so.
     const int64_t room = l.model->config().max_position_embeddings - int64_t(r.prompt.size());
     if (room < 1) {

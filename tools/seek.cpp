@@ -226,7 +226,7 @@ int cmd_new_model(const std::string& out, const std::string& preset, const std::
 }
 
 int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_random, const std::string& mla,
-                uint64_t seed) {
+                uint64_t seed, const std::string& logits_out) {
   auto t0 = std::chrono::steady_clock::now();
   auto m = Model::load(dir);
   const Config& c = m->config();
@@ -239,6 +239,10 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
   t0 = std::chrono::steady_clock::now();
   m->forward(cache, ids.data(), T, logits.data(), true, hidden.data());
   double dt = seconds_since(t0);
+  if (!logits_out.empty()) {
+    write_file_atomic(logits_out, logits.data(), logits.size() * 4);
+    std::fprintf(stderr, "wrote %lld x %lld f32 logits to %s\n", (long long)T, (long long)V, logits_out.c_str());
+  }
   std::vector<float> mtp;
   if (c.num_nextn_predict_layers > 0 && T > 1) {
     mtp.resize(size_t((T - 1) * V));
@@ -310,7 +314,7 @@ int cmd_demo(const std::string& out) {
 
   // Text in, text out: the chat format, the tokenizer, sampling, streaming.
   Tokenizer tok = Tokenizer::load(out);
-  const ChatStyle style = detect_chat_style([&](std::string_view s) { return tok.token_id(s) >= 0; });
+  const ChatStyle style = detect_chat_style(tok);
   const std::string prompt = render_chat(style, {{"user", "What does latent attention cache?"}}, ChatOptions{true, true});
   GenerationRequest req;
   req.prompt = tok.encode(prompt);
@@ -358,7 +362,7 @@ int main(int argc, char** argv) {
   nm->add_option("--shards", nm_shards, "number of safetensors shards")->capture_default_str()->check(CLI::Range(1, 1000));
 
   auto* fw = app.add_subcommand("forward", "Run a forward pass and print each position's prediction");
-  std::string fw_model, fw_ids, fw_mla = "absorbed";
+  std::string fw_model, fw_ids, fw_mla = "absorbed", fw_logits;
   int64_t fw_random = 16;
   uint64_t fw_seed = 1;
   fw->add_option("-m,--model", fw_model, "model directory")->required();
@@ -366,6 +370,7 @@ int main(int argc, char** argv) {
   fw->add_option("--random", fw_random, "use N random token ids (when --ids is absent)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   fw->add_option("--mla", fw_mla, "MLA form: absorbed or naive")->capture_default_str();
   fw->add_option("--seed", fw_seed, "seed for --random")->capture_default_str();
+  fw->add_option("--logits", fw_logits, "also write every position's logits to this file (f32 [tokens, vocab])");
 
   auto* demo = app.add_subcommand("demo", "The built-in main job: make a tiny V3 model, describe it, check and run it");
   std::string demo_out = "build/demo-model";
@@ -384,11 +389,12 @@ int main(int argc, char** argv) {
   register_distill_commands(app);
   register_grpo_commands(app);
   register_recipe_commands(app);
+  register_convert_commands(app);
   try {
     app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);
     if (*nm) return cmd_new_model(nm_out, nm_preset, nm_config, nm_dtype, nm_seed, nm_shards);
-    if (*fw) return cmd_forward(fw_model, fw_ids, fw_random, fw_mla, fw_seed);
+    if (*fw) return cmd_forward(fw_model, fw_ids, fw_random, fw_mla, fw_seed, fw_logits);
     if (*demo) return cmd_demo(demo_out);
     if (*bench) return cmd_bench(bo);
   } catch (const CLI::ParseError& e) {

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "engine/prefix_cache.h"
 #include "engine/scheduler.h"
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "server/server.h"
@@ -39,10 +40,15 @@ int run_serve(ServeFlags& f) {
   if (f.model.empty())
     throw Error("seek serve: no model given: pass -m DIR, a model directory (config.json, *.safetensors, tokenizer.json), "
                 "e.g. one made by `seek demo --out DIR`; this build has no shipped default model");
-  if (!fs::is_directory(f.model)) throw Error(f.model + ": not a model directory (expected config.json, *.safetensors and tokenizer.json)");
+  if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
+    throw Error(f.model + ": neither a model directory (config.json, *.safetensors, tokenizer.json) nor a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
-  if (!fs::exists(fs::path(tdir) / "tokenizer.json")) throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
-  f.server.model_name = f.name.empty() ? fs::path(f.model).lexically_normal().filename().string() : f.name;
+  if (fs::is_directory(tdir) && !fs::exists(fs::path(tdir) / "tokenizer.json"))
+    throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");
+  const fs::path model_path = fs::path(f.model).lexically_normal();
+  f.server.model_name = !f.name.empty()              ? f.name
+                        : model_path.extension() == ".gguf" ? model_path.stem().string()  // "m.gguf" serves as "m"
+                                                            : model_path.filename().string();
   if (f.server.model_name.empty()) f.server.model_name = "seek";
   f.scheduler.max_kv_bytes = size_t(f.kv_gib * double(1ull << 30));
 
@@ -69,7 +75,7 @@ int run_serve(ServeFlags& f) {
   std::unique_ptr<Scheduler> scheduler;
   try {
     model = Model::load(f.model);
-    tok = Tokenizer::load(tdir);
+    tok = load_model_tokenizer(f.model, f.tokenizer);
     if (tok.vocab_size() > model->config().vocab_size)
       throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
                          (long long)tok.vocab_size(), (long long)model->config().vocab_size));

@@ -201,6 +201,8 @@ def write_hparams(w, cfg, ftype, name, layout="ik"):
     w.add_head_count(need(cfg, "num_attention_heads"))
     if layout == "mainline":
         w.add_head_count_kv(1)  # MLA as MQA over the latent
+    elif layout == "legacy":
+        w.add_head_count_kv(need(cfg, "num_attention_heads"))  # as MHA: llama.cpp's files before the split
     elif cfg.get("num_key_value_heads") is not None:
         w.add_head_count_kv(cfg["num_key_value_heads"])
     if cfg.get("rope_theta") is not None:
@@ -249,10 +251,69 @@ def write_hparams(w, cfg, ftype, name, layout="ik"):
             note(f"rope_scaling {rs} is not written (the peer's converter writes only yarn with mscale_all_dim)")
 
 
+DENSE = ("qwen2", "llama")
+
+
+def write_hparams_dense(w, cfg, ftype, name):
+    """The keys llama.cpp's converter writes for Qwen2ForCausalLM and LlamaForCausalLM (TextModel's)."""
+    n_head = need(cfg, "num_attention_heads")
+    head_dim = cfg.get("head_dim") or need(cfg, "hidden_size") // n_head
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_name(name)
+    w.add_block_count(need(cfg, "num_hidden_layers"))
+    w.add_context_length(need(cfg, "max_position_embeddings"))
+    w.add_embedding_length(need(cfg, "hidden_size"))
+    w.add_feed_forward_length(need(cfg, "intermediate_size"))
+    w.add_head_count(n_head)
+    w.add_head_count_kv(cfg.get("num_key_value_heads") or n_head)
+    w.add_rope_freq_base(cfg.get("rope_theta", 10000.0))
+    w.add_layer_norm_rms_eps(need(cfg, "rms_norm_eps"))
+    w.add_file_type(ftype)
+    if cfg["model_type"] == "llama":
+        w.add_vocab_size(need(cfg, "vocab_size"))
+        w.add_rope_dimension_count(head_dim)
+    if cfg.get("rope_scaling"):
+        raise ConvertError(f"config.json: rope_scaling {cfg['rope_scaling']} is not supported for {cfg['model_type']}")
+
+
+def llama_permute(x, n_head):
+    """llama.cpp's converter stores Llama's q and k rows with each head's two rotary halves interleaved
+    (Meta's layout, which its NORM rope expects); Hugging Face's checkpoints have them as two halves."""
+    return x.reshape(n_head, 2, x.shape[0] // n_head // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+
+
+def plan_dense(ck, cfg, out_type):
+    T = gguf.GGMLQuantizationType
+    arch = {"qwen2": gguf.MODEL_ARCH.QWEN2, "llama": gguf.MODEL_ARCH.LLAMA}[cfg["model_type"]]
+    tmap = gguf.get_tensor_name_map(arch, cfg["num_hidden_layers"])
+    np_dtype = {T.F32: np.float32, T.F16: np.float16, T.BF16: np.uint16}
+    n_head = cfg["num_attention_heads"]
+    n_kv = cfg.get("num_key_value_heads") or n_head
+    plan = []
+    for name in sorted(ck.names()):
+        g = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        if g is None:
+            raise ConvertError(f"tensor {name} has no {cfg['model_type']} GGUF name")
+        shape = ck.shape(name)
+        q = T.F32 if len(shape) <= 1 or g.endswith("_norm.weight") else out_type
+
+        def load(name=name, q=q):
+            x = ck.f32(name)
+            if cfg["model_type"] == "llama" and name.endswith("q_proj.weight"):
+                x = llama_permute(x, n_head)
+            elif cfg["model_type"] == "llama" and name.endswith("k_proj.weight"):
+                x = llama_permute(x, n_kv)
+            return f32_to_bf16_bits(x) if q == T.BF16 else np.ascontiguousarray(x, dtype=np_dtype[q])
+        plan.append((g, shape, q, load))
+    return plan
+
+
 def check_config(cfg):
     mt = cfg.get("model_type")
+    if mt in DENSE:
+        return
     if mt not in ("deepseek_v3", "deepseek_v2"):
-        raise ConvertError(f"config.json: model_type is {mt!r}; only deepseek_v3 and deepseek_v2 are supported")
+        raise ConvertError(f"config.json: model_type is {mt!r}; supported: deepseek_v3, deepseek_v2, qwen2, llama")
     if cfg.get("moe_layer_freq", 1) != 1:
         raise ConvertError(f"config.json: moe_layer_freq {cfg['moe_layer_freq']} is not supported "
                            "(ik_llama.cpp makes every layer after first_k_dense_replace an MoE layer)")
@@ -373,8 +434,10 @@ def plan_tensors(ck, cfg, out_type, layout="ik"):
                 raise ConvertError(f"{name}: shape {shape}, expected [{n_head} * ({nope} + {vdim}), kv_lora_rank]")
             g = gguf_name(name)
             q = out_qtype(name, g, 2)
-            if layout == "ik":
+            if layout in ("ik", "legacy"):
                 plan.append((g, shape, q, loader(name, q)))
+            if layout == "legacy":
+                continue
 
             def k_b(name=name, q=q):
                 kv = ck.f32(name).reshape(n_head, nope + vdim, rank)
@@ -513,7 +576,7 @@ def vocab_from_tokenizer_json(w, model_dir, vocab_size, pre_override):
            f"{len(special.merges)} merges, pre '{pre}', special ids {special.special_token_ids}"
 
 
-def synthetic_vocab(w, vocab_size):
+def synthetic_vocab(w, vocab_size, pre="deepseek-v3"):
     """No tokenizer.json: ids 0..255 are the 256 byte-level tokens (so any text tokenizes), id 256 is
     'ĠĠ' (two spaces) with the single merge 'Ġ Ġ' (the BPE loader needs a merges key), the last id
     is <|endoftext|> (control; bos = eos), the rest are fillers [SYN<id>]."""
@@ -524,7 +587,7 @@ def synthetic_vocab(w, vocab_size):
     tokens = [b2u[b] for b in range(256)] + ["ĠĠ"] + [f"[SYN{i}]" for i in range(257, vocab_size - 1)] + ["<|endoftext|>"]
     types = [T.NORMAL] * (vocab_size - 1) + [T.CONTROL]
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("deepseek-v3")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(["Ġ Ġ"])
@@ -549,8 +612,9 @@ def main():
     ap.add_argument("out", type=Path)
     ap.add_argument("--type", choices=("bf16", "f16", "f32"), default="bf16", help="type of the weight matrices")
     ap.add_argument("--pre", help="tokenizer.ggml.pre to write instead of the detected one")
-    ap.add_argument("--layout", choices=("ik", "mainline"), default="ik",
-                    help="MLA tensors as ik_llama.cpp reads them (default) or as mainline llama.cpp does")
+    ap.add_argument("--layout", choices=("ik", "mainline", "legacy"), default="ik",
+                    help="MLA tensors as ik_llama.cpp reads them (default), as mainline llama.cpp does (split "
+                         "attn_k_b/attn_v_b), or as llama.cpp wrote them before that split (attn_kv_b only)")
     args = ap.parse_args()
 
     global gguf
@@ -572,15 +636,25 @@ def main():
         T, F = gguf.GGMLQuantizationType, gguf.LlamaFileType
         out_type, ftype = {"bf16": (T.BF16, F.MOSTLY_BF16), "f16": (T.F16, F.MOSTLY_F16),
                            "f32": (T.F32, F.ALL_F32)}[args.type]
-        plan = plan_tensors(ck, cfg, out_type, args.layout)
+        dense = cfg["model_type"] in DENSE
+        if dense:
+            plan = plan_dense(ck, cfg, out_type)
+            arch = {"qwen2": gguf.MODEL_ARCH.QWEN2, "llama": gguf.MODEL_ARCH.LLAMA}[cfg["model_type"]]
+        else:
+            plan = plan_tensors(ck, cfg, out_type, args.layout)
+            arch = gguf.MODEL_ARCH.DEEPSEEK2
 
-        w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.DEEPSEEK2])
-        write_hparams(w, cfg, ftype, args.model_dir.resolve().name, args.layout)
+        w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[arch])
+        if dense:
+            write_hparams_dense(w, cfg, ftype, args.model_dir.resolve().name)
+        else:
+            write_hparams(w, cfg, ftype, args.model_dir.resolve().name, args.layout)
         vocab_size = cfg["vocab_size"]
         if (args.model_dir / "tokenizer.json").is_file():
             vocab_msg = vocab_from_tokenizer_json(w, args.model_dir, vocab_size, args.pre)
         else:
-            vocab_msg = synthetic_vocab(w, vocab_size)
+            default_pre = {"qwen2": "qwen2", "llama": "llama-bpe"}.get(cfg["model_type"], "deepseek-v3")
+            vocab_msg = synthetic_vocab(w, vocab_size, args.pre or default_pre)
             note(vocab_msg)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 

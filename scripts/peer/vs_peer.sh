@@ -7,19 +7,21 @@
 #   LLAMA_BENCH     the peer's llama-bench, built outside this project (CPU, -DGGML_NATIVE=ON)
 #   MODEL.gguf      the same weights as SEEK_MODEL_DIR, e.g. written by
 #                   /usr/bin/python3 scripts/peer/hf_to_gguf.py --gguf-py PEER/gguf-py SEEK_MODEL_DIR MODEL.gguf
-#   SEEK_MODEL_DIR  a model folder in HF layout (build/seek new-model --preset bench-1b --dtype bf16 --out DIR)
+#   SEEK_MODEL_DIR  a model folder in HF layout (build/seek new-model --preset bench-1b --dtype bf16 --out DIR),
+#                   or a GGUF file (the same MODEL.gguf, so both engines read the same quantized blocks)
 # Per round: the peer's pp512 and tg128 at its defaults (ik_llama.cpp: -mla 3 -fa 1 -fmoe 1), then
 # `seek bench` (prefill of 512; tg128 as llama-bench runs it: 128 greedy steps from an empty cache, the
 # mean of two runs; generate: 128 sampled tokens after a 32-token prompt through the engine; the head's
 # matmul alone). Set PEER_ARGS to
 # pass more options to llama-bench.
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n '6,13p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '6,14p' "$0" >&2; exit 2; }
 peer="$1"; gguf="$2"; model="$3"; rounds="${4:-3}"; threads="${5:-2}"
 cd "$(dirname "$0")/../.."
 [ -x "$peer" ] || { echo "vs_peer: $peer is not an executable llama-bench" >&2; exit 2; }
 [ -f "$gguf" ] || { echo "vs_peer: $gguf: no such file" >&2; exit 2; }
-[ -f "$model/config.json" ] || { echo "vs_peer: $model: no config.json (a model folder in HF layout is expected)" >&2; exit 2; }
+[ -f "$model/config.json" ] || [ -f "$model" ] ||
+  { echo "vs_peer: $model: neither a model folder (config.json) nor a GGUF file" >&2; exit 2; }
 [ -x build/seek ] || { echo "vs_peer: build first (bash scripts/setup.sh)" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

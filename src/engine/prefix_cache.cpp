@@ -61,6 +61,10 @@ uint64_t model_fingerprint(const std::string& dir) {
       }
     }
   };
+  if (fs::is_regular_file(dir)) {  // a GGUF file: config, tokenizer and weights in one
+    add_file(dir, false);
+    return XXH64_digest(st);
+  }
   const fs::path cfg = fs::path(dir) / "config.json";
   if (!fs::exists(cfg)) throw Error(dir + ": no config.json");
   add_file(cfg, true);

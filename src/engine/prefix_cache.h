@@ -60,7 +60,7 @@ struct PrefixCacheStats {
 
 // A hash of the model: config.json and, for each *.safetensors file, its name, size and 16 sampled
 // 64 KiB windows of its bytes. Throws Error if `model_dir` has no config.json.
-uint64_t model_fingerprint(const std::string& model_dir);
+uint64_t model_fingerprint(const std::string& model_dir);  // or a GGUF file
 
 class PrefixCache {
  public:

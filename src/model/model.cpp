@@ -4,12 +4,17 @@
 
 #include <cstring>
 
+#include "model/gguf_model.h"
 #include "nn/head.h"
 #include "util/error.h"
 
 namespace seek {
 
 std::unique_ptr<Model> Model::load(const std::string& dir) {
+  if (is_gguf_file(dir)) {
+    GgufModel g = load_gguf_model(dir);
+    return std::make_unique<Model>(std::move(g.config), std::move(g.checkpoint));
+  }
   Config cfg = load_config(dir);
   auto ckpt = std::make_unique<Checkpoint>(dir);
   return std::make_unique<Model>(std::move(cfg), std::move(ckpt));

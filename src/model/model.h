@@ -26,7 +26,8 @@ ParamCount count_params(const Config& c);
 
 class Model {
  public:
-  // Reads config.json and the safetensors of `dir`, checking every tensor.
+  // Reads config.json and the safetensors of `dir`, checking every tensor; or a GGUF file
+  // (model/gguf_model.h).
   static std::unique_ptr<Model> load(const std::string& dir);
   Model(Config cfg, std::unique_ptr<Checkpoint> ckpt);
   // Over weights that live elsewhere (a training arena: train/train_model.h) and must outlive the model.

@@ -159,6 +159,12 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   }
 }
 
+Checkpoint::Checkpoint(std::string source, std::shared_ptr<const void> owner, std::vector<TensorInfo> tensors)
+    : dir_(std::move(source)), owner_(std::move(owner)), own_(std::move(tensors)) {
+  for (const TensorInfo& t : own_)
+    if (!index_.emplace(t.name, &t).second) throw Error(dir_ + ": tensor \"" + t.name + "\" appears twice");
+}
+
 const TensorInfo* Checkpoint::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : it->second;

@@ -58,6 +58,9 @@ class SafetensorsFile {
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& dir);
+  // Tensors another reader has put under Hugging Face names (model/gguf_model.h); `owner` keeps their
+  // bytes alive; `source` (the file) names them in errors. Names must be unique.
+  Checkpoint(std::string source, std::shared_ptr<const void> owner, std::vector<TensorInfo> tensors);
   const TensorInfo* find(const std::string& name) const;
   // Throws Error naming the tensor and the files searched when absent.
   const TensorInfo& get(const std::string& name) const;
@@ -68,6 +71,8 @@ class Checkpoint {
  private:
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::shared_ptr<const void> owner_;  // the other reader's file and buffers
+  std::vector<TensorInfo> own_;        // its tensors
   std::map<std::string, const TensorInfo*> index_;
 };
 

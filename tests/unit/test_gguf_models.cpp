@@ -1,0 +1,240 @@
+// GGUF models against files and logits llama.cpp itself wrote (tests/data/gguf-models, made by
+// scripts/peer/make_gguf_models.sh): deepseek2 in both MLA layouts, qwen2 and llama, in F32, Q8_0 and
+// Q4_K_M; `seek quantize` against llama-quantize block for block; and seek's own writer read back.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+#include "model/chat_template.h"
+#include "model/gguf_model.h"
+#include "model/model.h"
+#include "model/quantize.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace seek {
+namespace {
+
+const std::vector<int32_t> kIds = {1, 17, 42, 99, 200, 257, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233};
+
+std::string fixture(const std::string& name) { return test::data_path("data/gguf-models/" + name); }
+
+std::vector<float> read_floats(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << path;
+  std::vector<char> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+std::vector<float> seek_logits(Model& m) {
+  const int64_t T = int64_t(kIds.size()), V = m.config().vocab_size;
+  std::vector<float> logits(size_t(T * V));
+  KVCache cache = m.new_cache(T);
+  m.forward(cache, kIds.data(), T, logits.data());
+  return logits;
+}
+
+// max |a - b| / max |b|
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0, m = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+    d = std::max(d, double(std::fabs(a[i] - b[i])));
+    m = std::max(m, double(std::fabs(b[i])));
+  }
+  return d / m;
+}
+
+// F32 files: the same arithmetic up to summation order, so 1e-4 of the largest logit (measured: < 5e-7).
+TEST(GgufModels, F32LogitsMatchLlamaCpp) {
+  for (const char* f : {"qwen2-small-f32", "llama-small-f32", "deepseek-small-f32", "deepseek-small-legacy-f32",
+                        "qwen2-wide-f32"}) {
+    SCOPED_TRACE(f);
+    auto m = Model::load(fixture(std::string(f) + ".gguf"));
+    const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
+    EXPECT_LT(rel_err(seek_logits(*m), golden), 1e-4);
+  }
+}
+
+// Quantized files: seek multiplies the dequantized weights (exactly ggml's dequantize_row_*) by f32
+// activations; llama.cpp rounds the activations to 8 bits per block of 32 (Q8_0) or 256 (Q8_K) first,
+// ~0.4% per value relative to its block's largest, so the logits differ by about that times the depth.
+// Measured 0.4-2.2% of the largest logit; bound 5%.
+TEST(GgufModels, QuantizedLogitsMatchLlamaCppWithinActivationRounding) {
+  for (const char* f : {"qwen2-small-q8_0", "llama-small-q8_0", "deepseek-small-q8_0", "deepseek-small-legacy-q8_0",
+                        "qwen2-wide-q4_k_m", "llama-wide-q4_k_m", "deepseek-wide-q4_k_m"}) {
+    SCOPED_TRACE(f);
+    auto m = Model::load(fixture(std::string(f) + ".gguf"));
+    const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
+    EXPECT_LT(rel_err(seek_logits(*m), golden), 5e-2);
+  }
+}
+
+// Both deepseek2 layouts carry the same weights: the rebuilt kv_b gives the same logits as the stored one.
+TEST(GgufModels, SplitAndLegacyMlaLayoutsAgree) {
+  auto split = Model::load(fixture("deepseek-small-f32.gguf"));
+  auto legacy = Model::load(fixture("deepseek-small-legacy-f32.gguf"));
+  EXPECT_EQ(split->config().kv_lora_rank, legacy->config().kv_lora_rank);
+  EXPECT_EQ(split->config().model_type, ModelType::DeepseekV3);
+  EXPECT_LT(rel_err(seek_logits(*split), seek_logits(*legacy)), 1e-6);
+}
+
+// The config read from the metadata is the one the file was converted from.
+TEST(GgufModels, ConfigFromMetadataMatchesTheSource) {
+  for (const char* a : {"qwen2", "llama", "deepseek"}) {
+    SCOPED_TRACE(a);
+    const Config want = load_config(fixture(std::string(a) + "-small.json"));
+    const Config got = load_gguf_model(fixture(std::string(a) + "-small-f32.gguf")).config;
+    EXPECT_EQ(got.model_type, want.model_type);
+    EXPECT_EQ(got.hidden_size, want.hidden_size);
+    EXPECT_EQ(got.num_hidden_layers, want.num_hidden_layers);
+    EXPECT_EQ(got.num_key_value_heads, want.num_key_value_heads);
+    EXPECT_EQ(got.head_dim, want.head_dim);
+    EXPECT_EQ(got.tie_word_embeddings, want.tie_word_embeddings);
+    EXPECT_EQ(got.attention_bias, want.attention_bias);
+    EXPECT_EQ(got.n_routed_experts, want.n_routed_experts);
+    EXPECT_EQ(got.num_experts_per_tok, want.num_experts_per_tok);
+    EXPECT_EQ(got.first_k_dense_replace, want.first_k_dense_replace);
+    EXPECT_EQ(got.qk_nope_head_dim, want.qk_nope_head_dim);
+    EXPECT_EQ(got.v_head_dim, want.v_head_dim);
+    EXPECT_EQ(got.q_lora_rank, want.q_lora_rank);
+    EXPECT_EQ(got.topk_method, want.topk_method);
+    EXPECT_EQ(got.scoring_func, want.scoring_func);
+    EXPECT_NEAR(got.routed_scaling_factor, want.routed_scaling_factor, 1e-6);
+    EXPECT_NEAR(got.rms_norm_eps, want.rms_norm_eps, 1e-12);
+    EXPECT_NEAR(got.rope_theta, want.rope_theta, 1e-3);
+  }
+}
+
+// `seek quantize` writes the tensors llama-quantize writes from the same F32 file: same types, same
+// bytes. (MLA's attn_k_b / attn_v_b are the exception: seek writes them in f32, see quantize.h.)
+void expect_same_tensors(const std::string& seek_file, const std::string& llama_file) {
+  const GgufFile a(seek_file), b(llama_file);
+  int compared = 0;
+  for (const TensorInfo& t : b.tensors()) {
+    SCOPED_TRACE(t.name);
+    if (t.name.find("attn_k_b") != std::string::npos || t.name.find("attn_v_b") != std::string::npos) continue;
+    const TensorInfo* u = a.find_tensor(t.name);
+    ASSERT_NE(u, nullptr);
+    ASSERT_EQ(dtype_name(u->dtype), dtype_name(t.dtype));
+    ASSERT_EQ(u->shape, t.shape);
+    ASSERT_EQ(u->nbytes, t.nbytes);
+    EXPECT_EQ(std::memcmp(u->data, t.data, t.nbytes), 0);
+    compared++;
+  }
+  EXPECT_GT(compared, 10);
+}
+
+TEST(GgufModels, QuantizeIsByteIdenticalToLlamaQuantize) {
+  test::TempDir dir;
+  const std::pair<const char*, const char*> cases[] = {
+      {"qwen2-small-f32", "qwen2-small-q8_0"},
+      {"llama-small-f32", "llama-small-q8_0"},
+      {"deepseek-small-f32", "deepseek-small-q8_0"},
+  };
+  for (const auto& [src, want] : cases) {
+    SCOPED_TRACE(src);
+    GgufModel g = load_gguf_model(fixture(std::string(src) + ".gguf"));
+    auto q = quantize_checkpoint(g.config, *g.checkpoint, QuantMix::Q8_0);
+    write_gguf_model(dir / "q.gguf", g.config, *q, src);
+    expect_same_tensors(dir / "q.gguf", fixture(std::string(want) + ".gguf"));
+  }
+  GgufModel g = load_gguf_model(fixture("qwen2-wide-f32.gguf"));
+  auto q = quantize_checkpoint(g.config, *g.checkpoint, QuantMix::Q4_K_M);
+  write_gguf_model(dir / "q4km.gguf", g.config, *q, "qwen2-wide");
+  expect_same_tensors(dir / "q4km.gguf", fixture("qwen2-wide-q4_k_m.gguf"));
+}
+
+// seek's writer, read back by seek: the same logits as the folder it came from, for every model type;
+// and a quantized copy gives the same logits as its own dequantized weights would (no llama.cpp involved).
+TEST(GgufModels, WrittenModelsReadBack) {
+  test::TempDir dir;
+  for (const char* type : {"deepseek_v3", "deepseek_v2", "qwen2", "llama"}) {
+    SCOPED_TRACE(type);
+    nlohmann::json cj = test::tiny_config(type);
+    cj["num_nextn_predict_layers"] = 0;
+    cj.erase("rope_scaling");
+    if (cj.contains("moe_layer_freq")) cj["moe_layer_freq"] = 1;  // GGUF's deepseek2 has no such key
+    const std::string hf = dir / (std::string(type) + "-hf");
+    write_random_checkpoint(hf, cj, {DType::F32, 3, 1});
+    auto a = Model::load(hf);
+    const Config& c = a->config();
+    write_gguf_model(dir / "m.gguf", c, *a->checkpoint(), type);
+    auto b = Model::load(dir / "m.gguf");
+    std::vector<int32_t> ids;
+    for (int32_t i : kIds) ids.push_back(i % int32_t(c.vocab_size));
+    auto run = [&](Model& m) {
+      std::vector<float> l(size_t(int64_t(ids.size()) * c.vocab_size));
+      KVCache cache = m.new_cache(int64_t(ids.size()));
+      m.forward(cache, ids.data(), int64_t(ids.size()), l.data());
+      return l;
+    };
+    EXPECT_LT(rel_err(run(*b), run(*a)), 1e-6);
+  }
+}
+
+// seek's shipped model as a GGUF file: its tokenizer, rebuilt from the tokenizer.ggml.* keys written from
+// its tokenizer.json, gives the same ids; the chat format is recognized from it; greedy decoding agrees.
+TEST(GgufModels, ShippedModelRoundTripsWithItsTokenizer) {
+  test::TempDir dir;
+  const std::string src = test::data_path("../models/seek-tiny");
+  auto a = Model::load(src);
+  write_gguf_model(dir / "tiny.gguf", a->config(), *a->checkpoint(), "seek-tiny",
+                   gguf_tokenizer_metadata(src, a->config().vocab_size));
+  const Tokenizer want = Tokenizer::load(src);
+  const Tokenizer got = load_model_tokenizer(dir / "tiny.gguf", "");
+  for (const char* text : {"What is 47 + 85? <think> 7+5=12 </think> <answer>132</answer>", "  spaces\n\nand 12345 digits",
+                           "<|user|>Hi<|assistant|>", "Ünïcödé ✓ 漢字"})
+    EXPECT_EQ(got.encode(text), want.encode(text)) << text;
+  EXPECT_EQ(got.eos_id(), want.eos_id());
+  EXPECT_EQ(detect_chat_style(got), detect_chat_style(want));
+  auto b = Model::load(dir / "tiny.gguf");
+  EXPECT_LT(rel_err(seek_logits(*b), seek_logits(*a)), 1e-6);
+}
+
+TEST(GgufModels, BadModelFilesAreRefusedClearly) {
+  test::TempDir dir;
+  // A GGUF file without an architecture we know.
+  write_gguf(dir / "arch.gguf", {{"general.architecture", GgufValue::str("mamba")}}, {});
+  try {
+    Model::load(dir / "arch.gguf");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("general.architecture"), std::string::npos) << e.what();
+  }
+  // A missing tensor names the tensor.
+  GgufModel g = load_gguf_model(fixture("qwen2-small-f32.gguf"));
+  std::vector<GgufTensorOut> ts;
+  for (const TensorInfo& t : g.file->tensors())
+    if (t.name != "blk.1.ffn_up.weight") ts.push_back({t.name, t.dtype, t.shape, t.data});
+  write_gguf(dir / "missing.gguf", g.file->metadata(), ts);
+  try {
+    Model::load(dir / "missing.gguf");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GgufModels, QuantTypeChoiceFollowsLlamaCpp) {
+  Config c = load_config(fixture("llama-small.json"));
+  c.num_hidden_layers = 32;
+  // use_more_bits(i, 32): i < 4, i >= 28, (i - 4) % 3 == 2.
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.0.mlp.down_proj.weight", 64, 256), DType::Q6_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.4.mlp.down_proj.weight", 64, 256), DType::Q4_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.6.self_attn.v_proj.weight", 64, 256), DType::Q6_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 256), DType::Q4_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "lm_head.weight", 64, 256), DType::Q6_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.embed_tokens.weight", 64, 256), DType::Q4_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q8_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.self_attn.q_proj.weight", 64, 48), DType::F32);
+  EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.mlp.gate.weight", 64, 256), DType::F32);
+  EXPECT_THROW(parse_quant_mix("q5_k_m"), Error);
+}
+
+}  // namespace
+}  // namespace seek
