@@ -16,8 +16,11 @@
 // that nothing (a compressing or page-merging memory system) can serve them faster than real weights.
 //
 // Does not: check results (tests/unit/test_kernels.cpp does).
-// Usage: bench_kernels [--quick] [--portable]   (--portable: the kernels' portable paths, as on a CPU
-// without AVX-512)
+//   quant (--quant):   decode GB/s of weight bytes of the GGUF block formats (Q8_0, Q4_K, Q6_K; int8 and
+//                      exact paths) at T = 1, 2, 4, 8, 16 on [8192, 4096], against bf16 in alternating rounds;
+//                      enough copies of each matrix are cycled through that they never sit in the L3.
+// Usage: bench_kernels [--quick] [--portable] [--quant]   (--portable: the kernels' portable paths, as on a
+// CPU without AVX-512; --quant: only the quant section)
 // GCC 12's avx512fintrin.h trips -Wuninitialized when its reductions are inlined (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -30,12 +33,15 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "tensor/backend.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
 #include "tensor/kernels.h"
+#include "tensor/kernels_avx512.h"
+#include "tensor/quant.h"
 
 using namespace seek;
 
@@ -177,21 +183,97 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+
+// The quant section: GB/s of weight bytes read by matmul at small T, bf16 and the block formats (each with
+// the int8 path where the CPU has it, and forced exact) measured in alternating rounds (the machine's
+// bandwidth drifts); best time per variant, median over rounds of the per-round ratio to bf16.
+// in_cache: [512, 4096] (4 MiB of bf16, about the L2s), one copy, read from cache: the kernels' compute
+// ceilings rather than memory bandwidth.
+void bench_quant(bool quick, bool in_cache) {
+  const int64_t N = in_cache ? 512 : 8192, K = 4096;
+  const DType types[] = {DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+  constexpr int nt = 4;
+  std::vector<float> f(size_t(N * K));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N * K; i++) f[size_t(i)] = rand_at(uint64_t(i) + 12345);
+  std::vector<std::vector<uint8_t>> copies[nt];  // each format's matrix, copied to > 256 MB in all
+  size_t bytes[nt];
+  for (int i = 0; i < nt; i++) {
+    std::vector<uint8_t> one;
+    if (types[i] == DType::BF16) {
+      one.resize(size_t(N * K) * 2);
+      for (int64_t j = 0; j < N * K; j++) {
+        const uint16_t h = f32_to_bf16(f[size_t(j)]);
+        std::memcpy(&one[size_t(2 * j)], &h, 2);
+      }
+    } else {
+      one.resize(dtype_nbytes(types[i], K) * size_t(N));
+      quantize_rows(types[i], f.data(), N, K, one.data());
+    }
+    bytes[i] = one.size();
+    const size_t n = in_cache ? 1 : std::max<size_t>(2, (size_t(256) << 20) / one.size() + 1);
+    copies[i].assign(n, one);
+  }
+  const bool int8 = avx512::quant_int8_activations();
+  struct Variant { int type; bool exact; };
+  std::vector<Variant> vs = {{0, false}};
+  for (int i = 1; i < nt; i++) {
+    if (int8) vs.push_back({i, false});
+    vs.push_back({i, true});
+  }
+  std::printf("\nquant decode%s, [%lld, %lld]: GB/s of weight bytes (best of rounds), ratio to bf16 (median per round);"
+              " int8 = activations rounded to 8 bits (VNNI), exact = f32 activations\n",
+              in_cache ? " from cache" : "", (long long)N, (long long)K);
+  std::printf("  %-12s %4s %9s %9s %7s\n", "format", "T", "ms", "GB/s", "vs bf16");
+  for (int64_t T : {1, 2, 4, 8, 16}) {
+    std::vector<float> x = random_vec(size_t(T * K)), y(size_t(T * N));
+    const size_t nv = vs.size();
+    std::vector<double> best(nv, 1e30), last(nv);
+    std::vector<std::vector<double>> ratios(nv);
+    for (int round = 0; round < (quick ? 3 : 5); round++) {
+      for (size_t v = 0; v < nv; v++) {
+        const int i = vs[v].type;
+        const bool was = avx512::set_quant_int8_activations(!vs[v].exact);
+        auto& c = copies[i];
+        const double t = best_time(in_cache ? 20 : 1, [&] {
+          for (auto& b : c) matmul(y.data(), x.data(), Mat{types[i], b.data(), N, K}, T);
+        }) / double(c.size());
+        avx512::set_quant_int8_activations(was);
+        best[v] = std::min(best[v], t);
+        last[v] = t;
+      }
+      for (size_t v = 0; v < nv; v++) ratios[v].push_back((double(bytes[vs[v].type]) / last[v]) / (double(bytes[0]) / last[0]));
+    }
+    for (size_t v = 0; v < nv; v++) {
+      const int i = vs[v].type;
+      const std::string label = std::string(dtype_name(types[i])) + (i == 0 ? "" : vs[v].exact ? " exact" : " int8");
+      std::printf("  %-12s %4lld %9.3f %9.1f %7.2f\n", label.c_str(), (long long)T, best[v] * 1e3,
+                  double(bytes[i]) / best[v] / 1e9, median(ratios[v]));
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   blas_prefer_avx512(argv);
-  bool quick = false;
+  bool quick = false, quant_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--portable") == 0) use_portable_kernels(true);
+    else if (std::strcmp(argv[i], "--quant") == 0) quant_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--portable]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--portable] [--quant]\n");
       return 2;
     }
   }
   std::printf("seek bench_kernels: %d threads, cpu: %s, OpenBLAS core: %s\n", omp_get_max_threads(),
               cpu_features_string(), openblas_get_corename());
+  if (quant_only) {
+    bench_quant(quick, false);
+    bench_quant(quick, true);
+    return 0;
+  }
 
   // ---- decode: T = 1 ------------------------------------------------------------------------------
   const Bandwidth bw(size_t(1) << 30);
@@ -290,5 +372,7 @@ int main(int argc, char** argv) {
   std::printf("\nsummary: decode bf16 [129280, 1024] at %.2f of memory bandwidth; prefill bf16 [2048, 7168] at "
               "%.2f of sgemm\n",
               big_bf16_ratio, prefill_ratio);
+  bench_quant(quick, false);
+  bench_quant(quick, true);
   return 0;
 }

@@ -62,7 +62,7 @@ Loaded load_all(GenFlags f) {
   if (f.model.empty()) f.model = default_model_dir();
   if (f.model.empty()) throw Error("no model: pass -m DIR (this build has no shipped default model)");
   if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
-    throw Error(f.model + ": neither a model directory (config.json, *.safetensors, tokenizer.json) nor a GGUF file");
+    throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model};
   if (l.tok.vocab_size() > l.model->config().vocab_size)

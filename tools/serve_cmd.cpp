@@ -41,7 +41,7 @@ int run_serve(ServeFlags& f) {
     throw Error("seek serve: no model given: pass -m DIR, a model directory (config.json, *.safetensors, tokenizer.json), "
                 "e.g. one made by `seek demo --out DIR`; this build has no shipped default model");
   if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
-    throw Error(f.model + ": neither a model directory (config.json, *.safetensors, tokenizer.json) nor a GGUF file");
+    throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   if (fs::is_directory(tdir) && !fs::exists(fs::path(tdir) / "tokenizer.json"))
     throw Error(tdir + ": no tokenizer.json (pass --tokenizer DIR)");

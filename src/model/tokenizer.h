@@ -70,8 +70,9 @@ class Tokenizer {
   // Throws Error naming the file/field.
   static Tokenizer load(const std::string& path);
   // From a GGUF file's parts. `pre` picks the pre-tokenizer regexes llama.cpp uses for that name:
-  // default, gpt-2, llama-bpe / llama3 / llama-v3 (ignore_merges), qwen2 / deepseek-r1-qwen (plus the NFC
-  // normalizer of Qwen2's tokenizer.json, which llama.cpp leaves out), deepseek-v3, deepseek-llm,
+  // default, gpt-2, smollm (single digits, then GPT-2's: seek's own tokenizers), llama-bpe / llama3 /
+  // llama-v3 (ignore_merges), qwen2 / deepseek-r1-qwen (plus the NFC normalizer of Qwen2's
+  // tokenizer.json, which llama.cpp leaves out), deepseek-v3, deepseek-llm,
   // deepseek-coder; another name is an Error that lists these. Control tokens (type 3) become special
   // added tokens and user-defined ones (4) plain added tokens, both matched in the raw text
   // (normalized = false), as llama.cpp treats them; every other type is a vocabulary entry. An empty

@@ -26,12 +26,13 @@ CpuFeatures detect() {
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
   f.avx512fp16 = __builtin_cpu_supports("avx512fp16");
+  f.avx512vnni = __builtin_cpu_supports("avx512vnni");
 #endif
   return f;
 }
 
 CpuFeatures without_avx512(CpuFeatures f) {
-  f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512fp16 = false;
+  f.avx512f = f.avx512bw = f.avx512vl = f.avx512bf16 = f.avx512fp16 = f.avx512vnni = false;
   return f;
 }
 
@@ -49,6 +50,7 @@ std::string describe(const CpuFeatures& f) {
   add(f.avx512vl, "avx512vl");
   add(f.avx512bf16, "avx512bf16");
   add(f.avx512fp16, "avx512fp16");
+  add(f.avx512vnni, "avx512vnni");
   if (s.empty()) s = "baseline";
   return s;
 }

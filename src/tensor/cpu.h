@@ -12,6 +12,7 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512bf16 = false;
   bool avx512fp16 = false;
+  bool avx512vnni = false;  // vpdpbusd: the quantized formats' int8 decode path (kernels_quant_avx512.cpp)
 };
 
 const CpuFeatures& cpu_features();

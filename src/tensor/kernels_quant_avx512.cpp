@@ -1,8 +1,9 @@
 // kernels_quant_avx512.cpp — AVX-512 kernels of the GGUF block formats Q8_0, Q4_0, Q4_K and Q6_K
-// (tensor/quant.h): rows → f32 (prefill's panels) and the small-T matmul against f32 activations
-// (decode), the weight-format table's `rows_to_f32_avx512` and `direct_rows_avx512` (format.h).
+// (tensor/quant.h): rows → f32 (prefill's panels) and the small-T matmul (decode), the weight-format
+// table's `rows_to_f32_avx512` and `direct_rows_avx512` (format.h). The direct kernel has two paths:
 //
-// Both decode the blocks exactly as dequantize_row_ref does (quant.h: the same f32 products, in the same
+// Exact path (every T without AVX-512 VNNI, T > 16, or SEEK_QUANT_EXACT=1 / set_quant_int8_activations
+// (false)): blocks decoded exactly as dequantize_row_ref does (quant.h: the same f32 products, in the same
 // order: q · d for Q8_0/Q4_0, (d · sc) · q - dmin · m for Q4_K, (d · sc) · q for Q6_K, the per-block
 // scalars computed once per block in scalar code), so rows_to_f32 equals the reference bit for bit and the
 // direct kernel multiplies the same f32 weights as matmul_ref, summing in f32 with FMAs. Values are
@@ -11,23 +12,59 @@
 // intrinsics are plain vector arithmetic to it) and the weights would no longer be exact; the explicit
 // FMAs of the dot products stay FMAs.
 //
-// Decode (T = 1..16) is memory bound: a weight is read once per token group, 1.06 bytes (Q8_0), 0.56
-// (Q4_0, Q4_K) or 0.82 (Q6_K) instead of bf16's 2. The kernel streams tiles of 4 rows side by side (4
-// independent accumulator chains, two per row at T = 1), token groups of up to 4 against each tile,
-// rows outermost in blocks of 16 so that a block stays in cache across the token groups (as
-// kernels_avx512.cpp's direct kernel does), and prefetches each row ahead.
+// Int8 path (T <= 16 on a CPU with avx512vnni; the default there): llama.cpp-like numerics. The exact path
+// is compute bound at decode: ~8 vector operations per 32 weights (widen, convert, scale, FMA, twice) ran
+// Q8_0 at ~11 GB/s and Q4_K at ~5 GB/s of weight bytes on 2 Zen 5 cores, where bf16 streams at ~20 in the
+// same run (option (a), a cheaper f32 decode, cannot reach memory bandwidth for the 4-bit formats: widen +
+// convert + FMA is already 3 operations per 16 weights). So the activations are rounded to int8 per block of
+// 32 (scale sx = amax / 127, an f32, as llama.cpp's Q8_0 activations but with an f32 rather than f16
+// scale; one scale per 32 for the K-quants too, where llama.cpp's Q8_K has one per 256), and the weights
+// are kept as their unsigned codes u (Q8_0: q + 128; Q4_0/Q4_K: the nibble; Q6_K: the 6 bits), 64 per
+// vector, dotted with vpdpbusd (4 products per i32 lane, exact in i32). Each lane then holds the dot
+// product of 4 weights of one sub-block: value = scale · (u - offset) is applied as scale · sx · (Σ u x
+// - offset · Σ x), the offset term by starting vpdpbusd's accumulator at -offset · (sum of the 4 x), and
+// Q4_K's mins as dmin · m · sx · Σ x per sub-block, one 8-lane FMA per block. The weight scales are the
+// same f32 products as the exact path's. The activations of a call are quantized once per thread (kept
+// with a copy of x, so the row pieces of one matmul reuse them). Error: each activation moves by at most
+// amax / 254 of its block, so output n moves by at most Σ_k |w[n, k]| · amax(block of k) / 254 (plus f32
+// rounding), which tests/unit/test_quant.cpp checks output by output; typically ~0.4% of an activation,
+// as llama.cpp. Measured on 2 Zen 5 cores shared with other builds (`bench_kernels --quant`: [8192, 4096],
+// > 256 MB of copies, alternating rounds against the bf16 direct kernel, best of 5 rounds; the machine's
+// load made bf16 reach only ~20 GB/s, so read the columns against each other, not against a bandwidth):
 //
-// Does not: quantize activations (no VNNI int8 dot products: results would no longer be the f32 product
-// of the exact weights), thread (backend.cpp splits rows), or check shapes (format.cpp does: K is a
-// multiple of the block).
+//     GB/s of weight bytes    T = 1          T = 2          T = 4         T = 8         T = 16
+//     bf16 (direct kernel)    21.0           20.3           19.6          11.1          6.1
+//     Q8_0 int8 / exact       19.5 / 15.1    17.0 / 11.8    12.1 / 11.2   6.3 / 8.1     3.4 / 3.6
+//     Q4_K int8 / exact       18.5 /  5.0    15.1 /  4.4     8.3 /  4.6   4.4 / 3.0     1.5 / 1.5
+//     Q6_K int8 / exact       28.9 /  5.8    17.4 /  4.1     8.9 /  4.1   5.2 / 2.9     2.4 / 2.0
+//
+// From cache ([512, 4096], one thread, T = 1) the int8 path's ceilings are ~50 (Q8_0), ~30 (Q4_K) and ~40
+// (Q6_K) GB/s per core against ~39, ~9 and ~13 for the exact path: at T = 1..2 decode is no longer the
+// limit. At T >= 4 both paths are bound by the per-token work (int8: dpbusd, convert, scale, FMA per 64
+// weights and token, the same count as the exact path's and bf16's 4 FMAs), so there the int8 path only
+// matches the exact one (Q8_0: within the noise either way; Q4_K/Q6_K: somewhat faster, their exact
+// decode being dearer).
+//
+// Both paths stream tiles of 4 rows side by side, token groups of up to 4 against each tile, rows outermost
+// in blocks of 16 so that a block stays in cache across the token groups (as kernels_avx512.cpp's direct
+// kernel does). The exact path prefetches each row 1 KiB ahead; the int8 path prefetches the same place
+// 4 rows below (the next tile), which measured better (as issue 12 found for bf16).
+//
+// Does not: thread (backend.cpp splits rows), or check shapes (format.cpp does: K is a multiple of the
+// block).
 #pragma GCC optimize("fp-contract=off")
 // GCC 12's avx512fintrin.h trips -Wuninitialized on its own "undefined" vectors (see kernels_avx512.cpp).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
 
+#include "tensor/cpu.h"
 #include "tensor/kernels_avx512.h"
 
 #define SEEK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -184,9 +221,261 @@ SEEK_AVX512 void direct_rows_tt(float* y, int64_t ldy, const float* x, const Mat
   for (; n < n1; n++) direct_tile<q, TT, 1>(y, ldy, x, w, n, bias);
 }
 
+// ---- int8 path: activations rounded to 8 bits, VNNI dot products ---------------------------------
+// The activations of one call, per token: q [Kp] int8 (Kp = K rounded up to 64, zero-padded), per 64-value
+// pair the chunk scales spread over the 16 dot-product lanes (sxv [Kp / 64, 16]: lanes 0-7 the first
+// chunk's, 8-15 the second's), the sums of each 4 consecutive q (sum4 [Kp / 4], the lanes vpdpbusd adds
+// into), and per chunk sx · Σ q (csum [Kp / 32], Q4_K's mins). A thread keeps the last x it quantized
+// (with a copy to compare against), so the row pieces one matmul hands a thread quantize x once.
+struct QuantActs {
+  std::vector<float> x;  // the f32 activations these were made from, [T, K]
+  int64_t T = 0, K = 0, Kp = 0;
+  std::vector<int8_t> q;
+  std::vector<float> sxv, csum;
+  std::vector<int32_t> sum4;
+};
+
+#define SEEK_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
+  thread_local QuantActs a;
+  const size_t n = size_t(T * K);
+  if (a.T == T && a.K == K && std::memcmp(a.x.data(), x, n * sizeof(float)) == 0) return a;
+  a.T = T, a.K = K, a.Kp = (K + 63) / 64 * 64;
+  a.x.assign(x, x + n);
+  const int64_t Kp = a.Kp, nc = Kp / 32;
+  a.q.assign(size_t(T * Kp), 0);
+  a.sxv.assign(size_t(T * Kp / 4), 0.0f);
+  a.csum.assign(size_t(T * nc), 0.0f);
+  a.sum4.assign(size_t(T * Kp / 4), 0);
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t t = 0; t < T; t++) {
+    int8_t* q = a.q.data() + t * Kp;
+    float* sxv = a.sxv.data() + t * Kp / 4;
+    for (int64_t c = 0; c < K / 32; c++) {
+      const float* xc = x + t * K + 32 * c;
+      const __m512 v0 = _mm512_loadu_ps(xc), v1 = _mm512_loadu_ps(xc + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+      const float sx = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+      const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+      const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c), _mm512_cvtepi32_epi8(i0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c + 16), _mm512_cvtepi32_epi8(i1));
+      a.csum[size_t(t * nc + c)] = sx * float(_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)));
+      for (int l = 0; l < 8; l++) sxv[16 * (c / 2) + 8 * (c % 2) + l] = sx;
+    }
+    for (int64_t p = 0; p < Kp / 64; p++) {
+      const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(q + 64 * p));
+      _mm512_storeu_si512(a.sum4.data() + t * Kp / 4 + 16 * p, s);
+    }
+  }
+  return a;
+}
+
+// Values per unit of a row the int8 kernel steps through: two blocks (Q8_0, Q4_0) or one (Q4_K, Q6_K).
+template <QKind q>
+constexpr int kUnitPairs = q == QKind::Q8_0 || q == QKind::Q4_0 ? 1 : 4;  // 64-value pairs per unit
+// What vpdpbusd's unsigned weights u are offset by: value = scale · (u - offset) (Q4_K: scale · u - min).
+template <QKind q>
+constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : q == QKind::Q4_0 ? 3 : q == QKind::Q6_K ? 5 : -1;
+
+SEEK_VNNI inline __m512 halves_ps(float a, float b) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
+}
+
+// A K-quant block's scales as one vector, for the int8 path: Q4_K d · sc[0..7] in lanes 0-7 and dmin · m[0..7]
+// in lanes 8-15 (the 6-bit fields unpacked four at a time from 32-bit words); Q6_K d · scales[0..15].
+// The same f32 products as block_scalars, so the same values.
+template <QKind q>
+SEEK_VNNI inline __m512 block_scales_vec(const uint8_t* b) {
+  if constexpr (q == QKind::Q4_K) {
+    uint32_t w[3];
+    std::memcpy(w, b + 4, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t sc03 = w[0] & m6, m03 = w[1] & m6;
+    const uint32_t sc47 = (w[2] & m4) | (((w[0] >> 6) & m2) << 4);
+    const uint32_t m47 = ((w[2] >> 4) & m4) | (((w[1] >> 6) & m2) << 4);
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi32(int(m47), int(m03), int(sc47), int(sc03))));
+    return _mm512_mul_ps(halves_ps(f16_at(b), f16_at(b + 2)), v);
+  } else {
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192))));
+    return _mm512_mul_ps(_mm512_set1_ps(f16_at(b + 208)), v);
+  }
+}
+
+// Pair p of a unit (blocks b0, b1: Q8_0/Q4_0's two blocks, b1 = b0 for a row's odd last block, whose
+// activations are zero): the 64 weights as unsigned codes u (byte i = value i of the pair) and the weight
+// scale of each dot-product lane.
+template <QKind q>
+SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, int p, __m512 scales, __m512i* u,
+                                  __m512* ws) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  if constexpr (q == QKind::Q8_0) {
+    const __m512i v = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
+    *u = _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
+    *ws = halves_ps(f16_at(b0), f16_at(b1));
+  } else if constexpr (q == QKind::Q4_0) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2));
+    __m512i v = _mm512_castsi128_si512(q0);
+    v = _mm512_inserti32x4(v, q0, 1);
+    v = _mm512_inserti32x4(v, q1, 2);
+    v = _mm512_inserti32x4(v, q1, 3);
+    v = _mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4));  // 128-bit lanes 1, 3: high nibbles
+    *u = _mm512_and_si512(v, m15);
+    *ws = halves_ps(f16_at(b0), f16_at(b1));
+  } else if constexpr (q == QKind::Q4_K) {
+    const __m512i v =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 16 + 32 * p)));
+    *u = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
+    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
+    *ws = _mm512_permutexvar_ps(idx, scales);
+  } else {
+    const int h = p / 2, pp = p % 2;
+    __m512i lo = _mm512_loadu_si512(b0 + 64 * h);
+    if (pp) lo = _mm512_srli_epi16(lo, 4);
+    lo = _mm512_and_si512(lo, m15);
+    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 128 + 32 * h)));
+    if (pp) hi = _mm512_srli_epi16(hi, 4);
+    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
+    *u = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+    const int g = 8 * h + 4 * pp;
+    const __m512i idx = _mm512_set_epi32(g + 3, g + 3, g + 3, g + 3, g + 2, g + 2, g + 2, g + 2, g + 1, g + 1,
+                                         g + 1, g + 1, g, g, g, g);
+    *ws = _mm512_permutexvar_ps(idx, scales);
+  }
+}
+
+// y[t, n + r] for r < NR, t < TT, with the activations a (tokens t0.. of the call).
+template <QKind q, int TT, int NR>
+SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n,
+                         const float* bias) {
+  constexpr int BB = kBlockBytes<q>, UP = kUnitPairs<q>;
+  constexpr bool pairs_of_blocks = UP == 1;
+  const int64_t K = w.cols, nb = K / kBlockValues<q>, rb = nb * BB, Kp = a.Kp;
+  const int64_t units = pairs_of_blocks ? (nb + 1) / 2 : nb;
+  const uint8_t* wrow[NR];
+  for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
+  __m512 acc[NR][TT];
+  __m256 accm[NR][TT];  // Q4_K: the mins' part
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; r++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps(), accm[r][t] = _mm256_setzero_ps();
+  __m512 sv[NR];
+  for (int r = 0; r < NR; r++) sv[r] = _mm512_setzero_ps();
+  for (int64_t iu = 0; iu < units; iu++) {
+    const uint8_t *b0[NR], *b1[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) {
+      if constexpr (pairs_of_blocks) {
+        b0[r] = wrow[r] + 2 * iu * BB;
+        b1[r] = 2 * iu + 1 < nb ? b0[r] + BB : b0[r];
+      } else {
+        b0[r] = b1[r] = wrow[r] + iu * BB;
+        sv[r] = block_scales_vec<q>(b0[r]);
+      }
+      // The same place NR rows below, which the next tile reads (as kernels_avx512.cpp's direct kernel).
+      const char* pf = reinterpret_cast<const char*>(b0[r]) + NR * rb;
+      _mm_prefetch(pf, _MM_HINT_T0);
+      if constexpr (BB > 32) _mm_prefetch(pf + 64, _MM_HINT_T0);
+      if constexpr (BB > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
+      if constexpr (BB > 192) _mm_prefetch(pf + 192, _MM_HINT_T0);
+    }
+    if constexpr (q == QKind::Q4_K) {
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++) {
+        const __m256 cs = _mm256_loadu_ps(a.csum.data() + (t0 + t) * (Kp / 32) + 8 * iu);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++)
+          accm[r][t] = _mm256_fmadd_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sv[r]), 1)), cs,
+                                       accm[r][t]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < UP; p++) {
+      __m512i u[NR];
+      __m512 ws[NR];
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; r++) decode_pair<q>(b0[r], b1[r], p, sv[r], &u[r], &ws[r]);
+      const int64_t pi = iu * UP + p;
+#pragma GCC unroll 8
+      for (int t = 0; t < TT; t++) {
+        const int64_t tk = t0 + t;
+        const __m512i xq = _mm512_loadu_si512(a.q.data() + tk * Kp + 64 * pi);
+        const __m512 sx = _mm512_loadu_ps(a.sxv.data() + tk * Kp / 4 + 16 * pi);
+        __m512i init = _mm512_setzero_si512();
+        if constexpr (kOffsetShift<q> >= 0)
+          init = _mm512_sub_epi32(init, _mm512_slli_epi32(_mm512_loadu_si512(a.sum4.data() + tk * Kp / 4 + 16 * pi),
+                                                          kOffsetShift<q>));
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) {
+          const __m512i d = _mm512_dpbusd_epi32(init, u[r], xq);
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws[r], sx), acc[r][t]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < NR; r++)
+    for (int t = 0; t < TT; t++) {
+      float sum = _mm512_reduce_add_ps(acc[r][t]);
+      if constexpr (q == QKind::Q4_K) {
+        const __m256 m = accm[r][t];
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        sum -= _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+      }
+      y[(t0 + t) * ldy + n + r] = sum + (bias ? bias[n + r] : 0.0f);
+    }
+}
+
+template <QKind q, int TT>
+SEEK_VNNI void int8_rows_tt(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n0,
+                            int64_t n1, const float* bias) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) int8_tile<q, TT, 4>(y, ldy, a, t0, w, n, bias);
+  for (; n < n1; n++) int8_tile<q, TT, 1>(y, ldy, a, t0, w, n, bias);
+}
+
+template <QKind q>
+SEEK_VNNI void int8_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                              int64_t n1, const float* bias) {
+  const QuantActs& a = quantize_acts(x, T, w.cols);
+  for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token groups
+    const int64_t b1 = min_i64(n1, b0 + 16);
+    for (int64_t t0 = 0; t0 < T; t0 += 4) {
+      switch (min_i64(4, T - t0)) {
+        case 1: int8_rows_tt<q, 1>(y, ldy, a, t0, w, b0, b1, bias); break;
+        case 2: int8_rows_tt<q, 2>(y, ldy, a, t0, w, b0, b1, bias); break;
+        case 3: int8_rows_tt<q, 3>(y, ldy, a, t0, w, b0, b1, bias); break;
+        default: int8_rows_tt<q, 4>(y, ldy, a, t0, w, b0, b1, bias); break;
+      }
+    }
+  }
+}
+
+constexpr int64_t kInt8MaxT = 16;  // the int8 path serves T up to this (beyond, decode is not the cost)
+std::atomic<int> g_int8_acts{-1};   // -1: not yet decided (SEEK_QUANT_EXACT), 0 off, 1 on
+
+bool int8_enabled() {
+  int v = g_int8_acts.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* env = std::getenv("SEEK_QUANT_EXACT");
+    v = env && *env && std::strcmp(env, "0") != 0 ? 0 : 1;
+    int expected = -1;
+    g_int8_acts.compare_exchange_strong(expected, v);
+    v = g_int8_acts.load();
+  }
+  return v == 1 && cpu_features().avx512vnni;
+}
+
 template <QKind q>
 SEEK_AVX512 void direct_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {
+  if (T <= kInt8MaxT && int8_enabled()) return int8_rows_kind<q>(y, ldy, x, w, T, n0, n1, bias);
   const int64_t K = w.cols;
   for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token groups
     const int64_t b1 = min_i64(n1, b0 + 16);
@@ -203,6 +492,7 @@ SEEK_AVX512 void direct_rows_kind(float* y, int64_t ldy, const float* x, const M
     }
   }
 }
+
 
 // Rows [r0, r0 + nr) -> f32 dst [nr, K], exactly as dequantize_row_ref.
 template <QKind q>
@@ -227,6 +517,12 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
 }
 
 }  // namespace
+
+bool set_quant_int8_activations(bool on) {
+  int8_enabled();  // settles the default from SEEK_QUANT_EXACT first
+  return g_int8_acts.exchange(on ? 1 : 0) == 1;
+}
+bool quant_int8_activations() { return int8_enabled(); }
 
 SEEK_AVX512 void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {

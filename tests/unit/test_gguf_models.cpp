@@ -11,6 +11,7 @@
 #include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/quantize.h"
+#include "tensor/kernels_avx512.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -60,17 +61,22 @@ TEST(GgufModels, F32LogitsMatchLlamaCpp) {
   }
 }
 
-// Quantized files: seek multiplies the dequantized weights (exactly ggml's dequantize_row_*) by f32
-// activations; llama.cpp rounds the activations to 8 bits per block of 32 (Q8_0) or 256 (Q8_K) first,
-// ~0.4% per value relative to its block's largest, so the logits differ by about that times the depth.
-// Measured 0.4-2.2% of the largest logit; bound 5%.
+// Quantized files, on both of seek's paths (tensor/kernels_avx512.h): exact (dequantized weights times f32
+// activations) and, where the CPU has VNNI, int8 (activations rounded to 8 bits per block of 32 with an
+// f32 scale). llama.cpp rounds the activations too, with other blocks and scales (f16 per 32 for Q8_0
+// weights, per 256 for the K-quants), ~0.4% of each block's largest value compounded over the layers.
+// Measured 0.4-2.7% of the largest logit on either path; bound 5%.
 TEST(GgufModels, QuantizedLogitsMatchLlamaCppWithinActivationRounding) {
-  for (const char* f : {"qwen2-small-q8_0", "llama-small-q8_0", "deepseek-small-q8_0", "deepseek-small-legacy-q8_0",
-                        "qwen2-wide-q4_k_m", "llama-wide-q4_k_m", "deepseek-wide-q4_k_m"}) {
-    SCOPED_TRACE(f);
-    auto m = Model::load(fixture(std::string(f) + ".gguf"));
-    const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
-    EXPECT_LT(rel_err(seek_logits(*m), golden), 5e-2);
+  for (bool int8 : {false, true}) {
+    const bool before = avx512::set_quant_int8_activations(int8);
+    for (const char* f : {"qwen2-small-q8_0", "llama-small-q8_0", "deepseek-small-q8_0", "deepseek-small-legacy-q8_0",
+                          "qwen2-wide-q4_k_m", "llama-wide-q4_k_m", "deepseek-wide-q4_k_m"}) {
+      SCOPED_TRACE(std::string(f) + (int8 ? " (int8 activations)" : " (exact)"));
+      auto m = Model::load(fixture(std::string(f) + ".gguf"));
+      const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
+      EXPECT_LT(rel_err(seek_logits(*m), golden), 5e-2);
+    }
+    avx512::set_quant_int8_activations(before);
   }
 }
 
@@ -194,6 +200,24 @@ TEST(GgufModels, ShippedModelRoundTripsWithItsTokenizer) {
   EXPECT_EQ(detect_chat_style(got), detect_chat_style(want));
   auto b = Model::load(dir / "tiny.gguf");
   EXPECT_LT(rel_err(seek_logits(*b), seek_logits(*a)), 1e-6);
+}
+
+// `seek quantize` from an FP8 checkpoint (DeepSeek-V3's own format): the block scales are applied before
+// quantizing, so the Q8_0 model computes what the FP8 one does, up to Q8_0's rounding (measured < 2% on
+// the exact path, 2.6% with int8 activations; a missed or misplaced 128x128 scale would be off by the
+// scale itself, orders of magnitude).
+TEST(GgufModels, QuantizeFromFp8AppliesTheBlockScales) {
+  test::TempDir dir;
+  std::ifstream in(fixture("deepseek-small.json"));
+  const nlohmann::json cj = nlohmann::json::parse(in);
+  write_random_checkpoint(dir / "fp8", cj, {DType::F8_E4M3, 5, 1});
+  auto a = Model::load(dir / "fp8");
+  ASSERT_TRUE(a->config().fp8);
+  auto q = quantize_checkpoint(a->config(), *a->checkpoint(), QuantMix::Q8_0);
+  write_gguf_model(dir / "q8.gguf", a->config(), *q, "fp8-q8");
+  auto b = Model::load(dir / "q8.gguf");
+  EXPECT_EQ(b->checkpoint()->get("model.layers.1.mlp.experts.0.up_proj.weight").dtype, DType::Q8_0);
+  EXPECT_LT(rel_err(seek_logits(*b), seek_logits(*a)), 5e-2);
 }
 
 TEST(GgufModels, BadModelFilesAreRefusedClearly) {

@@ -26,6 +26,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/cpu.h"
+#include "tensor/kernels_avx512.h"
 #include "tensor/quant.h"
 
 using namespace seek;
@@ -216,7 +217,12 @@ TEST_P(QuantKernels, RowsToF32MatchGgml) {
 
 // Random matrices: conversions exact, matmul (direct kernel at small T, f32 panels at large T) within
 // f32 accuracy of matmul_ref, with and without bias, and with a row stride.
+// With the int8 path off: this is the exact-weight path (the int8 path has its own test below).
 TEST_P(QuantKernels, MatmulAgreesWithRef) {
+  struct Restore {
+    bool was = avx512::set_quant_int8_activations(false);
+    ~Restore() { avx512::set_quant_int8_activations(was); }
+  } restore;
   std::mt19937 rng(11);
   const int64_t kTs[] = {1, 2, 3, 5, 16, 64, 200};
   const int64_t kKs[] = {256, 512, 2048};
@@ -282,4 +288,56 @@ TEST_P(QuantKernels, MatmulManyMatchesMatmul) {
   for (size_t i = 0; i < ws.size(); i++) jobs.push_back(MatmulJob{ys[i].data(), xs[i].data(), ws[i].mat, T});
   matmul_many(jobs.data(), int64_t(jobs.size()));
   for (size_t i = 0; i < ws.size(); i++) EXPECT_EQ(ys[i], refs[i]) << dtype_name(ws[i].mat.dtype);
+}
+
+// The int8 path (AVX-512 VNNI, T <= 16): activations rounded to 8 bits per block of 32 with scale
+// sx = amax / 127, so each differs from its f32 value by at most sx / 2 = amax / 254 of its block. Output n
+// then differs from matmul_ref (same dequantized weights, f32 activations) by at most
+// Σ_k |w[n, k]| · amax(block of k) / 254, plus f32 summation error (bounded here by 1e-5 · Σ_k |w x|).
+// Checked output by output, on odd shapes (Q8_0/Q4_0 with an odd count of blocks, 1-row tails), every
+// T from 1 to 16; and the error must be nonzero where the path is on (it was taken) and zero where off.
+TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
+  const bool on = avx512::quant_int8_activations();
+  std::printf("  int8 path %s\n", on ? "on (avx512vnni)" : "off (no avx512vnni, or portable)");
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  double worst_rel = 0;
+  for (DType t : kQuantTypes) {
+    for (int64_t K : {int64_t(256), int64_t(1280), int64_t(96)}) {
+      if (K % dtype_block_values(t)) continue;
+      const int64_t N = 23;
+      SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K));
+      const QuantMat w = random_quant(rng, t, N, K);
+      std::vector<float> wf(size_t(N * K));
+      mat_rows_to_f32_ref(w.mat, 0, N, wf.data());
+      for (int64_t T : {1, 2, 3, 4, 5, 8, 16}) {
+        SCOPED_TRACE("T=" + std::to_string(T));
+        std::vector<float> x(size_t(T * K));
+        for (float& v : x) v = u(rng);
+        for (int64_t i = 0; i < T * K; i += 7) x[size_t(i)] *= 20.0f;  // outliers: blocks of unlike scale
+        std::vector<float> y(size_t(T * N)), ref(size_t(T * N));
+        matmul(y.data(), x.data(), w.mat, T);
+        matmul_ref(ref.data(), x.data(), w.mat, T);
+        for (int64_t tk = 0; tk < T; tk++) {
+          for (int64_t n = 0; n < N; n++) {
+            double bound = 0, mag = 0;
+            for (int64_t c = 0; c < K / 32; c++) {
+              double amax = 0;
+              for (int64_t i = 0; i < 32; i++) amax = std::max(amax, double(std::fabs(x[size_t(tk * K + 32 * c + i)])));
+              for (int64_t i = 0; i < 32; i++) {
+                const double wv = std::fabs(double(wf[size_t(n * K + 32 * c + i)]));
+                bound += wv * amax / 254.0;
+                mag += wv * std::fabs(double(x[size_t(tk * K + 32 * c + i)]));
+              }
+            }
+            const double e = std::fabs(double(y[size_t(tk * N + n)]) - double(ref[size_t(tk * N + n)]));
+            EXPECT_LE(e, (on ? bound : 0.0) + 1e-5 * mag) << "n=" << n << " t=" << tk;
+            worst_rel = std::max(worst_rel, e / mag);
+          }
+        }
+      }
+    }
+  }
+  std::printf("  worst |y - ref| / sum |w x|: %.3g\n", worst_rel);
+  if (on) EXPECT_GT(worst_rel, 1e-5);
 }

@@ -279,7 +279,7 @@ TEST(TokenizerFromParts, Errors) {
   };
   TokenizerParts q = p;
   q.pre = "smaug";
-  expect_error(q, "\"smaug\" is not a known pre-tokenizer (default, gpt-2, llama-bpe");
+  expect_error(q, "\"smaug\" is not a known pre-tokenizer (default, gpt-2, smollm, llama-bpe");
   q = p;
   q.token_types = {1, 1};
   expect_error(q, "token_type has 2 entries for 257 tokens");
@@ -293,7 +293,7 @@ TEST(TokenizerFromParts, Errors) {
   q.eos_id = 999;
   expect_error(q, "eos_token_id = 999");
   // Every known pre-tokenizer compiles and encodes.
-  for (const char* pre : {"default", "gpt-2", "llama-bpe", "llama3", "qwen2", "deepseek-r1-qwen", "deepseek-v3",
+  for (const char* pre : {"default", "gpt-2", "smollm", "llama-bpe", "llama3", "qwen2", "deepseek-r1-qwen", "deepseek-v3",
                           "deepseek-llm", "deepseek-coder"}) {
     q = p;
     q.pre = pre;
