@@ -294,7 +294,7 @@ uint32_t ggml_type_of(DType t) {
 
 // ---- Reader ----
 
-GgufFile::GgufFile(const std::string& path) : path_(path), bytes_(path) {
+GgufFile::GgufFile(const std::string& path, FileBytes::Mode mode) : path_(path), bytes_(path, mode) {
   Cursor c{path, bytes_.data(), bytes_.size(), 0, {}};
   const size_t size = bytes_.size();
   if (size < 4 || std::memcmp(c.base, "GGUF", 4) != 0) {

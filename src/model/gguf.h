@@ -78,7 +78,9 @@ uint32_t ggml_type_of(DType t);  // asserts for I32/I64/F8_E4M3, which GGUF does
 
 class GgufFile {
  public:
-  explicit GgufFile(const std::string& path);  // throws Error
+  // Throws Error. `mode` as FileBytes's: Mapped when only the metadata is wanted (a tokenizer), so that
+  // the tensors are not read a second time beside the model that holds them.
+  explicit GgufFile(const std::string& path, FileBytes::Mode mode = FileBytes::Mode::Auto);
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
 

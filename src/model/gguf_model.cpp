@@ -10,6 +10,7 @@
 #include "model/weights.h"
 #include "tensor/format.h"
 #include "util/error.h"
+#include "util/json_file.h"
 
 namespace seek {
 
@@ -511,7 +512,7 @@ TokenizerParts gguf_tokenizer_parts(const GgufFile& f) {
 Tokenizer load_model_tokenizer(const std::string& model, const std::string& tokenizer_dir) {
   if (!tokenizer_dir.empty()) return Tokenizer::load(tokenizer_dir);
   if (is_gguf_file(model)) {
-    const GgufFile f(model);
+    const GgufFile f(model, FileBytes::Mode::Mapped);  // only the metadata's pages are touched
     if (!f.find("tokenizer.ggml.tokens"))
       throw Error(model + ": has no tokenizer (no key \"tokenizer.ggml.tokens\"); pass --tokenizer DIR");
     return Tokenizer::from_parts(gguf_tokenizer_parts(f), model);
@@ -522,14 +523,7 @@ Tokenizer load_model_tokenizer(const std::string& model, const std::string& toke
 
 std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const std::string& dir, int64_t vocab_size) {
   const std::string path = dir + "/tokenizer.json";
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  json tj;
-  try {
-    tj = json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON: " + e.what());
-  }
+  const json tj = read_json_file(path);
   const json& model = tj.at("model");
   if (model.value("type", "") != "BPE") throw Error(path + ": model.type must be BPE");
   std::vector<std::string> tokens(static_cast<size_t>(vocab_size));
@@ -559,13 +553,7 @@ std::vector<std::pair<std::string, GgufValue>> gguf_tokenizer_metadata(const std
   kv.emplace_back("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::I32, std::move(types)));
   kv.emplace_back("tokenizer.ggml.merges", GgufValue::str_array(std::move(merges)));
   json cfg = json::object();
-  if (std::ifstream ci(dir + "/tokenizer_config.json"); ci) {
-    try {
-      cfg = json::parse(ci);
-    } catch (const json::exception& e) {
-      throw Error(dir + "/tokenizer_config.json: not valid JSON: " + e.what());
-    }
-  }
+  if (std::ifstream(dir + "/tokenizer_config.json")) cfg = read_json_file(dir + "/tokenizer_config.json");
   const int32_t bos = special_id(cfg, "bos_token", model.at("vocab"), added);
   const int32_t eos = special_id(cfg, "eos_token", model.at("vocab"), added);
   if (bos >= 0) kv.emplace_back("tokenizer.ggml.bos_token_id", GgufValue::u32(uint32_t(bos)));
