@@ -18,9 +18,10 @@
 // Does not: check results (tests/unit/test_kernels.cpp does).
 //   quant (--quant):   decode GB/s of weight bytes of the GGUF block formats (Q8_0, Q4_K, Q6_K; int8 and
 //                      exact paths) at T = 1, 2, 4, 8, 16 on [8192, 4096], against bf16 in alternating rounds;
-//                      enough copies of each matrix are cycled through that they never sit in the L3.
-// Usage: bench_kernels [--quick] [--portable] [--quant]   (--portable: the kernels' portable paths, as on a
-// CPU without AVX-512; --quant: only the quant section)
+//                      enough copies of each matrix are cycled through that they never sit in the L3; and
+//                      prefill GFLOP/s at T = 512 of Q4_K/Q6_K (int8 GEMM, exact panels) against f32 sgemm.
+// Usage: bench_kernels [--quick] [--portable] [--quant] [--quant-prefill]   (--portable: the kernels' portable
+// paths, as on a CPU without AVX-512; --quant: only the quant section; --quant-prefill: only its prefill part)
 // GCC 12's avx512fintrin.h trips -Wuninitialized when its reductions are inlined (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -253,23 +254,74 @@ void bench_quant(bool quick, bool in_cache) {
   }
 }
 
+
+// Prefill on block-format weights: GFLOP/s (2 N K T / time) of matmul at T = 512 on the shapes of the
+// R1-Distill-Qwen-1.5B MLP ([8960, 1536] gate/up, [1536, 8960] down): Q4_K and Q6_K through the int8 GEMM
+// (where the CPU has VNNI) and through the exact f32 panels, and cblas_sgemm on f32 weights (the panels'
+// ceiling), in alternating rounds; best time per variant, median per-round ratio to sgemm.
+void bench_quant_prefill(bool quick) {
+  const int64_t T = 512;
+  const bool int8 = avx512::quant_int8_activations();
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{8960, 1536}, {1536, 8960}}) {
+    std::vector<float> f(size_t(N * K));
+    for (int64_t i = 0; i < N * K; i++) f[size_t(i)] = rand_at(uint64_t(i) + 777);
+    std::vector<uint8_t> q4(dtype_nbytes(DType::Q4_K, K) * size_t(N)), q6(dtype_nbytes(DType::Q6_K, K) * size_t(N));
+    quantize_rows(DType::Q4_K, f.data(), N, K, q4.data());
+    quantize_rows(DType::Q6_K, f.data(), N, K, q6.data());
+    std::vector<float> x = random_vec(size_t(T * K)), y(size_t(T * N));
+    struct Variant { const char* name; std::function<void()> fn; };
+    auto quant = [&](DType t, std::vector<uint8_t>& b, bool exact) {
+      return [&, t, exact] {
+        const bool was = avx512::set_quant_int8_activations(!exact);
+        matmul(y.data(), x.data(), Mat{t, b.data(), N, K}, T);
+        avx512::set_quant_int8_activations(was);
+      };
+    };
+    std::vector<Variant> vs = {{"f32 sgemm", [&] { matmul(y.data(), x.data(), Mat{DType::F32, f.data(), N, K}, T); }}};
+    if (int8) vs.push_back({"Q4_K int8", quant(DType::Q4_K, q4, false)});
+    vs.push_back({"Q4_K exact", quant(DType::Q4_K, q4, true)});
+    if (int8) vs.push_back({"Q6_K int8", quant(DType::Q6_K, q6, false)});
+    vs.push_back({"Q6_K exact", quant(DType::Q6_K, q6, true)});
+    const size_t nv = vs.size();
+    std::vector<double> best(nv, 1e30), last(nv);
+    std::vector<std::vector<double>> ratios(nv);
+    for (int round = 0; round < (quick ? 2 : 5); round++) {
+      for (size_t v = 0; v < nv; v++) {
+        last[v] = best_time(1, vs[v].fn);
+        best[v] = std::min(best[v], last[v]);
+      }
+      for (size_t v = 0; v < nv; v++) ratios[v].push_back(last[0] / last[v]);
+    }
+    std::printf("\nquant prefill, T = %lld, [%lld, %lld]: GFLOP/s (best of rounds), ratio to f32 sgemm (median per round)\n",
+                (long long)T, (long long)N, (long long)K);
+    for (size_t v = 0; v < nv; v++)
+      std::printf("  %-12s %9.3f ms %8.1f GFLOP/s %6.2f\n", vs[v].name, best[v] * 1e3,
+                  2.0 * double(N * K * T) / best[v] / 1e9, median(ratios[v]));
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   blas_prefer_avx512(argv);
-  bool quick = false, quant_only = false;
+  bool quick = false, quant_only = false, prefill_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--portable") == 0) use_portable_kernels(true);
     else if (std::strcmp(argv[i], "--quant") == 0) quant_only = true;
+    else if (std::strcmp(argv[i], "--quant-prefill") == 0) prefill_only = true;
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--quick] [--portable] [--quant]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--portable] [--quant] [--quant-prefill]\n");
       return 2;
     }
   }
   std::printf("seek bench_kernels: %d threads, cpu: %s, OpenBLAS core: %s\n", omp_get_max_threads(),
               cpu_features_string(), openblas_get_corename());
+  if (prefill_only) {
+    bench_quant_prefill(quick);
+    return 0;
+  }
   if (quant_only) {
+    bench_quant_prefill(quick);
     bench_quant(quick, false);
     bench_quant(quick, true);
     return 0;
@@ -372,6 +424,7 @@ int main(int argc, char** argv) {
   std::printf("\nsummary: decode bf16 [129280, 1024] at %.2f of memory bandwidth; prefill bf16 [2048, 7168] at "
               "%.2f of sgemm\n",
               big_bf16_ratio, prefill_ratio);
+  bench_quant_prefill(quick);
   bench_quant(quick, false);
   bench_quant(quick, true);
   return 0;

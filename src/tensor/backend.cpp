@@ -40,6 +40,7 @@ namespace {
 constexpr int64_t kDirectMaxT = 64;          // matmul: T up to this uses the AVX-512 direct kernel
 constexpr int64_t kPanelMaxRows = 256;        // matmul: rows of f32 weights per panel for T > kDirectMaxT...
 constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes of them per thread
+constexpr int64_t kInt8GemmMinT = 16;        // matmul: K-quant weights at T above this use the int8 GEMM
 constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
 constexpr int64_t kPortableMaxT = 4;          // matmul: T up to this uses the portable direct kernel
 constexpr int64_t kParallelMin = 1 << 15;     // below this much work (elements), stay on one thread
@@ -106,9 +107,15 @@ void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, 
   if (bias) add_bias(y, ldy, bias, T, 0, N);
 }
 
+// Whether matmul runs w at T tokens with the K-quants' int8 GEMM.
+bool int8_gemm_path(const Mat& w, int64_t T) {
+  return T > kInt8GemmMinT && has_avx512() && avx512::int8_gemm_supported(w.dtype) && w.cols % 256 == 0 &&
+         avx512::quant_int8_activations();
+}
+
 // Whether matmul runs w at T tokens with a direct kernel.
 bool direct_path(const Mat& w, int64_t T) {
-  if (w.dtype == DType::F32) return false;
+  if (w.dtype == DType::F32 || int8_gemm_path(w, T)) return false;
   return T <= (has_avx512() && weight_format(w.dtype).direct_rows_avx512 ? kDirectMaxT : kPortableMaxT);
 }
 
@@ -186,6 +193,27 @@ void matmul_direct(const MatmulJob* jobs, int64_t n) {
     for (int64_t p; (p = ranges[id].take_front()) >= 0;) piece(p);
     for (int k = 1; k < nt; k++)
       for (int64_t p; (p = ranges[(id + k) % nt].take_back()) >= 0;) piece(p);
+  }
+}
+
+// The int8 GEMM, in one parallel region: the activations quantized by groups of 16 tokens, then panels
+// of rows taken from a shared counter (on this VM a core's speed varies from moment to moment, and a
+// static split left one thread waiting for the other).
+void matmul_int8_gemm(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
+  static thread_local avx512::Int8Acts mine;
+  avx512::Int8Acts* acts = &mine;  // the calling thread's, shared with the region's threads
+  avx512::int8_acts_alloc(T, w.cols, acts);
+  const int64_t rows = avx512::kInt8GemmPanelRows, panels = (w.rows + rows - 1) / rows;
+  const int nt = int(std::min<int64_t>(max_threads(), panels));
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t g0, g1;
+    thread_range(acts->groups, 1, &g0, &g1);
+    avx512::int8_acts_groups(x, g0, g1, acts);
+#pragma omp barrier
+    for (int64_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < panels;)
+      avx512::int8_gemm_rows(y, ldy, *acts, w, p * rows, std::min(w.rows, (p + 1) * rows), bias);
   }
 }
 
@@ -278,6 +306,7 @@ void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias
     const MatmulJob job{y, x, w, T, bias, ldy};
     return matmul_direct(&job, 1);
   }
+  if (int8_gemm_path(w, T)) return matmul_int8_gemm(y, ldy, x, w, T, bias);
   matmul_panels(y, ldy, x, w, T, bias);
 }
 

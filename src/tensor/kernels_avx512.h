@@ -2,6 +2,7 @@
 // only after cpu_features() reported AVX-512 F/BW/VL (and BF16 for matmul_dpbf16_rows).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor/format.h"
 
@@ -63,5 +64,24 @@ void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 bool set_quant_int8_activations(bool on);
 // Whether the int8 path is in use now (enabled and the CPU, as cpu_features() reports it, has VNNI).
 bool quant_int8_activations();
+
+// The K-quants' int8 GEMM (prefill, kernels_quant_avx512.cpp): Q4_K and Q6_K weights against activations
+// rounded to 8 bits per block of 256 (f32 scale amax / 127, as llama.cpp's Q8_K), integer dot products
+// in the lanes of 16 tokens. The activations are quantized once per matmul by groups of 16 tokens
+// (int8_acts_alloc, then int8_acts_groups from any threads over disjoint groups), then int8_gemm_rows
+// computes rows [n0, n1) for all T tokens. Needs avx512vnni; K a multiple of 256.
+struct Int8Acts {
+  int64_t T = 0, K = 0, groups = 0;  // groups of 16 tokens, padded with zero tokens
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> bs;
+};
+bool int8_gemm_supported(DType t);
+// Rows int8_gemm_rows decodes at a time: callers hand out row ranges in multiples of this.
+constexpr int64_t kInt8GemmPanelRows = 32;
+void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a);
+void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a);
+void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
+                    const float* bias);
 
 }  // namespace seek::avx512

@@ -516,6 +516,198 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
   }
 }
 
+// ---- int8 GEMM (prefill) for the K-quants: tokens in the lanes ------------------------------------
+// Activations as llama.cpp's Q8_K: one f32 scale per 256 values (d = amax / 127), int8 codes, and the
+// sums of each 16 codes. Laid out for a GEMM whose 16 vector lanes are 16 tokens: per group of 16
+// tokens, q [K / 4][16 tokens][4 codes] (lane l of a vector at quad i holds token l's codes 4i..4i+3,
+// what vpdpbusd multiplies against 4 bytes of a weight row broadcast to every lane), d [K / 256][16] and
+// the 16-code sums in pairs, bs [K / 256][8][16] (each i32 lane two i16 sums, for vpdpwssd).
+// A weight row's super-block (256 values) is, for Q4_K and Q6_K alike,
+//   w = d · sc_j · u - dm · mn_j       (value in sub-block j; u its unsigned code)
+// with integer sc_j and mn_j: Q4_K (sub-blocks of 32) sc_j, mn_j = m_j, dm = dmin; Q6_K (sub-blocks of
+// 16) sc_j, mn_j = 32 · sc_j, dm = d. So a row's dot with a token over a super-block is
+//   da · (d · Σ_j sc_j · Σ u·q  -  dm · Σ_j mn_j · Σ q)
+// in exact integers but for the two f32 products at the end: the same value llama.cpp's K-quant dot
+// products compute, up to f32 rounding.
+
+struct GemmPanel {  // rows of weights decoded once for all token groups
+  int64_t K = 0, nsb = 0;
+  std::vector<uint8_t> u;       // [rows][K] unsigned codes
+  std::vector<int32_t> sc;      // [rows][nsb][S]
+  std::vector<int32_t> mn;      // [rows][nsb][8], i16 pairs of mn for the 16-code sums (2 jp, 2 jp + 1)
+  std::vector<float> d, dm;     // [rows][nsb]
+};
+
+constexpr int kGemmRows = int(kInt8GemmPanelRows);  // rows decoded per panel
+constexpr int kGemmR = 4;      // rows per register tile
+constexpr int kGemmG = 2;      // 16-token groups per register tile
+constexpr int kGemmSlice = 2;  // super-blocks per slice of K
+
+template <QKind q>
+constexpr int kSubBlocks = q == QKind::Q4_K ? 8 : 16;
+
+inline int32_t i16_pair(int lo, int hi) { return int32_t(uint32_t(uint16_t(int16_t(lo))) | uint32_t(hi) << 16); }
+
+// Row r of the panel from weight row `row`.
+template <QKind q>
+SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, int64_t r) {
+  constexpr int S = kSubBlocks<q>;
+  uint8_t* u = p->u.data() + r * p->K;
+  for (int64_t sb = 0; sb < nsb; sb++) {
+    const uint8_t* b = row + sb * kBlockBytes<q>;
+    for (int pp = 0; pp < 4; pp++) {
+      __m512i codes;
+      __m512 unused;
+      decode_pair<q>(b, b, pp, _mm512_setzero_ps(), &codes, &unused);
+      _mm512_storeu_si512(u + 256 * sb + 64 * pp, codes);
+    }
+    int32_t* sc = p->sc.data() + (r * nsb + sb) * S;
+    int32_t* mn = p->mn.data() + (r * nsb + sb) * 8;
+    const float d = f16_at(q == QKind::Q4_K ? b : b + 208);
+    p->d[size_t(r * nsb + sb)] = d;
+    if constexpr (q == QKind::Q4_K) {
+      const uint8_t* s = b + 4;
+      for (int j = 0; j < 8; j++) {
+        sc[j] = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        const int m = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        mn[j] = i16_pair(m, m);
+      }
+      p->dm[size_t(r * nsb + sb)] = f16_at(b + 2);
+    } else {
+      const int8_t* s = reinterpret_cast<const int8_t*>(b + 192);
+      for (int j = 0; j < 16; j++) sc[j] = s[j];
+      for (int jp = 0; jp < 8; jp++) mn[jp] = i16_pair(32 * s[2 * jp], 32 * s[2 * jp + 1]);
+      p->dm[size_t(r * nsb + sb)] = d;
+    }
+  }
+}
+
+// acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of the activations,
+// over super-blocks [sb0, sb1). In registers: R · G sub-block sums, super-block sums and f32 sums (24 of
+// the 32 vector registers). Tried and slower here (bench_kernels --quant-prefill, alternating): vpdpbusd
+// with its broadcast folded in ({1to16}, one instruction fewer per two products; ~20% faster in an
+// L1-only loop, ~20% slower in this one), f32 sums kept in memory to free registers for 6 × 2 tiles,
+// 8 × 1 and 2 × 4 tiles.
+template <QKind q>
+SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int64_t g0, int64_t sb0, int64_t sb1,
+                         float* acc) {
+  constexpr int S = kSubBlocks<q>, L = 256 / S, R = kGemmR, G = kGemmG;
+  const int64_t K = p.K, nsb = p.nsb;
+  const uint8_t* u[R];
+  for (int r = 0; r < R; r++) u[r] = p.u.data() + (r0 + r) * K;
+  const int8_t* aq[G];
+  for (int g = 0; g < G; g++) aq[g] = a.q.data() + (g0 + g) * 16 * K;
+  __m512 facc[R][G];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) facc[r][g] = _mm512_loadu_ps(acc + 16 * (r * G + g));
+  for (int64_t sb = sb0; sb < sb1; sb++) {
+    __m512i iacc[R][G];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) iacc[r][g] = _mm512_setzero_si512();
+    for (int j = 0; j < S; j++) {
+      __m512i is[R][G];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) is[r][g] = _mm512_setzero_si512();
+      const int64_t k0 = 256 * sb + L * j;
+#pragma GCC unroll 8
+      for (int i = 0; i < L / 4; i++) {
+        __m512i av[G];
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) av[g] = _mm512_loadu_si512(aq[g] + 16 * (k0 + 4 * i));
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+          int32_t w4;
+          std::memcpy(&w4, u[r] + k0 + 4 * i, 4);
+          const __m512i wb = _mm512_set1_epi32(w4);
+#pragma GCC unroll 8
+          for (int g = 0; g < G; g++) is[r][g] = _mm512_dpbusd_epi32(is[r][g], wb, av[g]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const __m512i s = _mm512_set1_epi32(p.sc[size_t(((r0 + r) * nsb + sb) * S + j)]);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) iacc[r][g] = _mm512_add_epi32(iacc[r][g], _mm512_mullo_epi32(is[r][g], s));
+      }
+    }
+    __m512 ad[G];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) ad[g] = _mm512_loadu_ps(a.d.data() + ((g0 + g) * nsb + sb) * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 d = _mm512_set1_ps(p.d[size_t((r0 + r) * nsb + sb)]);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) {
+        facc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(d, ad[g]), facc[r][g]);
+        iacc[r][g] = _mm512_setzero_si512();
+      }
+    }
+    // The mins (Q4_K) or the codes' offset of 32 (Q6_K): dm · Σ_j mn_j · (sum of the token's codes in j).
+#pragma GCC unroll 8
+    for (int jp = 0; jp < 8; jp++) {
+      __m512i bs[G];
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) bs[g] = _mm512_loadu_si512(a.bs.data() + (((g0 + g) * nsb + sb) * 8 + jp) * 16);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const __m512i m = _mm512_set1_epi32(p.mn[size_t(((r0 + r) * nsb + sb) * 8 + jp)]);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) iacc[r][g] = _mm512_dpwssd_epi32(iacc[r][g], m, bs[g]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 dm = _mm512_set1_ps(p.dm[size_t((r0 + r) * nsb + sb)]);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++)
+        facc[r][g] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(dm, ad[g]), facc[r][g]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int g = 0; g < G; g++) _mm512_storeu_ps(acc + 16 * (r * G + g), facc[r][g]);
+}
+
+template <QKind q>
+SEEK_VNNI void gemm_rows_kind(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
+                              const float* bias) {
+  constexpr int S = kSubBlocks<q>, R = kGemmR, G = kGemmG;
+  const int64_t K = w.cols, nsb = K / 256, rb = nsb * kBlockBytes<q>;
+  thread_local GemmPanel p;
+  p.K = K, p.nsb = nsb;
+  p.u.resize(size_t(kGemmRows * K));
+  p.sc.resize(size_t(kGemmRows * nsb * S));
+  p.mn.resize(size_t(kGemmRows * nsb * 8));
+  p.d.resize(size_t(kGemmRows * nsb));
+  p.dm.resize(size_t(kGemmRows * nsb));
+  for (int64_t b0 = n0; b0 < n1; b0 += kGemmRows) {
+    const int64_t nr = min_i64(kGemmRows, n1 - b0), padded = (nr + R - 1) / R * R;
+    for (int64_t r = 0; r < padded; r++)  // rows past the end repeat the last one; their outputs are dropped
+      gemm_decode_row<q>(static_cast<const uint8_t*>(w.data) + min_i64(b0 + r, n1 - 1) * rb, nsb, &p, r);
+    for (int64_t g0 = 0; g0 < a.groups; g0 += G) {
+      // Slices of kGemmSlice super-blocks across all the panel's row tiles, so that the slice of the
+      // activations and of the panel stay in L1 while every row tile reads them.
+      alignas(64) float acc[kGemmRows * G * 16] = {};
+      for (int64_t sb0 = 0; sb0 < nsb; sb0 += kGemmSlice)
+        for (int64_t r0 = 0; r0 < padded; r0 += R)
+          gemm_tile<q>(p, r0, a, g0, sb0, min_i64(nsb, sb0 + kGemmSlice), acc + r0 * G * 16);
+      for (int64_t r = 0; r < nr; r++) {
+        const int64_t n = b0 + r;
+        const float b = bias ? bias[n] : 0.0f;
+        for (int g = 0; g < G; g++) {
+          const int64_t t0 = (g0 + g) * 16, nt = min_i64(16, a.T - t0);
+          for (int64_t l = 0; l < nt; l++) y[(t0 + l) * ldy + n] = acc[(r * G + g) * 16 + l] + b;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool set_quant_int8_activations(bool on) {
@@ -523,6 +715,58 @@ bool set_quant_int8_activations(bool on) {
   return g_int8_acts.exchange(on ? 1 : 0) == 1;
 }
 bool quant_int8_activations() { return int8_enabled(); }
+
+bool int8_gemm_supported(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
+
+void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a) {
+  a->T = T, a->K = K;
+  a->groups = (T + 16 * kGemmG - 1) / (16 * kGemmG) * kGemmG;  // whole register tiles of groups
+  const int64_t nsb = K / 256;
+  a->q.resize(size_t(a->groups * 16 * K));
+  a->d.resize(size_t(a->groups * nsb * 16));
+  a->bs.resize(size_t(a->groups * nsb * 8 * 16));
+}
+
+SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a) {
+  const int64_t K = a->K, nsb = K / 256;
+  for (int64_t g = g0; g < g1; g++) {
+    int8_t* q = a->q.data() + g * 16 * K;
+    for (int l = 0; l < 16; l++) {
+      const int64_t t = 16 * g + l;
+      for (int64_t sb = 0; sb < nsb; sb++) {
+        float* d = a->d.data() + (g * nsb + sb) * 16 + l;
+        int32_t* bs = a->bs.data() + (g * nsb + sb) * 128 + l;
+        if (t >= a->T) {  // padding: zero codes, scale and sums, so the padded outputs are zero
+          *d = 0.0f;
+          for (int jp = 0; jp < 8; jp++) bs[16 * jp] = 0;
+          for (int i = 0; i < 64; i++) std::memset(q + 16 * (256 * sb + 4 * i) + 4 * l, 0, 4);
+          continue;
+        }
+        const float* xs = x + t * K + 256 * sb;
+        __m512 amax = _mm512_setzero_ps();
+        for (int v = 0; v < 16; v++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(xs + 16 * v)));
+        const float m = _mm512_reduce_max_ps(amax);
+        *d = m / 127.0f;
+        const __m512 id = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+        int sums[16];
+        for (int v = 0; v < 16; v++) {
+          const __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 16 * v), id));
+          sums[v] = _mm512_reduce_add_epi32(c);
+          alignas(16) int8_t b[16];
+          _mm_store_si128(reinterpret_cast<__m128i*>(b), _mm512_cvtepi32_epi8(c));
+          for (int i = 0; i < 4; i++) std::memcpy(q + 16 * (256 * sb + 16 * v + 4 * i) + 4 * l, b + 4 * i, 4);
+        }
+        for (int jp = 0; jp < 8; jp++) bs[16 * jp] = i16_pair(sums[2 * jp], sums[2 * jp + 1]);
+      }
+    }
+  }
+}
+
+SEEK_VNNI void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
+                              const float* bias) {
+  if (w.dtype == DType::Q4_K) return gemm_rows_kind<QKind::Q4_K>(y, ldy, a, w, n0, n1, bias);
+  gemm_rows_kind<QKind::Q6_K>(y, ldy, a, w, n0, n1, bias);
+}
 
 SEEK_AVX512 void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {

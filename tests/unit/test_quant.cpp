@@ -339,5 +339,76 @@ TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
     }
   }
   std::printf("  worst |y - ref| / sum |w x|: %.3g\n", worst_rel);
-  if (on) EXPECT_GT(worst_rel, 1e-5);
+  if (on) {
+    EXPECT_GT(worst_rel, 1e-5);
+  }
+}
+
+// The K-quants' int8 GEMM (AVX-512 VNNI, T > 16): activations rounded to 8 bits per block of 256 with
+// scale d = amax / 127 (llama.cpp's Q8_K). Two checks per output:
+// - against a scalar model of the same arithmetic (the codes rounded as the kernel rounds them, the
+//   dequantized weights, sums in double): equal up to f32 rounding, 1e-5 · Σ|w x|. This pins the
+//   layouts: a code, scale or sum in the wrong place is far outside it;
+// - against matmul_ref (f32 activations): within Σ_k |w[n, k]| · amax(256-block of k) / 254 + 1e-5 · Σ|w x|.
+// On odd row counts (tiles of 4 and panels of 16 with tails), T not a multiple of 16 or 32, with a bias
+// and a row stride wider than N.
+TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
+  const bool on = avx512::quant_int8_activations();
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  double worst_model = 0, worst_rel = 0;
+  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+    for (int64_t K : {int64_t(256), int64_t(1280)}) {
+      const int64_t N = K == 256 ? 37 : 23, ldy = N + 3;
+      SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K));
+      const QuantMat w = random_quant(rng, t, N, K);
+      std::vector<float> wf(static_cast<size_t>(N * K)), bias(static_cast<size_t>(N));
+      mat_rows_to_f32_ref(w.mat, 0, N, wf.data());
+      for (float& b : bias) b = u(rng);
+      for (int64_t T : {17, 33, 50, 96}) {
+        SCOPED_TRACE("T=" + std::to_string(T));
+        std::vector<float> x(size_t(T * K));
+        for (float& v : x) v = u(rng);
+        for (int64_t i = 0; i < T * K; i += 11) x[size_t(i)] *= 30.0f;  // outliers
+        std::fill(x.begin(), x.begin() + 256, 0.0f);                    // a zero block: scale 0
+        std::vector<float> y(size_t(T * ldy), -7.0f), ref(size_t(T * ldy), -7.0f);
+        matmul(y.data(), x.data(), w.mat, T, bias.data(), ldy);
+        matmul_ref(ref.data(), x.data(), w.mat, T, bias.data(), ldy);
+        for (int64_t tk = 0; tk < T; tk++) {
+          const float* xt = x.data() + tk * K;
+          for (int64_t n = 0; n < N; n++) {
+            const float* wn = wf.data() + n * K;
+            double model = bias[size_t(n)], bound = 0, mag = 0;
+            for (int64_t sb = 0; sb < K / 256; sb++) {
+              float amax = 0;
+              for (int64_t i = 0; i < 256; i++) amax = std::max(amax, std::fabs(xt[256 * sb + i]));
+              const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+              double dot = 0;
+              for (int64_t i = 0; i < 256; i++) {
+                const int64_t k = 256 * sb + i;
+                dot += double(wn[k]) * double(std::nearbyint(xt[k] * id));
+                bound += std::fabs(double(wn[k])) * amax / 254.0;
+                mag += std::fabs(double(wn[k]) * double(xt[k]));
+              }
+              model += double(d) * dot;
+            }
+            const double got = y[size_t(tk * ldy + n)];
+            const double em = std::fabs(got - model), er = std::fabs(got - double(ref[size_t(tk * ldy + n)]));
+            if (on) {
+              EXPECT_LE(em, 1e-5 * mag) << "n=" << n << " t=" << tk;
+              worst_model = std::max(worst_model, em / mag);
+            }
+            EXPECT_LE(er, (on ? bound : 0.0) + 1e-5 * mag) << "n=" << n << " t=" << tk;
+            worst_rel = std::max(worst_rel, er / mag);
+          }
+          for (int64_t n = N; n < ldy; n++) EXPECT_EQ(y[size_t(tk * ldy + n)], -7.0f);
+        }
+      }
+    }
+  }
+  std::printf("  int8 GEMM %s: worst |y - model| / sum |w x| %.3g, |y - ref| / sum |w x| %.3g\n",
+              on ? "on" : "off", worst_model, worst_rel);
+  if (on) {
+    EXPECT_GT(worst_rel, 1e-5);
+  }
 }
