@@ -294,7 +294,17 @@ uint32_t ggml_type_of(DType t) {
 
 // ---- Reader ----
 
-GgufFile::GgufFile(const std::string& path, FileBytes::Mode mode) : path_(path), bytes_(path, mode) {
+GgufFile::GgufFile(const std::string& path, FileBytes::Mode mode) : path_(path), bytes_(path, mode) { parse(); }
+
+GgufFile::GgufFile(const std::string& path, FileBytes bytes) : path_(path), bytes_(std::move(bytes)) { parse(); }
+
+int64_t GgufFile::file_offset(const TensorInfo& t) const {
+  const auto* p = static_cast<const uint8_t*>(t.data);
+  return p >= bytes_.data() && p < bytes_.data() + bytes_.size() ? int64_t(p - bytes_.data()) : -1;
+}
+
+void GgufFile::parse() {
+  const std::string& path = path_;
   Cursor c{path, bytes_.data(), bytes_.size(), 0, {}};
   const size_t size = bytes_.size();
   if (size < 4 || std::memcmp(c.base, "GGUF", 4) != 0) {

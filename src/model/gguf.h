@@ -81,6 +81,8 @@ class GgufFile {
   // Throws Error. `mode` as FileBytes's: Mapped when only the metadata is wanted (a tokenizer), so that
   // the tensors are not read a second time beside the model that holds them.
   explicit GgufFile(const std::string& path, FileBytes::Mode mode = FileBytes::Mode::Auto);
+  // Over bytes already opened (FileBytes with mapped ranges); `path` names the file in errors.
+  GgufFile(const std::string& path, FileBytes bytes);
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
 
@@ -108,6 +110,8 @@ class GgufFile {
   const TensorInfo* find_tensor(const std::string& name) const;
   int64_t alignment() const { return alignment_; }
   size_t size_bytes() const { return bytes_.size(); }
+  // Where a tensor's data starts in the file, or -1 for a realigned copy.
+  int64_t file_offset(const TensorInfo& t) const;
 
  private:
   std::string path_;
@@ -117,6 +121,7 @@ class GgufFile {
   int64_t alignment_ = 32;
   std::unordered_map<std::string, size_t> kv_index_, tensor_index_;
   std::vector<std::unique_ptr<uint8_t[]>> copies_;  // realigned tensors
+  void parse();
 };
 
 // One tensor to write: shape row-major (outermost first), data dtype_nbytes(dtype, numel) bytes.

@@ -7,6 +7,11 @@
 //                            across the groups); weights converted exactly in registers, f32 FMAs. Rows
 //                            are split across threads. At T = 1 this is decode: memory bound, it reads
 //                            the weights at the machine's streaming bandwidth.
+//   Q4_K/Q6_K, T > 16        "int8 GEMM" where the CPU has AVX-512 VNNI (and SEEK_QUANT_EXACT is unset):
+//                            activations rounded to 8 bits per 256 (llama.cpp's Q8_K), integer dot
+//                            products with 16 tokens in the lanes (kernels_quant_avx512.cpp); panels of
+//                            32 rows taken by the threads from a shared counter. ~2.1-2.5x the f32
+//                            panels at T = 512 (bench_kernels --quant-prefill).
 //   other formats, T > 64    "panels": each thread converts a panel of up to 256 weight rows to f32 in
 //                            its own scratch and calls single-threaded cblas_sgemm on it (OpenBLAS runs
 //                            one thread inside an OpenMP parallel region).

@@ -49,7 +49,7 @@ FileBytes::Mode resolve_load_mode(size_t bytes) {
   return avail != 0 && bytes <= avail / 2 ? FileBytes::Mode::Read : FileBytes::Mode::Mapped;
 }
 
-FileBytes::FileBytes(const std::string& path, Mode mode) {
+FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::pair<size_t, size_t>>& mapped_ranges) {
   Fd f{::open(path.c_str(), O_RDONLY)};
   if (f.fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
@@ -79,8 +79,31 @@ FileBytes::FileBytes(const std::string& path, Mode mode) {
   auto* base =
       reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(region_) + kHugePage - 1) / kHugePage * kHugePage);
   madvise(base, len, MADV_HUGEPAGE);  // advice only: without transparent huge pages the read still works
+  // The ranges left as mappings, whole pages only (base is page-aligned, so memory and file offsets
+  // agree modulo the page), sorted; the rest is read around them.
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  std::vector<std::pair<size_t, size_t>> skip;  // [begin, end)
+  for (const auto& [off, n] : mapped_ranges) {
+    const size_t b = (off + page - 1) / page * page, e = std::min(off + n, size_) / page * page;
+    if (off + n > size_ || b >= e) continue;
+    if (mmap(base + b, e - b, PROT_READ, MAP_PRIVATE | MAP_FIXED, f.fd, off_t(b)) == MAP_FAILED) {
+      const std::string why = std::strerror(errno);
+      release();
+      throw Error(strfmt("%s: cannot map bytes [%zu, %zu): %s", path.c_str(), b, e, why.c_str()));
+    }
+    skip.emplace_back(b, e);
+  }
+  std::sort(skip.begin(), skip.end());
+  size_t next_skip = 0;
   for (size_t done = 0; done < size_;) {
-    const ssize_t n = ::pread(f.fd, base + done, std::min<size_t>(size_ - done, size_t(1) << 30), off_t(done));
+    while (next_skip < skip.size() && skip[next_skip].second <= done) next_skip++;
+    if (next_skip < skip.size() && skip[next_skip].first <= done) {
+      done = skip[next_skip].second;
+      continue;
+    }
+    size_t want = std::min<size_t>(size_ - done, size_t(1) << 30);
+    if (next_skip < skip.size()) want = std::min(want, skip[next_skip].first - done);
+    const ssize_t n = ::pread(f.fd, base + done, want, off_t(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const std::string why = n < 0 ? std::strerror(errno) : "the file ended early";

@@ -10,10 +10,15 @@
 //           file larger than memory still opens.
 // Auto (the default) reads when the file takes at most half of the memory available, else maps.
 // SEEK_WEIGHTS=mmap or SEEK_WEIGHTS=read in the environment overrides it.
+// A read file may keep some byte ranges as mappings of the file (`mapped_ranges`, rounded inward to
+// whole 4 KiB pages): a lookup table of which a prompt reads a few rows (a token embedding that is not
+// also the output head) then costs resident memory only for the pages touched, as under Mapped.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace seek {
 
@@ -23,7 +28,9 @@ class FileBytes {
 
   FileBytes() = default;
   // Throws Error naming the file when it cannot be opened, read or mapped.
-  explicit FileBytes(const std::string& path, Mode mode = Mode::Auto);
+  // mapped_ranges: (offset, length) pairs within the file, Read mode only.
+  explicit FileBytes(const std::string& path, Mode mode = Mode::Auto,
+                     const std::vector<std::pair<size_t, size_t>>& mapped_ranges = {});
   ~FileBytes();
   FileBytes(FileBytes&& o) noexcept;
   FileBytes& operator=(FileBytes&& o) noexcept;

@@ -2,7 +2,11 @@
 // that names the file and the tensor — never a crash.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
@@ -230,4 +234,35 @@ TEST(FileBytes, ReadAndMappedAgree) {
   // Auto reads a small file (far below half of the available memory).
   EXPECT_FALSE(FileBytes(p).mapped());
   EXPECT_EQ(FileBytes(dir / "w.bin", FileBytes::Mode::Read).size(), data.size());
+}
+
+// Read mode with ranges left as mappings of the file (a token embedding's rows, util/file_bytes.h): the
+// bytes are the file's everywhere, at unaligned range edges too, a range past the end is ignored, and
+// the whole pages inside a range are a mapping of the file (/proc/self/maps), not read memory.
+TEST(FileBytes, MappedRangesInsideARead) {
+  test::TempDir dir;
+  const std::string p = dir / "w.bin";
+  std::string data((3 << 20) + 123, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 2654435761u >> 13);
+  test::write_text(p, data);
+  const std::vector<std::pair<size_t, size_t>> ranges = {
+      {(2 << 20) + 7, 300000}, {5000, 1 << 20}, {data.size() - 100, 50}, {data.size() - 10, 100}};
+  FileBytes f(p, FileBytes::Mode::Read, ranges);
+  ASSERT_EQ(f.size(), data.size());
+  EXPECT_FALSE(f.mapped());
+  EXPECT_EQ(std::memcmp(f.data(), data.data(), data.size()), 0);
+  auto file_mapped = [&](const uint8_t* at) {
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);) {
+      uintptr_t lo = 0, hi = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2) continue;
+      const auto a = reinterpret_cast<uintptr_t>(at);
+      if (a >= lo && a < hi) return line.find("w.bin") != std::string::npos;
+    }
+    return false;
+  };
+  EXPECT_TRUE(file_mapped(f.data() + 8192));               // inside [5000, 5000 + 1 MiB)
+  EXPECT_TRUE(file_mapped(f.data() + (2 << 20) + 4096));   // inside the second range
+  EXPECT_FALSE(file_mapped(f.data()));                      // before the first range: read
+  EXPECT_FALSE(file_mapped(f.data() + (1 << 20) + 8192));  // between the ranges: read
 }
