@@ -166,6 +166,7 @@ void matmul_direct(const MatmulJob* jobs, int64_t n) {
     elements += jobs[j].w.rows * jobs[j].w.cols;
   }
   const bool simd = has_avx512();
+  if (simd) avx512::next_activations();  // the jobs' activations are new values
   auto run = [&](int64_t lo, int64_t hi) {  // the rows of cost [lo, hi)
     int64_t at = 0;  // cost before job j
     for (int64_t j = 0; j < n && at < hi; j++) {

@@ -64,6 +64,10 @@ void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 bool set_quant_int8_activations(bool on);
 // Whether the int8 path is in use now (enabled and the CPU, as cpu_features() reports it, has VNNI).
 bool quant_int8_activations();
+// Starts an activation epoch: until the next call, the int8 path takes activations at the same address,
+// T and K to be the same values and quantizes them once per thread. The backend calls it before each
+// matmul's direct kernels run (their caller must, if not the backend).
+void next_activations();
 
 // The K-quants' int8 GEMM (prefill, kernels_quant_avx512.cpp): Q4_K and Q6_K weights against activations
 // rounded to 8 bits per block of 256 (f32 scale amax / 127, as llama.cpp's Q8_K), integer dot products

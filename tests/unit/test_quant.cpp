@@ -412,3 +412,24 @@ TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
     EXPECT_GT(worst_rel, 1e-5);
   }
 }
+
+// The int8 path quantizes a matmul's activations once per thread and recognises them by address within a
+// matmul (next_activations): new values at the same address in the next matmul must be quantized again.
+TEST_P(QuantKernels, Int8ActivationsAtTheSameAddressAreNotReused) {
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t N = 40, K = 512;
+  for (DType t : kQuantTypes) {
+    const QuantMat w = random_quant(rng, t, N, K);
+    for (int64_t T : {1, 3}) {
+      std::vector<float> x(size_t(T * K)), y(size_t(T * N)), fresh(size_t(T * N));
+      for (float& v : x) v = u(rng);
+      matmul(y.data(), x.data(), w.mat, T);
+      for (float& v : x) v = u(rng);  // new values, same buffer
+      matmul(y.data(), x.data(), w.mat, T);
+      const std::vector<float> copy = x;  // the same values at another address
+      matmul(fresh.data(), copy.data(), w.mat, T);
+      EXPECT_EQ(y, fresh) << dtype_name(t) << " T=" << T;
+    }
+  }
+}
