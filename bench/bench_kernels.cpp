@@ -260,7 +260,7 @@ void bench_quant(bool quick, bool in_cache) {
 // (where the CPU has VNNI) and through the exact f32 panels, and cblas_sgemm on f32 weights (the panels'
 // ceiling), in alternating rounds; best time per variant, median per-round ratio to sgemm.
 void bench_quant_prefill(bool quick) {
-  const int64_t T = std::getenv("SEEK_BENCH_T") ? std::atoll(std::getenv("SEEK_BENCH_T")) : 512;
+  const int64_t T = 512;
   const bool int8 = avx512::quant_int8_activations();
   for (auto [N, K] : {std::pair<int64_t, int64_t>{8960, 1536}, {1536, 8960}}) {
     std::vector<float> f(size_t(N * K));

@@ -296,7 +296,14 @@ uint32_t ggml_type_of(DType t) {
 
 GgufFile::GgufFile(const std::string& path, FileBytes::Mode mode) : path_(path), bytes_(path, mode) { parse(); }
 
-GgufFile::GgufFile(const std::string& path, FileBytes bytes) : path_(path), bytes_(std::move(bytes)) { parse(); }
+void GgufFile::replace_bytes(FileBytes bytes) {
+  if (bytes.size() != bytes_.size())
+    throw Error(strfmt("%s: the file changed while it was loaded (%zu bytes, then %zu)", path_.c_str(),
+                       bytes_.size(), bytes.size()));
+  for (TensorInfo& t : tensors_)
+    if (const int64_t off = file_offset(t); off >= 0) t.data = bytes.data() + off;
+  bytes_ = std::move(bytes);
+}
 
 int64_t GgufFile::file_offset(const TensorInfo& t) const {
   const auto* p = static_cast<const uint8_t*>(t.data);

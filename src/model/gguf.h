@@ -81,8 +81,6 @@ class GgufFile {
   // Throws Error. `mode` as FileBytes's: Mapped when only the metadata is wanted (a tokenizer), so that
   // the tensors are not read a second time beside the model that holds them.
   explicit GgufFile(const std::string& path, FileBytes::Mode mode = FileBytes::Mode::Auto);
-  // Over bytes already opened (FileBytes with mapped ranges); `path` names the file in errors.
-  GgufFile(const std::string& path, FileBytes bytes);
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
 
@@ -112,6 +110,9 @@ class GgufFile {
   size_t size_bytes() const { return bytes_.size(); }
   // Where a tensor's data starts in the file, or -1 for a realigned copy.
   int64_t file_offset(const TensorInfo& t) const;
+  // Holds the file through `bytes` from now on (the same file opened another way: read, with mapped
+  // ranges), the tensors pointing into them; the parsed header is kept. Throws Error if the size differs.
+  void replace_bytes(FileBytes bytes);
 
  private:
   std::string path_;

@@ -183,19 +183,18 @@ namespace {
 
 // The file's bytes as a model holds them: read (FileBytes), except the token embedding when the file
 // has its own output head: a prompt looks up a few of its rows, so it stays a mapping of the file and
-// only those rows' pages become resident (the table is 10-20% of a small model's file).
+// only those rows' pages become resident (the table is 10-20% of a small model's file). The header is
+// parsed once, from a mapping, which then gives way to the read bytes.
 std::shared_ptr<const GgufFile> open_model_file(const std::string& path) {
+  auto file = std::make_shared<GgufFile>(path, FileBytes::Mode::Mapped);
+  const FileBytes::Mode mode = resolve_load_mode(file->size_bytes());
+  if (mode != FileBytes::Mode::Read) return file;
   std::vector<std::pair<size_t, size_t>> lookup;
-  FileBytes::Mode mode;
-  {
-    const GgufFile probe(path, FileBytes::Mode::Mapped);  // the header only
-    mode = resolve_load_mode(probe.size_bytes());
-    const TensorInfo* embd = probe.find_tensor("token_embd.weight");
-    if (embd && probe.find_tensor("output.weight") && probe.file_offset(*embd) >= 0)
-      lookup.emplace_back(size_t(probe.file_offset(*embd)), embd->nbytes);
-  }
-  if (mode != FileBytes::Mode::Read || lookup.empty()) return std::make_shared<const GgufFile>(path, mode);
-  return std::make_shared<const GgufFile>(path, FileBytes(path, mode, lookup));
+  const TensorInfo* embd = file->find_tensor("token_embd.weight");
+  if (embd && file->find_tensor("output.weight") && file->file_offset(*embd) >= 0)
+    lookup.emplace_back(size_t(file->file_offset(*embd)), embd->nbytes);
+  file->replace_bytes(FileBytes(path, mode, lookup));
+  return file;
 }
 
 }  // namespace

@@ -114,8 +114,8 @@ void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, 
 
 // Whether matmul runs w at T tokens with the K-quants' int8 GEMM.
 bool int8_gemm_path(const Mat& w, int64_t T) {
-  return T > kInt8GemmMinT && has_avx512() && avx512::int8_gemm_supported(w.dtype) && w.cols % 256 == 0 &&
-         avx512::quant_int8_activations();
+  return T > kInt8GemmMinT && has_avx512() && avx512::int8_gemm_supported(w.dtype) &&
+         avx512::quant_int8_activations();  // K is a multiple of the K-quants' 256 (check_weight_format)
 }
 
 // Whether matmul runs w at T tokens with a direct kernel.

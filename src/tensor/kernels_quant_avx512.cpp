@@ -71,6 +71,7 @@
 
 #include "tensor/cpu.h"
 #include "tensor/kernels_avx512.h"
+#include "tensor/quant.h"
 
 #define SEEK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
@@ -105,8 +106,8 @@ SEEK_AVX512 inline void block_scalars(const uint8_t* b, float* s) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t* p = b + 4;
     for (int j = 0; j < 8; j++) {
-      const int sc = j < 4 ? p[j] & 63 : (p[j + 4] & 15) | ((p[j - 4] >> 6) << 4);
-      const int m = j < 4 ? p[j + 4] & 63 : (p[j + 4] >> 4) | ((p[j] >> 6) << 4);
+      uint8_t sc, m;
+      q4k_scale_min(j, p, &sc, &m);
       s[j] = d * float(sc);
       s[8 + j] = dmin * float(m);
     }
@@ -578,8 +579,9 @@ SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, in
     if constexpr (q == QKind::Q4_K) {
       const uint8_t* s = b + 4;
       for (int j = 0; j < 8; j++) {
-        sc[j] = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-        const int m = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        uint8_t scale, m;
+        q4k_scale_min(j, s, &scale, &m);
+        sc[j] = scale;
         mn[j] = i16_pair(m, m);
       }
       p->dm[size_t(r * nsb + sb)] = f16_at(b + 2);

@@ -170,17 +170,6 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
   return scale;
 }
 
-// The 6-bit scale and min of sub-block j from a Q4_K block's 12 packed bytes.
-void q4k_scale_min(int j, const uint8_t* s, uint8_t* sc, uint8_t* m) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *m = s[j + 4] & 63;
-  } else {
-    *sc = uint8_t((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
-    *m = uint8_t((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
-  }
-}
-
 void quantize_q4_k(const float* x, uint8_t* out, int64_t nb) {
   uint8_t L[256], Laux[32];
   float weights[32], mins[8], scales[8];

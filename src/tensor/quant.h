@@ -40,6 +40,18 @@ namespace seek {
 void quantize_row_ref(DType t, const float* x, void* blocks, int64_t k);
 // blocks -> y[k], exactly as ggml's dequantize_row_* (k a multiple of the block).
 void dequantize_row_ref(DType t, const void* blocks, float* y, int64_t k);
+
+// The 6-bit scale and min of sub-block j (0..7) from a Q4_K block's 12 packed `scales` bytes (layout
+// above); shared by the reference and the AVX-512 kernels.
+inline void q4k_scale_min(int j, const uint8_t* s, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = uint8_t((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4));
+    *m = uint8_t((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+  }
+}
 // Value k of a row stored at `row` (blocks from the row's start), the same float as dequantize_row_ref
 // gives for it, computed from its own block alone (the reference matmul reads weights one at a time).
 float dequantize_value_ref(DType t, const void* row, int64_t k);
