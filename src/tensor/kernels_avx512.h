@@ -56,8 +56,8 @@ void rows_to_f32_q4_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 
 // The block formats' int8 decode path (kernels_quant_avx512.cpp): for T <= 16 on a CPU with AVX-512 VNNI,
-// the direct kernels round the activations to 8 bits per block of 32 (an f32 scale each, as llama.cpp's
-// Q8_0 activations) and take integer dot products; otherwise they multiply the exact f32 weights by the f32
+// the direct kernels round the activations to 8 bits (Q8_0/Q4_0 weights: per block of 32, an f32 scale each,
+// as llama.cpp's Q8_0 activations; Q4_K/Q6_K: per 256, as its Q8_K) and take integer dot products; otherwise they multiply the exact f32 weights by the f32
 // activations. On by default where the CPU has avx512vnni; SEEK_QUANT_EXACT=1 or
 // set_quant_int8_activations(false) forces the exact path (it returns the previous setting). Not
 // thread-safe against running kernels.

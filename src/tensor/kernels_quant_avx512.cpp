@@ -15,37 +15,39 @@
 // Int8 path (T <= 16 on a CPU with avx512vnni; the default there): llama.cpp-like numerics. The exact path
 // is compute bound at decode: ~8 vector operations per 32 weights (widen, convert, scale, FMA, twice) ran
 // Q8_0 at ~11 GB/s and Q4_K at ~5 GB/s of weight bytes on 2 Zen 5 cores, where bf16 streams at ~20 in the
-// same run (option (a), a cheaper f32 decode, cannot reach memory bandwidth for the 4-bit formats: widen +
-// convert + FMA is already 3 operations per 16 weights). So the activations are rounded to int8 per block of
-// 32 (scale sx = amax / 127, an f32, as llama.cpp's Q8_0 activations but with an f32 rather than f16
-// scale; one scale per 32 for the K-quants too, where llama.cpp's Q8_K has one per 256), and the weights
-// are kept as their unsigned codes u (Q8_0: q + 128; Q4_0/Q4_K: the nibble; Q6_K: the 6 bits), 64 per
-// vector, dotted with vpdpbusd (4 products per i32 lane, exact in i32). Each lane then holds the dot
-// product of 4 weights of one sub-block: value = scale · (u - offset) is applied as scale · sx · (Σ u x
-// - offset · Σ x), the offset term by starting vpdpbusd's accumulator at -offset · (sum of the 4 x), and
-// Q4_K's mins as dmin · m · sx · Σ x per sub-block, one 8-lane FMA per block. The weight scales are the
-// same f32 products as the exact path's. The activations of a call are quantized once per thread (kept
-// with a copy of x, so the row pieces of one matmul reuse them). Error: each activation moves by at most
-// amax / 254 of its block, so output n moves by at most Σ_k |w[n, k]| · amax(block of k) / 254 (plus f32
-// rounding), which tests/unit/test_quant.cpp checks output by output; typically ~0.4% of an activation,
-// as llama.cpp. Measured on 2 Zen 5 cores shared with other builds (`bench_kernels --quant`: [8192, 4096],
-// > 256 MB of copies, alternating rounds against the bf16 direct kernel, best of 5 rounds; the machine's
-// load made bf16 reach only ~20 GB/s, so read the columns against each other, not against a bandwidth):
+// same run (a cheaper f32 decode cannot reach memory bandwidth for the 4-bit formats: widen + convert +
+// FMA is already 3 operations per 16 weights). So the activations are rounded to 8 bits and the weights
+// kept as their unsigned codes u (Q8_0: q + 128; Q4_0/Q4_K: the nibble; Q6_K: the 6 bits), 64 per vector:
+// - Q8_0 and Q4_0: activations per block of 32 (scale sx = amax / 127, an f32, as llama.cpp's Q8_0
+//   activations but with an f32 rather than f16 scale), dotted with vpdpbusd (4 products per i32 lane,
+//   exact in i32); value = d · (u - offset) is applied as d · sx · (Σ u x - offset · Σ x), the offset term
+//   by starting vpdpbusd's accumulator at -offset · (sum of the 4 x). Each lane is then converted and
+//   scaled in f32.
+// - Q4_K and Q6_K: activations per super-block of 256 (llama.cpp's Q8_K), so that a super-block's sums stay
+//   in integers: vpmaddubsw, vpdpwssd with the integer sub-block scales, one convert and FMA per super-block
+//   (see "int8 decode for the K-quants" below). With per-32 activation scales instead (this file until
+//   then), the per-lane convert and scale made Q4_K compute bound at ~37 GB/s where bf16 streamed at ~47;
+//   now it streams at bf16's rate (~52 against ~46-50, `bench_kernels --quant`, [8192, 4096], T = 1).
+// The activations of a call are quantized once per thread (kept with their address and an epoch the
+// backend starts per matmul, so the row pieces of one matmul reuse them). Error: each activation moves by
+// at most amax / 254 of its block (32 or 256 values), so output n moves by at most
+// Σ_k |w[n, k]| · amax(block of k) / 254 (plus f32 rounding), which tests/unit/test_quant.cpp checks output
+// by output; typically ~0.4% of an activation, as llama.cpp. Measured before the K-quants' change on 2 Zen 5
+// cores shared with other builds (`bench_kernels --quant`: [8192, 4096], > 256 MB of copies, alternating
+// rounds against the bf16 direct kernel, best of 5 rounds; the machine's load made bf16 reach only
+// ~20 GB/s, so read the columns against each other, not against a bandwidth):
 //
 //     GB/s of weight bytes    T = 1          T = 2          T = 4         T = 8         T = 16
 //     bf16 (direct kernel)    21.0           20.3           19.6          11.1          6.1
 //     Q8_0 int8 / exact       19.5 / 15.1    17.0 / 11.8    12.1 / 11.2   6.3 / 8.1     3.4 / 3.6
-//     Q4_K int8 / exact       18.5 /  5.0    15.1 /  4.4     8.3 /  4.6   4.4 / 3.0     1.5 / 1.5
-//     Q6_K int8 / exact       28.9 /  5.8    17.4 /  4.1     8.9 /  4.1   5.2 / 2.9     2.4 / 2.0
 //
-// From cache ([512, 4096], one thread, T = 1) the int8 path's ceilings are ~50 (Q8_0), ~30 (Q4_K) and ~40
-// (Q6_K) GB/s per core against ~39, ~9 and ~13 for the exact path: at T = 1..2 decode is no longer the
-// limit. At T >= 4 both paths are bound by the per-token work (int8: dpbusd, convert, scale, FMA per 64
-// weights and token, the same count as the exact path's and bf16's 4 FMAs), so there the int8 path only
-// matches the exact one (Q8_0: within the noise either way; Q4_K/Q6_K: somewhat faster, their exact
-// decode being dearer).
+// From cache ([512, 4096], one thread, T = 1) Q8_0's int8 ceiling is ~50 GB/s per core against ~39 for
+// the exact path: at T = 1..2 decode is no longer the limit. At T >= 4 both paths are bound by the
+// per-token work (dpbusd, convert, scale, FMA per 64 weights and token, the same count as the exact path's
+// and bf16's 4 FMAs), so there the int8 path only matches the exact one.
 //
-// Both paths stream tiles of 4 rows side by side, token groups of up to 4 against each tile, rows outermost
+// Both paths stream tiles of 4 rows side by side, token groups of up to 4 (the K-quants' int8 path: 2, its
+// Q4_K accumulators filling the registers) against each tile, rows outermost
 // in blocks of 16 so that a block stays in cache across the token groups (as kernels_avx512.cpp's direct
 // kernel does). The exact path prefetches each row 1 KiB ahead; the int8 path prefetches the same place
 // 4 rows below (the next tile), which measured better (as issue 12 found for bf16).
@@ -228,25 +230,40 @@ SEEK_AVX512 void direct_rows_tt(float* y, int64_t ldy, const float* x, const Mat
 }
 
 // ---- int8 path: activations rounded to 8 bits, VNNI dot products ---------------------------------
-// The activations of one call, per token: q [Kp] int8 (Kp = K rounded up to 64, zero-padded), per 64-value
-// pair the chunk scales spread over the 16 dot-product lanes (sxv [Kp / 64, 16]: lanes 0-7 the first
-// chunk's, 8-15 the second's), the sums of each 4 consecutive q (sum4 [Kp / 4], the lanes vpdpbusd adds
-// into), and per chunk sx · Σ q (csum [Kp / 32], Q4_K's mins). A thread keeps the last x it quantized,
+// Q8_0/Q4_0: the activations of one call, per token: q [Kp] int8 (Kp = K rounded up to 64, zero-padded),
+// per 64-value pair the chunk scales spread over the 16 dot-product lanes (sxv [Kp / 64, 16]: lanes 0-7
+// the first chunk's, 8-15 the second's) and the sums of each 4 consecutive q (sum4 [Kp / 4], the lanes
+// vpdpbusd adds into). (The K-quants' activations are KActs, below.) A thread keeps the last x it quantized,
 // by its address and the activation epoch (next_activations: the backend starts one per matmul), so the
 // row pieces one matmul hands a thread quantize x once. (Comparing a copy of x instead cost ~5% of the
 // 1.5B's decode in memcmp, once per piece.)
 std::atomic<uint64_t> g_acts_epoch{1};
+
+#define SEEK_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+// One super-block of 256 activations rounded to 8 bits as llama.cpp's Q8_K (scale d = amax / 127, the
+// codes rounded to nearest): the codes in order, the sum of each 16 of them; returns d.
+SEEK_VNNI inline float q8k_round(const float* xs, int8_t* codes, int32_t* sums) {
+  __m512 amax = _mm512_setzero_ps();
+  for (int v = 0; v < 16; v++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(xs + 16 * v)));
+  const float m = _mm512_reduce_max_ps(amax);
+  const __m512 id = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+  for (int v = 0; v < 16; v++) {
+    const __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 16 * v), id));
+    sums[v] = _mm512_reduce_add_epi32(c);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 16 * v), _mm512_cvtepi32_epi8(c));
+  }
+  return m / 127.0f;
+}
 
 struct QuantActs {
   const float* x = nullptr;  // the f32 activations these were made from, [T, K]...
   uint64_t epoch = 0;        // ...in this activation epoch
   int64_t T = 0, K = 0, Kp = 0;
   std::vector<int8_t> q;
-  std::vector<float> sxv, csum;
+  std::vector<float> sxv;
   std::vector<int32_t> sum4;
 };
-
-#define SEEK_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
   thread_local QuantActs a;
@@ -254,10 +271,9 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
   if (a.x == x && a.epoch == epoch && a.T == T && a.K == K) return a;
   a.x = x, a.epoch = epoch;
   a.T = T, a.K = K, a.Kp = (K + 63) / 64 * 64;
-  const int64_t Kp = a.Kp, nc = Kp / 32;
+  const int64_t Kp = a.Kp;
   a.q.assign(size_t(T * Kp), 0);
   a.sxv.assign(size_t(T * Kp / 4), 0.0f);
-  a.csum.assign(size_t(T * nc), 0.0f);
   a.sum4.assign(size_t(T * Kp / 4), 0);
   const __m512i ones = _mm512_set1_epi8(1);
   for (int64_t t = 0; t < T; t++) {
@@ -272,7 +288,6 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
       const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c), _mm512_cvtepi32_epi8(i0));
       _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c + 16), _mm512_cvtepi32_epi8(i1));
-      a.csum[size_t(t * nc + c)] = sx * float(_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1)));
       for (int l = 0; l < 8; l++) sxv[16 * (c / 2) + 8 * (c % 2) + l] = sx;
     }
     for (int64_t p = 0; p < Kp / 64; p++) {
@@ -283,52 +298,25 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
   return a;
 }
 
-// Values per unit of a row the int8 kernel steps through: two blocks (Q8_0, Q4_0) or one (Q4_K, Q6_K).
+// What vpdpbusd's unsigned weights u are offset by: value = d · (u - offset).
 template <QKind q>
-constexpr int kUnitPairs = q == QKind::Q8_0 || q == QKind::Q4_0 ? 1 : 4;  // 64-value pairs per unit
-// What vpdpbusd's unsigned weights u are offset by: value = scale · (u - offset) (Q4_K: scale · u - min).
-template <QKind q>
-constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : q == QKind::Q4_0 ? 3 : q == QKind::Q6_K ? 5 : -1;
+constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : 3;
 
 SEEK_VNNI inline __m512 halves_ps(float a, float b) {
   return _mm512_castpd_ps(
       _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
 }
 
-// A K-quant block's scales as one vector, for the int8 path: Q4_K d · sc[0..7] in lanes 0-7 and dmin · m[0..7]
-// in lanes 8-15 (the 6-bit fields unpacked four at a time from 32-bit words); Q6_K d · scales[0..15].
-// The same f32 products as block_scalars, so the same values.
+// Q8_0/Q4_0 blocks b0, b1 (b1 = b0 for a row's odd last block, whose activations are zero): the 64 weights
+// as unsigned codes u (byte i = value i of the pair) and the weight scale of each dot-product lane.
 template <QKind q>
-SEEK_VNNI inline __m512 block_scales_vec(const uint8_t* b) {
-  if constexpr (q == QKind::Q4_K) {
-    uint32_t w[3];
-    std::memcpy(w, b + 4, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t sc03 = w[0] & m6, m03 = w[1] & m6;
-    const uint32_t sc47 = (w[2] & m4) | (((w[0] >> 6) & m2) << 4);
-    const uint32_t m47 = ((w[2] >> 4) & m4) | (((w[1] >> 6) & m2) << 4);
-    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi32(int(m47), int(m03), int(sc47), int(sc03))));
-    return _mm512_mul_ps(halves_ps(f16_at(b), f16_at(b + 2)), v);
-  } else {
-    const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192))));
-    return _mm512_mul_ps(_mm512_set1_ps(f16_at(b + 208)), v);
-  }
-}
-
-// Pair p of a unit (blocks b0, b1: Q8_0/Q4_0's two blocks, b1 = b0 for a row's odd last block, whose
-// activations are zero): the 64 weights as unsigned codes u (byte i = value i of the pair) and the weight
-// scale of each dot-product lane.
-template <QKind q>
-SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, int p, __m512 scales, __m512i* u,
-                                  __m512* ws) {
-  const __m512i m15 = _mm512_set1_epi8(15);
+SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, __m512i* u, __m512* ws) {
   if constexpr (q == QKind::Q8_0) {
     const __m512i v = _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2))),
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
     *u = _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
-    *ws = halves_ps(f16_at(b0), f16_at(b1));
-  } else if constexpr (q == QKind::Q4_0) {
+  } else {
     const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
     const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2));
     __m512i v = _mm512_castsi128_si512(q0);
@@ -336,38 +324,182 @@ SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, int p, _
     v = _mm512_inserti32x4(v, q1, 2);
     v = _mm512_inserti32x4(v, q1, 3);
     v = _mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4));  // 128-bit lanes 1, 3: high nibbles
-    *u = _mm512_and_si512(v, m15);
-    *ws = halves_ps(f16_at(b0), f16_at(b1));
-  } else if constexpr (q == QKind::Q4_K) {
-    const __m512i v =
-        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 16 + 32 * p)));
-    *u = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
-    const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi32(2 * p), _mm256_set1_epi32(2 * p + 1), 1);
-    *ws = _mm512_permutexvar_ps(idx, scales);
+    *u = _mm512_and_si512(v, _mm512_set1_epi8(15));
+  }
+  *ws = halves_ps(f16_at(b0), f16_at(b1));
+}
+
+// y[t, n + r] for r < NR, t < TT, with the activations a (tokens t0.. of the call): Q8_0/Q4_0.
+template <QKind q, int TT, int NR>
+SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n,
+                         const float* bias) {
+  constexpr int BB = kBlockBytes<q>;
+  const int64_t K = w.cols, nb = K / kBlockValues<q>, rb = nb * BB, Kp = a.Kp;
+  const uint8_t* wrow[NR];
+  for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
+  __m512 acc[NR][TT];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; r++)
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t pi = 0; pi < (nb + 1) / 2; pi++) {  // pairs of blocks
+    __m512i u[NR];
+    __m512 ws[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; r++) {
+      const uint8_t* b0 = wrow[r] + 2 * pi * BB;
+      decode_pair<q>(b0, 2 * pi + 1 < nb ? b0 + BB : b0, &u[r], &ws[r]);
+      // The same place NR rows below, which the next tile reads (as kernels_avx512.cpp's direct kernel).
+      const char* pf = reinterpret_cast<const char*>(b0) + NR * rb;
+      _mm_prefetch(pf, _MM_HINT_T0);
+      if constexpr (BB > 32) _mm_prefetch(pf + 64, _MM_HINT_T0);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+      const int64_t tk = t0 + t;
+      const __m512i xq = _mm512_loadu_si512(a.q.data() + tk * Kp + 64 * pi);
+      const __m512 sx = _mm512_loadu_ps(a.sxv.data() + tk * Kp / 4 + 16 * pi);
+      const __m512i init = _mm512_sub_epi32(
+          _mm512_setzero_si512(),
+          _mm512_slli_epi32(_mm512_loadu_si512(a.sum4.data() + tk * Kp / 4 + 16 * pi), kOffsetShift<q>));
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; r++) {
+        const __m512i d = _mm512_dpbusd_epi32(init, u[r], xq);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws[r], sx), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < NR; r++)
+    for (int t = 0; t < TT; t++) y[(t0 + t) * ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]) + (bias ? bias[n + r] : 0.0f);
+}
+
+template <QKind q, int TT>
+SEEK_VNNI void int8_rows_tt(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n0,
+                            int64_t n1, const float* bias) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) int8_tile<q, TT, 4>(y, ldy, a, t0, w, n, bias);
+  for (; n < n1; n++) int8_tile<q, TT, 1>(y, ldy, a, t0, w, n, bias);
+}
+
+// ---- int8 decode (T <= 16) for the K-quants: one activation scale per 256, sums in integers ----------
+// The activations are rounded as the GEMM's (llama.cpp's Q8_K: d = amax / 127 per super-block of 256,
+// int8 codes, the sums of each 16 codes), one token after another, so a row's dot product with a token
+// over a super-block is, as in the GEMM's comment below,
+//   dx · (d · Σ_j sc_j · Σ u·q  -  dm · Σ_j mn_j · Σ q)
+// with everything inside the brackets' sums in integers: the codes u (nibbles or 6 bits) meet 64 codes q
+// in vpmaddubsw (pairs of products in i16: at most 2 · 63 · 127), whose i16 lanes meet the sub-block
+// scales in vpdpwssd; a super-block ends in one convert and one FMA. Per 64 weights that is 2 multiplies
+// and ~2 decode operations, where per-32 activation scales need a convert, a scale product and an FMA
+// more. Q4_K's nibbles are loaded 128 at a time (qs[0, 64): low nibbles are values [0, 32) and
+// [64, 96), high ones [32, 64) and [96, 128)), so each 128 activations are stored in that order.
+
+struct KActs {
+  const float* x = nullptr;  // the f32 activations these were made from, [T, K]...
+  uint64_t epoch = 0;        // ...in this activation epoch
+  int64_t T = 0, K = 0;
+  std::vector<int8_t> q;     // [T][K], Q4_K: each 128 in the nibbles' order
+  std::vector<float> d;      // [T][K / 256]
+  std::vector<int16_t> bs;   // [T][K / 256][16] sums of 16 codes
+};
+
+template <QKind q>
+SEEK_VNNI const KActs& k_acts(const float* x, int64_t T, int64_t K) {
+  thread_local KActs a;  // one per format: their layouts differ
+  const uint64_t epoch = g_acts_epoch.load(std::memory_order_relaxed);
+  if (a.x == x && a.epoch == epoch && a.T == T && a.K == K) return a;
+  a.x = x, a.epoch = epoch, a.T = T, a.K = K;
+  const int64_t nsb = K / 256;
+  a.q.resize(size_t(T * K));
+  a.d.resize(size_t(T * nsb));
+  a.bs.resize(size_t(T * nsb * 16));
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t sb = 0; sb < nsb; sb++) {
+      alignas(64) int8_t c[256];
+      int32_t sums[16];
+      a.d[size_t(t * nsb + sb)] = q8k_round(x + t * K + 256 * sb, c, sums);
+      for (int v = 0; v < 16; v++) a.bs[size_t((t * nsb + sb) * 16 + v)] = int16_t(sums[v]);
+      int8_t* dst = a.q.data() + t * K + 256 * sb;
+      if constexpr (q == QKind::Q4_K) {
+        for (int h = 0; h < 256; h += 128) {
+          std::memcpy(dst + h, c + h, 32);
+          std::memcpy(dst + h + 32, c + h + 64, 32);
+          std::memcpy(dst + h + 64, c + h + 32, 32);
+          std::memcpy(dst + h + 96, c + h + 96, 32);
+        }
+      } else {
+        std::memcpy(dst, c, 256);
+      }
+    }
+  return a;
+}
+
+// Super-block b of a row: its codes as 4 vectors of 64 (in the activations' order), the i16 sub-block
+// scales that meet each vector's vpmaddubsw lanes, the i16 vector that meets the 16-code sums (Q4_K its
+// mins, each twice: m_j for both 16s of sub-block j; Q6_K its scales, the offset's 32 applied later), and
+// d, dm in lanes 0, 1. Vector code throughout: scalar unpacking of Q4_K's 6-bit fields, as the reference
+// does it, was half of the kernel's instructions.
+template <QKind q>
+SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i* mn, __m128* dd) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  if constexpr (q == QKind::Q4_K) {
+    // q4k_scale_min four fields at a time: 32-bit words w0, w1, w2 of the 12 bytes give
+    // sc0..3 = w0 & 63, m0..3 = w1 & 63, sc4..7 = (w2 & 15) | (w0 >> 6) << 4, m4..7 = (w2 >> 4) | (w1 >> 6) << 4
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
+    const __m128i v = _mm_shuffle_epi32(raw, _MM_SHUFFLE(2, 1, 2, 0));  // w0, w2, w1, w2
+    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(v, _mm_set_epi32(4, 0, 0, 0)),
+                                     _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                     _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
+    const __m128i packed = _mm_or_si128(lo, hi);  // bytes sc0..7, m0..7
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(packed));
+    // vector 2h + e (e = 0 low nibbles, 1 high) of half h: sub-blocks 4h + e and 4h + e + 2
+    for (int k = 0; k < 4; k++) {
+      const int lo_j = 4 * (k / 2) + k % 2;
+      s[k] = _mm512_permutexvar_epi16(
+          _mm512_inserti64x4(_mm512_set1_epi16(short(lo_j)), _mm256_set1_epi16(short(lo_j + 2)), 1), sc16);
+    }
+    *mn = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(packed, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
+    for (int h = 0; h < 2; h++) {
+      const __m512i w = _mm512_loadu_si512(b + 16 + 64 * h);
+      u[2 * h] = _mm512_and_si512(w, m15);
+      u[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m15);
+    }
+    int32_t d2;
+    std::memcpy(&d2, b, 4);
+    *dd = _mm_cvtph_ps(_mm_cvtsi32_si128(d2));
   } else {
-    const int h = p / 2, pp = p % 2;
-    __m512i lo = _mm512_loadu_si512(b0 + 64 * h);
-    if (pp) lo = _mm512_srli_epi16(lo, 4);
-    lo = _mm512_and_si512(lo, m15);
-    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 128 + 32 * h)));
-    if (pp) hi = _mm512_srli_epi16(hi, 4);
-    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
-    *u = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
-    const int g = 8 * h + 4 * pp;
-    const __m512i idx = _mm512_set_epi32(g + 3, g + 3, g + 3, g + 3, g + 2, g + 2, g + 2, g + 2, g + 1, g + 1,
-                                         g + 1, g + 1, g, g, g, g);
-    *ws = _mm512_permutexvar_ps(idx, scales);
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+    const __m512i sc16 = _mm512_castsi256_si512(sc);
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+      const __m512i a = _mm512_loadu_si512(b + 64 * h);
+      const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
+      const __m512i hs = _mm512_mask_blend_epi64(0xF0, hb, _mm512_srli_epi16(hb, 2));
+      u[2 * h] = _mm512_or_si512(_mm512_and_si512(a, m15), _mm512_slli_epi16(_mm512_and_si512(hs, m3), 4));
+      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), m15),
+                                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hs, 4), m3), 4));
+      // vector 2h + e: values 128h + 64e + [0, 64), sub-blocks 8h + 4e + [0, 4), 8 i16 lanes each
+      for (int e = 0; e < 2; e++) {
+        const short j = short(8 * h + 4 * e);
+        s[2 * h + e] = _mm512_permutexvar_epi16(
+            _mm512_set_epi16(j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 3, j + 2, j + 2, j + 2, j + 2,
+                             j + 2, j + 2, j + 2, j + 2, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j, j,
+                             j, j, j, j, j, j),
+            sc16);
+      }
+    }
+    *mn = sc;
+    *dd = _mm_set1_ps(f16_at(b + 208));
   }
 }
 
 // y[t, n + r] for r < NR, t < TT, with the activations a (tokens t0.. of the call).
 template <QKind q, int TT, int NR>
-SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n,
-                         const float* bias) {
-  constexpr int BB = kBlockBytes<q>, UP = kUnitPairs<q>;
-  constexpr bool pairs_of_blocks = UP == 1;
-  const int64_t K = w.cols, nb = K / kBlockValues<q>, rb = nb * BB, Kp = a.Kp;
-  const int64_t units = pairs_of_blocks ? (nb + 1) / 2 : nb;
+SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const Mat& w, int64_t n,
+                      const float* bias) {
+  constexpr int BB = kBlockBytes<q>;
+  const int64_t K = w.cols, nsb = K / 256, rb = nsb * BB;
   const uint8_t* wrow[NR];
   for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
   __m512 acc[NR][TT];
@@ -376,57 +508,41 @@ SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, 
   for (int r = 0; r < NR; r++)
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) acc[r][t] = _mm512_setzero_ps(), accm[r][t] = _mm256_setzero_ps();
-  __m512 sv[NR];
-  for (int r = 0; r < NR; r++) sv[r] = _mm512_setzero_ps();
-  for (int64_t iu = 0; iu < units; iu++) {
-    const uint8_t *b0[NR], *b1[NR];
+  for (int64_t sb = 0; sb < nsb; sb++) {
+    const int8_t* xq[TT];
+    float dx[TT];
+    __m256i bs[TT];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; t++) {
+      const int64_t i = (t0 + t) * nsb + sb;
+      xq[t] = a.q.data() + (t0 + t) * K + 256 * sb;
+      dx[t] = a.d[size_t(i)];
+      bs[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bs.data() + 16 * i));
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) {
-      if constexpr (pairs_of_blocks) {
-        b0[r] = wrow[r] + 2 * iu * BB;
-        b1[r] = 2 * iu + 1 < nb ? b0[r] + BB : b0[r];
-      } else {
-        b0[r] = b1[r] = wrow[r] + iu * BB;
-        sv[r] = block_scales_vec<q>(b0[r]);
-      }
+      const uint8_t* b = wrow[r] + sb * BB;
       // The same place NR rows below, which the next tile reads (as kernels_avx512.cpp's direct kernel).
-      const char* pf = reinterpret_cast<const char*>(b0[r]) + NR * rb;
-      _mm_prefetch(pf, _MM_HINT_T0);
-      if constexpr (BB > 32) _mm_prefetch(pf + 64, _MM_HINT_T0);
-      if constexpr (BB > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
-      if constexpr (BB > 192) _mm_prefetch(pf + 192, _MM_HINT_T0);
-    }
-    if constexpr (q == QKind::Q4_K) {
+      const char* pf = reinterpret_cast<const char*>(b) + NR * rb;
+      for (int l = 0; l < BB; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+      __m512i u[4], s[4];
+      __m256i mn;
+      __m128 dd;
+      k_block<q>(b, u, s, &mn, &dd);
 #pragma GCC unroll 8
       for (int t = 0; t < TT; t++) {
-        const __m256 cs = _mm256_loadu_ps(a.csum.data() + (t0 + t) * (Kp / 32) + 8 * iu);
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++)
-          accm[r][t] = _mm256_fmadd_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sv[r]), 1)), cs,
-                                       accm[r][t]);
-      }
-    }
+        __m512i ia = _mm512_setzero_si512();
 #pragma GCC unroll 4
-    for (int p = 0; p < UP; p++) {
-      __m512i u[NR];
-      __m512 ws[NR];
-#pragma GCC unroll 8
-      for (int r = 0; r < NR; r++) decode_pair<q>(b0[r], b1[r], p, sv[r], &u[r], &ws[r]);
-      const int64_t pi = iu * UP + p;
-#pragma GCC unroll 8
-      for (int t = 0; t < TT; t++) {
-        const int64_t tk = t0 + t;
-        const __m512i xq = _mm512_loadu_si512(a.q.data() + tk * Kp + 64 * pi);
-        const __m512 sx = _mm512_loadu_ps(a.sxv.data() + tk * Kp / 4 + 16 * pi);
-        __m512i init = _mm512_setzero_si512();
-        if constexpr (kOffsetShift<q> >= 0)
-          init = _mm512_sub_epi32(init, _mm512_slli_epi32(_mm512_loadu_si512(a.sum4.data() + tk * Kp / 4 + 16 * pi),
-                                                          kOffsetShift<q>));
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) {
-          const __m512i d = _mm512_dpbusd_epi32(init, u[r], xq);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws[r], sx), acc[r][t]);
+        for (int k = 0; k < 4; k++)
+          ia = _mm512_dpwssd_epi32(ia, _mm512_maddubs_epi16(u[k], _mm512_loadu_si512(xq[t] + 64 * k)), s[k]);
+        const __m256i m = _mm256_madd_epi16(mn, bs[t]);
+        const __m128 ddx = _mm_mul_ps(dd, _mm_set1_ps(dx[t]));  // d · dx, dm · dx
+        if constexpr (q == QKind::Q6_K) {
+          ia = _mm512_sub_epi32(ia, _mm512_zextsi256_si512(_mm256_slli_epi32(m, 5)));
+        } else {
+          accm[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), _mm256_broadcastss_ps(_mm_movehdup_ps(ddx)), accm[r][t]);
         }
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_broadcastss_ps(ddx), acc[r][t]);
       }
     }
   }
@@ -444,16 +560,27 @@ SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, 
 }
 
 template <QKind q, int TT>
-SEEK_VNNI void int8_rows_tt(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n0,
-                            int64_t n1, const float* bias) {
+SEEK_VNNI void k_rows_tt(float* y, int64_t ldy, const KActs& a, int64_t t0, const Mat& w, int64_t n0, int64_t n1,
+                         const float* bias) {
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) int8_tile<q, TT, 4>(y, ldy, a, t0, w, n, bias);
-  for (; n < n1; n++) int8_tile<q, TT, 1>(y, ldy, a, t0, w, n, bias);
+  for (; n + 4 <= n1; n += 4) k_tile<q, TT, 4>(y, ldy, a, t0, w, n, bias);
+  for (; n < n1; n++) k_tile<q, TT, 1>(y, ldy, a, t0, w, n, bias);
 }
 
 template <QKind q>
 SEEK_VNNI void int8_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                               int64_t n1, const float* bias) {
+  if constexpr (q == QKind::Q4_K || q == QKind::Q6_K) {
+    const KActs& a = k_acts<q>(x, T, w.cols);
+    for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token pairs
+      const int64_t b1 = min_i64(n1, b0 + 16);
+      for (int64_t t0 = 0; t0 < T; t0 += 2) {
+        if (T - t0 == 1) k_rows_tt<q, 1>(y, ldy, a, t0, w, b0, b1, bias);
+        else k_rows_tt<q, 2>(y, ldy, a, t0, w, b0, b1, bias);
+      }
+    }
+    return;
+  }
   const QuantActs& a = quantize_acts(x, T, w.cols);
   for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token groups
     const int64_t b1 = min_i64(n1, b0 + 16);
@@ -557,6 +684,25 @@ constexpr int kGemmSlice = 2;  // super-blocks per slice of K
 template <QKind q>
 constexpr int kSubBlocks = q == QKind::Q4_K ? 8 : 16;
 
+// Values [64 p, 64 p + 64) of a Q4_K or Q6_K super-block b as their unsigned codes, in order.
+template <QKind q>
+SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  if constexpr (q == QKind::Q4_K) {  // qs[32 p + l]: value 64 p + l in the low nibble, 64 p + 32 + l high
+    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 + 32 * p)));
+    return _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
+  } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
+    const int h = p / 2, pp = p % 2;
+    __m512i lo = _mm512_loadu_si512(b + 64 * h);
+    if (pp) lo = _mm512_srli_epi16(lo, 4);
+    lo = _mm512_and_si512(lo, m15);
+    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
+    if (pp) hi = _mm512_srli_epi16(hi, 4);
+    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
+    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+  }
+}
+
 inline int32_t i16_pair(int lo, int hi) { return int32_t(uint32_t(uint16_t(int16_t(lo))) | uint32_t(hi) << 16); }
 
 // Row r of the panel from weight row `row`.
@@ -566,12 +712,7 @@ SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, in
   uint8_t* u = p->u.data() + r * p->K;
   for (int64_t sb = 0; sb < nsb; sb++) {
     const uint8_t* b = row + sb * kBlockBytes<q>;
-    for (int pp = 0; pp < 4; pp++) {
-      __m512i codes;
-      __m512 unused;
-      decode_pair<q>(b, b, pp, _mm512_setzero_ps(), &codes, &unused);
-      _mm512_storeu_si512(u + 256 * sb + 64 * pp, codes);
-    }
+    for (int pp = 0; pp < 4; pp++) _mm512_storeu_si512(u + 256 * sb + 64 * pp, kquant_codes<q>(b, pp));
     int32_t* sc = p->sc.data() + (r * nsb + sb) * S;
     int32_t* mn = p->mn.data() + (r * nsb + sb) * 8;
     const float d = f16_at(q == QKind::Q4_K ? b : b + 208);
@@ -756,20 +897,10 @@ SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts
           for (int i = 0; i < 64; i++) std::memset(q + 16 * (256 * sb + 4 * i) + 4 * l, 0, 4);
           continue;
         }
-        const float* xs = x + t * K + 256 * sb;
-        __m512 amax = _mm512_setzero_ps();
-        for (int v = 0; v < 16; v++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(xs + 16 * v)));
-        const float m = _mm512_reduce_max_ps(amax);
-        *d = m / 127.0f;
-        const __m512 id = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
-        int sums[16];
-        for (int v = 0; v < 16; v++) {
-          const __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xs + 16 * v), id));
-          sums[v] = _mm512_reduce_add_epi32(c);
-          alignas(16) int8_t b[16];
-          _mm_store_si128(reinterpret_cast<__m128i*>(b), _mm512_cvtepi32_epi8(c));
-          for (int i = 0; i < 4; i++) std::memcpy(q + 16 * (256 * sb + 16 * v + 4 * i) + 4 * l, b + 4 * i, 4);
-        }
+        alignas(64) int8_t codes[256];
+        int32_t sums[16];
+        *d = q8k_round(x + t * K + 256 * sb, codes, sums);
+        for (int i = 0; i < 64; i++) std::memcpy(q + 16 * (256 * sb + 4 * i) + 4 * l, codes + 4 * i, 4);
         for (int jp = 0; jp < 8; jp++) bs[16 * jp] = i16_pair(sums[2 * jp], sums[2 * jp + 1]);
       }
     }

@@ -290,8 +290,8 @@ TEST_P(QuantKernels, MatmulManyMatchesMatmul) {
   for (size_t i = 0; i < ws.size(); i++) EXPECT_EQ(ys[i], refs[i]) << dtype_name(ws[i].mat.dtype);
 }
 
-// The int8 path (AVX-512 VNNI, T <= 16): activations rounded to 8 bits per block of 32 with scale
-// sx = amax / 127, so each differs from its f32 value by at most sx / 2 = amax / 254 of its block. Output n
+// The int8 path of Q8_0 and Q4_0 (AVX-512 VNNI, T <= 16): activations rounded to 8 bits per block of 32
+// with scale sx = amax / 127, so each differs from its f32 value by at most sx / 2 = amax / 254 of its block. Output n
 // then differs from matmul_ref (same dequantized weights, f32 activations) by at most
 // Σ_k |w[n, k]| · amax(block of k) / 254, plus f32 summation error (bounded here by 1e-5 · Σ_k |w x|).
 // Checked output by output, on odd shapes (Q8_0/Q4_0 with an odd count of blocks, 1-row tails), every
@@ -302,7 +302,7 @@ TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
   std::mt19937 rng(23);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   double worst_rel = 0;
-  for (DType t : kQuantTypes) {
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
     for (int64_t K : {int64_t(256), int64_t(1280), int64_t(96)}) {
       if (K % dtype_block_values(t)) continue;
       const int64_t N = 23;
@@ -344,8 +344,9 @@ TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
   }
 }
 
-// The K-quants' int8 GEMM (AVX-512 VNNI, T > 16): activations rounded to 8 bits per block of 256 with
-// scale d = amax / 127 (llama.cpp's Q8_K). Two checks per output:
+// The K-quants' int8 path (AVX-512 VNNI) at every T: the decode kernel (T <= 16) and the GEMM (T > 16),
+// both with activations rounded to 8 bits per block of 256 with scale d = amax / 127 (llama.cpp's Q8_K).
+// Two checks per output:
 // - against a scalar model of the same arithmetic (the codes rounded as the kernel rounds them, the
 //   dequantized weights, sums in double): equal up to f32 rounding, 1e-5 · Σ|w x|. This pins the
 //   layouts: a code, scale or sum in the wrong place is far outside it;
@@ -365,7 +366,7 @@ TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
       std::vector<float> wf(static_cast<size_t>(N * K)), bias(static_cast<size_t>(N));
       mat_rows_to_f32_ref(w.mat, 0, N, wf.data());
       for (float& b : bias) b = u(rng);
-      for (int64_t T : {17, 33, 50, 96}) {
+      for (int64_t T : {1, 2, 3, 4, 5, 8, 16, 17, 33, 50, 96}) {
         SCOPED_TRACE("T=" + std::to_string(T));
         std::vector<float> x(size_t(T * K));
         for (float& v : x) v = u(rng);
