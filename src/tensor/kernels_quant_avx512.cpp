@@ -25,9 +25,9 @@
 //   scaled in f32.
 // - Q4_K and Q6_K: activations per super-block of 256 (llama.cpp's Q8_K), so that a super-block's sums stay
 //   in integers: vpmaddubsw, vpdpwssd with the integer sub-block scales, one convert and FMA per super-block
-//   (see "int8 decode for the K-quants" below). With per-32 activation scales instead (this file until
-//   then), the per-lane convert and scale made Q4_K compute bound at ~37 GB/s where bf16 streamed at ~47;
-//   now it streams at bf16's rate (~52 against ~46-50, `bench_kernels --quant`, [8192, 4096], T = 1).
+//   (see "int8 decode for the K-quants" below). With per-32 activation scales (as this file had them
+//   before), the per-lane convert and scale made Q4_K compute bound at ~37 GB/s where bf16 streamed at
+//   ~47; now it streams at bf16's rate (~52 against ~46-50, `bench_kernels --quant`, [8192, 4096], T = 1).
 // The activations of a call are quantized once per thread (kept with their address and an epoch the
 // backend starts per matmul, so the row pieces of one matmul reuse them). Error: each activation moves by
 // at most amax / 254 of its block (32 or 256 values), so output n moves by at most
