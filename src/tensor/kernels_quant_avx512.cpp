@@ -50,7 +50,8 @@
 // Q4_K accumulators filling the registers) against each tile, rows outermost
 // in blocks of 16 so that a block stays in cache across the token groups (as kernels_avx512.cpp's direct
 // kernel does). The exact path prefetches each row 1 KiB ahead; the int8 path prefetches the same place
-// 4 rows below (the next tile), which measured better (as issue 12 found for bf16).
+// in a later tile, at least 8 KiB ahead (prefetch_offset), which measured better (as issue 12 found for
+// bf16, and short rows need the distance).
 //
 // Int8 GEMM (prefill: Q4_K and Q6_K at T > 16 where the CPU has VNNI; backend.cpp chooses it): see the
 // section's comment below. On the R1-Distill-Qwen-1.5B MLP shapes at T = 512 it ran at 650-900 GFLOP/s
@@ -298,6 +299,17 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
   return a;
 }
 
+// The int8 kernels prefetch each block the same place in a later tile of NR rows, whole tiles ahead and
+// at least kPrefetchAhead bytes. One tile ahead (as kernels_avx512.cpp's direct kernel does) is only
+// 3.4 KiB for the short rows of a 1024-wide head ([129280, 1024] Q6_K: 4 rows of 840 bytes), too near to
+// hide memory latency: the bench model's head took 2.2 ms a token that way and 1.45 ms 8 KiB ahead
+// (`seek bench` on bench-1b Q4_K_M, alternating runs: tg 170 -> 213 tokens/s; 4 KiB gained less,
+// 12-16 KiB no more). Tiles of 8 KiB or more keep the one-tile distance.
+constexpr int64_t kPrefetchAhead = 8192;
+inline int64_t prefetch_offset(int64_t tile_bytes) {
+  return (kPrefetchAhead + tile_bytes - 1) / tile_bytes * tile_bytes;
+}
+
 // What vpdpbusd's unsigned weights u are offset by: value = d · (u - offset).
 template <QKind q>
 constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : 3;
@@ -337,6 +349,7 @@ SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, 
   const int64_t K = w.cols, nb = K / kBlockValues<q>, rb = nb * BB, Kp = a.Kp;
   const uint8_t* wrow[NR];
   for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
+  const int64_t pf_off = prefetch_offset(NR * rb);
   __m512 acc[NR][TT];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; r++)
@@ -349,8 +362,8 @@ SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, 
     for (int r = 0; r < NR; r++) {
       const uint8_t* b0 = wrow[r] + 2 * pi * BB;
       decode_pair<q>(b0, 2 * pi + 1 < nb ? b0 + BB : b0, &u[r], &ws[r]);
-      // The same place NR rows below, which the next tile reads (as kernels_avx512.cpp's direct kernel).
-      const char* pf = reinterpret_cast<const char*>(b0) + NR * rb;
+      // The same place in a later tile (prefetch_offset).
+      const char* pf = reinterpret_cast<const char*>(b0) + pf_off;
       _mm_prefetch(pf, _MM_HINT_T0);
       if constexpr (BB > 32) _mm_prefetch(pf + 64, _MM_HINT_T0);
     }
@@ -502,6 +515,7 @@ SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const M
   const int64_t K = w.cols, nsb = K / 256, rb = nsb * BB;
   const uint8_t* wrow[NR];
   for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
+  const int64_t pf_off = prefetch_offset(NR * rb);
   __m512 acc[NR][TT];
   __m256 accm[NR][TT];  // Q4_K: the mins' part
 #pragma GCC unroll 8
@@ -522,8 +536,8 @@ SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const M
 #pragma GCC unroll 8
     for (int r = 0; r < NR; r++) {
       const uint8_t* b = wrow[r] + sb * BB;
-      // The same place NR rows below, which the next tile reads (as kernels_avx512.cpp's direct kernel).
-      const char* pf = reinterpret_cast<const char*>(b) + NR * rb;
+      // The same place in a later tile (prefetch_offset).
+      const char* pf = reinterpret_cast<const char*>(b) + pf_off;
       for (int l = 0; l < BB; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
       __m512i u[4], s[4];
       __m256i mn;
