@@ -302,9 +302,9 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
 // The int8 kernels prefetch each block the same place in a later tile of NR rows, whole tiles ahead and
 // at least kPrefetchAhead bytes. One tile ahead (as kernels_avx512.cpp's direct kernel does) is only
 // 3.4 KiB for the short rows of a 1024-wide head ([129280, 1024] Q6_K: 4 rows of 840 bytes), too near to
-// hide memory latency: the bench model's head took 2.2 ms a token that way and 1.45 ms 8 KiB ahead
-// (`seek bench` on bench-1b Q4_K_M, alternating runs: tg 170 -> 213 tokens/s; 4 KiB gained less,
-// 12-16 KiB no more). Tiles of 8 KiB or more keep the one-tile distance.
+// hide memory latency: the bench model's head took 2.2 ms a token that way and 1.45-1.8 ms 8 KiB ahead
+// (`seek bench` on bench-1b Q4_K_M, alternating runs; 4 KiB gained less, 12-16 KiB no more; the whole
+// decode step's rate moved within this machine's noise). Tiles of 8 KiB or more keep the one-tile distance.
 constexpr int64_t kPrefetchAhead = 8192;
 inline int64_t prefetch_offset(int64_t tile_bytes) {
   return (kPrefetchAhead + tile_bytes - 1) / tile_bytes * tile_bytes;
