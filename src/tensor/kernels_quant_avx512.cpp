@@ -446,6 +446,25 @@ SEEK_VNNI const KActs& k_acts(const float* x, int64_t T, int64_t K) {
   return a;
 }
 
+// Values [64 p, 64 p + 64) of a Q4_K or Q6_K super-block b as their unsigned codes, in order.
+template <QKind q>
+SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
+  const __m512i m15 = _mm512_set1_epi8(15);
+  if constexpr (q == QKind::Q4_K) {  // qs[32 p + l]: value 64 p + l in the low nibble, 64 p + 32 + l high
+    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 + 32 * p)));
+    return _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
+  } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
+    const int h = p / 2, pp = p % 2;
+    __m512i lo = _mm512_loadu_si512(b + 64 * h);
+    if (pp) lo = _mm512_srli_epi16(lo, 4);
+    lo = _mm512_and_si512(lo, m15);
+    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
+    if (pp) hi = _mm512_srli_epi16(hi, 4);
+    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
+    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+  }
+}
+
 // Super-block b of a row: its codes as 4 vectors of 64 (in the activations' order), the i16 sub-block
 // scales that meet each vector's vpmaddubsw lanes, the i16 vector that meets the 16-code sums (Q4_K its
 // mins, each twice: m_j for both 16s of sub-block j; Q6_K its scales, the offset's 32 applied later), and
@@ -484,14 +503,8 @@ SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i*
   } else {
     const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
     const __m512i sc16 = _mm512_castsi256_si512(sc);
-    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int k = 0; k < 4; k++) u[k] = kquant_codes<q>(b, k);  // in order, as the activations
     for (int h = 0; h < 2; h++) {
-      const __m512i a = _mm512_loadu_si512(b + 64 * h);
-      const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
-      const __m512i hs = _mm512_mask_blend_epi64(0xF0, hb, _mm512_srli_epi16(hb, 2));
-      u[2 * h] = _mm512_or_si512(_mm512_and_si512(a, m15), _mm512_slli_epi16(_mm512_and_si512(hs, m3), 4));
-      u[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), m15),
-                                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hs, 4), m3), 4));
       // vector 2h + e: values 128h + 64e + [0, 64), sub-blocks 8h + 4e + [0, 4), 8 i16 lanes each
       for (int e = 0; e < 2; e++) {
         const short j = short(8 * h + 4 * e);
@@ -697,25 +710,6 @@ constexpr int kGemmSlice = 2;  // super-blocks per slice of K
 
 template <QKind q>
 constexpr int kSubBlocks = q == QKind::Q4_K ? 8 : 16;
-
-// Values [64 p, 64 p + 64) of a Q4_K or Q6_K super-block b as their unsigned codes, in order.
-template <QKind q>
-SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
-  const __m512i m15 = _mm512_set1_epi8(15);
-  if constexpr (q == QKind::Q4_K) {  // qs[32 p + l]: value 64 p + l in the low nibble, 64 p + 32 + l high
-    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 + 32 * p)));
-    return _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
-  } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
-    const int h = p / 2, pp = p % 2;
-    __m512i lo = _mm512_loadu_si512(b + 64 * h);
-    if (pp) lo = _mm512_srli_epi16(lo, 4);
-    lo = _mm512_and_si512(lo, m15);
-    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
-    if (pp) hi = _mm512_srli_epi16(hi, 4);
-    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
-    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
-  }
-}
 
 inline int32_t i16_pair(int lo, int hi) { return int32_t(uint32_t(uint16_t(int16_t(lo))) | uint32_t(hi) << 16); }
 
