@@ -45,7 +45,6 @@ namespace {
 constexpr int64_t kDirectMaxT = 64;          // matmul: T up to this uses the AVX-512 direct kernel
 constexpr int64_t kPanelMaxRows = 256;        // matmul: rows of f32 weights per panel for T > kDirectMaxT...
 constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes of them per thread
-constexpr int64_t kInt8GemmMinT = 16;        // matmul: K-quant weights at T above this use the int8 GEMM
 constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
 constexpr int64_t kPortableMaxT = 4;          // matmul: T up to this uses the portable direct kernel
 constexpr int64_t kParallelMin = 1 << 15;     // below this much work (elements), stay on one thread
@@ -114,7 +113,7 @@ void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, 
 
 // Whether matmul runs w at T tokens with the K-quants' int8 GEMM.
 bool int8_gemm_path(const Mat& w, int64_t T) {
-  return T > kInt8GemmMinT && has_avx512() && avx512::int8_gemm_supported(w.dtype) &&
+  return T > avx512::kInt8MaxT && has_avx512() && avx512::int8_gemm_supported(w.dtype) &&
          avx512::quant_int8_activations();  // K is a multiple of the K-quants' 256 (check_weight_format)
 }
 

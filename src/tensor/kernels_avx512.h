@@ -83,6 +83,9 @@ struct Int8Acts {
 bool int8_gemm_supported(DType t);
 // Rows int8_gemm_rows decodes at a time: callers hand out row ranges in multiples of this.
 constexpr int64_t kInt8GemmPanelRows = 32;
+// The direct kernels' int8 path serves T up to this; above it K-quant weights go to the int8 GEMM
+// (backend.cpp) and the other formats to the exact path.
+constexpr int64_t kInt8MaxT = 16;
 void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a);
 void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a);
 void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,

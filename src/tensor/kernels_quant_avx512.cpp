@@ -622,7 +622,6 @@ SEEK_VNNI void int8_rows_kind(float* y, int64_t ldy, const float* x, const Mat& 
   }
 }
 
-constexpr int64_t kInt8MaxT = 16;  // the int8 path serves T up to this (beyond, decode is not the cost)
 std::atomic<int> g_int8_acts{-1};   // -1: not yet decided (SEEK_QUANT_EXACT), 0 off, 1 on
 
 bool int8_enabled() {
