@@ -24,6 +24,39 @@ void validate_request(const GenerationRequest& r, const Config& c, const Tokeniz
     throw Error(strfmt("%zu prompt + %lld new tokens exceed the model's context of %lld tokens", r.prompt.size(),
                        (long long)r.stop.max_new_tokens, (long long)c.max_position_embeddings));
   r.sampling.validate(c.vocab_size);
+  const SpeculativeParams& sp = r.speculative;
+  if (sp.draft_tokens < 0 || sp.draft_tokens > SpeculativeParams::kMaxDraft)
+    throw Error(strfmt("draft_tokens = %lld is out of range (0 to %lld; 0 is off)", (long long)sp.draft_tokens,
+                       (long long)SpeculativeParams::kMaxDraft));
+  if (sp.draft_tokens > 0 && c.num_nextn_predict_layers < 1)
+    throw Error(strfmt("draft_tokens = %lld: drafting needs a model with an MTP module, and this one has none "
+                       "(num_nextn_predict_layers = 0); use 0",
+                       (long long)sp.draft_tokens));
+  if (!(sp.min_draft_prob >= 0 && sp.min_draft_prob <= 1))
+    throw Error(strfmt("min_draft_prob = %g is out of range [0, 1]", double(sp.min_draft_prob)));
+}
+
+// ---- drafting statistics ------------------------------------------------------------------------------
+
+void DraftStats::add(const DraftStats& o) {
+  steps += o.steps;
+  tokens += o.tokens;
+  for (int64_t i = 0; i < SpeculativeParams::kMaxDraft; ++i) {
+    drafted[i] += o.drafted[i];
+    accepted[i] += o.accepted[i];
+  }
+}
+
+int64_t DraftStats::total_drafted() const {
+  int64_t n = 0;
+  for (int64_t d : drafted) n += d;
+  return n;
+}
+
+int64_t DraftStats::total_accepted() const {
+  int64_t n = 0;
+  for (int64_t a : accepted) n += a;
+  return n;
 }
 
 // ---- stop strings --------------------------------------------------------------------------------------
@@ -69,6 +102,12 @@ Sequence::Sequence(const Model& model, const Tokenizer* tok, GenerationRequest r
       text_(tok ? std::make_unique<StreamDecoder>(*tok, true) : nullptr),
       stops_(req_.stop.stop_strings) {
   sampler_.add_prompt(req_.prompt.data(), int64_t(req_.prompt.size()));
+  if (const int64_t k = req_.speculative.draft_tokens; k > 0) {
+    drafting_ = true;
+    // Positions: as many as the main cache's, and the chained drafts beyond them for a while.
+    mtp_cache_ = model.new_mtp_cache(int64_t(req_.prompt.size()) + req_.stop.max_new_tokens + k, form);
+    draft_q_.resize(size_t(k));
+  }
 }
 
 void Sequence::finish(const std::string& reason) {
@@ -112,7 +151,7 @@ Decoder::Decoder(Model& model, const Tokenizer* tok)
 
 int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
                       std::vector<std::vector<TokenEvent>>& events) {
-  const int64_t V = model_.config().vocab_size;
+  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   events.resize(seqs.size());
   for (auto& e : events) e.clear();
   // The inputs: decoding sequences first (their last token, then the draft), then prompt chunks.
@@ -127,12 +166,14 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     inputs_.insert(inputs_.end(), s.draft.begin(), s.draft.end());
   }
   int64_t at = 0, rows = 0, budget = prefill_budget < 0 ? INT64_MAX : prefill_budget;
+  bool any_drafting = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
     Sequence& s = *seqs[i];
     if (s.prefilling()) continue;
     const int64_t n = 1 + int64_t(s.draft.size());
     items_.push_back({&s.cache, inputs_.data() + at, n, n});
     item_of_.push_back(int64_t(i));
+    any_drafting |= s.drafting_;
     at += n;
     rows += n;
   }
@@ -142,6 +183,7 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     const int64_t left = int64_t(s.req_.prompt.size()) - s.prefilled, take = std::min(left, budget);
     items_.push_back({&s.cache, s.req_.prompt.data() + s.prefilled, take, take == left ? 1 : 0});
     item_of_.push_back(int64_t(i));
+    any_drafting |= s.drafting_;
     budget -= take;
     rows += take;
   }
@@ -153,23 +195,33 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     n_logits += items_[j].n_logits;
   }
   logits_.resize(size_t(n_logits * V));
-  model_.forward_batch(items_, logits_.data());
+  if (any_drafting) hidden_.resize(size_t(rows * D));
+  model_.forward_batch(items_, logits_.data(), any_drafting ? hidden_.data() : nullptr);
 
-  // One token sampled from logits row `row` for sequence s (the row is copied: others may read it too).
-  auto sample = [&](Sequence& s, int64_t row, TokenEvent& ev) {
+  // One token for sequence s from logits row `row` (copied: others may read it too): sampled, or, for
+  // draft position r >= 0, the draft verified (*accepted).
+  auto sample = [&](Sequence& s, int64_t row, TokenEvent& ev, int64_t r, bool* accepted) {
     z_.assign(logits_.begin() + row * V, logits_.begin() + (row + 1) * V);
     // Models pad their vocabulary past the tokenizer's (DeepSeek-V3: 129280 rows, 128815 tokens): ids
     // with no text are never sampled.
     for (int64_t v = usable_vocab_; v < V; ++v) z_[size_t(v)] = -INFINITY;
+    // Drafts with the drafter's distribution are verified by speculative sampling; drafts without one
+    // (set by the caller) by sampling as usual and comparing, which also keeps the model's distribution.
+    auto pick = [&] {
+      if (r >= 0 && r < s.q_drafts_) return s.sampler_.verify(z_.data(), s.draft[size_t(r)], s.draft_q_[size_t(r)], accepted);
+      const int32_t tok = s.sampler_.sample(z_.data());
+      if (r >= 0) *accepted = tok == s.draft[size_t(r)];
+      return tok;
+    };
     const int k = s.req_.top_logprobs;
-    if (k < 0) return s.sampler_.sample(z_.data());
+    if (k < 0) return pick();
     // Log-probabilities from the raw logits (before penalties and temperature), over the usable vocabulary.
     raw_.assign(z_.begin(), z_.begin() + usable_vocab_);
     const float mx = *std::max_element(raw_.begin(), raw_.end());
     double sum = 0;
     for (float x : raw_) sum += std::exp(double(x - mx));
     const float lse = mx + float(std::log(sum));
-    const int32_t tok = s.sampler_.sample(z_.data());
+    const int32_t tok = pick();
     ev.logprob = raw_[size_t(tok)] - lse;
     const int64_t kk = std::min<int64_t>(k, usable_vocab_);
     if (kk > 0) {
@@ -182,31 +234,60 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     }
     return tok;
   };
-  // Samples and accepts tokens for s from its rows row0 .. row0 + n - 1 (n > 1: the draft is verified).
-  auto decode = [&](Sequence& s, size_t i, int64_t row0, int64_t n) {
+  // The main model's hidden states at the rows [row0, row0 + n) of this step, which its cache kept, and
+  // the token after each (ids[0, n)), become the MTP module's next input.
+  auto keep_hidden = [&](Sequence& s, int64_t row0, int64_t n, const int32_t* ids) {
+    if (!s.drafting_ || n <= 0) return;
+    s.pending_h_.insert(s.pending_h_.end(), hidden_.begin() + row0 * D, hidden_.begin() + (row0 + n) * D);
+    s.pending_ids_.insert(s.pending_ids_.end(), ids, ids + n);
+  };
+  // Samples and accepts tokens for s from its rows row0 .. row0 + n - 1 (n > 1: the draft is verified);
+  // h_row0: the first row's index among all the step's rows.
+  auto decode = [&](Sequence& s, size_t i, int64_t row0, int64_t n, int64_t h_row0) {
     const int64_t kept_before = s.cache.len - n;
+    const int64_t drafted = int64_t(s.draft.size());
     int64_t accepted = 0;
+    toks_.clear();
     for (int64_t r = 0; r < n; ++r) {
       TokenEvent ev;
-      const int32_t tok = sample(s, row0 + r, ev);
+      bool ok = false;
+      const int32_t tok = sample(s, row0 + r, ev, r < drafted ? r : -1, &ok);
+      toks_.push_back(tok);
       const bool more = s.accept(tok, ev);
       if (ev.token >= 0) events[i].push_back(std::move(ev));
-      if (!more || r >= int64_t(s.draft.size()) || tok != s.draft[size_t(r)]) break;
+      if (r < drafted) {
+        s.draft_stats.drafted[r] += 1;
+        s.draft_stats.accepted[r] += ok;
+      }
+      if (!more || r >= drafted || !ok) break;
       ++accepted;
     }
+    s.draft_stats.steps += 1;
+    s.draft_stats.tokens += int64_t(toks_.size());
     if (n > 1) s.cache.truncate(kept_before + 1 + accepted);
     s.draft.clear();
+    s.q_drafts_ = 0;
+    if (!s.done()) keep_hidden(s, h_row0, accepted + 1, toks_.data());
   };
-  for (size_t j = 0; j < items_.size(); ++j) {
+  int64_t h_row = 0;  // the first row of item j among the step's rows
+  for (size_t j = 0; j < items_.size(); h_row += items_[j].n, ++j) {
     const size_t i = size_t(item_of_[j]);
     Sequence& s = *seqs[i];
     if (!s.prefilling()) {
-      decode(s, i, logit_row_[j], items_[j].n);
+      decode(s, i, logit_row_[j], items_[j].n, h_row);
       continue;
     }
-    s.prefilled += items_[j].n;
-    if (s.prefilling()) continue;
-    decode(s, i, logit_row_[j], 1);
+    const int64_t from = s.prefilled, n = items_[j].n;
+    s.prefilled += n;
+    if (s.prefilling()) {
+      keep_hidden(s, h_row, n, s.req_.prompt.data() + from + 1);
+      continue;
+    }
+    // The prompt's last chunk: its rows but the last are followed by prompt tokens; the last by the
+    // first output token (decode).
+    keep_hidden(s, h_row, n - 1, s.req_.prompt.data() + from + 1);
+    const size_t pending_prompt = s.pending_h_.size();
+    decode(s, i, logit_row_[j], 1, h_row + n - 1);
     // Followers of this prompt: its cache, and their own first token from its logits.
     for (size_t f = 0; f < seqs.size(); ++f) {
       Sequence& o = *seqs[f];
@@ -220,10 +301,81 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
       }
       o.cache.len = int64_t(o.req_.prompt.size());
       o.prefilled = o.cache.len;
-      decode(o, f, logit_row_[j], 1);
+      // The leader's hidden states of the prompt, when it kept them; a follower of a leader that does
+      // not draft does not draft either (the module would miss the prompt).
+      if (o.drafting_ && s.drafting_) {
+        o.pending_h_.assign(s.pending_h_.begin(), s.pending_h_.begin() + long(pending_prompt));
+        o.pending_ids_.assign(s.pending_ids_.begin(), s.pending_ids_.begin() + long(pending_prompt / size_t(D)));
+      } else {
+        o.drafting_ = false;
+      }
+      decode(o, f, logit_row_[j], 1, h_row + n - 1);
     }
   }
+  draft(seqs);
   return rows;
+}
+
+void Decoder::draft(std::span<Sequence* const> seqs) {
+  const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
+  // The module catches up on each drafting sequence's new positions; its last one gives the first draft.
+  mtp_items_.clear();
+  drafting_.clear();
+  for (Sequence* s : seqs) {
+    if (!s->drafting_ || s->done() || s->prefilling() || s->pending_ids_.empty()) continue;
+    if (s->mtp_cache_.len + int64_t(s->pending_ids_.size()) != s->cache.len) {
+      // Positions the main model did not compute here (a prompt restored from the prefix cache): the
+      // module cannot read them, so this sequence decodes without drafts.
+      s->drafting_ = false;
+      continue;
+    }
+    mtp_items_.push_back({&s->mtp_cache_, s->pending_h_.data(), s->pending_ids_.data(), int64_t(s->pending_ids_.size()), 1});
+    drafting_.push_back(s);
+  }
+  if (mtp_items_.empty()) return;
+  // Drafts for s, at most the tokens it may still give after the next one.
+  auto wanted = [](const Sequence& s) {
+    return std::min(s.req_.speculative.draft_tokens, s.req_.stop.max_new_tokens - int64_t(s.generated.size()) - 1);
+  };
+  // Draft r of s from MTP logits row `row`; false when the drafter's confidence ends drafting.
+  auto propose = [&](Sequence& s, int64_t row) {
+    z_.assign(mtp_logits_.begin() + row * V, mtp_logits_.begin() + (row + 1) * V);
+    for (int64_t v = usable_vocab_; v < V; ++v) z_[size_t(v)] = -INFINITY;
+    float confidence = 0;
+    const size_t r = s.draft.size();
+    const int32_t d = s.sampler_.draft(z_.data(), s.draft_q_[r], &confidence);
+    if (confidence < s.req_.speculative.min_draft_prob) return false;
+    s.draft.push_back(d);
+    s.q_drafts_ = int64_t(s.draft.size());
+    return true;
+  };
+  for (int64_t depth = 0; !mtp_items_.empty(); ++depth) {
+    const int64_t M = int64_t(mtp_items_.size());
+    mtp_logits_.resize(size_t(M * V));
+    mtp_hidden_.resize(size_t(M * D));
+    model_.forward_mtp_batch(0, mtp_items_, mtp_logits_.data(), mtp_hidden_.data());
+    if (depth == 0)
+      for (Sequence* s : drafting_) {
+        s->pending_h_.clear();
+        s->pending_ids_.clear();
+      }
+    // The next depth chains the module on its own output state and the draft just made.
+    chain_h_.swap(mtp_hidden_);
+    size_t kept = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      Sequence& s = *drafting_[size_t(m)];
+      if (int64_t(s.draft.size()) >= wanted(s) || !propose(s, m) || int64_t(s.draft.size()) >= wanted(s)) continue;
+      mtp_items_[kept] = {&s.mtp_cache_, chain_h_.data() + m * D, &s.draft.back(), 1, 1};
+      drafting_[kept] = &s;
+      ++kept;
+    }
+    mtp_items_.resize(kept);
+    drafting_.resize(kept);
+  }
+  // The chained positions leave the module's cache: the next step's catch-up writes them from the main
+  // model's own hidden states.
+  for (Sequence* s : seqs)
+    if (s->drafting_ && !s->prefilling()) s->mtp_cache_.truncate(std::min(s->mtp_cache_.len, s->cache.len));
 }
 
 }  // namespace seek

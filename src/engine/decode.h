@@ -11,7 +11,16 @@
 // the token sampled at its position equals it, each accepted token checked against the stops and its
 // text streamed, and the KV cache truncated to the tokens accepted. Every output token is sampled from
 // the model's distribution given the accepted prefix, so a draft changes how many tokens a step yields,
-// never which.
+// never which: greedy decoding gives the same tokens with and without drafts, and sampling verifies a
+// draft by speculative sampling (engine/sampler.h), which keeps the model's distribution exactly.
+//
+// Drafts come from DeepSeek-V3's MTP module (speculative decoding, GenerationRequest::speculative):
+// module 0 at position i reads the main model's normed hidden state h_i and the token t_{i+1} and
+// predicts t_{i+2}. After each step the module catches up on the positions the main cache kept (its own
+// cache stays as long as the main one), its prediction at the last position is the first draft, and
+// further drafts chain the module through its own output state and the previous draft (as SGLang does
+// for models with one MTP layer); those chained positions leave its cache again. Drafting stops at a
+// draft the drafter gives less than min_draft_prob.
 //
 // Requests with identical prompts (G samples of one question) can share one prefill
 // (Sequence::share_prefill): the first computes the prompt, the others copy its cache and sample their
@@ -37,16 +46,24 @@ struct StopCriteria {
   std::vector<std::string> stop_strings; // the text ends before the first occurrence (may span tokens)
 };
 
+struct SpeculativeParams {
+  static constexpr int64_t kMaxDraft = 8;
+  int64_t draft_tokens = 0;    // drafted per step, 0 (off) to kMaxDraft; needs a model with MTP
+  float min_draft_prob = 0.f;  // stop drafting at a draft whose drafter probability is below this
+};
+
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   StopCriteria stop;
+  SpeculativeParams speculative;
   int top_logprobs = -1;  // -1: no logprobs; k >= 0: the chosen token's logprob and the k most likely
 };
 
 // Throws Error naming what is wrong: an empty prompt, a prompt id outside the vocabulary,
 // max_new_tokens < 1, prompt + max_new_tokens beyond the model's context, sampling parameters out of
-// range, stop strings without a tokenizer, or a tokenizer with more tokens than the model.
+// range, drafts asked of a model without MTP or out of range, stop strings without a tokenizer, or a
+// tokenizer with more tokens than the model.
 void validate_request(const GenerationRequest& r, const Config& c, const Tokenizer* tok);
 
 // Text that may begin a stop string is held back until it cannot (or does) match.
@@ -73,6 +90,16 @@ struct TokenEvent {
   std::vector<std::pair<int32_t, float>> top;
 };
 
+// How speculative decoding went: decode steps, output tokens they gave, and per draft position how many
+// drafts were verified and accepted.
+struct DraftStats {
+  int64_t steps = 0, tokens = 0;
+  int64_t drafted[SpeculativeParams::kMaxDraft] = {}, accepted[SpeculativeParams::kMaxDraft] = {};
+  void add(const DraftStats& o);
+  int64_t total_drafted() const;
+  int64_t total_accepted() const;
+};
+
 class Sequence {
  public:
   // Allocates the KV cache for prompt + max_new_tokens positions. The request must be valid
@@ -84,6 +111,7 @@ class Sequence {
   int64_t prefilled = 0;           // prompt tokens in the cache (a prefix-cache restore sets it too)
   std::vector<int32_t> draft;      // tokens proposed for the next step; cleared by the step
   std::vector<int32_t> generated;  // output tokens (stop ids excluded)
+  DraftStats draft_stats;          // this sequence's decode steps and drafts
 
   bool prefilling() const { return prefilled < int64_t(req_.prompt.size()); }
   bool done() const { return done_; }
@@ -110,6 +138,14 @@ class Sequence {
   bool done_ = false;
   std::string finish_reason_;
   const Sequence* leader_ = nullptr;
+  // Speculative decoding: the MTP module's cache; the main model's hidden states [n, D] at the positions
+  // the module has not read yet, with the token after each; the drafter's distribution per draft token.
+  bool drafting_ = false;
+  KVCache mtp_cache_;
+  std::vector<float> pending_h_;
+  std::vector<int32_t> pending_ids_;
+  std::vector<TokenDist> draft_q_;
+  int64_t q_drafts_ = 0;  // the first q_drafts_ tokens of `draft` have their distribution in draft_q_
 };
 
 class Decoder {
@@ -123,13 +159,20 @@ class Decoder {
   int64_t step(std::span<Sequence* const> seqs, int64_t prefill_budget, std::vector<std::vector<TokenEvent>>& events);
 
  private:
+  // The next drafts of the sequences that draft (Sequence::draft), from the MTP module.
+  void draft(std::span<Sequence* const> seqs);
+
   Model& model_;
   const Tokenizer* tok_;
   int64_t usable_vocab_;
   std::vector<Model::BatchItem> items_;
   std::vector<int64_t> item_of_, logit_row_;
-  std::vector<int32_t> inputs_;
+  std::vector<int32_t> inputs_, toks_;
   std::vector<float> logits_, z_, raw_;  // the step's logits; one row being sampled; its raw copy (logprobs)
+  std::vector<float> hidden_;            // the step's normed hidden states, when a sequence drafts
+  std::vector<Model::MtpItem> mtp_items_;
+  std::vector<Sequence*> drafting_;
+  std::vector<float> mtp_logits_, mtp_hidden_, chain_h_;
 };
 
 }  // namespace seek

@@ -66,6 +66,7 @@ std::vector<GenerationOutput> Generator::run(const std::vector<GenerationRequest
     emit(b, seqs[b]->flush());
     out[b].tokens = seqs[b]->generated;
     out[b].finish_reason = seqs[b]->finish_reason();
+    out[b].drafts = seqs[b]->draft_stats;
     out[b].prefill_seconds = prefill_s;
     out[b].decode_seconds = decode_s;
   }

@@ -24,6 +24,7 @@ struct GenerationOutput {
   std::string finish_reason;    // "stop" (stop id or string), "length", or "cancelled"
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+  DraftStats drafts;  // decode steps, and drafts verified and accepted (speculative decoding)
 };
 
 // Called with each sequence's new text as it becomes final; return false to stop that sequence.

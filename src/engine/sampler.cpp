@@ -50,7 +50,7 @@ void Sampler::add_prompt(const int32_t* ids, int64_t n) {
 
 float Sampler::uniform() { return float(double(rng_() >> 11) * 0x1.0p-53); }
 
-int32_t Sampler::sample(float* z) {
+int64_t Sampler::distribution(float* z, double* total_out) {
   const int64_t V = vocab_;
   for (const auto& [id, b] : p_.logit_bias) z[id] += b;
   if (p_.repetition_penalty != 1.0f)
@@ -58,82 +58,162 @@ int32_t Sampler::sample(float* z) {
   if (p_.frequency_penalty != 0 || p_.presence_penalty != 0)
     for (int32_t id : out_tokens_) z[id] -= p_.frequency_penalty * float(out_count_[size_t(id)]) + p_.presence_penalty;
 
-  int32_t chosen = 0;
   if (p_.temperature == 0) {
+    int32_t best = 0;
     for (int64_t i = 1; i < V; ++i)
-      if (z[i] > z[chosen]) chosen = int32_t(i);
-  } else {
-    // Candidates: all ids, or the top k by logit (partitioned, then sorted, descending; ties to lower id).
-    int64_t n = V;
-    std::iota(cand_.begin(), cand_.end(), 0);
-    auto by_logit = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
-    if (p_.top_k > 0 && p_.top_k < V) {
-      n = p_.top_k;
-      std::nth_element(cand_.begin(), cand_.begin() + n - 1, cand_.end(), by_logit);
-    }
-    float zmax = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) zmax = std::max(zmax, z[cand_[size_t(i)]]);
-    const float inv_t = 1.0f / p_.temperature;
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) total += (prob_[size_t(i)] = std::exp((z[cand_[size_t(i)]] - zmax) * inv_t));
-    // min-p: drop what is below min_p × the most likely (whose unnormalized probability is 1).
-    if (p_.min_p > 0) {
-      int64_t kept = 0;
-      total = 0;
-      for (int64_t i = 0; i < n; ++i)
-        if (prob_[size_t(i)] >= p_.min_p) {
-          cand_[size_t(kept)] = cand_[size_t(i)];
-          total += (prob_[size_t(kept)] = prob_[size_t(i)]);
-          ++kept;
-        }
-      n = kept;
-    }
-    // top-p: the smallest set of most likely tokens whose mass reaches top_p. Sort only as far as
-    // needed: grow a sorted prefix (32, 128, 512, ...) until it holds the mass.
-    if (p_.top_p < 1) {
-      std::vector<std::pair<float, int32_t>>& pairs = top_p_scratch();
-      pairs.resize(size_t(n));
-      for (int64_t i = 0; i < n; ++i) pairs[size_t(i)] = {prob_[size_t(i)], cand_[size_t(i)]};
-      auto more_likely = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-      const double need = double(p_.top_p) * total;
-      int64_t sorted = 0, keep = n;
-      for (int64_t want = 32;; want *= 4) {
-        const int64_t m = std::min(want, n);
-        std::partial_sort(pairs.begin() + sorted, pairs.begin() + m, pairs.end(), more_likely);
-        double mass = 0;
-        int64_t i = 0;
-        for (; i < m; ++i) {
-          mass += pairs[size_t(i)].first;
-          if (mass >= need) break;
-        }
-        if (i < m) {
-          keep = i + 1;
-          break;
-        }
-        sorted = m;
-        if (m == n) break;
+      if (z[i] > z[best]) best = int32_t(i);
+    cand_[0] = best;
+    prob_[0] = 1;
+    *total_out = 1;
+    return 1;
+  }
+  // Candidates: all ids, or the top k by logit (partitioned, then sorted, descending; ties to lower id).
+  int64_t n = V;
+  std::iota(cand_.begin(), cand_.end(), 0);
+  auto by_logit = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  if (p_.top_k > 0 && p_.top_k < V) {
+    n = p_.top_k;
+    std::nth_element(cand_.begin(), cand_.begin() + n - 1, cand_.end(), by_logit);
+  }
+  float zmax = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) zmax = std::max(zmax, z[cand_[size_t(i)]]);
+  const float inv_t = 1.0f / p_.temperature;
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += (prob_[size_t(i)] = std::exp((z[cand_[size_t(i)]] - zmax) * inv_t));
+  // min-p: drop what is below min_p × the most likely (whose unnormalized probability is 1).
+  if (p_.min_p > 0) {
+    int64_t kept = 0;
+    total = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (prob_[size_t(i)] >= p_.min_p) {
+        cand_[size_t(kept)] = cand_[size_t(i)];
+        total += (prob_[size_t(kept)] = prob_[size_t(i)]);
+        ++kept;
       }
-      total = 0;
-      for (int64_t i = 0; i < keep; ++i) {
-        cand_[size_t(i)] = pairs[size_t(i)].second;
-        total += (prob_[size_t(i)] = pairs[size_t(i)].first);
+    n = kept;
+  }
+  // top-p: the smallest set of most likely tokens whose mass reaches top_p. Sort only as far as
+  // needed: grow a sorted prefix (32, 128, 512, ...) until it holds the mass.
+  if (p_.top_p < 1) {
+    std::vector<std::pair<float, int32_t>>& pairs = top_p_scratch();
+    pairs.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) pairs[size_t(i)] = {prob_[size_t(i)], cand_[size_t(i)]};
+    auto more_likely = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    const double need = double(p_.top_p) * total;
+    int64_t sorted = 0, keep = n;
+    for (int64_t want = 32;; want *= 4) {
+      const int64_t m = std::min(want, n);
+      std::partial_sort(pairs.begin() + sorted, pairs.begin() + m, pairs.end(), more_likely);
+      double mass = 0;
+      int64_t i = 0;
+      for (; i < m; ++i) {
+        mass += pairs[size_t(i)].first;
+        if (mass >= need) break;
       }
-      n = keep;
-    }
-    // Draw.
-    const double u = double(uniform()) * total;
-    double acc = 0;
-    chosen = cand_[size_t(n - 1)];
-    for (int64_t i = 0; i < n; ++i) {
-      acc += prob_[size_t(i)];
-      if (u < acc) {
-        chosen = cand_[size_t(i)];
+      if (i < m) {
+        keep = i + 1;
         break;
       }
+      sorted = m;
+      if (m == n) break;
+    }
+    total = 0;
+    for (int64_t i = 0; i < keep; ++i) {
+      cand_[size_t(i)] = pairs[size_t(i)].second;
+      total += (prob_[size_t(i)] = pairs[size_t(i)].first);
+    }
+    n = keep;
+  }
+  *total_out = total;
+  return n;
+}
+
+int32_t Sampler::draw(int64_t n, double total) {
+  const double u = double(uniform()) * total;
+  double acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += prob_[size_t(i)];
+    if (u < acc) return cand_[size_t(i)];
+  }
+  return cand_[size_t(n - 1)];
+}
+
+void Sampler::record(int32_t id) {
+  if (out_count_[size_t(id)]++ == 0) out_tokens_.push_back(id);
+  note_seen(id);
+}
+
+int32_t Sampler::sample(float* z) {
+  double total = 0;
+  const int64_t n = distribution(z, &total);
+  const int32_t chosen = n == 1 ? cand_[0] : draw(n, total);
+  record(chosen);
+  return chosen;
+}
+
+int32_t Sampler::draft(float* z, TokenDist& q, float* confidence) {
+  double total = 0;
+  const int64_t n = distribution(z, &total);
+  q.ids.assign(cand_.begin(), cand_.begin() + n);
+  q.probs.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) q.probs[size_t(i)] = float(double(prob_[size_t(i)]) / total);
+  if (p_.temperature == 0) {
+    // The argmax's softmax probability over the (biased, penalized) logits.
+    const float zmax = z[cand_[0]];
+    double sum = 0;
+    for (int64_t v = 0; v < vocab_; ++v) sum += std::exp(double(z[v] - zmax));
+    *confidence = float(1 / sum);
+    return cand_[0];
+  }
+  const int32_t d = draw(n, total);
+  for (int64_t i = 0; i < n; ++i)
+    if (cand_[size_t(i)] == d) *confidence = q.probs[size_t(i)];
+  return d;
+}
+
+int32_t Sampler::verify(float* z, int32_t d, const TokenDist& q, bool* accepted) {
+  double total = 0;
+  const int64_t n = distribution(z, &total);
+  int32_t chosen;
+  if (p_.temperature == 0) {
+    chosen = cand_[0];
+    *accepted = chosen == d;
+  } else {
+    double pd = 0, qd = 0;
+    for (int64_t i = 0; i < n; ++i)
+      if (cand_[size_t(i)] == d) pd = double(prob_[size_t(i)]) / total;
+    for (size_t i = 0; i < q.ids.size(); ++i)
+      if (q.ids[i] == d) qd = q.probs[i];
+    // Accept with probability min(1, p(d)/q(d)): u·q(d) < p(d) with u in [0, 1).
+    *accepted = qd > 0 && double(uniform()) * qd < pd;
+    if (*accepted) {
+      chosen = d;
+    } else {
+      // The residual max(0, p − q) over p's candidates (it is 0 wherever p is), renormalized.
+      if (dense_.empty()) dense_.assign(size_t(vocab_), 0.f);
+      for (size_t i = 0; i < q.ids.size(); ++i) dense_[size_t(q.ids[i])] = q.probs[i];
+      auto residual = [&](int64_t i) {
+        return std::max(0.0, double(prob_[size_t(i)]) / total - double(dense_[size_t(cand_[size_t(i)])]));
+      };
+      double rest = 0;
+      for (int64_t i = 0; i < n; ++i) rest += residual(i);
+      if (rest > 0) {
+        const double u = double(uniform()) * rest;
+        double acc = 0;
+        chosen = -1;
+        for (int64_t i = 0; i < n && chosen < 0; ++i)
+          if (const double r = residual(i); r > 0 && u < (acc += r)) chosen = cand_[size_t(i)];
+        if (chosen < 0)  // rounding at the end of the sum: the last candidate with residual mass
+          for (int64_t i = n - 1; i >= 0 && chosen < 0; --i)
+            if (residual(i) > 0) chosen = cand_[size_t(i)];
+      } else {
+        // p ≤ q everywhere only when p = q up to rounding, where d would have been accepted: draw from p.
+        chosen = draw(n, total);
+      }
+      for (int32_t id : q.ids) dense_[size_t(id)] = 0;
     }
   }
-  if (out_count_[size_t(chosen)]++ == 0) out_tokens_.push_back(chosen);
-  note_seen(chosen);
+  record(chosen);
   return chosen;
 }
 

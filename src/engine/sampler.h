@@ -9,6 +9,11 @@
 //   output so far (the prompt does not count, as in OpenAI's and vLLM's APIs).
 // - temperature 0 means greedy: the largest logit after bias and penalties, ties to the lower id.
 // - the draw uses the sampler's own generator seeded by `seed`: same seed, same tokens.
+// - speculative sampling (Leviathan et al. 2023; Chen et al. 2023): a drafter proposes d from its own
+//   distribution q (draft(), the same transforms over the drafter's logits); verify() accepts d with
+//   probability min(1, p(d)/q(d)) under the model's distribution p, and otherwise draws from the
+//   residual max(0, p − q), renormalized. The token it returns is distributed exactly as p, whatever q
+//   is. Greedy: the draft is q's argmax, accepted when it is p's.
 // A sampler allocates its buffers once (vocabulary-sized); sample() allocates nothing.
 #pragma once
 #include <cstdint>
@@ -33,6 +38,13 @@ struct SamplingParams {
   void validate(int64_t vocab) const;
 };
 
+// A drafter's distribution over the ids it could propose (probabilities summing to 1; greedy: its
+// argmax alone).
+struct TokenDist {
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+};
+
 class Sampler {
  public:
   Sampler(SamplingParams p, int64_t vocab);
@@ -40,9 +52,21 @@ class Sampler {
   void add_prompt(const int32_t* ids, int64_t n);
   // Picks the next token from logits [V] (modified in place) and records it as output.
   int32_t sample(float* logits);
+  // A drafter's proposal from its logits [V] (modified in place): drawn from q, the same transforms as
+  // sample() over those logits, which are written to `q`. Records nothing. confidence: q(d), or for
+  // greedy the softmax probability of the argmax at temperature 1.
+  int32_t draft(float* logits, TokenDist& q, float* confidence);
+  // The model's token at a drafted position, from its logits [V] (modified in place): the draft d when
+  // accepted (*accepted = true), else a draw from the residual of p over q. Records the returned token.
+  int32_t verify(float* logits, int32_t d, const TokenDist& q, bool* accepted);
   const SamplingParams& params() const { return p_; }
 
  private:
+  // Bias and penalties, then the candidates cand_[0, n) and their unnormalized probabilities prob_ with
+  // sum *total (greedy: the argmax alone, probability 1). Returns n.
+  int64_t distribution(float* logits, double* total);
+  int32_t draw(int64_t n, double total);
+  void record(int32_t id);
   void note_seen(int32_t id);
   float uniform();  // [0, 1)
   std::vector<std::pair<float, int32_t>>& top_p_scratch() { return pairs_; }
@@ -57,6 +81,7 @@ class Sampler {
   std::vector<int32_t> cand_;        // candidate ids (scratch, [V])
   std::vector<float> prob_;          // their probabilities (scratch, [V])
   std::vector<std::pair<float, int32_t>> pairs_;  // top-p scratch
+  std::vector<float> dense_;         // [V] zeros but while verify() holds q in it (scratch)
 };
 
 }  // namespace seek

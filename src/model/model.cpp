@@ -6,6 +6,8 @@
 
 #include "model/gguf_model.h"
 #include "nn/head.h"
+#include "nn/linear.h"
+#include "tensor/kernels.h"
 #include "util/error.h"
 
 namespace seek {
@@ -108,49 +110,97 @@ void Model::forward(KVCache& cache, const int32_t* ids, int64_t T, float* logits
   }
 }
 
-void Model::forward_batch(const std::vector<BatchItem>& items, float* logits) {
+void Model::forward_batch(const std::vector<BatchItem>& items, float* logits, float* hidden) {
   const int64_t D = cfg_.hidden_size;
   Workspace::Frame frame(ws_);
   float* x = run_blocks(items, nullptr);
-  // Each item's last n_logits rows, normed, through the head.
-  int64_t M = 0;
-  for (const BatchItem& it : items) M += it.n_logits;
+  int64_t N = 0, M = 0;
+  for (const BatchItem& it : items) {
+    N += it.n;
+    M += it.n_logits;
+  }
+  // Each item's last n_logits rows, normed, through the head; with hidden, every row is normed first and
+  // the head reads the logit rows from there (the norm is per row: the same values either way).
+  const float eps = float(cfg_.rms_norm_eps);
+  if (hidden) rmsnorm(hidden, x, w_.norm, N, D, eps);
   float* last = ws_.alloc<float>(M * D);
   int64_t row = 0, m = 0;
   for (const BatchItem& it : items) {
     row += it.n;
-    std::memcpy(last + m * D, x + (row - it.n_logits) * D, sizeof(float) * size_t(it.n_logits * D));
+    std::memcpy(last + m * D, (hidden ? hidden : x) + (row - it.n_logits) * D, sizeof(float) * size_t(it.n_logits * D));
     m += it.n_logits;
   }
-  float* hn = ws_.alloc<float>(M * D);
-  head_forward(Pass{ws_, false, nullptr}, w_.norm, w_.lm_head, float(cfg_.rms_norm_eps), last, M, hn, nullptr, logits);
+  const Pass pass{ws_, false, nullptr};
+  if (hidden) {
+    linear(pass, logits, last, w_.lm_head, M);
+  } else {
+    float* hn = ws_.alloc<float>(M * D);
+    head_forward(pass, w_.norm, w_.lm_head, eps, last, M, hn, nullptr, logits);
+  }
 }
 
 void Model::forward_mtp(int k, KVCache& cache, const float* h_prev, const int32_t* next_ids, int64_t T, float* logits,
                         float* hidden_out, ActivationTrace* trace) {
-  if (k < 0 || k >= int(w_.mtp.size())) throw Error(strfmt("forward_mtp: the model has no MTP module %d", k));
   if (T <= 0) throw Error("forward_mtp: no tokens");
-  if (cache.len + T > cache.capacity) throw Error("forward_mtp: cache capacity exceeded");
-  check_ids(next_ids, T);
-  const MtpWeights& m = w_.mtp[size_t(k)];
+  one_mtp_.assign(1, MtpItem{&cache, h_prev, next_ids, T, T});
+  forward_mtp_batch(k, one_mtp_, logits, hidden_out, trace);
+}
+
+void Model::forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* logits, float* hidden_out,
+                              ActivationTrace* trace) {
+  if (k < 0 || k >= int(w_.mtp.size())) throw Error(strfmt("forward_mtp: the model has no MTP module %d", k));
+  if (items.empty()) throw Error("forward_mtp: no sequences");
   const int64_t D = cfg_.hidden_size;
+  int64_t N = 0, M = 0;
+  for (const MtpItem& it : items) {
+    if (it.n <= 0) throw Error("forward_mtp: no tokens");
+    if (it.n_logits < 0 || it.n_logits > it.n) throw Error("forward_mtp: n_logits outside 0 .. the item's tokens");
+    if (it.cache->len + it.n > it.cache->capacity) throw Error("forward_mtp: cache capacity exceeded");
+    if (int64_t(it.cache->layers.size()) != cfg_.num_nextn_predict_layers)
+      throw Error("forward_mtp: cache was made for another model");
+    if (it.cache->form != items[0].cache->form) throw Error("forward_mtp: a batch mixes naive and absorbed MLA caches");
+    check_ids(it.next_ids, it.n);
+    N += it.n;
+    M += it.n_logits;
+  }
+  const MtpWeights& m = w_.mtp[size_t(k)];
   Workspace::Frame frame(ws_);
-  float* e = ws_.alloc<float>(T * D);
-  embed(w_.embed_tokens, next_ids, T, e);
-  int32_t* pos = ws_.alloc<int32_t>(T);
-  for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(cache.len + t);
-  segs_.assign(1, Segment{&cache.layers[size_t(k)], 0, T, cache.len});
+  int32_t* ids = ws_.alloc<int32_t>(N);
+  int32_t* pos = ws_.alloc<int32_t>(N);
+  float* h = ws_.alloc<float>(N * D);
+  segs_.resize(items.size());
+  int64_t row = 0;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const MtpItem& it = items[j];
+    std::memcpy(ids + row, it.next_ids, sizeof(int32_t) * size_t(it.n));
+    std::memcpy(h + row * D, it.h_prev, sizeof(float) * size_t(it.n * D));
+    for (int64_t t = 0; t < it.n; ++t) pos[row + t] = int32_t(it.cache->len + t);
+    segs_[j] = Segment{&it.cache->layers[size_t(k)], row, it.n, it.cache->len};
+    row += it.n;
+  }
+  float* e = ws_.alloc<float>(N * D);
+  embed(w_.embed_tokens, ids, N, e);
   const Pass pass{ws_, false, trace};
-  const Rows rows{T, pos, &segs_, cache.form};
+  const Rows rows{N, pos, &segs_, items[0].cache->form};
   const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
-  float* out = ws_.alloc<float>(T * D);
-  mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h_prev, out, rows, nullptr, local_experts(), &name);
-  cache.len += T;
-  // shared_head.norm, then the main model's head.
-  float* hn = ws_.alloc<float>(T * D);
-  head_forward(pass, m.shared_head_norm, w_.lm_head, float(cfg_.rms_norm_eps), out, T, hn, nullptr, logits);
-  if (hidden_out) std::memcpy(hidden_out, hn, sizeof(float) * size_t(T * D));
-  if (trace) trace->put(name + ".logits", logits, T * cfg_.vocab_size);
+  float* out = ws_.alloc<float>(N * D);
+  mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h, out, rows, nullptr, local_experts(), &name);
+  for (const MtpItem& it : items) it.cache->len += it.n;
+  // Each item's last n_logits rows: shared_head.norm, then the main model's head.
+  float* last = out;
+  if (M != N) {
+    last = ws_.alloc<float>(M * D);
+    int64_t r = 0, o = 0;
+    for (const MtpItem& it : items) {
+      r += it.n;
+      std::memcpy(last + o * D, out + (r - it.n_logits) * D, sizeof(float) * size_t(it.n_logits * D));
+      o += it.n_logits;
+    }
+  }
+  float* hn = ws_.alloc<float>(M * D);
+  head_forward(pass, m.shared_head_norm, w_.lm_head, float(cfg_.rms_norm_eps), last, M, hn, nullptr, logits);
+  if (hidden_out) std::memcpy(hidden_out, hn, sizeof(float) * size_t(M * D));
+  if (trace) trace->put(name + ".logits", logits, M * cfg_.vocab_size);
 }
 
 ParamCount count_params(const Config& c) {

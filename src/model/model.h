@@ -52,14 +52,15 @@ class Model {
   // verification): item b appends its n tokens to its own cache; projections and experts run once over
   // all rows, so their weights are read once per step for the whole batch. logits receives, item after
   // item, the logits of each item's last n_logits tokens [Σ n_logits, V]. All caches must have the same
-  // MLA form.
+  // MLA form. hidden (optional) receives the final-normed hidden states of every row [Σ n, D], item
+  // after item: the MTP drafter's input (engine/draft.h).
   struct BatchItem {
     KVCache* cache;
     const int32_t* ids;
     int64_t n;
     int64_t n_logits = 1;
   };
-  void forward_batch(const std::vector<BatchItem>& items, float* logits);
+  void forward_batch(const std::vector<BatchItem>& items, float* logits, float* hidden = nullptr);
 
   // MTP module k (0-based) at T positions appended to mtp_cache: h_prev [T, D] is the previous depth's
   // normed hidden state at positions i, next_ids [T] the tokens t_{i+k+1}; writes logits [T, V]
@@ -67,6 +68,18 @@ class Model {
   // input of depth k + 1.
   void forward_mtp(int k, KVCache& mtp_cache, const float* h_prev, const int32_t* next_ids, int64_t T,
                    float* logits, float* hidden_out = nullptr, ActivationTrace* trace = nullptr);
+  // MTP module k for several sequences in one pass (the drafter of speculative decoding): item b appends
+  // its n positions to its own MTP cache; logits [Σ n_logits, V] and hidden_out (optional) [Σ n_logits, D]
+  // receive, item after item, those of each item's last n_logits positions.
+  struct MtpItem {
+    KVCache* cache;
+    const float* h_prev;       // [n, D]
+    const int32_t* next_ids;   // [n]
+    int64_t n;
+    int64_t n_logits = 1;
+  };
+  void forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* logits, float* hidden_out = nullptr,
+                         ActivationTrace* trace = nullptr);
 
  private:
   void init();
@@ -83,6 +96,7 @@ class Model {
   std::vector<std::string> layer_names_;  // "layer.{i}", then "mtp.{k}": built once, for traces
   std::vector<Segment> segs_;             // reused per step: no allocation once warm
   std::vector<BatchItem> one_;            // forward()'s single item
+  std::vector<MtpItem> one_mtp_;          // forward_mtp()'s
   Workspace ws_;
 };
 
