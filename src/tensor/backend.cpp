@@ -1,7 +1,9 @@
 // backend.cpp — the CPU backend: OpenMP threads, OpenBLAS GEMM, and matmul over the weight formats.
 //
 // matmul, by weight format and T:
-//   F32                      cblas_sgemm (cblas_sgemv at T = 1), BLAS threads.
+//   F32, T <= 16 with AVX-512 the direct kernel below (sgemm would pack the whole weight matrix for a
+//                            few rows: a speculative step's 2 rows on an f32 model cost 2.2x one row).
+//   F32 otherwise            cblas_sgemm (cblas_sgemv at T = 1), BLAS threads.
 //   other formats, T <= 64   "direct": the format's kernel streams each weight row once and dots it with
 //                            the activation rows (groups of 4 tokens, blocks of 16 rows kept in cache
 //                            across the groups); weights converted exactly in registers, f32 FMAs. Rows
@@ -43,6 +45,7 @@ namespace seek {
 namespace {
 
 constexpr int64_t kDirectMaxT = 64;          // matmul: T up to this uses the AVX-512 direct kernel
+constexpr int64_t kF32DirectMaxT = 16;       // the same for f32 weights (above it, sgemm)
 constexpr int64_t kPanelMaxRows = 256;        // matmul: rows of f32 weights per panel for T > kDirectMaxT...
 constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes of them per thread
 constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
@@ -119,7 +122,8 @@ bool int8_gemm_path(const Mat& w, int64_t T) {
 
 // Whether matmul runs w at T tokens with a direct kernel.
 bool direct_path(const Mat& w, int64_t T) {
-  if (w.dtype == DType::F32 || int8_gemm_path(w, T)) return false;
+  if (w.dtype == DType::F32) return has_avx512() && T <= kF32DirectMaxT;
+  if (int8_gemm_path(w, T)) return false;
   return T <= (has_avx512() && weight_format(w.dtype).direct_rows_avx512 ? kDirectMaxT : kPortableMaxT);
 }
 
@@ -306,11 +310,11 @@ void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias
       for (int64_t n = 0; n < N; n++) y[t * ldy + n] = bias ? bias[n] : 0.0f;
     return;
   }
-  if (w.dtype == DType::F32) return matmul_f32(y, ldy, x, w, T, bias);
   if (direct_path(w, T)) {
     const MatmulJob job{y, x, w, T, bias, ldy};
     return matmul_direct(&job, 1);
   }
+  if (w.dtype == DType::F32) return matmul_f32(y, ldy, x, w, T, bias);
   if (int8_gemm_path(w, T)) return matmul_int8_gemm(y, ldy, x, w, T, bias);
   matmul_panels(y, ldy, x, w, T, bias);
 }

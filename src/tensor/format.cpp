@@ -67,7 +67,7 @@ void quant_row(const Mat& w, int64_t n, int64_t k0, int64_t len, float* out) {
 // The table. One row per weight format; the AVX-512 kernels are in kernels_avx512.cpp (GGUF block
 // formats: kernels_quant_avx512.cpp).
 const WeightFormat kFormats[] = {
-    {DType::F32, 1, 4, false, f32_row, nullptr, nullptr},
+    {DType::F32, 1, 4, false, f32_row, nullptr, avx512::direct_rows_f32},
     {DType::BF16, 1, 2, false, bf16_row, avx512::rows_to_f32_bf16, avx512::direct_rows_bf16},
     {DType::F16, 1, 2, false, f16_row, avx512::rows_to_f32_f16, avx512::direct_rows_f16},
     {DType::F8_E4M3, 1, 1, true, f8_row, avx512::rows_to_f32_f8, avx512::direct_rows_f8},

@@ -35,25 +35,28 @@ namespace seek::avx512 {
 
 namespace {
 
-enum class WKind { BF16, F16, F8 };
+enum class WKind { F32, BF16, F16, F8 };
 
 SEEK_AVX512 inline __mmask16 tail_mask16(int64_t n) { return __mmask16((1u << n) - 1u); }
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Weights are read in chunks of 16 (bf16, f16: one 32-byte load) or 32 (f8: one 32-byte load), in
-// natural order, as kVecs<kind> f32 vectors.
+// Weights are read in chunks of 16 (f32: one 64-byte load; bf16, f16: one 32-byte load) or 32 (f8:
+// one 32-byte load), in natural order, as kVecs<kind> f32 vectors.
 template <WKind kind>
 constexpr int kVecs = kind == WKind::F8 ? 2 : 1;
 template <WKind kind>
 constexpr int64_t kChunkElems = 16 * kVecs<kind>;
 template <WKind kind>
-constexpr int64_t kElemBytes = kind == WKind::F8 ? 1 : 2;
+constexpr int64_t kElemBytes = kind == WKind::F8 ? 1 : kind == WKind::F32 ? 4 : 2;
 
 // Loads the chunk of weights at element i (only the elements set in m when masked; the others read as
 // 0) as f32 vectors, natural order. f8 values come out × 2^-8; the caller folds 2^8 into the scale.
 template <WKind kind, bool masked>
 SEEK_AVX512 inline void load_chunk(const void* base, int64_t i, __mmask32 m, __m512* out) {
-  if constexpr (kind == WKind::F8) {
+  if constexpr (kind == WKind::F32) {
+    const float* p = static_cast<const float*>(base) + i;
+    out[0] = masked ? _mm512_maskz_loadu_ps(__mmask16(m), p) : _mm512_loadu_ps(p);
+  } else if constexpr (kind == WKind::F8) {
     const uint8_t* p = static_cast<const uint8_t*>(base) + i;
     __m256i bytes = masked ? _mm256_maskz_loadu_epi8(m, p) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     __m512i v = _mm512_cvtepu8_epi16(bytes);
@@ -368,6 +371,10 @@ SEEK_AVX512 void transpose(const float* src, int64_t lds, int64_t rows, int64_t 
 int64_t padded_k(int64_t K) { return (K + kBf16Chunk - 1) / kBf16Chunk * kBf16Chunk; }
 
 // The weight-format table's direct kernels (format.h): rows [n0, n1), y [T, ldy], x [T, K].
+SEEK_AVX512 void direct_rows_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                 int64_t n1, const float* bias) {
+  direct_rows_kind<WKind::F32>(y, ldy, x, w, T, n0, n1, bias);
+}
 SEEK_AVX512 void direct_rows_bf16(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {
   direct_rows_kind<WKind::BF16>(y, ldy, x, w, T, n0, n1, bias);

@@ -9,6 +9,8 @@
 namespace seek::avx512 {
 
 // The weight-format table's kernels (format.h).
+void direct_rows_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                     const float* bias);
 void direct_rows_bf16(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
 void direct_rows_f16(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,

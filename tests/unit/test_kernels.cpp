@@ -176,8 +176,9 @@ TEST_P(Kernels, Fp8BlockDequantExact) {
 
 TEST_P(Kernels, MatmulAllDtypesAndShapes) {
   std::mt19937 rng(12);
-  // 64 / 65 straddle the switch from the direct kernel to the BLAS panels (kernels.cpp).
-  const int64_t Ts[] = {1, 2, 3, 7, 8, 9, 33, 64, 65, 100};
+  // 64 / 65 straddle the switch from the direct kernel to the BLAS panels, 16 / 17 f32's from the direct
+  // kernel to sgemm (backend.cpp).
+  const int64_t Ts[] = {1, 2, 3, 7, 8, 9, 16, 17, 33, 64, 65, 100};
   const std::pair<int64_t, int64_t> NKs[] = {{1, 1},    {5, 17},   {17, 5},    {127, 129}, {129, 127},
                                              {300, 1000}, {1000, 300}, {33, 257}, {16, 64}};
   for (DType dt : kWeightTypes) {
