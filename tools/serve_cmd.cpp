@@ -133,6 +133,17 @@ void register_serve_commands(CLI::App& app) {
   s->add_option("--max-queue", f.scheduler.max_queue, "waiting requests before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   s->add_option("--prefill-chunk", f.scheduler.prefill_chunk, "prompt tokens per step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   s->add_option("--kv-gib", f.kv_gib, "KV cache memory of running sequences")->capture_default_str();
+  s->add_option("--draft", f.server.draft_tokens,
+                "speculative decoding: MTP drafts per step, a request's \"draft_tokens\" overrides (0 = off; default: on "
+                "for models with an MTP module)")
+      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
+  s->add_option("--draft-min-prob", f.server.min_draft_prob,
+                "stop drafting at a draft the MTP module gives less than this probability (\"min_draft_prob\")")
+      ->check(CLI::Range(0.0, 1.0));
+  s->add_option("--draft-max-seqs", f.scheduler.draft_max_seqs,
+                "draft only while at most this many sequences are in the batch (larger batches already share each weight read)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   s->add_option("--max-body-bytes", f.server.limits.max_body_bytes, "largest request body")->capture_default_str();
   s->add_option("--max-prompt-tokens", f.server.limits.max_prompt_tokens, "longest prompt (also capped by the context)")->capture_default_str();
   s->add_option("--max-tokens", f.server.limits.max_tokens, "largest max_tokens a request may ask for")->capture_default_str();

@@ -36,6 +36,15 @@ void validate_request(const GenerationRequest& r, const Config& c, const Tokeniz
     throw Error(strfmt("min_draft_prob = %g is out of range [0, 1]", double(sp.min_draft_prob)));
 }
 
+SpeculativeParams default_speculative(const Config& c) {
+  SpeculativeParams s;
+  if (c.num_nextn_predict_layers > 0) {
+    s.draft_tokens = 2;
+    s.min_draft_prob = 0.f;
+  }
+  return s;
+}
+
 // ---- drafting statistics ------------------------------------------------------------------------------
 
 void DraftStats::add(const DraftStats& o) {
@@ -317,20 +326,20 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
 }
 
 void Decoder::draft(std::span<Sequence* const> seqs) {
+  if (!drafting_on_) return;  // the hidden states wait in each sequence's pending rows
   const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   // The module catches up on each drafting sequence's new positions; its last one gives the first draft.
   mtp_items_.clear();
-  drafting_.clear();
+  drafters_.clear();
   for (Sequence* s : seqs) {
     if (!s->drafting_ || s->done() || s->prefilling() || s->pending_ids_.empty()) continue;
-    if (s->mtp_cache_.len + int64_t(s->pending_ids_.size()) != s->cache.len) {
-      // Positions the main model did not compute here (a prompt restored from the prefix cache): the
-      // module cannot read them, so this sequence decodes without drafts.
-      s->drafting_ = false;
-      continue;
-    }
+    // Positions the main model did not compute here (a prompt prefix restored from the prefix cache)
+    // have no hidden states: the module's cache starts after them. Its positions are then shifted by
+    // that many, which rotary attention does not see (it depends on distances only).
+    if (s->mtp_cache_.len == 0) s->mtp_skipped_ = s->cache.len - int64_t(s->pending_ids_.size());
+    SEEK_ASSERT(s->mtp_skipped_ + s->mtp_cache_.len + int64_t(s->pending_ids_.size()) == s->cache.len);
     mtp_items_.push_back({&s->mtp_cache_, s->pending_h_.data(), s->pending_ids_.data(), int64_t(s->pending_ids_.size()), 1});
-    drafting_.push_back(s);
+    drafters_.push_back(s);
   }
   if (mtp_items_.empty()) return;
   // Drafts for s, at most the tokens it may still give after the next one.
@@ -355,7 +364,7 @@ void Decoder::draft(std::span<Sequence* const> seqs) {
     mtp_hidden_.resize(size_t(M * D));
     model_.forward_mtp_batch(0, mtp_items_, mtp_logits_.data(), mtp_hidden_.data());
     if (depth == 0)
-      for (Sequence* s : drafting_) {
+      for (Sequence* s : drafters_) {
         s->pending_h_.clear();
         s->pending_ids_.clear();
       }
@@ -363,19 +372,20 @@ void Decoder::draft(std::span<Sequence* const> seqs) {
     chain_h_.swap(mtp_hidden_);
     size_t kept = 0;
     for (int64_t m = 0; m < M; ++m) {
-      Sequence& s = *drafting_[size_t(m)];
+      Sequence& s = *drafters_[size_t(m)];
       if (int64_t(s.draft.size()) >= wanted(s) || !propose(s, m) || int64_t(s.draft.size()) >= wanted(s)) continue;
       mtp_items_[kept] = {&s.mtp_cache_, chain_h_.data() + m * D, &s.draft.back(), 1, 1};
-      drafting_[kept] = &s;
+      drafters_[kept] = &s;
       ++kept;
     }
     mtp_items_.resize(kept);
-    drafting_.resize(kept);
+    drafters_.resize(kept);
   }
   // The chained positions leave the module's cache: the next step's catch-up writes them from the main
   // model's own hidden states.
   for (Sequence* s : seqs)
-    if (s->drafting_ && !s->prefilling()) s->mtp_cache_.truncate(std::min(s->mtp_cache_.len, s->cache.len));
+    if (s->drafting_ && !s->prefilling())
+      s->mtp_cache_.truncate(std::min(s->mtp_cache_.len, s->cache.len - s->mtp_skipped_));
 }
 
 }  // namespace seek

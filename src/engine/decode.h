@@ -52,6 +52,10 @@ struct SpeculativeParams {
   float min_draft_prob = 0.f;  // stop drafting at a draft whose drafter probability is below this
 };
 
+// Drafting where it pays: on for a model with an MTP module (measured in docs/results.md, issue 14),
+// off for the others.
+SpeculativeParams default_speculative(const Config& c);
+
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
@@ -145,6 +149,7 @@ class Sequence {
   std::vector<float> pending_h_;
   std::vector<int32_t> pending_ids_;
   std::vector<TokenDist> draft_q_;
+  int64_t mtp_skipped_ = 0;  // main-cache positions before the module's first (restored, not computed)
   int64_t q_drafts_ = 0;  // the first q_drafts_ tokens of `draft` have their distribution in draft_q_
 };
 
@@ -157,6 +162,8 @@ class Decoder {
   // at most prefill_budget prompt tokens in all (< 0: whole prompts). events (resized to seqs) receives
   // each sequence's output tokens. Returns the token rows computed.
   int64_t step(std::span<Sequence* const> seqs, int64_t prefill_budget, std::vector<std::vector<TokenEvent>>& events);
+  // Off: steps make no new drafts (the server under load); the module catches up once it is on again.
+  void set_drafting(bool on) { drafting_on_ = on; }
 
  private:
   // The next drafts of the sequences that draft (Sequence::draft), from the MTP module.
@@ -170,8 +177,9 @@ class Decoder {
   std::vector<int32_t> inputs_, toks_;
   std::vector<float> logits_, z_, raw_;  // the step's logits; one row being sampled; its raw copy (logprobs)
   std::vector<float> hidden_;            // the step's normed hidden states, when a sequence drafts
+  bool drafting_on_ = true;
   std::vector<Model::MtpItem> mtp_items_;
-  std::vector<Sequence*> drafting_;
+  std::vector<Sequence*> drafters_;
   std::vector<float> mtp_logits_, mtp_hidden_, chain_h_;
 };
 

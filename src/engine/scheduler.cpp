@@ -62,17 +62,19 @@ Scheduler::~Scheduler() {
   for (auto& s : queue_) finish(*s, "cancelled", "the server is shutting down");
 }
 
-size_t Scheduler::kv_bytes_for(int64_t positions) const {
-  return size_t(KVCache::values_per_token(model_.config(), opt_.form)) * size_t(model_.config().num_hidden_layers) *
-         size_t(positions) * sizeof(float);
+size_t Scheduler::kv_bytes_for(const GenerationRequest& r) const {
+  const Config& c = model_.config();
+  const int64_t positions = int64_t(r.prompt.size()) + r.stop.max_new_tokens;
+  const int64_t k = r.speculative.draft_tokens, mtp_layers = k > 0 ? c.num_nextn_predict_layers : 0;
+  return size_t(KVCache::values_per_token(c, opt_.form)) *
+         (size_t(c.num_hidden_layers) * size_t(positions) + size_t(mtp_layers) * size_t(positions + k)) * sizeof(float);
 }
 
 Scheduler::Submitted Scheduler::submit(GenerationRequest r) {
   validate_request(r, model_.config(), tok_);
-  const int64_t positions = int64_t(r.prompt.size()) + r.stop.max_new_tokens;
   auto s = std::make_unique<Seq>();
   s->out = std::make_shared<SequenceStream>();
-  s->kv_bytes = kv_bytes_for(positions);
+  s->kv_bytes = kv_bytes_for(r);
   s->submitted = Clock::now();
   s->req = std::move(r);
   Submitted res;
@@ -132,6 +134,7 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (s.seq) stats_.drafts.add(s.seq->draft_stats);
     if (reason == "cancelled") stats_.cancelled++;
     else if (reason == "error") stats_.failed++;
     else stats_.finished++;
@@ -222,6 +225,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Seq>>& running) {
     before += sp->seq->prefilled;
   }
   if (step_seqs_.empty()) return;
+  decoder_.set_drafting(int64_t(step_seqs_.size()) <= opt_.draft_max_seqs);
   const auto t0 = Clock::now();
   int64_t rows = 0;
   try {

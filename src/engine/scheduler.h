@@ -22,6 +22,9 @@
 // prompt (whole blocks, at least one prompt token left to prefill); the prompt's blocks are inserted
 // when its prefill ends, and prompt + output when the sequence ends.
 //
+// Speculative decoding per request (GenerationRequest::speculative), while the batch has at most
+// draft_max_seqs sequences; the KV memory of a drafting request includes its MTP cache.
+//
 // Output per sequence as the decoding step gives it: sampling per sequence (ids past the tokenizer's
 // vocabulary are never sampled), stop ids and stop strings, streamed text that never splits a UTF-8
 // character, and log-probabilities when asked for.
@@ -54,6 +57,10 @@ struct SchedulerOptions {
   size_t max_kv_bytes = size_t(8) << 30;      // KV caches of the running sequences
   MlaForm form = MlaForm::Absorbed;
   int step_delay_ms = 0;                      // sleep after each step: a throttle (tests make slow streams with it)
+  // Speculative decoding drafts while at most this many sequences are in the batch (0: never): at larger
+  // batches a step already reads each weight once for many tokens, and drafts only add rows
+  // (docs/results.md).
+  int64_t draft_max_seqs = 4;
 };
 
 struct StreamEvent {
@@ -96,6 +103,7 @@ struct SchedulerStats {
   int64_t steps = 0, step_rows = 0, step_seqs = 0;  // sums over steps: tokens and sequences per step
   int64_t last_step_seqs = 0, last_step_rows = 0;    // the latest step's batch
   double busy_seconds = 0;                           // inside the decoding step
+  DraftStats drafts;                                 // decode steps and drafts of finished sequences
 };
 
 class Scheduler {
@@ -115,8 +123,8 @@ class Scheduler {
   // Validates the request (validate_request: throws Error) and queues it.
   Submitted submit(GenerationRequest r);
   SchedulerStats stats() const;
-  // KV bytes a request with this many positions needs.
-  size_t kv_bytes_for(int64_t positions) const;
+  // KV bytes a request needs: its positions in the main cache, and with drafts its MTP module's cache.
+  size_t kv_bytes_for(const GenerationRequest& r) const;
   const SchedulerOptions& options() const { return opt_; }
 
  private:

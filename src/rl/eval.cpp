@@ -183,6 +183,7 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   ro.batch = o.batch;
   ro.weights = o.weights;
   ro.samples = 1;
+  ro.draft_tokens = o.draft_tokens;
   ro.temperature = 0.0f;
   ro.seed = mix64(o.seed, 1);
   std::vector<Rollout> greedy = chunked_rollouts(model, tok, problems, ro, "greedy", done, total, t0, last, progress);

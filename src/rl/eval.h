@@ -45,6 +45,7 @@ struct EvalOptions {
   RewardWeights weights;
   Split split = Split::HeldOut;
   int64_t batch = 64;            // sequences per generation batch
+  int64_t draft_tokens = 0;      // MTP drafts per step (speculative decoding: the same results' law)
 };
 
 // Metrics of a group of problems (one kind, one difficulty).

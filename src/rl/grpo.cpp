@@ -223,6 +223,7 @@ class GrpoObjective final : public train::Objective {
     ro.samples = o_.group;
     ro.temperature = o_.temperature;
     ro.max_new_tokens = o_.max_new_tokens;
+    ro.draft_tokens = o_.draft_tokens;
     ro.seed = mix64(o_.seed ^ 0x5EEDull, uint64_t(step));
     ro.weights = o_.weights;
     rollouts_ = sample_rollouts(policy.inference(), tok_, problems, ro, &rollout_stats_);

@@ -39,6 +39,7 @@ struct GrpoRunOptions {
   int64_t group = 8;           // G: completions per problem
   int64_t max_new_tokens = 192;
   float temperature = 1.0f;
+  int64_t draft_tokens = 0;    // MTP drafts per rollout step (speculative decoding; the same samples' law)
   int64_t inner = 1;           // optimizer steps per batch of rollouts (μ); > 1 uses the clipped ratio
   int64_t micro = 16;          // sequences per forward/backward (gradients accumulate over the batch)
   double lr = 1e-4, weight_decay = 0.0, clip = 1.0;

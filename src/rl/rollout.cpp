@@ -34,6 +34,7 @@ std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const s
       q.sampling.seed = mix64(mix64(o.seed, uint64_t(j)), uint64_t(i));
       q.stop.max_new_tokens = o.max_new_tokens;
       q.stop.stop_ids = {eos};
+      q.speculative.draft_tokens = o.draft_tokens;
       reqs.push_back(std::move(q));
     }
   }

@@ -27,6 +27,9 @@ struct RolloutOptions {
   int64_t batch = 64;           // sequences per Generator batch
   uint64_t seed = 1;
   RewardWeights weights;
+  // MTP drafts per step (speculative decoding, engine/decode.h): the same distribution, so GRPO's
+  // importance ratios, which the trainer computes from the policy's own forward, are unchanged.
+  int64_t draft_tokens = 0;
 };
 
 struct Rollout {

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/decode.h"
+
 namespace seek {
 
 using nlohmann::json;
@@ -131,6 +133,8 @@ void parse_common(const json& j, ApiRequest& r, const ApiLimits& lim) {
     r.seed_given = true;
   }
   r.n = integer(j, "n", 1, lim.max_n).value_or(1);
+  r.draft_tokens = integer(j, "draft_tokens", 0, SpeculativeParams::kMaxDraft);
+  if (field(j, "min_draft_prob")) r.min_draft_prob = float(number(j, "min_draft_prob", 0, 1, 0));
   if (const json* stop = field(j, "stop")) {
     if (stop->is_string()) {
       r.stop.push_back(stop->get<std::string>());

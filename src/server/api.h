@@ -63,6 +63,10 @@ struct ApiRequest {
   int64_t n = 1;
   int top_logprobs = -1;  // -1: no logprobs
   std::optional<bool> thinking;
+  // seek's speculative decoding (engine/decode.h): MTP drafts per step and the drafter's confidence gate;
+  // absent: the server's defaults.
+  std::optional<int64_t> draft_tokens;
+  std::optional<float> min_draft_prob;
 };
 
 // Parse and validate a body (throws ApiError 400 on malformed JSON, a wrong type or a value out of range).

@@ -276,6 +276,13 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
       render_metric(out, "seek_batch_size", "gauge", "Sequences in the latest step's batch", double(s.last_step_seqs));
       render_metric(out, "seek_batch_tokens", "gauge", "Token rows in the latest step's batch (decode + prefill chunks)", double(s.last_step_rows));
       render_metric(out, "seek_engine_busy_seconds_total", "counter", "Seconds inside the model", s.busy_seconds);
+      render_metric(out, "seek_decode_steps_total", "counter", "Decode steps of finished sequences (one per sequence per step)", double(s.drafts.steps));
+      render_metric(out, "seek_decode_step_tokens_total", "counter", "Output tokens of those steps (tokens per step = this / seek_decode_steps_total)", double(s.drafts.tokens));
+      render_metric(out, "seek_draft_tokens_total", "counter", "MTP draft tokens verified (speculative decoding), finished sequences", double(s.drafts.total_drafted()));
+      render_metric(out, "seek_draft_accepted_tokens_total", "counter", "MTP draft tokens accepted (acceptance = this / seek_draft_tokens_total)", double(s.drafts.total_accepted()));
+      if (s.drafts.drafted[0] > 0)
+        render_metric(out, "seek_draft_first_acceptance", "gauge", "Share of first drafts accepted, finished sequences",
+                      double(s.drafts.accepted[0]) / double(s.drafts.drafted[0]));
       if (b->pc) {
         const PrefixCacheStats p = b->pc->stats();
         render_metric(out, "seek_prefix_cache_ram_bytes", "gauge", "RAM tier bytes", double(p.ram_bytes));
@@ -406,6 +413,11 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
       for (int32_t id : chat_stop_ids(*be.style, tok))
         if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
     er.top_logprobs = r.top_logprobs;
+    er.speculative = default_speculative(cfg);
+    if (opt.draft_tokens >= 0) er.speculative.draft_tokens = opt.draft_tokens;
+    if (opt.min_draft_prob >= 0) er.speculative.min_draft_prob = opt.min_draft_prob;
+    if (r.draft_tokens) er.speculative.draft_tokens = *r.draft_tokens;
+    if (r.min_draft_prob) er.speculative.min_draft_prob = *r.min_draft_prob;
     Scheduler::Submitted sub;
     try {
       sub = be.scheduler->submit(std::move(er));

@@ -31,6 +31,10 @@ struct ServerOptions {
   int http_threads = 64;   // concurrent connections being served
   std::string model_name;  // the id in /v1/models; "deepseek-chat" and "deepseek-reasoner" are aliases
   bool think = false;      // reasoning on by default (R1's "<think>\n" prefill); per request: "thinking"
+  // Speculative decoding's defaults (engine/decode.h), per request: "draft_tokens", "min_draft_prob".
+  // -1: the model's (default_speculative: on for a model with an MTP module).
+  int64_t draft_tokens = -1;
+  float min_draft_prob = -1;
 };
 
 class Server {

@@ -261,3 +261,52 @@ TEST(Scheduler, ChunkedPrefillKeepsRunningStreamsFlowing) {
   drain(*sa);
   drain(*sb);
 }
+
+// Speculative decoding in the server's scheduler: greedy requests with MTP drafts, in a batch with
+// chunked prefill and with a prompt restored from the prefix cache (the module's cache then starts
+// after the restored positions), give the tokens they give without drafts; the drafts are counted; and
+// with draft_max_seqs below the batch the scheduler drafts nothing.
+TEST(Scheduler, MtpDraftsKeepGreedyOutputInTheBatchAndAfterACacheHit) {
+  Fixture f;
+  std::vector<GenerationRequest> reqs = mixed_requests(f.V);
+  for (auto& r : reqs) {
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens += 6;
+  }
+  Generator g(*f.model, nullptr);
+  std::vector<std::vector<int32_t>> want;
+  for (const GenerationRequest& r : reqs) want.push_back(g.run({r})[0].tokens);
+  for (int64_t max_seqs_drafting : {int64_t(8), int64_t(0)}) {
+    PrefixCacheOptions po;
+    po.salt = 2;
+    PrefixCache pc(f.model->config(), MlaForm::Absorbed, po);
+    SchedulerOptions opt;
+    opt.max_seqs = 3;
+    opt.prefill_chunk = 7;
+    opt.draft_max_seqs = max_seqs_drafting;
+    Scheduler engine(*f.model, nullptr, &pc, opt);
+    std::vector<std::shared_ptr<SequenceStream>> streams;
+    for (GenerationRequest r : reqs) {
+      r.speculative.draft_tokens = 2;
+      streams.push_back(engine.submit(r).stream);
+    }
+    for (size_t i = 0; i < reqs.size(); ++i)
+      EXPECT_EQ(drain(*streams[i]).tokens, want[i]) << "request " << i << ", draft_max_seqs " << max_seqs_drafting;
+    // Request 3's prompt (40 tokens) again: 32 positions come from the prefix cache.
+    GenerationRequest again = reqs[3];
+    again.speculative.draft_tokens = 2;
+    Result hit = drain(*engine.submit(again).stream);
+    EXPECT_EQ(hit.final.cached_tokens, 32);
+    EXPECT_EQ(hit.tokens, want[3]);
+    for (int i = 0; i < 200 && engine.stats().running > 0; ++i) std::this_thread::sleep_for(5ms);
+    const SchedulerStats st = engine.stats();
+    int64_t total = 0;
+    for (const auto& w : want) total += int64_t(w.size());
+    EXPECT_EQ(st.drafts.tokens, total + int64_t(want[3].size()));
+    if (max_seqs_drafting == 0) {
+      EXPECT_EQ(st.drafts.total_drafted(), 0);
+    } else {
+      EXPECT_GT(st.drafts.total_drafted(), 0);
+    }
+  }
+}

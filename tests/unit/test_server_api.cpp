@@ -39,7 +39,8 @@ TEST(ServerApi, ParsesEveryChatField) {
     "stream": true, "stream_options": {"include_usage": true}, "max_tokens": 33, "temperature": 0.5,
     "top_p": 0.9, "stop": ["x", "", "yz"], "seed": -3, "n": 2, "frequency_penalty": 1.5,
     "presence_penalty": -0.5, "logprobs": true, "top_logprobs": 3, "logit_bias": {"17": -100},
-    "thinking": {"type": "enabled"}, "user": "ignored", "unknown_field": [1, 2]})";
+    "thinking": {"type": "enabled"}, "draft_tokens": 3, "min_draft_prob": 0.25, "user": "ignored",
+    "unknown_field": [1, 2]})";
   ApiRequest r = parse_chat_request(body, ApiLimits{});
   EXPECT_TRUE(r.chat);
   EXPECT_EQ(r.model, "deepseek-chat");
@@ -62,11 +63,15 @@ TEST(ServerApi, ParsesEveryChatField) {
   ASSERT_EQ(r.sampling.logit_bias.size(), 1u);
   EXPECT_EQ(r.sampling.logit_bias[0].first, 17);
   EXPECT_EQ(r.thinking, std::optional<bool>(true));
+  EXPECT_EQ(r.draft_tokens, std::optional<int64_t>(3));
+  EXPECT_EQ(r.min_draft_prob, std::optional<float>(0.25f));
 
   ApiRequest d = parse_chat_request(with({}), ApiLimits{});
   EXPECT_FALSE(d.stream);
   EXPECT_FALSE(d.max_tokens);
   EXPECT_EQ(d.top_logprobs, -1);
+  EXPECT_FALSE(d.draft_tokens);  // the server's default
+  EXPECT_FALSE(d.min_draft_prob);
   EXPECT_FLOAT_EQ(d.sampling.temperature, 1.0f);
   EXPECT_EQ(parse_chat_request(with({{"max_completion_tokens", 7}}), ApiLimits{}).max_tokens, std::optional<int64_t>(7));
   EXPECT_EQ(parse_chat_request(with({{"stop", "END"}}), ApiLimits{}).stop, std::vector<std::string>{"END"});
@@ -124,6 +129,9 @@ TEST(ServerApi, RefusesBadChatRequestsWithStatusAndParameter) {
       {with({{"logit_bias", {{"abc", 1}}}}), "logit_bias"},
       {with({{"logit_bias", {{"5", 101}}}}), "logit_bias"},
       {with({{"thinking", {{"type", "maybe"}}}}), "thinking.type"},
+      {with({{"draft_tokens", 9}}), "draft_tokens"},
+      {with({{"draft_tokens", -1}}), "draft_tokens"},
+      {with({{"min_draft_prob", 1.5}}), "min_draft_prob"},
   };
   for (const Case& c : cases) {
     ApiError e = chat_error(c.body);

@@ -230,6 +230,7 @@ TEST(ServerHttp, LoadingKeyAndQueueLimits) {
 TEST(ServerHttp, AClientThatDisconnectsMidStreamIsCancelled) {
   SchedulerOptions eo;
   eo.step_delay_ms = 8;  // 180 tokens take over the 1 s a non-streaming reply waits before chunking
+  eo.draft_max_seqs = 0;  // one token a step: no MTP drafts (they would give ~2 a step)
   Served s(eo);
   {
     auto c = s.client();
