@@ -1,7 +1,7 @@
 // eval_cmd.cpp — `seek eval`: pass@1 (greedy and sampled), pass@k, format rate, response length on
 // held-out problems (rl/eval.h); optionally the MTP draft acceptance on held-out problem documents
-// (rl/mtp_accept.h) and the KV-cache table (rl/report_figures.h). Prints markdown tables; --json
-// writes the figures atomically.
+// (rl/mtp_accept.h) with the speed the drafts give (speculative decoding at batch 1), and the KV-cache
+// table (rl/report_figures.h). Prints markdown tables; --json writes the figures atomically.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "data/corpus.h"
 #include "engine/decode.h"
+#include "engine/generator.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "rl/eval.h"
@@ -29,6 +30,7 @@ struct EvalFlags {
   rl::EvalOptions o;
   bool mtp = false, only_mtp = false, kv_table = false;
   int64_t mtp_documents = 64;
+  int64_t spec_problems = 8;  // --mtp-acceptance: problems per kind for the speculative decoding speed
 };
 
 // Held-out documents in the pretraining format, their token ids, and where each completion starts.
@@ -50,6 +52,50 @@ rl::MtpAcceptance measure_mtp(Model& m, const Tokenizer& tok, const EvalFlags& f
     from.push_back(int64_t(tok.encode(prompt_text(d.problem)).size()));
   }
   return rl::mtp_acceptance(m, texts, from);
+}
+
+// Speculative decoding at batch 1: greedy answers to held-out problems one at a time, without drafts
+// and with the model's default drafts, alternating for `rounds`; decode tokens/s of each (the same
+// tokens: greedy output does not depend on drafts).
+struct SpecSpeed {
+  int64_t draft_tokens = 0, tokens = 0;
+  double plain_tps = 0, draft_tps = 0;
+  DraftStats stats;
+  bool same_output = true;
+};
+
+SpecSpeed measure_speculative(Model& m, const Tokenizer& tok, const EvalFlags& f, int64_t problems, int rounds) {
+  rl::EvalOptions o = f.o;
+  o.problems = problems;
+  std::vector<GenerationRequest> reqs;
+  for (const Problem& p : rl::eval_problems(o)) {
+    GenerationRequest r;
+    r.prompt = tok.encode(prompt_text(p));
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens = f.o.max_new_tokens;
+    if (tok.eos_id() >= 0) r.stop.stop_ids = {tok.eos_id()};
+    reqs.push_back(r);
+  }
+  SpecSpeed s;
+  s.draft_tokens = default_speculative(m.config()).draft_tokens;
+  Generator g(m, &tok);
+  double plain_s = 0, draft_s = 0;
+  int64_t plain_n = 0, draft_n = 0;
+  for (int round = 0; round < rounds; ++round)
+    for (int64_t k : {int64_t(0), s.draft_tokens})
+      for (GenerationRequest r : reqs) {
+        r.speculative.draft_tokens = k;
+        const GenerationOutput out = g.run({r})[0];
+        const int64_t n = int64_t(out.tokens.size()) - 1;  // the first comes from the prefill
+        (k ? draft_s : plain_s) += out.decode_seconds;
+        (k ? draft_n : plain_n) += n;
+        if (k) s.stats.add(out.drafts);
+      }
+  s.same_output = plain_n == draft_n;
+  s.tokens = plain_n / rounds;
+  s.plain_tps = plain_s > 0 ? double(plain_n) / plain_s : 0;
+  s.draft_tps = draft_s > 0 ? double(draft_n) / draft_s : 0;
+  return s;
 }
 
 int run_eval(const EvalFlags& flags) {
@@ -88,6 +134,23 @@ int run_eval(const EvalFlags& flags) {
     j["mtp_acceptance"] = a.acceptance();
     j["mtp"] = {{"documents", f.mtp_documents}, {"drafts", a.count}, {"accepted", a.accepted},
                 {"draft_correct", a.mtp_correct}, {"main_correct", a.main_correct}};
+    if (default_speculative(model->config()).draft_tokens > 0) {
+      const auto t1 = std::chrono::steady_clock::now();
+      const SpecSpeed s = measure_speculative(*model, tok, f, f.spec_problems, 2);
+      const double first = s.stats.drafted[0] ? double(s.stats.accepted[0]) / double(s.stats.drafted[0]) : 0.0;
+      const double per_step = s.stats.steps ? double(s.stats.tokens) / double(s.stats.steps) : 0.0;
+      std::printf("Speculative decoding at batch 1 (%lld draft%s a step, greedy, %lld held-out problems, 2 alternating "
+                  "rounds): %.0f tokens/s against %.0f without drafts, %.2fx; %.1f%% of first drafts accepted, %.2f "
+                  "tokens a step (%.1f s)\n",
+                  (long long)s.draft_tokens, s.draft_tokens == 1 ? "" : "s", (long long)f.spec_problems, s.draft_tps,
+                  s.plain_tps, s.plain_tps > 0 ? s.draft_tps / s.plain_tps : 0.0, 100 * first, per_step,
+                  seconds_since(t1));
+      if (!s.same_output) throw Error("eval: the greedy output with drafts differs in length from the one without");
+      j["speculative"] = {{"draft_tokens", s.draft_tokens}, {"problems", f.spec_problems},
+                          {"tokens_per_s", s.draft_tps}, {"tokens_per_s_without", s.plain_tps},
+                          {"speedup", s.plain_tps > 0 ? s.draft_tps / s.plain_tps : 0.0},
+                          {"first_draft_acceptance", first}, {"tokens_per_step", per_step}};
+    }
   }
   const Config& c = model->config();
   j["kv_values_per_token"] = rl::kv_values_per_token(c);
@@ -130,6 +193,9 @@ void register_eval_commands(CLI::App& app) {
   c->add_flag("--mtp-acceptance", f->mtp, "also measure the MTP draft acceptance on held-out documents");
   c->add_flag("--only-mtp", f->only_mtp, "measure only the MTP draft acceptance (no generation)");
   c->add_option("--mtp-documents", f->mtp_documents, "held-out documents for --mtp-acceptance")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--spec-problems", f->spec_problems,
+                "held-out problems per kind for --mtp-acceptance's speculative decoding speed (batch 1)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   c->add_flag("--kv-table", f->kv_table, "print KV values per token vs multi-head attention, with V2-Lite and V3");
   c->callback([f] { run_eval(*f); });

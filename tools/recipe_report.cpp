@@ -65,6 +65,9 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
     return it == m.end() ? NAN : it->second;
   };
   const double mtp = base.contains("mtp_acceptance") ? base["mtp_acceptance"].get<double>() : NAN;
+  // Speculative decoding with that module (seek eval --mtp-acceptance): the speed at batch 1.
+  const json spec = base.contains("speculative") ? base["speculative"] : json();
+  const double spec_speedup = spec.is_object() ? spec["speedup"].get<double>() : NAN;
 
   // Curves: copy each run's plots next to the report, and measure what they show.
   auto copy_plot = [&](const fs::path& src, const std::string& name) {
@@ -128,6 +131,7 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                  {"ablation_aux_dead_experts", aux_dead},
                  {"ablation_aux_val_loss_last", aux_val},
                  {"mtp_acceptance", mtp},
+                 {"speculative_speedup", spec_speedup},
                  {"kv_values_per_token", kv_lat},
                  {"kv_values_per_token_mha", kv_mha},
                  {"wall_seconds", wall},
@@ -165,8 +169,14 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
     md += strfmt("| Auxiliary-loss-free balancing keeps experts balanced | teacher's worst layer max/mean expert load at the end of pretraining %.2f, dead experts %.0f (`--ablation` compares it with an auxiliary loss; docs/results.md has a longer comparison) | %s |\n",
                  balance_last, dead_last, balance_last < 1.5 ? "yes" : "partly");
   }
-  md += strfmt("| The MTP module's draft of the token after next is often right | acceptance %s on held-out documents | %s |\n\n",
+  md += strfmt("| The MTP module's draft of the token after next is often right | acceptance %s on held-out documents | %s |\n",
                pct(mtp).c_str(), std::isfinite(mtp) ? (mtp > 0.5 ? "yes" : "partly") : "not measured");
+  if (spec.is_object())
+    md += strfmt("| Used as a draft, it speeds decoding up (DeepSeek-V3: 1.8x) | greedy decode at batch 1 with %lld draft a step: %.2fx the tokens/s without (%.0f vs %.0f), %s of first drafts accepted, %.2f tokens a step | %s |\n",
+                 (long long)spec["draft_tokens"].get<int64_t>(), spec_speedup, spec["tokens_per_s"].get<double>(),
+                 spec["tokens_per_s_without"].get<double>(), pct(spec["first_draft_acceptance"].get<double>()).c_str(),
+                 spec["tokens_per_step"].get<double>(), spec_speedup >= 1.5 ? "yes" : spec_speedup > 1.05 ? "partly" : "no");
+  md += "\n";
   if (preset == "tiny") {
     // The targets for this preset, each against what this run measured.
     const double bk = passk("teacher-base", kmax), sb = res["student-base"].pass1_greedy;

@@ -39,7 +39,9 @@ void validate_request(const GenerationRequest& r, const Config& c, const Tokeniz
 SpeculativeParams default_speculative(const Config& c) {
   SpeculativeParams s;
   if (c.num_nextn_predict_layers > 0) {
-    s.draft_tokens = 2;
+    // One draft a step: on the 64M teacher (configs/teacher-64m.json) 1.22x at batch 1 against 1.15x
+    // for two and 1.19x for three (docs/results.md, issue 14); further drafts are accepted half as often.
+    s.draft_tokens = 1;
     s.min_draft_prob = 0.f;
   }
   return s;
@@ -163,6 +165,16 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
   const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   events.resize(seqs.size());
   for (auto& e : events) e.clear();
+  // Drafting switched off: these sequences decode without drafts from now on (the drafts they hold are
+  // still verified). Keeping the module's input for later would cost a catch-up over every position
+  // decoded meanwhile.
+  if (!drafting_on_)
+    for (Sequence* s : seqs)
+      if (s->drafting_) {
+        s->drafting_ = false;
+        s->pending_h_ = {};
+        s->pending_ids_ = {};
+      }
   // The inputs: decoding sequences first (their last token, then the draft), then prompt chunks.
   items_.clear();
   item_of_.clear();
@@ -326,7 +338,6 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
 }
 
 void Decoder::draft(std::span<Sequence* const> seqs) {
-  if (!drafting_on_) return;  // the hidden states wait in each sequence's pending rows
   const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   // The module catches up on each drafting sequence's new positions; its last one gives the first draft.
   mtp_items_.clear();

@@ -162,7 +162,7 @@ class Decoder {
   // at most prefill_budget prompt tokens in all (< 0: whole prompts). events (resized to seqs) receives
   // each sequence's output tokens. Returns the token rows computed.
   int64_t step(std::span<Sequence* const> seqs, int64_t prefill_budget, std::vector<std::vector<TokenEvent>>& events);
-  // Off: steps make no new drafts (the server under load); the module catches up once it is on again.
+  // Off (the server under load): the sequences of the next steps stop drafting for good.
   void set_drafting(bool on) { drafting_on_ = on; }
 
  private:

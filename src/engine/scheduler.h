@@ -23,7 +23,8 @@
 // when its prefill ends, and prompt + output when the sequence ends.
 //
 // Speculative decoding per request (GenerationRequest::speculative), while the batch has at most
-// draft_max_seqs sequences; the KV memory of a drafting request includes its MTP cache.
+// draft_max_seqs sequences: a sequence that runs in a larger batch stops drafting for good. The KV
+// memory of a drafting request includes its MTP cache.
 //
 // Output per sequence as the decoding step gives it: sampling per sequence (ids past the tokenizer's
 // vocabulary are never sampled), stop ids and stop strings, streamed text that never splits a UTF-8
@@ -57,10 +58,12 @@ struct SchedulerOptions {
   size_t max_kv_bytes = size_t(8) << 30;      // KV caches of the running sequences
   MlaForm form = MlaForm::Absorbed;
   int step_delay_ms = 0;                      // sleep after each step: a throttle (tests make slow streams with it)
-  // Speculative decoding drafts while at most this many sequences are in the batch (0: never): at larger
-  // batches a step already reads each weight once for many tokens, and drafts only add rows
-  // (docs/results.md).
-  int64_t draft_max_seqs = 4;
+  // Speculative decoding drafts while at most this many sequences are in the batch (0: never): in a
+  // large batch a step already reads each weight once for many tokens, and drafts add rows that cost
+  // as much as they give where the step is bound by compute. Measured (docs/results.md, issue 14): the
+  // shipped 1.4M teacher gains 1.43x at 4 streams, 0.99x at 8, 0.74x at 16; the 64M teacher 1.28x at
+  // 8 and 1.32x at 16. 8 is never slower on either.
+  int64_t draft_max_seqs = 8;
 };
 
 struct StreamEvent {
