@@ -9,7 +9,10 @@
 //                max_tokens / max_completion_tokens, temperature [0, 2], top_p (0, 1], stop (a string or
 //                up to 16 strings), seed, n, frequency_penalty / presence_penalty [-2, 2], logit_bias,
 //                logprobs (bool) + top_logprobs [0, 20], thinking {"type": "enabled" | "disabled"}
-//                (DeepSeek's switch for reasoning).
+//                (DeepSeek's switch for reasoning), and seek's own draft_tokens [0, 8] and
+//                min_draft_prob [0, 1] (speculative decoding with the model's MTP module; absent: the
+//                server's defaults, `seek serve --draft`; the output's law and the usage are the same
+//                either way).
 //   completions: model, prompt (a string, an array of one string, or an array of token ids), the same
 //                sampling fields, logprobs as an integer [0, 5] (the legacy API), echo false, suffix null.
 // Every refusal is an ApiError with the HTTP status and the offending parameter.
