@@ -24,7 +24,7 @@ export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SKYLAKEX}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$seek" corpus --out "$work/q.jsonl" -n "$questions" --split heldout --worked-fraction 1 --countdown-fraction 0 \
-  --min-difficulty 2 --max-difficulty 3 --seed 99 > /dev/null
+  --min-difficulty 2 --max-difficulty 3 --seed 99 > /dev/null 2>&1
 mapfile -t qs < <(python3 -c 'import json,sys; [print(json.loads(l)["question"]) for l in open(sys.argv[1])]' "$work/q.jsonl")
 
 settings=(0 "${drafts[@]}")

@@ -7,12 +7,13 @@
 // of several sequences — a chunk of a prompt still being prefilled, or the last sampled token followed
 // by the sequence's draft (tokens a drafter proposes: speculative decoding) — and then, for every
 // sequence whose input reached the end of its prompt or was a decode: the next token sampled from the
-// model's logits (ids past the tokenizer's vocabulary masked), then each draft token accepted while
-// the token sampled at its position equals it, each accepted token checked against the stops and its
-// text streamed, and the KV cache truncated to the tokens accepted. Every output token is sampled from
-// the model's distribution given the accepted prefix, so a draft changes how many tokens a step yields,
-// never which: greedy decoding gives the same tokens with and without drafts, and sampling verifies a
-// draft by speculative sampling (engine/sampler.h), which keeps the model's distribution exactly.
+// model's logits (ids past the tokenizer's vocabulary masked) — at a drafted position, the draft
+// verified: kept when it is the token greedy decoding (or sampling, for a draft the caller set) picks
+// there, or by speculative sampling for the MTP module's drafts (engine/sampler.h) — up to the first
+// draft not kept, whose position gets the verifier's own token; each output token checked against the
+// stops and its text streamed, and the KV cache truncated to the tokens kept. Every output token has the
+// model's distribution given the tokens before it, so a draft changes how many tokens a step yields,
+// never their law: greedy decoding gives the same tokens with and without drafts.
 //
 // Drafts come from DeepSeek-V3's MTP module (speculative decoding, GenerationRequest::speculative):
 // module 0 at position i reads the main model's normed hidden state h_i and the token t_{i+1} and
