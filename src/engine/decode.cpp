@@ -153,6 +153,21 @@ bool Sequence::accept(int32_t tok, TokenEvent& ev) {
 
 // ---- the step -------------------------------------------------------------------------------------------
 
+namespace {
+
+// The first n positions of `from` into `to` (same model and form), which then holds exactly those.
+void copy_positions(const KVCache& from, KVCache& to, int64_t n) {
+  for (size_t l = 0; l < from.layers.size(); ++l) {
+    const size_t k_row = from.layers[l].k.size() / size_t(from.capacity);
+    const size_t v_row = from.layers[l].v.size() / size_t(from.capacity);
+    std::copy_n(from.layers[l].k.begin(), size_t(n) * k_row, to.layers[l].k.begin());
+    std::copy_n(from.layers[l].v.begin(), size_t(n) * v_row, to.layers[l].v.begin());
+  }
+  to.len = n;
+}
+
+}  // namespace
+
 Decoder::Decoder(Model& model, const Tokenizer* tok)
     : model_(model), tok_(tok), usable_vocab_(tok ? tok->vocab_size() : model.config().vocab_size) {
   if (tok && tok->vocab_size() > model.config().vocab_size)
@@ -313,18 +328,14 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     for (size_t f = 0; f < seqs.size(); ++f) {
       Sequence& o = *seqs[f];
       if (o.leader_ != &s || !o.prefilling()) continue;
-      for (size_t l = 0; l < s.cache.layers.size(); ++l) {
-        const size_t k_row = s.cache.layers[l].k.size() / size_t(s.cache.capacity);
-        const size_t v_row = s.cache.layers[l].v.size() / size_t(s.cache.capacity);
-        const size_t positions = size_t(o.req_.prompt.size());
-        std::copy_n(s.cache.layers[l].k.begin(), positions * k_row, o.cache.layers[l].k.begin());
-        std::copy_n(s.cache.layers[l].v.begin(), positions * v_row, o.cache.layers[l].v.begin());
-      }
-      o.cache.len = int64_t(o.req_.prompt.size());
+      copy_positions(s.cache, o.cache, int64_t(o.req_.prompt.size()));
       o.prefilled = o.cache.len;
-      // The leader's hidden states of the prompt, when it kept them; a follower of a leader that does
-      // not draft does not draft either (the module would miss the prompt).
+      // The leader's module cache (earlier chunks) and hidden states of the prompt, when it kept them;
+      // a follower of a leader that does not draft does not draft either (the module would miss the
+      // prompt).
       if (o.drafting_ && s.drafting_) {
+        copy_positions(s.mtp_cache_, o.mtp_cache_, s.mtp_cache_.len);
+        o.mtp_skipped_ = s.mtp_skipped_;
         o.pending_h_.assign(s.pending_h_.begin(), s.pending_h_.begin() + long(pending_prompt));
         o.pending_ids_.assign(s.pending_ids_.begin(), s.pending_ids_.begin() + long(pending_prompt / size_t(D)));
       } else {
@@ -340,16 +351,19 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
 void Decoder::draft(std::span<Sequence* const> seqs) {
   const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   // The module catches up on each drafting sequence's new positions; its last one gives the first draft.
+  // A prompt still being prefilled catches up chunk by chunk (no draft yet), so that the hidden states
+  // kept for it never exceed one chunk's.
   mtp_items_.clear();
   drafters_.clear();
   for (Sequence* s : seqs) {
-    if (!s->drafting_ || s->done() || s->prefilling() || s->pending_ids_.empty()) continue;
+    if (!s->drafting_ || s->done() || s->pending_ids_.empty()) continue;
     // Positions the main model did not compute here (a prompt prefix restored from the prefix cache)
     // have no hidden states: the module's cache starts after them. Its positions are then shifted by
     // that many, which rotary attention does not see (it depends on distances only).
     if (s->mtp_cache_.len == 0) s->mtp_skipped_ = s->cache.len - int64_t(s->pending_ids_.size());
     SEEK_ASSERT(s->mtp_skipped_ + s->mtp_cache_.len + int64_t(s->pending_ids_.size()) == s->cache.len);
-    mtp_items_.push_back({&s->mtp_cache_, s->pending_h_.data(), s->pending_ids_.data(), int64_t(s->pending_ids_.size()), 1});
+    mtp_items_.push_back({&s->mtp_cache_, s->pending_h_.data(), s->pending_ids_.data(), int64_t(s->pending_ids_.size()),
+                          s->prefilling() ? 0 : 1});
     drafters_.push_back(s);
   }
   if (mtp_items_.empty()) return;
@@ -370,7 +384,8 @@ void Decoder::draft(std::span<Sequence* const> seqs) {
     return true;
   };
   for (int64_t depth = 0; !mtp_items_.empty(); ++depth) {
-    const int64_t M = int64_t(mtp_items_.size());
+    int64_t M = 0;  // logit rows: one per item but the prompts' catch-ups
+    for (const Model::MtpItem& it : mtp_items_) M += it.n_logits;
     mtp_logits_.resize(size_t(M * V));
     mtp_hidden_.resize(size_t(M * D));
     model_.forward_mtp_batch(0, mtp_items_, mtp_logits_.data(), mtp_hidden_.data());
@@ -382,8 +397,12 @@ void Decoder::draft(std::span<Sequence* const> seqs) {
     // The next depth chains the module on its own output state and the draft just made.
     chain_h_.swap(mtp_hidden_);
     size_t kept = 0;
-    for (int64_t m = 0; m < M; ++m) {
-      Sequence& s = *drafters_[size_t(m)];
+    int64_t row = 0;  // item j's logit row
+    for (size_t j = 0; j < mtp_items_.size(); ++j) {
+      const int64_t m = row;
+      row += mtp_items_[j].n_logits;
+      Sequence& s = *drafters_[j];
+      if (mtp_items_[j].n_logits == 0) continue;  // a prompt's chunk: caught up, no draft
       if (int64_t(s.draft.size()) >= wanted(s) || !propose(s, m) || int64_t(s.draft.size()) >= wanted(s)) continue;
       mtp_items_[kept] = {&s.mtp_cache_, chain_h_.data() + m * D, &s.draft.back(), 1, 1};
       drafters_[kept] = &s;

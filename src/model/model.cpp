@@ -186,6 +186,7 @@ void Model::forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* l
   float* out = ws_.alloc<float>(N * D);
   mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h, out, rows, nullptr, local_experts(), &name);
   for (const MtpItem& it : items) it.cache->len += it.n;
+  if (M == 0) return;  // positions caught up, no logits asked
   // Each item's last n_logits rows: shared_head.norm, then the main model's head.
   float* last = out;
   if (M != N) {

@@ -70,7 +70,8 @@ class Model {
                    float* logits, float* hidden_out = nullptr, ActivationTrace* trace = nullptr);
   // MTP module k for several sequences in one pass (the drafter of speculative decoding): item b appends
   // its n positions to its own MTP cache; logits [Σ n_logits, V] and hidden_out (optional) [Σ n_logits, D]
-  // receive, item after item, those of each item's last n_logits positions.
+  // receive, item after item, those of each item's last n_logits positions (n_logits 0: the positions
+  // only enter the cache).
   struct MtpItem {
     KVCache* cache;
     const float* h_prev;       // [n, D]

@@ -171,15 +171,22 @@ TEST(Decoder, MtpDraftsGiveTheSameGreedyTokens) {
             accepted += st.total_accepted();
           }
         }
-        // Chunked prefill (3 prompt tokens a step) through the decoding step itself.
+        // Chunked prefill (3 prompt tokens a step) through the decoding step itself, with a second
+        // sequence that shares the prompt's prefill (it copies the caches, the module's too).
         GenerationRequest r = reqs[2];
         r.speculative.draft_tokens = k;
-        Sequence s(*m, nullptr, r, form);
+        Sequence s(*m, nullptr, r, form), follower(*m, nullptr, r, form);
+        follower.share_prefill(&s);
         Decoder d(*m, nullptr);
         std::vector<std::vector<TokenEvent>> events;
-        Sequence* one[] = {&s};
-        while (!s.done()) d.step(one, 3, events);
+        std::vector<Sequence*> both = {&s, &follower};
+        while (!both.empty()) {
+          d.step(both, 3, events);
+          std::erase_if(both, [](Sequence* q) { return q->done(); });
+        }
         EXPECT_EQ(s.generated, want[2]) << name << " chunked prefill, k = " << k;
+        EXPECT_EQ(follower.generated, want[2]) << name << " chunked prefill, shared, k = " << k;
+        EXPECT_GT(follower.draft_stats.drafted[0], 0);
       }
       // Random weights: the module guesses right now and then, so both verification paths run.
       EXPECT_GT(accepted, 0) << name << ": no draft was ever accepted";
