@@ -20,6 +20,9 @@ int argmax(const float* x, int64_t n);  // the first largest
 std::string default_model_dir();
 // "arithmetic,countdown" → the task kinds; throws Error naming --kinds otherwise.
 std::vector<TaskKind> parse_task_kinds(const std::string& comma_list);
+// `--draft K` (MTP drafts per step, 0 = off; engine/decode.h) with its range checked; `when` ends the help
+// text (its default, or where a request overrides it).
+CLI::Option* add_draft_option(CLI::App* cmd, int64_t& draft_tokens, const std::string& when);
 int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
                   const std::string& dtype, uint64_t seed, int shards);
 

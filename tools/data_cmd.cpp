@@ -152,7 +152,7 @@ void run_data(const DataFlags& f) {
   std::filesystem::create_directories(f.out, ec);
   if (ec) throw Error(f.out + ": cannot create the output directory: " + ec.message());
 
-  SplitWriter train{"train", f.out, vocab, f.shard_tokens}, val{"val", f.out, vocab, f.shard_tokens};
+  SplitWriter train{"train", f.out, vocab, f.shard_tokens, {}}, val{"val", f.out, vocab, f.shard_tokens, {}};
   nlohmann::ordered_json inputs = nlohmann::ordered_json::array();
   auto t0 = std::chrono::steady_clock::now();
   double last_report = 0;

@@ -182,9 +182,7 @@ void register_eval_commands(CLI::App& app) {
   c->add_option("--samples", f->o.samples, "sampled completions per problem (pass@k up to this)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c->add_option("--max-new-tokens", f->o.max_new_tokens)->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  c->add_option("--draft", f->o.draft_tokens, "MTP drafts per step (speculative decoding; 0 = off)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
+  add_draft_option(c, f->o.draft_tokens, "off by default: slower at evaluation batch sizes")->capture_default_str();
   c->add_option("--batch", f->o.batch, "sequences per generation batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c->add_option("--seed", f->o.seed, "problems and sampling")->capture_default_str();
   c->add_option("--heldout-fraction", f->o.heldout_fraction, "as the corpus was made with")->capture_default_str()

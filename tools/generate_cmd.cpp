@@ -52,10 +52,7 @@ void add_sampling_flags(CLI::App* c, GenFlags& f) {
   c->add_option("--stop", f.stops, "stop string (repeatable)");
   c->add_option("--system", f.system, "system prompt (chat format)");
   c->add_flag("--think", f.think, "prefill <think> after the assistant tag (R1 style)");
-  c->add_option("--draft", f.draft,
-                "speculative decoding: tokens the model's MTP module drafts per step, verified in one forward "
-                "(0 = off; default: on for models with an MTP module, engine/decode.h)")
-      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
+  add_draft_option(c, f.draft, "default: on for models with an MTP module");
   c->add_option("--draft-min-prob", f.draft_min_prob,
                 "stop drafting at a draft the MTP module gives less than this probability")
       ->check(CLI::Range(0.0, 1.0));

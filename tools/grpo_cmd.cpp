@@ -36,9 +36,7 @@ void register_grpo_commands(CLI::App& app) {
   c->add_option("--group", o.group, "completions per problem (G)")->capture_default_str();
   c->add_option("--max-new-tokens", o.max_new_tokens)->capture_default_str();
   c->add_option("--temperature", o.temperature)->capture_default_str();
-  c->add_option("--draft", o.draft_tokens, "MTP drafts per rollout step (speculative decoding; 0 = off)")
-      ->capture_default_str()
-      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
+  add_draft_option(c, o.draft_tokens, "in rollouts; off by default: slower at rollout batch sizes")->capture_default_str();
   c->add_option("--inner", o.inner, "optimizer steps per batch of rollouts")->capture_default_str();
   c->add_option("--micro", o.micro, "sequences per forward/backward")->capture_default_str();
   c->add_option("--lr", o.lr)->capture_default_str();

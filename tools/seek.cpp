@@ -19,6 +19,7 @@
 #include "model/chat_template.h"
 #include "model/random_checkpoint.h"
 #include "model/tokenizer.h"
+#include "engine/decode.h"
 #include "engine/generator.h"
 #include "rl/mtp_accept.h"
 #include "presets.h"
@@ -152,6 +153,14 @@ int argmax(const float* x, int64_t n) {
   for (int64_t i = 1; i < n; ++i)
     if (x[i] > x[best]) best = int(i);
   return best;
+}
+
+CLI::Option* add_draft_option(CLI::App* cmd, int64_t& draft_tokens, const std::string& when) {
+  return cmd
+      ->add_option("--draft", draft_tokens,
+                   "speculative decoding: tokens the model's MTP module drafts per step, verified in one forward "
+                   "(0 = off; " + when + ")")
+      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
 }
 
 std::string default_model_dir() {

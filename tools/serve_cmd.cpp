@@ -133,10 +133,8 @@ void register_serve_commands(CLI::App& app) {
   s->add_option("--max-queue", f.scheduler.max_queue, "waiting requests before 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   s->add_option("--prefill-chunk", f.scheduler.prefill_chunk, "prompt tokens per step (chunked prefill)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   s->add_option("--kv-gib", f.kv_gib, "KV cache memory of running sequences")->capture_default_str();
-  s->add_option("--draft", f.server.draft_tokens,
-                "speculative decoding: MTP drafts per step, a request's \"draft_tokens\" overrides (0 = off; default: on "
-                "for models with an MTP module)")
-      ->check(CLI::Range(int64_t(0), SpeculativeParams::kMaxDraft));
+  add_draft_option(s, f.server.draft_tokens,
+                   "default: on for models with an MTP module; a request's \"draft_tokens\" overrides");
   s->add_option("--draft-min-prob", f.server.min_draft_prob,
                 "stop drafting at a draft the MTP module gives less than this probability (\"min_draft_prob\")")
       ->check(CLI::Range(0.0, 1.0));

@@ -237,10 +237,7 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
   // One token for sequence s from logits row `row` (copied: others may read it too): sampled, or, for
   // draft position r >= 0, the draft verified (*accepted).
   auto sample = [&](Sequence& s, int64_t row, TokenEvent& ev, int64_t r, bool* accepted) {
-    z_.assign(logits_.begin() + row * V, logits_.begin() + (row + 1) * V);
-    // Models pad their vocabulary past the tokenizer's (DeepSeek-V3: 129280 rows, 128815 tokens): ids
-    // with no text are never sampled.
-    for (int64_t v = usable_vocab_; v < V; ++v) z_[size_t(v)] = -INFINITY;
+    usable_row(logits_.data() + row * V);
     // Drafts with the drafter's distribution are verified by speculative sampling; drafts without one
     // (set by the caller) by sampling as usual and comparing, which also keeps the model's distribution.
     auto pick = [&] {
@@ -348,6 +345,15 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
   return rows;
 }
 
+float* Decoder::usable_row(const float* row) {
+  const int64_t V = model_.config().vocab_size;
+  z_.assign(row, row + V);
+  // Models pad their vocabulary past the tokenizer's (DeepSeek-V3: 129280 rows, 128815 tokens): ids with
+  // no text are never sampled.
+  for (int64_t v = usable_vocab_; v < V; ++v) z_[size_t(v)] = -INFINITY;
+  return z_.data();
+}
+
 void Decoder::draft(std::span<Sequence* const> seqs) {
   const int64_t V = model_.config().vocab_size, D = model_.config().hidden_size;
   // The module catches up on each drafting sequence's new positions; its last one gives the first draft.
@@ -373,12 +379,11 @@ void Decoder::draft(std::span<Sequence* const> seqs) {
   };
   // Draft r of s from MTP logits row `row`; false when the drafter's confidence ends drafting.
   auto propose = [&](Sequence& s, int64_t row) {
-    z_.assign(mtp_logits_.begin() + row * V, mtp_logits_.begin() + (row + 1) * V);
-    for (int64_t v = usable_vocab_; v < V; ++v) z_[size_t(v)] = -INFINITY;
-    float confidence = 0;
+    float confidence = 1;
     const size_t r = s.draft.size();
-    const int32_t d = s.sampler_.draft(z_.data(), s.draft_q_[r], &confidence);
-    if (confidence < s.req_.speculative.min_draft_prob) return false;
+    const float gate = s.req_.speculative.min_draft_prob;
+    const int32_t d = s.sampler_.draft(usable_row(mtp_logits_.data() + row * V), s.draft_q_[r], gate > 0 ? &confidence : nullptr);
+    if (confidence < gate) return false;
     s.draft.push_back(d);
     s.q_drafts_ = int64_t(s.draft.size());
     return true;

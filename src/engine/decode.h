@@ -169,6 +169,9 @@ class Decoder {
  private:
   // The next drafts of the sequences that draft (Sequence::draft), from the MTP module.
   void draft(std::span<Sequence* const> seqs);
+  // Copies one row of logits [V] into z_ (the sampler modifies it; other sequences may read the row) with
+  // the ids past the tokenizer's vocabulary masked out. Returns z_.data().
+  float* usable_row(const float* row);
 
   Model& model_;
   const Tokenizer* tok_;

@@ -158,6 +158,7 @@ int32_t Sampler::draft(float* z, TokenDist& q, float* confidence) {
   q.probs.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) q.probs[size_t(i)] = float(double(prob_[size_t(i)]) / total);
   if (p_.temperature == 0) {
+    if (!confidence) return cand_[0];
     // The argmax's softmax probability over the (biased, penalized) logits.
     const float zmax = z[cand_[0]];
     double sum = 0;
@@ -166,8 +167,9 @@ int32_t Sampler::draft(float* z, TokenDist& q, float* confidence) {
     return cand_[0];
   }
   const int32_t d = draw(n, total);
-  for (int64_t i = 0; i < n; ++i)
-    if (cand_[size_t(i)] == d) *confidence = q.probs[size_t(i)];
+  if (confidence)
+    for (int64_t i = 0; i < n; ++i)
+      if (cand_[size_t(i)] == d) *confidence = q.probs[size_t(i)];
   return d;
 }
 

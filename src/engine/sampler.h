@@ -53,8 +53,8 @@ class Sampler {
   // Picks the next token from logits [V] (modified in place) and records it as output.
   int32_t sample(float* logits);
   // A drafter's proposal from its logits [V] (modified in place): drawn from q, the same transforms as
-  // sample() over those logits, which are written to `q`. Records nothing. confidence: q(d), or for
-  // greedy the softmax probability of the argmax at temperature 1.
+  // sample() over those logits, which are written to `q`. Records nothing. confidence (may be null: not
+  // computed): q(d), or for greedy the softmax probability of the argmax at temperature 1.
   int32_t draft(float* logits, TokenDist& q, float* confidence);
   // The model's token at a drafted position, from its logits [V] (modified in place): the draft d when
   // accepted (*accepted = true), else a draw from the residual of p over q. Records the returned token.

@@ -182,7 +182,9 @@ TEST(Decoder, DraftsChangeHowManyTokensAStepYieldsNeverWhich) {
         ++*steps;
         // Every position in the cache holds a token that was accepted: the prompt and the output but
         // the last (fed at the next step).
-        if (!s.done()) EXPECT_EQ(s.cache.len, int64_t(r.prompt.size() + s.generated.size()) - 1);
+        if (!s.done()) {
+          EXPECT_EQ(s.cache.len, int64_t(r.prompt.size() + s.generated.size()) - 1);
+        }
       }
       return s.generated;
     };

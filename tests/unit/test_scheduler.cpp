@@ -71,7 +71,7 @@ TEST(Scheduler, ContinuousBatchingEqualsEachRequestAlone) {
   Generator g(*f.model, nullptr);
   std::vector<GenerationOutput> alone;
   for (const GenerationRequest& r : reqs) {
-    GenerationRequest gr{r.prompt, r.sampling, r.stop};
+    GenerationRequest gr{r.prompt, r.sampling, r.stop, {}, -1};
     alone.push_back(g.run({gr})[0]);
   }
   // 2 running at once, 7 prompt tokens per step: queueing, joining mid-flight and chunked prefill.
