@@ -19,6 +19,7 @@ packages=(
   libgtest-dev             # tests
   libcpp-httplib-dev       # seek serve: the HTTP server (chunked responses for server-sent events)
   libxxhash-dev            # seek serve: prefix-cache block keys and disk-block checksums
+  libmpich-dev mpich       # mpiexec -n N seek ...: data and expert parallelism (MPICH runs as root in CI)
   chromium                 # tests/server: the chat page in headless Chromium (driven by playwright-core)
 )
 # Node.js runs the server's integration tests with the official `openai` client (tests/server). Debian's

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 #include <random>
 
 #include "commands.h"
@@ -25,6 +26,7 @@
 #include "presets.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
+#include "util/comm.h"
 #include "util/compare.h"
 #include "util/error.h"
 
@@ -347,6 +349,23 @@ int cmd_demo(const std::string& out) {
 
 }  // namespace seek
 
+namespace {
+
+// Under mpiexec: only the commands that run on a group of processes, and as many threads per rank as
+// the machine has cores per local rank (unless OMP_NUM_THREADS says otherwise): two ranks of two
+// threads each on two cores would spin against each other.
+void join_world(int argc, char** argv) {
+  seek::Communicator& w = seek::world();
+  if (w.size() == 1) return;
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd != "pretrain")
+    throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() +
+                      ") seek runs: pretrain (data parallel)");
+  if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(std::max(1, omp_get_num_procs() / w.local_size()));
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace seek;
   blas_prefer_avx512(argv);
@@ -400,6 +419,7 @@ int main(int argc, char** argv) {
   register_recipe_commands(app);
   register_convert_commands(app);
   try {
+    join_world(argc, argv);
     app.parse(argc, argv);  // registered commands run inside, from their callbacks
     if (*info) return cmd_info(info_path, info_json_flag);
     if (*nm) return cmd_new_model(nm_out, nm_preset, nm_config, nm_dtype, nm_seed, nm_shards);
@@ -410,6 +430,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const std::exception& e) {
     std::fflush(stdout);
+    if (world().size() > 1) {
+      // The other ranks may be waiting for this one in a collective: end them all.
+      std::fprintf(stderr, "seek (rank %d of %d): %s\n", world().rank(), world().size(), e.what());
+      abort_world(2);
+    }
     std::fprintf(stderr, "seek: %s\n", e.what());
     return 2;
   }

@@ -40,8 +40,9 @@ void register_train_commands(CLI::App& app) {
   c->add_option("--stop-after", o.stop_after, "stop after this many steps of this run (with a checkpoint)")->capture_default_str();
   c->callback([] {
     train::PretrainResult r = train::pretrain(o);
-    std::fprintf(stderr, "pretrain: step %lld%s; validation loss %.4f -> %.4f\n", (long long)r.step,
-                 r.resumed ? " (resumed)" : "", r.first_val_loss, r.last_val_loss);
+    if (world().rank() == 0)
+      std::fprintf(stderr, "pretrain: step %lld%s; validation loss %.4f -> %.4f\n", (long long)r.step,
+                   r.resumed ? " (resumed)" : "", r.first_val_loss, r.last_val_loss);
   });
 }
 

@@ -82,8 +82,9 @@ void add_logged(plot::Chart& c, const std::string& name, const std::vector<doubl
 
 class PretrainObjective final : public Objective {
  public:
-  PretrainObjective(const PretrainOptions& o, const Config& c)
+  PretrainObjective(const PretrainOptions& o, const Config& c, Communicator& comm)
       : o_(o),
+        comm_(comm),
         loader_(manifest_shards(o.data, "train"), LoaderOptions{o.batch, o.seq_len, o.seed, true}),
         alpha_(o.balance == "aux-free" ? o.seq_alpha : o.balance == "aux" ? o.aux_alpha : 0.0),
         moe_(c.n_routed_experts > 0),
@@ -95,21 +96,27 @@ class PretrainObjective final : public Objective {
     }
   }
 
+  bool data_parallel() const override { return true; }
+
   StepReport step(TrainModel& m, int64_t step) override {
     const double lambda = mtp_lambda_at(o_, step);
-    const LossWeights w{lambda, alpha_, 1.0 / double(o_.accum)};
-    LossParts lp{};
+    const int ranks = comm_.size();
+    // This rank's rows of the global batch, and its share of the gradient of their mean loss.
+    const int64_t rows = o_.batch / ranks, first = rows * comm_.rank();
+    const LossWeights w{lambda, alpha_, 1.0 / double(o_.accum * ranks)};
+    double part[4] = {0, 0, 0, 0};  // total, main, mtp, balance: this rank's share, then the group's mean
     StepReport r;
     for (int64_t a = 0; a < o_.accum; ++a) {
       Batch bt = loader_.next();
-      const LossParts l = m.forward_backward(bt.tokens.data(), bt.B, bt.T, w, nullptr, a > 0);
+      const LossParts l = m.forward_backward(bt.tokens.data() + first * (bt.T + 1), rows, bt.T, w, nullptr, a > 0);
+      m.sum_expert_load(comm_);
       window_.add(m.expert_load());
-      lp.total += l.total / double(o_.accum);
-      lp.main += l.main / double(o_.accum);
-      lp.mtp += l.mtp / double(o_.accum);
-      lp.balance += l.balance / double(o_.accum);
+      const double mine[4] = {l.total, l.main, l.mtp, l.balance};
+      for (int i = 0; i < 4; ++i) part[i] += mine[i] / double(o_.accum * ranks);
       r.tokens += bt.B * bt.T;
     }
+    comm_.all_reduce_sum(std::span<double>(part, 4));
+    const LossParts lp{part[0], part[1], part[2], part[3]};
     r.loss = lp.total;
     r.flops = double(r.tokens) * flops_per_token_;
     r.metrics = {{"loss_main", lp.main}, {"loss_mtp", lp.mtp}, {"loss_balance", lp.balance}, {"mtp_lambda", lambda},
@@ -157,15 +164,17 @@ class PretrainObjective final : public Objective {
   }
   void plot(const std::string& out) const override { draw_pretrain_plots(out); }
 
-  // Mean main loss over the first eval_batches validation batches (NaN without a validation split).
+  // Mean main loss over the first eval_batches validation batches (NaN without a validation split);
+  // the ranks take every N-th batch.
   double validate(TrainModel& m) {
     if (!val_ || val_->n_batches() == 0) return double(NAN);
     double sum = 0;
     const uint64_t nb = std::min<uint64_t>(val_->n_batches(), uint64_t(o_.eval_batches));
-    for (uint64_t i = 0; i < nb; ++i) {
+    for (uint64_t i = uint64_t(comm_.rank()); i < nb; i += uint64_t(comm_.size())) {
       Batch bt = val_->batch(i);
       sum += m.loss(bt.tokens.data(), bt.B, bt.T, LossWeights{o_.mtp_lambda, alpha_}).main;
     }
+    comm_.all_reduce_sum(std::span<double>(&sum, 1));
     return sum / double(nb);
   }
 
@@ -173,6 +182,7 @@ class PretrainObjective final : public Objective {
 
  private:
   const PretrainOptions& o_;
+  Communicator& comm_;
   DataLoader loader_;
   std::unique_ptr<ValidationSet> val_;
   double alpha_;
@@ -192,13 +202,20 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     throw Error(strfmt("--mtp-lambda %g / --mtp-lambda-final %g: expected >= 0", o.mtp_lambda, mtp_lambda_final(o)));
   if (!(o.mtp_switch >= 0 && o.mtp_switch <= 1))
     throw Error(strfmt("--mtp-switch %g: expected a fraction of the steps in [0, 1]", o.mtp_switch));
+  Communicator& comm = o.comm ? *o.comm : world();
+  if (o.batch % comm.size() != 0)
+    throw Error(strfmt("pretrain: --batch %lld does not split evenly over %d ranks (each trains on batch / ranks rows)",
+                       (long long)o.batch, comm.size()));
   fs::create_directories(o.out);
-  // A new run starts from a random model written from the config.
+  // A new run starts from a random model written from the config (by rank 0; the others read it).
   const std::string init = (fs::path(o.out) / "init").string();
-  if (latest_checkpoint(o.out).empty()) {
+  const bool fresh = latest_checkpoint(o.out).empty();
+  comm.barrier();  // every rank has looked for a checkpoint before rank 0 writes anything
+  if (fresh) {
     if (o.config.empty()) throw Error("pretrain: --config is required for a new run (no checkpoint in " + o.out + ")");
-    write_random_checkpoint(init, read_json_file(o.config), {DType::F32, o.seed, 1});
+    if (comm.rank() == 0) write_random_checkpoint(init, read_json_file(o.config), {DType::F32, o.seed, 1});
   }
+  comm.barrier();
   TrainOptions t;
   t.out = o.out;
   t.name = "pretrain";
@@ -211,11 +228,13 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   t.save_every = o.save_every;
   t.log_every = o.log_every;
   t.stop_after = o.stop_after;
-  const Config cfg = load_config(latest_checkpoint(o.out).empty() ? init : latest_checkpoint(o.out));
-  PretrainObjective obj(o, cfg);
+  t.comm = &comm;
+  const Config cfg = load_config(fresh ? init : latest_checkpoint(o.out));
+  PretrainObjective obj(o, cfg, comm);
   Trainer trainer(t, obj, init);
   PretrainResult r;
   r.resumed = trainer.resumed();
+  if (comm.rank() != 0) progress = nullptr;
   if (r.resumed && progress)
     std::fprintf(progress, "resuming %s at step %lld\n", latest_checkpoint(o.out).c_str(), (long long)trainer.step());
   if (!r.resumed) {

@@ -14,11 +14,22 @@
 //
 // A new run writes a random model from --config into OUT/init and trains it; checkpoints as the loop's
 // (OUT/ckpt-<step>/, OUT/latest), the state adding the data loader's position.
+//
+// Data parallel on a group of N ranks (`mpiexec -n N seek pretrain`, train/trainer.h): every rank reads
+// the same global batch of B rows and trains on its own B/N consecutive rows (B must be a multiple of
+// N); the losses, the expert loads (for the balance statistics and the aux-free bias update) and the
+// validation loss (validation batches dealt out round-robin) are summed over the ranks, so the run
+// computes what one process computes with batch B, up to the order of floating-point sums. The loader's
+// position is the global batch's: a checkpoint resumes under any N that divides B. The V2-style
+// auxiliary loss (--balance aux) is computed per rank, over its B/N rows, as data-parallel training
+// does; the aux-free bias and the sequence-wise loss are unchanged.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+
+#include "util/comm.h"
 
 namespace seek::train {
 
@@ -42,6 +53,7 @@ struct PretrainOptions {
   uint64_t seed = 1;
   int64_t eval_every = 50, eval_batches = 8, save_every = 50, log_every = 10;
   int64_t stop_after = 0;    // stop (with a checkpoint) after this many steps of this run: tests of resume
+  Communicator* comm = nullptr;  // the data-parallel group; null: world()
 };
 
 struct PretrainResult {

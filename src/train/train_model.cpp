@@ -276,6 +276,16 @@ TrainModel::BalanceStats TrainModel::balance_stats() const {
   return st;
 }
 
+void TrainModel::sum_expert_load(Communicator& c) {
+  if (c.size() == 1) return;
+  std::vector<int64_t> flat;
+  for (const auto& l : load_) flat.insert(flat.end(), l.begin(), l.end());
+  c.all_reduce_sum(flat);
+  size_t at = 0;
+  for (auto& l : load_)
+    for (int64_t& n : l) n = flat[at++];
+}
+
 TrainModel::BalanceStats TrainModel::update_routing_bias(double gamma) {
   for (size_t i = 0; i < load_.size(); ++i) {
     const auto& l = load_[i];

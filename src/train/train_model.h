@@ -28,6 +28,7 @@
 
 #include "model/model.h"
 #include "nn/transformer.h"
+#include "util/comm.h"
 
 namespace seek::train {
 
@@ -88,6 +89,9 @@ class TrainModel {
   // Tokens routed to each expert of each main MoE layer by the last forward: [layer][E] (empty for
   // dense layers).
   const std::vector<std::vector<int64_t>>& expert_load() const { return load_; }
+  // Replaces expert_load() with its sum over the ranks of c (data parallelism: each rank routed its own
+  // part of the batch; the balance statistics and the routing bias's update are the whole batch's).
+  void sum_expert_load(Communicator& c);
   // DeepSeek-V3's auxiliary-loss-free balancing (§2.1.2): for every MoE layer and expert,
   // b_i += γ · sign(mean load − load_i), from the loads of the last forward.
   struct BalanceStats {

@@ -44,6 +44,14 @@ json options_json(const TrainOptions& o, const Objective& obj) {
 }
 
 
+// A 64-bit digest of the parameters' bits (ranks compare theirs at every checkpoint).
+uint64_t digest(const std::vector<float>& x) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ x.size();
+  const auto* w = reinterpret_cast<const uint32_t*>(x.data());
+  for (size_t i = 0; i < x.size(); ++i) h = (h ^ w[i]) * 0x100000001b3ull + (h >> 29);
+  return h;
+}
+
 }  // namespace
 
 std::string latest_checkpoint(const std::string& out) {
@@ -64,7 +72,11 @@ bool can_resume(const std::string& out, const TrainOptions& o, const Objective& 
   return st.contains("options") && st["options"] == options_json(o, obj);
 }
 
-Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initial) : o_(o), obj_(obj) {
+Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initial)
+    : o_(o), obj_(obj), comm_(o.comm ? o.comm : &world()) {
+  if (comm_->size() > 1 && !obj.data_parallel())
+    throw Error(o.name + strfmt(": runs in one process only, not on %d ranks (data parallelism: seek pretrain)",
+                                comm_->size()));
   if (o.steps < 1) throw Error(o.name + ": steps must be at least 1");
   if (!(o.lr > 0)) throw Error(o.name + strfmt(": the learning rate %g must be positive", o.lr));
   if (o.max_seconds < 0) throw Error(o.name + ": the wall-time budget must not be negative");
@@ -101,7 +113,7 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
     std::memcpy(m_.data(), a->data, size_t(n) * 4);
     std::memcpy(v_.data(), b->data, size_t(n) * 4);
     obj_.restore(st.value("objective", json::object()), ckpt);
-  } else {
+  } else if (lead()) {
     std::ofstream(fs::path(o.out) / "metrics.jsonl", std::ios::trunc);  // a new run's metrics start empty
   }
 }
@@ -109,12 +121,28 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
 Trainer::~Trainer() = default;
 
 void Trainer::log(const json& line) {
+  if (!lead()) return;
   std::ofstream out(fs::path(o_.out) / "metrics.jsonl", std::ios::app);
   out << line.dump() << "\n";
   if (!out) throw Error((fs::path(o_.out) / "metrics.jsonl").string() + ": cannot write");
 }
 
 void Trainer::save_checkpoint() {
+  if (comm_->size() > 1) {
+    // Every rank took the same steps on the same summed gradients: their parameters must be equal.
+    uint64_t mine = digest(model_->data()), lead_digest = mine;
+    comm_->broadcast(&lead_digest, sizeof lead_digest, 0);
+    int64_t differ = mine != lead_digest;
+    comm_->all_reduce_sum(std::span<int64_t>(&differ, 1));
+    if (differ)
+      throw Error(o_.name + strfmt(": at step %lld the parameters of %lld rank(s) differ from rank 0's (ranks must "
+                                   "run the same build with the same thread count)", (long long)step_, (long long)differ));
+  }
+  if (lead()) write_checkpoint();
+  comm_->barrier();  // no rank goes on before the checkpoint is complete
+}
+
+void Trainer::write_checkpoint() {
   const std::string name = "ckpt-" + std::to_string(step_);
   const fs::path tmp = fs::path(o_.out) / (".tmp-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(tmp);
@@ -150,21 +178,24 @@ void Trainer::run(std::FILE* progress) {
   const int64_t n = int64_t(m.data().size());
   Schedule sched = o_.schedule;
   sched.total = o_.steps;
-  double peak = measure_sgemm_peak(1024, 2);
+  const int ranks = comm_->size();
+  if (!lead()) progress = nullptr;
+  double peak = lead() ? measure_sgemm_peak(1024, 2) : 0;
   const auto t_run = Clock::now();
   const double seconds_before = seconds_;
   int64_t run_steps = 0, saved = -1;
   int64_t window_tokens = 0;
-  double window_flops = 0, window_secs = 0;
+  double window_flops = 0, window_secs = 0, window_comm = 0;
   if (step_ >= o_.steps) {  // an already finished run: draw what it logged
     try {
-      obj_.plot(o_.out);
+      if (lead()) obj_.plot(o_.out);
     } catch (const Error&) {
     }
     return;
   }
   while (step_ < o_.steps) {
     seconds_ = seconds_before + since(t_run);
+    if (ranks > 1 && o_.max_seconds > 0) comm_->broadcast(&seconds_, sizeof seconds_, 0);  // rank 0's clock decides
     if (o_.max_seconds > 0 && step_ > 0 && seconds_ >= o_.max_seconds) {
       stopped_by_time_ = true;
       if (progress)
@@ -176,6 +207,11 @@ void Trainer::run(std::FILE* progress) {
     ++run_steps;
     const auto t_step = Clock::now();
     StepReport r = obj_.step(m, step_);
+    if (ranks > 1) {
+      const auto t_comm = Clock::now();
+      comm_->all_reduce_sum(m.grad());
+      window_comm += since(t_comm);
+    }
     const double gnorm = grad_norm(m.grad().data(), n);
     const double lr = o_.lr * lr_multiplier(sched, step_);
     adamw_step(m.data().data(), m.grad().data(), m_.data(), v_.data(), decay_.data(), n, step_, lr, o_.adamw,
@@ -189,11 +225,12 @@ void Trainer::run(std::FILE* progress) {
     seconds_ = seconds_before + since(t_run);
     if (logging || r.log) {
       const double tps = double(window_tokens) / std::max(window_secs, 1e-9);
-      peak = std::max(peak, measure_sgemm_peak(1024, 1));
-      const double mfu = window_flops / std::max(window_secs, 1e-9) / peak;
+      if (lead()) peak = std::max(peak, measure_sgemm_peak(1024, 1));
+      const double mfu = window_flops / std::max(window_secs, 1e-9) / (peak * ranks);
       json line = {{"step", step_},       {"loss", r.loss},     {"lr", lr},   {"grad_norm", gnorm},
                    {"tokens_per_s", tps}, {"mfu", mfu},         {"gemm_peak_gflops", peak / 1e9},
                    {"seconds", seconds_}};
+      if (ranks > 1) line["comm_fraction"] = window_comm / std::max(window_secs, 1e-9);
       line.update(r.metrics);
       log(line);
       if (progress) {
@@ -207,6 +244,7 @@ void Trainer::run(std::FILE* progress) {
       window_tokens = 0;
       window_flops = 0;
       window_secs = 0;
+      window_comm = 0;
     }
     if ((o_.save_every > 0 && step_ % o_.save_every == 0) || step_ == o_.steps || stop_now) {
       save_checkpoint();

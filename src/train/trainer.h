@@ -19,7 +19,17 @@
 // peak, measured at the start and again at every log line, the best kept (a peak measured while
 // something else ran would otherwise inflate every later MFU).
 //
-// Does not: train on more than one process (data and expert parallelism over MPI come later).
+// Data parallelism (util/comm.h): under `mpiexec -n N`, every rank runs this loop on the same
+// parameters. The objective computes its rank's share of the step's gradient (Objective::data_parallel);
+// the loop sums the shares over the ranks (deterministically, in rank order), so every rank takes the
+// same AdamW step and the parameters stay bit for bit equal (checked at every checkpoint: an Error names
+// the step when they are not). Rank 0 alone writes metrics, checkpoints and plots and prints progress;
+// the others wait for each checkpoint. Rank 0's clock decides the wall-time budget for all. tokens_per_s
+// is the group's; MFU divides by N times one rank's measured GEMM peak. metrics also get comm_fraction,
+// the share of the interval spent summing gradients. A checkpoint holds no rank count: a run resumes
+// under another N (the objective decides whether it can split its batch that way).
+//
+// Does not: expert parallelism, overlap of the gradient sum with the backward pass.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -31,6 +41,7 @@
 #include <nlohmann/json.hpp>
 
 #include "train/optimizer.h"
+#include "util/comm.h"
 #include "train/train_model.h"
 
 namespace seek::train {
@@ -48,6 +59,7 @@ struct TrainOptions {
   int64_t log_every = 10;   // metrics interval in steps (the first and the last are always logged)
   double max_seconds = 0;   // wall-time budget over all resumes: no step starts after it (0: none)
   int64_t stop_after = 0;   // stop, with a checkpoint, after this many steps of this run (tests of resume)
+  Communicator* comm = nullptr;  // the data-parallel group; null: world() (one process unless under mpiexec)
 };
 
 // What the objective did in one step.
@@ -76,6 +88,10 @@ class Objective {
   virtual nlohmann::json state() const { return nlohmann::json::object(); }
   virtual void restore(const nlohmann::json& state, const std::string& checkpoint) {}
   virtual void save_files(const std::string& checkpoint) const {}
+  // Whether step() runs on a group of ranks: each sets m.grad() to its share, so that the sum over the
+  // ranks is the step's gradient, and returns the report of the whole step. One that does not runs in
+  // one process only (the loop refuses a larger group).
+  virtual bool data_parallel() const { return false; }
   // Charts, redrawn from the run's metrics at every checkpoint.
   virtual void plot(const std::string& out) const {}
 };
@@ -99,10 +115,13 @@ class Trainer {
   void run(std::FILE* progress);
 
  private:
-  void save_checkpoint();
+  void save_checkpoint();  // on every rank: checks that they agree, then rank 0 writes
+  void write_checkpoint();
+  bool lead() const { return comm_->rank() == 0; }
 
   TrainOptions o_;
   Objective& obj_;
+  Communicator* comm_;
   std::unique_ptr<TrainModel> model_;
   std::vector<float> m_, v_;   // AdamW moments, the arena's layout
   std::vector<uint8_t> decay_;

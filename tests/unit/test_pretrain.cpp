@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -16,57 +17,17 @@
 #include "data/shards.h"
 #include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
+#include "pretrain_data.h"
 #include "test_util.h"
 #include "train/pretrain.h"
 #include "util/error.h"
 
 using namespace seek;
 using namespace seek::train;
+using seek::test::Dataset;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A tokenizer trained on the corpus, train/val shards, data.json, and a tiny V3 config of that vocabulary.
-struct Dataset {
-  test::TempDir dir;
-  std::string data, config;
-  Dataset() {
-    data = dir / "data";
-    fs::create_directories(data);
-    CorpusOptions co;
-    co.n_documents = 400;
-    co.max_difficulty = 3;
-    std::vector<std::string> docs = make_corpus(co);
-    write_tokenizer_dir(dir / "tok", train_bpe(docs, BpeTrainOptions{320, 2}));
-    Tokenizer tok = Tokenizer::load(dir / "tok");
-    std::vector<std::vector<int32_t>> train, val;
-    for (size_t i = 0; i < docs.size(); ++i) (i % 10 == 0 ? val : train).push_back(tok.encode(docs[i]));
-    write_shard(data + "/train-000.tok", train, tok.vocab_size());
-    write_shard(data + "/val-000.tok", val, tok.vocab_size());
-    nlohmann::json manifest = {{"train", {{"shards", {{{"file", "train-000.tok"}}}}}},
-                               {"val", {{"shards", {{{"file", "val-000.tok"}}}}}}};
-    test::write_text(data + "/data.json", manifest.dump());
-    nlohmann::json cfg = test::tiny_config("deepseek_v3");
-    cfg["vocab_size"] = tok.vocab_size();
-    config = dir / "config.json";
-    test::write_text(config, cfg.dump());
-  }
-  PretrainOptions options(const std::string& out, int64_t steps) const {
-    PretrainOptions o;
-    o.config = config;
-    o.data = data;
-    o.out = out;
-    o.steps = steps;
-    o.batch = 4;
-    o.seq_len = 32;
-    o.warmup = 2;
-    o.eval_every = steps;
-    o.eval_batches = 4;
-    o.save_every = 2;
-    o.log_every = 1000;
-    return o;
-  }
-};
 
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -290,4 +251,92 @@ TEST(Pretrain, MtpLambdaScheduleSwitchesAndResumesExactly) {
   EXPECT_NO_THROW(pretrain(c, nullptr));
   c.mtp_lambda_final = 0.1;
   EXPECT_THROW(pretrain(c, nullptr), Error);
+}
+
+// Data parallelism (train/trainer.h): ranks of an in-process group on threads, as under mpiexec.
+namespace {
+
+// Runs pretrain(o) on each rank of a group of n, one thread each; rethrows a rank's error.
+void pretrain_on_ranks(int n, PretrainOptions o) {
+  std::vector<std::unique_ptr<Communicator>> group = make_local_group(n);
+  std::vector<std::thread> ranks;
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r)
+    ranks.emplace_back([&, r] {
+      PretrainOptions mine = o;
+      mine.comm = group[size_t(r)].get();
+      try {
+        pretrain(mine, nullptr);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (std::thread& t : ranks) t.join();
+  for (const std::string& e : errors)
+    if (!e.empty()) throw Error(e);
+}
+
+}  // namespace
+
+TEST(Pretrain, DataParallelRanksComputeWhatOneProcessComputes) {
+  // Batch 4 on one rank, on two ranks of 2 rows and on four ranks of 1 row: after 6 steps the parameters
+  // agree up to the order of floating-point sums. The bound: an update computed from gradients that
+  // differ in their last bits moves each parameter differently by far less than 1e-4 of what training
+  // moved it (AdamW divides by sqrt(v): a gradient near 0 can flip a sign, bounded by lr per step).
+  Dataset d;
+  const int64_t steps = 6;
+  PretrainOptions o = d.options(d.dir / "one", steps);
+  pretrain_on_ranks(1, o);
+  for (int n : {2, 4}) {
+    PretrainOptions p = d.options(d.dir / ("ranks" + std::to_string(n)), steps);
+    pretrain_on_ranks(n, p);
+    const std::string a = p.out + "/ckpt-6", b = o.out + "/ckpt-6";
+    const test::ParamDiff diff = test::param_diff(a, b, o.out + "/init");
+    std::printf("[pretrain] %d ranks vs one: max |dθ| %.3g, |dθ| / |θ - θ0| %.3g\n", n, diff.max_abs, diff.rel_to_update);
+    EXPECT_LT(diff.rel_to_update, 1e-4) << n << " ranks";
+    EXPECT_LT(diff.max_abs, 2 * o.lr * double(steps)) << n << " ranks";
+    // The losses of every logged step and the validation agree too; rank 0 alone wrote the metrics.
+    const std::vector<nlohmann::json> one = metric_lines(o.out + "/metrics.jsonl"), many = metric_lines(p.out + "/metrics.jsonl");
+    ASSERT_EQ(one.size(), many.size());
+    for (size_t i = 0; i < one.size(); ++i)
+      for (const char* k : {"loss", "loss_main", "loss_mtp", "val_loss", "grad_norm"})
+        if (one[i].contains(k)) {
+          ASSERT_TRUE(many[i].contains(k)) << many[i];
+          EXPECT_NEAR(many[i][k].get<double>(), one[i][k].get<double>(), 1e-4 * std::fabs(one[i][k].get<double>()))
+              << k << " at line " << i << ", " << n << " ranks";
+        }
+    for (const nlohmann::json& j : many)
+      if (j.contains("loss")) EXPECT_TRUE(j.contains("comm_fraction")) << j;
+  }
+  // Two runs on two ranks are bit for bit equal (the sums go in rank order).
+  PretrainOptions again = d.options(d.dir / "ranks2-again", steps);
+  pretrain_on_ranks(2, again);
+  EXPECT_TRUE(file_bytes(d.dir / "ranks2/ckpt-6/model.safetensors") == file_bytes(again.out + "/ckpt-6/model.safetensors"));
+}
+
+TEST(Pretrain, DataParallelRunResumesUnderAnotherRankCount) {
+  // The loader's position is the global batch's: 3 steps on two ranks, then 3 more in one process, end
+  // where 6 steps in one process end (up to the order of sums).
+  Dataset d;
+  PretrainOptions o = d.options(d.dir / "one", 6);
+  pretrain_on_ranks(1, o);
+  PretrainOptions p = d.options(d.dir / "switched", 6);
+  p.stop_after = 3;
+  pretrain_on_ranks(2, p);
+  p.stop_after = 0;
+  pretrain_on_ranks(1, p);
+  const test::ParamDiff diff = test::param_diff(p.out + "/ckpt-6", o.out + "/ckpt-6", o.out + "/init");
+  EXPECT_LT(diff.rel_to_update, 1e-4);
+}
+
+TEST(Pretrain, DataParallelRefusesABatchThatDoesNotSplit) {
+  Dataset d;
+  PretrainOptions o = d.options(d.dir / "run", 2);
+  o.batch = 3;
+  try {
+    pretrain_on_ranks(2, o);
+    ADD_FAILURE() << "batch 3 on 2 ranks was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--batch 3"), std::string::npos) << e.what();
+  }
 }

@@ -1,0 +1,248 @@
+// comm.cpp — see comm.h.
+#include "util/comm.h"
+
+#include <algorithm>
+#include <barrier>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "util/error.h"
+
+#ifdef SEEK_WITH_MPI
+#include <mpi.h>
+#endif
+
+namespace seek {
+
+void Communicator::sum_in_rank_order(const std::vector<const void*>& parts, void* out, int64_t n, Kind k) {
+  auto sum = [&](auto* o) {
+    using T = std::remove_pointer_t<decltype(o)>;
+    std::vector<T> acc(static_cast<const T*>(parts[0]), static_cast<const T*>(parts[0]) + n);
+    for (size_t r = 1; r < parts.size(); ++r) {
+      const T* p = static_cast<const T*>(parts[r]);
+      for (int64_t i = 0; i < n; ++i) acc[size_t(i)] += p[i];
+    }
+    std::memcpy(o, acc.data(), sizeof(T) * size_t(n));
+  };
+  if (k == Kind::F32) sum(static_cast<float*>(out));
+  else if (k == Kind::F64) sum(static_cast<double*>(out));
+  else sum(static_cast<int64_t*>(out));
+}
+
+namespace {
+
+class SingleProcess final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void broadcast(void*, int64_t, int) override {}
+  void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
+    if (send_bytes[0] != recv_bytes[0]) throw Error("all_to_all: a rank sends itself a different size than it expects");
+    if (send != recv) std::memmove(recv, send, size_t(send_bytes[0]));
+  }
+  void barrier() override {}
+  std::string describe() const override { return "one process"; }
+
+ protected:
+  void reduce(void*, int64_t, Kind) override {}
+};
+
+// The ranks of an in-process group share one of these; each collective posts its arguments, waits for
+// every rank, reads the others', and waits again before anyone may post the next.
+struct LocalShared {
+  explicit LocalShared(int n) : sync(n), ptr(size_t(n)), cptr(size_t(n)), count(size_t(n)), kind(size_t(n)), sizes(size_t(n)) {}
+  std::barrier<> sync;
+  std::vector<void*> ptr;
+  std::vector<const void*> cptr;
+  std::vector<int64_t> count, kind;
+  std::vector<const int64_t*> sizes;
+};
+
+class LocalRank final : public Communicator {
+ public:
+  LocalRank(std::shared_ptr<LocalShared> s, int rank, int size) : s_(std::move(s)), rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void broadcast(void* data, int64_t n, int root) override {
+    s_->ptr[size_t(rank_)] = data;
+    s_->count[size_t(rank_)] = n;
+    s_->sync.arrive_and_wait();
+    check_equal("broadcast");
+    if (rank_ != root) std::memcpy(data, s_->ptr[size_t(root)], size_t(n));
+    s_->sync.arrive_and_wait();
+  }
+  void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
+    s_->cptr[size_t(rank_)] = send;
+    s_->sizes[size_t(rank_)] = send_bytes;
+    s_->sync.arrive_and_wait();
+    auto* out = static_cast<uint8_t*>(recv);
+    bool ok = true;
+    for (int r = 0; r < size_; ++r) {
+      const int64_t* theirs = s_->sizes[size_t(r)];
+      int64_t at = 0;
+      for (int q = 0; q < rank_; ++q) at += theirs[q];
+      if (theirs[rank_] != recv_bytes[r]) ok = false;
+      else std::memcpy(out, static_cast<const uint8_t*>(s_->cptr[size_t(r)]) + at, size_t(recv_bytes[r]));
+      out += recv_bytes[r];
+    }
+    s_->sync.arrive_and_wait();
+    if (!ok) throw Error("all_to_all: a rank expects another size than its sender sends");
+  }
+  void barrier() override { s_->sync.arrive_and_wait(); }
+  std::string describe() const override { return "in-process group of " + std::to_string(size_) + " ranks"; }
+
+ protected:
+  void reduce(void* x, int64_t n, Kind k) override {
+    s_->ptr[size_t(rank_)] = x;
+    s_->count[size_t(rank_)] = n;
+    s_->kind[size_t(rank_)] = int64_t(k);
+    s_->sync.arrive_and_wait();
+    check_equal("all_reduce_sum");
+    std::vector<const void*> parts(s_->ptr.begin(), s_->ptr.end());
+    std::vector<uint8_t> sum(size_t(n) * width(k));
+    sum_in_rank_order(parts, sum.data(), n, k);
+    s_->sync.arrive_and_wait();
+    std::memcpy(x, sum.data(), sum.size());
+  }
+
+ private:
+  // Every rank sees the same posted sizes, so every rank throws or none does.
+  void check_equal(const char* what) const {
+    for (int r = 1; r < size_; ++r)
+      if (s_->count[size_t(r)] != s_->count[0] || s_->kind[size_t(r)] != s_->kind[0])
+        throw Error(std::string(what) + ": the ranks passed different sizes or types");
+  }
+  std::shared_ptr<LocalShared> s_;
+  int rank_, size_;
+};
+
+#ifdef SEEK_WITH_MPI
+// MPI counts are ints: collectives move at most this many bytes per call and loop over larger arrays.
+constexpr int64_t kMaxMpiBytes = int64_t(1) << 30;
+
+class Mpi final : public Communicator {
+ public:
+  Mpi() {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+      int provided = 0;
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &local_);
+    MPI_Comm_free(&node);
+  }
+  ~Mpi() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_size() const override { return local_; }
+  void broadcast(void* data, int64_t n, int root) override {
+    for (int64_t at = 0; at < n; at += kMaxMpiBytes)
+      MPI_Bcast(static_cast<uint8_t*>(data) + at, int(std::min(kMaxMpiBytes, n - at)), MPI_BYTE, root, MPI_COMM_WORLD);
+  }
+  void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
+    const size_t N = static_cast<size_t>(size_);
+    std::vector<int> sc(N), sd(N), rc(N), rd(N);
+    int64_t s_at = 0, r_at = 0;
+    for (int r = 0; r < size_; ++r) {
+      sc[size_t(r)] = int(send_bytes[r]), sd[size_t(r)] = int(s_at), rc[size_t(r)] = int(recv_bytes[r]), rd[size_t(r)] = int(r_at);
+      s_at += send_bytes[r];
+      r_at += recv_bytes[r];
+    }
+    if (s_at > INT_MAX || r_at > INT_MAX)
+      throw Error("all_to_all: more than 2 GiB in one exchange (MPI counts are 32-bit)");
+    MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(), MPI_BYTE, MPI_COMM_WORLD);
+  }
+  void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  std::string describe() const override {
+    return "MPI, " + std::to_string(size_) + " ranks (" + std::to_string(local_) + " on this machine)";
+  }
+
+ protected:
+  // Chunk r of x goes to rank r, which adds every rank's copy in rank order; then all gather the sums.
+  void reduce(void* x, int64_t n, Kind k) override {
+    if (size_ == 1) return;
+    const int64_t w = int64_t(width(k)), per_call = kMaxMpiBytes / w / size_ * size_;
+    for (int64_t at = 0; at < n; at += per_call) reduce_part(static_cast<uint8_t*>(x) + at * w, std::min(per_call, n - at), k);
+  }
+
+ private:
+  void reduce_part(uint8_t* x, int64_t n, Kind k) {
+    const int64_t w = int64_t(width(k));
+    const size_t N = static_cast<size_t>(size_);
+    std::vector<int> cnt(N), at(N);
+    for (int r = 0; r < size_; ++r) {
+      const int64_t b = n * r / size_, e = n * (r + 1) / size_;
+      at[size_t(r)] = int(b * w);
+      cnt[size_t(r)] = int((e - b) * w);
+    }
+    const int mine = cnt[size_t(rank_)];
+    buf_.resize(size_t(mine) * size_t(size_));
+    std::vector<int> rc(N, mine), rd(N);
+    for (int r = 0; r < size_; ++r) rd[size_t(r)] = r * mine;
+    MPI_Alltoallv(x, cnt.data(), at.data(), MPI_BYTE, buf_.data(), rc.data(), rd.data(), MPI_BYTE, MPI_COMM_WORLD);
+    std::vector<const void*> parts(N);
+    for (int r = 0; r < size_; ++r) parts[size_t(r)] = buf_.data() + size_t(r) * size_t(mine);
+    sum_in_rank_order(parts, x + at[size_t(rank_)], mine / w, k);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, cnt.data(), at.data(), MPI_BYTE, MPI_COMM_WORLD);
+  }
+  int rank_ = 0, size_ = 1, local_ = 1;
+  std::vector<uint8_t> buf_;
+};
+#endif
+
+bool started_by_mpi_launcher() {
+  for (const char* v : {"PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+}  // namespace
+
+bool have_mpi() {
+#ifdef SEEK_WITH_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+Communicator& world() {
+  static const std::unique_ptr<Communicator> w = []() -> std::unique_ptr<Communicator> {
+#ifdef SEEK_WITH_MPI
+    if (started_by_mpi_launcher()) return std::make_unique<Mpi>();
+#else
+    if (started_by_mpi_launcher() && std::getenv("PMI_SIZE") && std::string(std::getenv("PMI_SIZE")) != "1")
+      throw Error("seek was started by an MPI launcher but this build has no MPI (install libmpich-dev and rebuild)");
+#endif
+    return std::make_unique<SingleProcess>();
+  }();
+  return *w;
+}
+
+void abort_world(int status) {
+#ifdef SEEK_WITH_MPI
+  if (world().size() > 1) MPI_Abort(MPI_COMM_WORLD, status);
+#endif
+  std::_Exit(status);
+}
+
+std::vector<std::unique_ptr<Communicator>> make_local_group(int n) {
+  if (n < 1) throw Error("make_local_group: a group needs at least one rank");
+  auto shared = std::make_shared<LocalShared>(n);
+  std::vector<std::unique_ptr<Communicator>> g;
+  for (int r = 0; r < n; ++r) g.push_back(std::make_unique<LocalRank>(shared, r, n));
+  return g;
+}
+
+}  // namespace seek

@@ -1,0 +1,69 @@
+// comm.h — how seek's processes talk: the few collectives that data and expert parallelism need, over
+// MPI (Debian's MPICH) when seek runs under mpiexec, in one process otherwise.
+//
+// Every collective is called by every rank of the group, in the same order, with matching sizes.
+// Sums are deterministic: element i is added in rank order (rank 0's value + rank 1's + ...), whatever
+// the group's size or the MPI library's own algorithms, so every rank holds bit for bit the same result
+// and a run repeats bit for bit. The MPI implementation reduces in N chunks (each rank sums one chunk
+// of every rank's data, then all gather the sums): the bytes each rank sends are those of a ring
+// all-reduce, 2 (N - 1) / N of the array.
+//
+// Three implementations: one process (size 1, every collective a copy or nothing), MPI, and an
+// in-process group of N ranks on N threads (make_local_group) that gives the unit tests a group without
+// mpiexec, with the same summation order as the MPI one.
+//
+// Errors: a rank that dies ends the job (MPICH's launcher kills the others: MPI_ERRORS_ARE_FATAL);
+// a collective with mismatched sizes throws Error (local group) or aborts (MPI).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace seek {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Ranks of this group on this machine (threads per rank = cores / local_size).
+  virtual int local_size() const { return size(); }
+  // Replaces x on every rank with the element-wise sum over the ranks (in rank order).
+  void all_reduce_sum(std::span<float> x) { reduce(x.data(), int64_t(x.size()), Kind::F32); }
+  void all_reduce_sum(std::span<double> x) { reduce(x.data(), int64_t(x.size()), Kind::F64); }
+  void all_reduce_sum(std::span<int64_t> x) { reduce(x.data(), int64_t(x.size()), Kind::I64); }
+  // Copies root's bytes [0, n) into every rank's data.
+  virtual void broadcast(void* data, int64_t n, int root) = 0;
+  // Each rank sends send_bytes[r] bytes to rank r, from `send` packed in rank order, and receives
+  // recv_bytes[r] bytes from rank r into `recv`, packed in rank order. send_bytes/recv_bytes: [size()];
+  // what rank a sends to b is what b expects from a.
+  virtual void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) = 0;
+  virtual void barrier() = 0;
+  // "MPI (MPICH 4.0.2), 2 ranks" or "one process".
+  virtual std::string describe() const = 0;
+
+ protected:
+  enum class Kind { F32, F64, I64 };
+  virtual void reduce(void* x, int64_t n, Kind k) = 0;
+  static size_t width(Kind k) { return k == Kind::F32 ? 4 : 8; }
+  // out[i] = sum over r of parts[r][i], in rank order, for i in [0, n).
+  static void sum_in_rank_order(const std::vector<const void*>& parts, void* out, int64_t n, Kind k);
+};
+
+// The process's group: MPI's world when this build has MPI and the process was started by an MPI
+// launcher (mpiexec sets PMI_RANK / PMI_SIZE), one process otherwise. The first call initializes MPI;
+// MPI is finalized when the program exits.
+Communicator& world();
+// Whether this build can run over MPI.
+bool have_mpi();
+// Ends the whole job: every rank of an MPI world (MPI_Abort; a rank that stopped alone would leave the
+// others waiting in a collective), this process otherwise.
+[[noreturn]] void abort_world(int status);
+
+// N in-process ranks for tests: group[r] is rank r, to be used from its own thread (the collectives
+// block until every rank has called them).
+std::vector<std::unique_ptr<Communicator>> make_local_group(int n);
+
+}  // namespace seek
