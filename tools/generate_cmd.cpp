@@ -80,6 +80,7 @@ struct Loaded {
   std::unique_ptr<Model> model;
   Tokenizer tok;
   std::string dir;  // the model directory: -m, or the shipped default
+  std::unique_ptr<ExpertParallel> ep;  // under mpiexec: this rank's share of the routed experts
 };
 
 Loaded load_all(GenFlags f) {
@@ -88,7 +89,13 @@ Loaded load_all(GenFlags f) {
   if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
     throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
-  Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model};
+  Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model, nullptr};
+  if (world().size() > 1) {
+    const int64_t E = l.model->config().n_routed_experts;
+    if (E == 0) throw Error(f.model + ": expert parallelism (mpiexec) needs a MoE model; this one is dense");
+    l.ep = std::make_unique<ExpertParallel>(world(), E);
+    l.model->set_experts(l.ep.get());
+  }
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
                        (long long)l.tok.vocab_size(), (long long)l.model->config().vocab_size));
@@ -146,10 +153,20 @@ int run_generate(const GenFlags& f) {
   }
   if (f.n == 1) std::printf("\n");
   const GenerationOutput& o = out[0];
-  std::fprintf(stderr, "prompt %lld tokens, generated %lld tokens in %lld sequence%s (%s); prefill %.1f tokens/s, decode %.2f tokens/s%s\n",
+  if (world().rank() == 0)
+    std::fprintf(stderr, "prompt %lld tokens, generated %lld tokens in %lld sequence%s (%s); prefill %.1f tokens/s, decode %.2f tokens/s%s\n",
                (long long)o.prompt_tokens, (long long)generated, (long long)f.n, f.n > 1 ? "s" : "", o.finish_reason.c_str(),
                double(o.prompt_tokens * f.n) / o.prefill_seconds,
                o.decode_seconds > 0 ? double(generated - f.n) / o.decode_seconds : 0.0, draft_summary(out).c_str());
+  if (l.ep) {
+    const Config& c = l.model->config();
+    const int64_t sent = world().bytes_sent();
+    if (world().rank() == 0)
+      std::fprintf(stderr, "expert parallel: %s; rank 0 runs routed experts %lld-%lld of %lld and the shared ones; "
+                   "%.0f bytes sent per token per MoE layer (%lld token-layers)\n", world().describe().c_str(),
+                   (long long)l.ep->first_expert(), (long long)l.ep->end_expert() - 1, (long long)c.n_routed_experts,
+                   double(sent) / double(std::max<int64_t>(1, l.ep->token_layers())), (long long)l.ep->token_layers());
+  }
   return 0;
 }
 

@@ -353,15 +353,21 @@ namespace {
 
 // Under mpiexec: only the commands that run on a group of processes, and as many threads per rank as
 // the machine has cores per local rank (unless OMP_NUM_THREADS says otherwise): two ranks of two
-// threads each on two cores would spin against each other.
+// threads each on two cores would spin against each other. `generate` spreads the experts (every rank
+// runs the same decode; rank 0 alone prints); its weights are mapped (SEEK_WEIGHTS=mmap unless set), so
+// a rank holds in memory the pages it reads: the shared part and its own experts.
 void join_world(int argc, char** argv) {
   seek::Communicator& w = seek::world();
   if (w.size() == 1) return;
   const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd != "pretrain")
+  if (cmd != "pretrain" && cmd != "generate")
     throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() +
-                      ") seek runs: pretrain (data parallel)");
+                      ") seek runs: pretrain (data parallel), generate (expert parallel)");
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(std::max(1, omp_get_num_procs() / w.local_size()));
+  if (cmd == "generate") {
+    setenv("SEEK_WEIGHTS", "mmap", 0);
+    if (w.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) throw seek::Error("cannot silence rank's stdout");
+  }
 }
 
 }  // namespace

@@ -82,9 +82,10 @@ float* Model::run_blocks(const std::vector<BatchItem>& items, ActivationTrace* t
   if (trace) trace->put("embed", x, N * D);
   const Pass pass{ws_, false, trace};
   const Rows rows{N, pos, &segs_, items[0].cache->form};
+  ExpertExecutor& experts = experts_ ? *experts_ : local_experts();
   for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
     for (size_t j = 0; j < items.size(); ++j) segs_[j].cache = &items[j].cache->layers[size_t(i)];
-    block_forward(pass, spec_.layers[size_t(i)], w_.layers[size_t(i)], x, x, rows, nullptr, local_experts(),
+    block_forward(pass, spec_.layers[size_t(i)], w_.layers[size_t(i)], x, x, rows, nullptr, experts,
                   &layer_names_[size_t(i)]);
   }
   for (const BatchItem& it : items) it.cache->len += it.n;
@@ -184,7 +185,7 @@ void Model::forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* l
   const Rows rows{N, pos, &segs_, items[0].cache->form};
   const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];
   float* out = ws_.alloc<float>(N * D);
-  mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h, out, rows, nullptr, local_experts(), &name);
+  mtp_forward(pass, spec_.mtp[size_t(k)], m, e, h, out, rows, nullptr, experts_ ? *experts_ : local_experts(), &name);
   for (const MtpItem& it : items) it.cache->len += it.n;
   if (M == 0) return;  // positions caught up, no logits asked
   // Each item's last n_logits rows: shared_head.norm, then the main model's head.

@@ -14,6 +14,7 @@
 #include "model/safetensors.h"
 #include "model/spec.h"
 #include "model/weights.h"
+#include "nn/moe.h"
 
 namespace seek {
 
@@ -82,6 +83,10 @@ class Model {
   void forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* logits, float* hidden_out = nullptr,
                          ActivationTrace* trace = nullptr);
 
+  // Who runs the MoE layers' experts (nn/moe.h): every expert in this process (the default, null) or
+  // an ExpertParallel group's share; it must outlive the passes that use it.
+  void set_experts(ExpertExecutor* ex) { experts_ = ex; }
+
  private:
   void init();
   // The blocks over the items' tokens: the residual stream [N, D] of every row, allocated in the
@@ -99,6 +104,7 @@ class Model {
   std::vector<BatchItem> one_;            // forward()'s single item
   std::vector<MtpItem> one_mtp_;          // forward_mtp()'s
   Workspace ws_;
+  ExpertExecutor* experts_ = nullptr;
 };
 
 }  // namespace seek

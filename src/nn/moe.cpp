@@ -194,12 +194,19 @@ namespace {
 
 constexpr int64_t kStreamedMaxTokens = 16;  // LocalExperts: up to this many tokens, streamed_forward
 
-// The experts' tasks, largest first: routed experts with rows (by their row count), then the shared
-// experts (every token) where they stand in that order. A task is an expert index, E for the shared.
-int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, int32_t* tasks, int64_t* most) {
+// Which experts a process runs: the routed experts [e0, e1) and, if shared, the shared experts.
+struct Owned {
+  int64_t e0, e1;
+  bool shared;
+};
+
+// The experts' tasks, largest first: owned routed experts with rows (by their row count), then the
+// shared experts (every token) where they stand in that order. A task is an expert index, E for the shared.
+int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, Owned own, int32_t* tasks, int64_t* most) {
   int64_t count = 0;
   *most = 0;
-  for (int64_t e = 0; e < E; ++e)
+  const bool shared = own.shared;
+  for (int64_t e = own.e0; e < own.e1; ++e)
     if (begin[e + 1] > begin[e]) {
       tasks[count++] = int32_t(e);
       *most = std::max(*most, begin[e + 1] - begin[e]);
@@ -219,7 +226,7 @@ int64_t expert_tasks(const int64_t* begin, int64_t E, int64_t n, bool shared, in
 // one parallel region, their rows dealt out evenly to the threads (matmul_many), then SwiGLU, then
 // every down product in a second region.
 void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin,
-                      int64_t n, float* ys, float* y) {
+                      int64_t n, float* ys, float* y, Owned own) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = begin[E];
@@ -235,26 +242,27 @@ void streamed_forward(const Pass& p, const MoeWeights& w, const float* x, const 
     jobs[count++] = MatmulJob{out, in, e.gate_proj, rows, nullptr, 2 * f};
     jobs[count++] = MatmulJob{out + f, in, e.up_proj, rows, nullptr, 2 * f};
   };
-  for (int64_t e = 0; e < E; ++e)
+  const bool shared = w.has_shared && own.shared;
+  for (int64_t e = own.e0; e < own.e1; ++e)
     if (begin[e + 1] > begin[e])
       gate_up(experts[size_t(e)], xs + begin[e] * D, begin[e + 1] - begin[e], gu + begin[e] * 2 * F, F);
-  if (w.has_shared) gate_up(w.shared_experts, x, n, shared_gu, Fs);
+  if (shared) gate_up(w.shared_experts, x, n, shared_gu, Fs);
   matmul_many(jobs, count);
-  swiglu(act, gu, R, F);
-  if (w.has_shared) swiglu(shared_act, shared_gu, n, Fs);
+  swiglu(act + begin[own.e0] * F, gu + begin[own.e0] * 2 * F, begin[own.e1] - begin[own.e0], F);
+  if (shared) swiglu(shared_act, shared_gu, n, Fs);
   count = 0;
-  for (int64_t e = 0; e < E; ++e)
+  for (int64_t e = own.e0; e < own.e1; ++e)
     if (begin[e + 1] > begin[e])
       jobs[count++] = MatmulJob{ys + begin[e] * D, act + begin[e] * F, experts[size_t(e)].down_proj,
                                 begin[e + 1] - begin[e]};
-  if (w.has_shared) jobs[count++] = MatmulJob{y, shared_act, w.shared_experts.down_proj, n};
+  if (shared) jobs[count++] = MatmulJob{y, shared_act, w.shared_experts.down_proj, n};
   matmul_many(jobs, count);
 }
 
 // Many tokens (prefill, training): each expert's GEMMs are compute bound; one expert per thread, the
 // largest first.
 void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const float* xs, const int64_t* begin, int64_t n,
-                   float* ys, float* y, MoeActs* acts) {
+                   float* ys, float* y, MoeActs* acts, Owned own) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = begin[E];
@@ -263,7 +271,7 @@ void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const flo
   RoutedActs* ra = acts ? &acts->routed : nullptr;
   int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
   int64_t most = 0;
-  const int64_t n_tasks = expert_tasks(begin, E, n, w.has_shared, tasks, &most);
+  const int64_t n_tasks = expert_tasks(begin, E, n, {own.e0, own.e1, w.has_shared && own.shared}, tasks, &most);
   // The SwiGLU activations: kept for every row in training; at inference one routed expert's worth per
   // thread, sized for the largest before the region (a decode step must not allocate).
   const int threads = max_threads();
@@ -288,10 +296,10 @@ void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const flo
   });
 }
 
-}  // namespace
-
-void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
-                           const float* weight, float* y, MoeActs* acts) {
+// y = the owned experts' part of the layer: the shared experts' output if owned (else 0) plus the
+// gate-weighted outputs of the owned routed experts (the others' rows count 0).
+void experts_forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                     const float* weight, float* y, MoeActs* acts, Owned own) {
   Workspace::Frame frame(p.ws);
   const std::vector<MlpWeights>& experts = w.experts;
   const int64_t E = int64_t(experts.size()), R = n * k;
@@ -313,15 +321,26 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
   }
   float* xs = kept_or_scratch(ra ? &ra->xs : nullptr, p.ws, R * D);  // [R, D] rows grouped by expert
   float* ys = kept_or_scratch(ra ? &ra->ys : nullptr, p.ws, R * D);
-  gather_rows(xs, x, token, R, D);
+  const int64_t r0 = begin[own.e0], r1 = begin[own.e1];  // the owned experts' rows
+  gather_rows(xs + r0 * D, x, token + r0, r1 - r0, D);
   // F32 weights (a training arena) go through BLAS, whose small products run best one expert per thread.
   const bool streamed = !acts && !p.fp8 && n <= kStreamedMaxTokens && experts[0].gate_proj.dtype != DType::F32;
   if (streamed)
-    streamed_forward(p, w, x, xs, begin, n, ys, y);
+    streamed_forward(p, w, x, xs, begin, n, ys, y, own);
   else
-    tasks_forward(p, w, x, xs, begin, n, ys, y, acts);
-  if (!w.has_shared) std::fill(y, y + n * D, 0.f);
+    tasks_forward(p, w, x, xs, begin, n, ys, y, acts, own);
+  // Rows of experts another process runs: it adds their part.
+  std::fill(ys, ys + r0 * D, 0.f);
+  std::fill(ys + r1 * D, ys + R * D, 0.f);
+  if (!w.has_shared || !own.shared) std::fill(y, y + n * D, 0.f);
   gather_weighted_sum(y, ys, row_of, weight, n, k, D);
+}
+
+}  // namespace
+
+void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                           const float* weight, float* y, MoeActs* acts) {
+  experts_forward(p, w, x, n, k, idx, weight, y, acts, {0, int64_t(w.experts.size()), true});
 }
 
 void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
@@ -335,7 +354,7 @@ void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, con
   gather_weighted_sum_backward(dys, dweight, dy, a.ys.data(), a.row_of.data(), weight, n, k, D);
   int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
   int64_t most = 0;
-  const int64_t n_tasks = expert_tasks(a.begin.data(), E, n, w.has_shared, tasks, &most);
+  const int64_t n_tasks = expert_tasks(a.begin.data(), E, n, {0, E, w.has_shared}, tasks, &most);
   const int threads = max_threads();
   p.ws.reserve_threads(threads);
   parallel_tasks(n_tasks, [&](int64_t t, int thread) {
@@ -351,6 +370,27 @@ void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, con
   });
   if (!w.has_shared) std::fill(dx, dx + n * D, 0.f);
   gather_weighted_sum(dx, dxs, a.row_of.data(), nullptr, n, k, D);
+}
+
+ExpertParallel::ExpertParallel(Communicator& c, int64_t n_experts) : comm_(c) {
+  if (n_experts < c.size())
+    throw Error(strfmt("expert parallelism: %lld routed experts cannot be spread over %d ranks", (long long)n_experts,
+                       c.size()));
+  e0_ = n_experts * c.rank() / c.size();
+  e1_ = n_experts * (c.rank() + 1) / c.size();
+}
+
+void ExpertParallel::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                             const float* weight, float* y, MoeActs* acts) {
+  if (acts) throw Error("expert parallelism: training is not implemented (inference only)");
+  experts_forward(p, w, x, n, k, idx, weight, y, nullptr, {e0_, e1_, comm_.rank() == 0});
+  comm_.all_reduce_sum(std::span<float>(y, size_t(n * w.experts[0].gate_proj.cols)));
+  tokens_ += n;
+}
+
+void ExpertParallel::backward(const Pass&, const MoeWeights&, MoeGrads&, const float*, const float*, int64_t, int64_t,
+                              const float*, float*, float*, const MoeActs&) {
+  throw Error("expert parallelism: training is not implemented (inference only)");
 }
 
 ExpertExecutor& local_experts() {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nn/mlp.h"
+#include "util/comm.h"
 
 namespace seek {
 
@@ -86,6 +87,33 @@ class LocalExperts final : public ExpertExecutor {
                 const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
 };
 ExpertExecutor& local_experts();
+
+// The routed experts spread over the ranks of a group (expert parallelism, inference): rank r runs
+// experts [E r / N, E (r + 1) / N) and touches only their weights (mapped weights then stay resident on
+// the ranks that own them alone); rank 0 also runs the shared experts. Every rank holds the same tokens
+// (attention and dense layers are replicated: each rank runs the same step), so no token needs to be
+// sent out: each rank computes its experts' gate-weighted part of every token's output, and the parts
+// are summed over the ranks (util/comm.h: in rank order, the same bits on every rank, so the ranks
+// sample the same tokens). Per MoE layer and token each rank sends 2 (N - 1) / N · D floats, what a
+// dispatch + combine sends when a token's k experts sit on every other rank.
+// Not done: training (backward throws), tokens that differ per rank (data-parallel attention with an
+// all-to-all dispatch, as DeepSeek serves).
+class ExpertParallel final : public ExpertExecutor {
+ public:
+  ExpertParallel(Communicator& c, int64_t n_experts);
+  void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+               const float* weight, float* y, MoeActs* acts) override;
+  void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
+                const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
+  int64_t first_expert() const { return e0_; }
+  int64_t end_expert() const { return e1_; }
+  // Token rows through MoE layers so far (a token through L layers counts L).
+  int64_t token_layers() const { return tokens_; }
+
+ private:
+  Communicator& comm_;
+  int64_t e0_ = 0, e1_ = 0, tokens_ = 0;
+};
 
 // Routing for T tokens (deepseek-facts.md, DeepSeekMoE routing): from router logits [T, E] to the chosen
 // experts idx [T, k] (descending selection score; ties to the lower index) and their gate weights

@@ -31,6 +31,11 @@ void Communicator::sum_in_rank_order(const std::vector<const void*>& parts, void
   else sum(static_cast<int64_t*>(out));
 }
 
+void Communicator::count_reduce(int64_t n, Kind k) {
+  const int64_t N = size(), me = rank(), mine = n * (me + 1) / N - n * me / N;
+  sent_ += (n - mine + mine * (N - 1)) * int64_t(width(k));  // others' chunks out, then mine to each other
+}
+
 namespace {
 
 class SingleProcess final : public Communicator {
@@ -66,6 +71,7 @@ class LocalRank final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void broadcast(void* data, int64_t n, int root) override {
+    count_broadcast(n, root);
     s_->ptr[size_t(rank_)] = data;
     s_->count[size_t(rank_)] = n;
     s_->sync.arrive_and_wait();
@@ -74,6 +80,7 @@ class LocalRank final : public Communicator {
     s_->sync.arrive_and_wait();
   }
   void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
+    count_all_to_all(send_bytes);
     s_->cptr[size_t(rank_)] = send;
     s_->sizes[size_t(rank_)] = send_bytes;
     s_->sync.arrive_and_wait();
@@ -95,6 +102,7 @@ class LocalRank final : public Communicator {
 
  protected:
   void reduce(void* x, int64_t n, Kind k) override {
+    count_reduce(n, k);
     s_->ptr[size_t(rank_)] = x;
     s_->count[size_t(rank_)] = n;
     s_->kind[size_t(rank_)] = int64_t(k);
@@ -147,6 +155,7 @@ class Mpi final : public Communicator {
   int size() const override { return size_; }
   int local_size() const override { return local_; }
   void broadcast(void* data, int64_t n, int root) override {
+    count_broadcast(n, root);
     for (int64_t at = 0; at < n; at += kMaxMpiBytes)
       MPI_Bcast(static_cast<uint8_t*>(data) + at, int(std::min(kMaxMpiBytes, n - at)), MPI_BYTE, root, MPI_COMM_WORLD);
   }
@@ -161,6 +170,7 @@ class Mpi final : public Communicator {
     }
     if (s_at > INT_MAX || r_at > INT_MAX)
       throw Error("all_to_all: more than 2 GiB in one exchange (MPI counts are 32-bit)");
+    count_all_to_all(send_bytes);
     MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(), MPI_BYTE, MPI_COMM_WORLD);
   }
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
@@ -172,6 +182,7 @@ class Mpi final : public Communicator {
   // Chunk r of x goes to rank r, which adds every rank's copy in rank order; then all gather the sums.
   void reduce(void* x, int64_t n, Kind k) override {
     if (size_ == 1) return;
+    count_reduce(n, k);
     const int64_t w = int64_t(width(k)), per_call = kMaxMpiBytes / w / size_ * size_;
     for (int64_t at = 0; at < n; at += per_call) reduce_part(static_cast<uint8_t*>(x) + at * w, std::min(per_call, n - at), k);
   }

@@ -41,8 +41,11 @@ class Communicator {
   // what rank a sends to b is what b expects from a.
   virtual void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) = 0;
   virtual void barrier() = 0;
-  // "MPI (MPICH 4.0.2), 2 ranks" or "one process".
+  // "MPI, 2 ranks (2 on this machine)" or "one process".
   virtual std::string describe() const = 0;
+  // Bytes this rank has sent to other ranks so far, as the algorithms above send them (a sum of n
+  // bytes: 2 (N - 1) / N · n; a broadcast: (N - 1) · n from the root; all_to_all: what goes to others).
+  int64_t bytes_sent() const { return sent_; }
 
  protected:
   enum class Kind { F32, F64, I64 };
@@ -50,6 +53,13 @@ class Communicator {
   static size_t width(Kind k) { return k == Kind::F32 ? 4 : 8; }
   // out[i] = sum over r of parts[r][i], in rank order, for i in [0, n).
   static void sum_in_rank_order(const std::vector<const void*>& parts, void* out, int64_t n, Kind k);
+  // Counts what a sum of n elements, a broadcast of n bytes or an all-to-all sends from this rank.
+  void count_reduce(int64_t n, Kind k);
+  void count_broadcast(int64_t n, int root) { sent_ += rank() == root ? n * (size() - 1) : 0; }
+  void count_all_to_all(const int64_t* send_bytes) {
+    for (int r = 0; r < size(); ++r) sent_ += r == rank() ? 0 : send_bytes[r];
+  }
+  int64_t sent_ = 0;
 };
 
 // The process's group: MPI's world when this build has MPI and the process was started by an MPI
