@@ -17,14 +17,20 @@
 namespace seek {
 
 void Communicator::sum_in_rank_order(const std::vector<const void*>& parts, void* out, int64_t n, Kind k) {
+  // In blocks that stay in cache, and without a temporary (out may be one of the parts).
   auto sum = [&](auto* o) {
     using T = std::remove_pointer_t<decltype(o)>;
-    std::vector<T> acc(static_cast<const T*>(parts[0]), static_cast<const T*>(parts[0]) + n);
-    for (size_t r = 1; r < parts.size(); ++r) {
-      const T* p = static_cast<const T*>(parts[r]);
-      for (int64_t i = 0; i < n; ++i) acc[size_t(i)] += p[i];
+    constexpr int64_t kBlock = 4096;
+    T acc[kBlock];
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t m = std::min(kBlock, n - b);
+      std::memcpy(acc, static_cast<const T*>(parts[0]) + b, sizeof(T) * size_t(m));
+      for (size_t r = 1; r < parts.size(); ++r) {
+        const T* p = static_cast<const T*>(parts[r]) + b;
+        for (int64_t i = 0; i < m; ++i) acc[i] += p[i];
+      }
+      std::memcpy(o + b, acc, sizeof(T) * size_t(m));
     }
-    std::memcpy(o, acc.data(), sizeof(T) * size_t(n));
   };
   if (k == Kind::F32) sum(static_cast<float*>(out));
   else if (k == Kind::F64) sum(static_cast<double*>(out));
