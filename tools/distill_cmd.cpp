@@ -180,8 +180,9 @@ void register_distill_commands(CLI::App& app) {
   s->callback([] {
     const std::vector<distill::Trace> traces = distill::load_traces(traces_file);
     const distill::SftResult r = distill::sft(fo, traces);
-    std::fprintf(stderr, "sft: %s: loss %.4f -> %.4f in %lld steps, %.1f s%s\n", fo.out.c_str(), r.first_loss,
-                 r.last_loss, (long long)r.steps, r.seconds, r.stopped_by_time ? " (wall-clock budget)" : "");
+    if (world().rank() == 0)
+      std::fprintf(stderr, "sft: %s: loss %.4f -> %.4f in %lld steps, %.1f s%s\n", fo.out.c_str(), r.first_loss,
+                   r.last_loss, (long long)r.steps, r.seconds, r.stopped_by_time ? " (wall-clock budget)" : "");
   });
 }
 

@@ -47,12 +47,12 @@ SftBatch make_sft_batch(const std::vector<Trace>& traces, const std::vector<size
   return b;
 }
 
-train::TokenObjective completion_objective(const SftBatch& batch) {
+train::TokenObjective completion_objective(const SftBatch& batch, int64_t denominator) {
   train::TokenObjective obj;
   const SftBatch* b = &batch;
-  obj.fn = [b](const float* logp, float* dlogp) {
+  obj.fn = [b, denominator](const float* logp, float* dlogp) {
     if (b->completion_tokens == 0) return 0.0;
-    const double inv = 1.0 / double(b->completion_tokens);
+    const double inv = 1.0 / double(denominator > 0 ? denominator : b->completion_tokens);
     double sum = 0;
     for (size_t i = 0; i < b->mask.size(); ++i)
       if (b->mask[i]) {
@@ -70,10 +70,14 @@ namespace {
 // across epoch boundaries. Its state is (epoch, pos): the permutation follows from the seed.
 class SftObjective final : public train::Objective {
  public:
-  SftObjective(const SftOptions& o, const std::vector<Trace>& traces, int32_t pad, const Config& c)
-      : o_(o), traces_(traces), pad_(pad), c_(c) {
+  SftObjective(const SftOptions& o, const std::vector<Trace>& traces, int32_t pad, const Config& c, Communicator& comm)
+      : o_(o), traces_(traces), pad_(pad), c_(c), comm_(comm) {
     reshuffle();
   }
+
+  // Every rank draws the same batch and trains on its share of the rows, the loss divided by the whole
+  // batch's completion tokens: the ranks' gradients sum to the batch's.
+  bool data_parallel() const override { return true; }
 
   train::StepReport step(train::TrainModel& m, int64_t step) override {
     std::vector<size_t> which;
@@ -86,14 +90,23 @@ class SftObjective final : public train::Objective {
       which.push_back(order_[pos_++]);
     }
     const SftBatch b = make_sft_batch(traces_, which, pad_);
-    const train::TokenObjective obj = completion_objective(b);
-    const train::LossParts lp = m.forward_backward(b.ids.data(), b.B, b.T, {.mtp_lambda = 0, .balance_alpha = 0}, &obj);
-    if (step == 1) first_loss = lp.main;
-    last_loss = lp.main;
+    const size_t n = which.size(), N = size_t(comm_.size()), me = size_t(comm_.rank());
+    const std::vector<size_t> mine(which.begin() + ptrdiff_t(n * me / N), which.begin() + ptrdiff_t(n * (me + 1) / N));
+    double loss = 0;
+    if (mine.empty()) {  // fewer rows than ranks: this rank's share of the gradient is zero
+      std::fill(m.grad().begin(), m.grad().end(), 0.f);
+    } else {
+      const SftBatch part = N == 1 ? b : make_sft_batch(traces_, mine, pad_);
+      const train::TokenObjective obj = completion_objective(part, b.completion_tokens);
+      loss = m.forward_backward(part.ids.data(), part.B, part.T, {.mtp_lambda = 0, .balance_alpha = 0}, &obj).main;
+    }
+    comm_.all_reduce_sum(std::span<double>(&loss, 1));
+    if (step == 1) first_loss = loss;
+    last_loss = loss;
     completion_tokens += b.completion_tokens;
     window_completion_ += b.completion_tokens;
     train::StepReport r;
-    r.loss = lp.main;
+    r.loss = loss;
     r.tokens = b.B * b.T;
     r.flops = double(r.tokens) * train::train_flops_per_token(c_, b.T);
     return r;
@@ -159,6 +172,7 @@ class SftObjective final : public train::Objective {
   const std::vector<Trace>& traces_;
   int32_t pad_;
   const Config& c_;
+  Communicator& comm_;
   std::vector<size_t> order_;
   int64_t epoch_ = 0;
   size_t pos_ = 0;
@@ -227,9 +241,15 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   t.log_every = o.log_every;
   t.max_seconds = o.max_seconds;
   t.stop_after = o.stop_after;
-  SftObjective obj(o, traces, pad, c);
-  // Resume a killed run of these options; clear another run's leftover.
-  if (fs::exists(partial) && !train::can_resume(partial.string(), t, obj)) fs::remove_all(partial);
+  Communicator& comm = o.comm ? *o.comm : world();
+  t.comm = &comm;
+  const bool lead = comm.rank() == 0;
+  SftObjective obj(o, traces, pad, c, comm);
+  // Resume a killed run of these options; clear another run's leftover (rank 0, once every rank has looked).
+  const bool stale = fs::exists(partial) && !train::can_resume(partial.string(), t, obj);
+  comm.barrier();
+  if (stale && lead) fs::remove_all(partial);
+  comm.barrier();
   train::Trainer trainer(t, obj, o.model);
   trainer.run(progress);
   r.steps = trainer.step();
@@ -239,6 +259,10 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   r.first_loss = obj.first_loss;
   r.last_loss = obj.last_loss;
   if (o.stop_after > 0 && r.steps < r.planned_steps && !r.stopped_by_time) return r;  // stopped for a test
+  if (!lead) {  // rank 0 publishes the model; the others return once it has
+    comm.barrier();
+    return r;
+  }
 
   // The model, the tokenizer, the summary; the checkpoints leave; then the rename that publishes them.
   trainer.model().save(partial.string());
@@ -265,6 +289,7 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   write_file_atomic((partial / "sft.json").string(), summary.dump(2) + "\n");
   fs::remove_all(out_dir);
   fs::rename(partial, out_dir);
+  comm.barrier();
   return r;
 }
 

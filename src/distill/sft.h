@@ -27,6 +27,11 @@
 // run with the same options resumes exactly (another run's leftover is cleared). One run per OUT at a
 // time.
 //
+// Data parallel on a group of N ranks (`mpiexec -n N seek sft`, train/trainer.h): every rank draws the
+// same batch; rank r trains on rows [B r / N, B (r + 1) / N) of it, padded to its own longest row, with
+// the loss divided by the whole batch's completion tokens, so the ranks' gradients sum to the batch's
+// (a rank left without rows adds zero). Rank 0 alone writes OUT.
+//
 // Does not: accumulate gradients, pack sequences, or bucket by length (random batches pay for their
 // padding).
 #pragma once
@@ -55,6 +60,7 @@ struct SftOptions {
   int64_t log_every = 10;
   int64_t save_every = 50;  // checkpoint interval (resume after a kill)
   int64_t stop_after = 0;   // stop, with a checkpoint, after this many steps of this run (tests of resume)
+  Communicator* comm = nullptr;  // the data-parallel group (train/trainer.h); null: world()
 };
 
 struct SftResult {
@@ -82,7 +88,9 @@ SftBatch make_sft_batch(const std::vector<Trace>& traces, const std::vector<size
 
 // The masked mean negative log-likelihood over batch.mask as a TokenObjective (holds a pointer to
 // batch: keep it alive while the objective is used). Returns 0 with zero dlogp when the mask is empty.
-train::TokenObjective completion_objective(const SftBatch& batch);
+// denominator > 0: divide the sum by it instead of batch.completion_tokens (a rank's rows of a batch
+// shared by a data-parallel group: the global batch's completion tokens).
+train::TokenObjective completion_objective(const SftBatch& batch, int64_t denominator = 0);
 
 // Runs SFT and writes OUT as described above. Throws Error on a bad option, an unreadable model, a trace
 // id outside the student's vocabulary, or no trace that fits; nothing is written to OUT then.

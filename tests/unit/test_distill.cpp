@@ -14,12 +14,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "data/corpus.h"
 #include "distill/rejection.h"
 #include "distill/sft.h"
 #include "model/bpe_trainer.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "test_util.h"
 #include "train/train_model.h"
@@ -426,4 +428,62 @@ TEST(DistillRejection, SamplesScoresAndSelectsOnATinyModel) {
   EXPECT_EQ(again.tokens, st.tokens);
   ro.max_per_question = 0;
   EXPECT_THROW(rejection_sample(*model, s.tok, q, ro, nullptr, nullptr), Error);
+}
+
+// Data parallelism (`mpiexec -n N seek sft`): ranks of an in-process group on threads. Batches of 5
+// traces of different lengths: 2 ranks take 2 and 3 rows, padded to their own longest; 7 ranks leave two
+// without rows. After 6 steps the student equals one process's up to the order of sums.
+TEST(DistillSft, DataParallelRanksComputeWhatOneProcessComputes) {
+  Student s;
+  const std::vector<distill::Trace> traces = s.traces(9);
+  auto options = [&](const std::string& out) {
+    SftOptions o;
+    o.model = s.model;
+    o.out = out;
+    o.steps = 6;
+    o.batch = 5;
+    o.lr = 1e-2;
+    o.warmup = 2;
+    o.save_every = 3;
+    return o;
+  };
+  auto on_ranks = [&](int n, const std::string& out) {
+    std::vector<std::unique_ptr<Communicator>> group = make_local_group(n);
+    std::vector<SftResult> results(static_cast<size_t>(n));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < n; ++r)
+      threads.emplace_back([&, r] {
+        SftOptions o = options(out);
+        o.comm = group[size_t(r)].get();
+        results[size_t(r)] = sft(o, traces, nullptr);
+      });
+    for (std::thread& t : threads) t.join();
+    return results[0];
+  };
+  const SftResult one = on_ranks(1, s.dir / "one");
+  for (int n : {2, 7}) {
+    const std::string out = s.dir / ("ranks" + std::to_string(n));
+    const SftResult many = on_ranks(n, out);
+    EXPECT_NEAR(many.first_loss, one.first_loss, 1e-5 * std::fabs(one.first_loss)) << n << " ranks";
+    EXPECT_NEAR(many.last_loss, one.last_loss, 1e-4 * std::fabs(one.last_loss)) << n << " ranks";
+    EXPECT_EQ(many.completion_tokens, one.completion_tokens);
+    ASSERT_TRUE(fs::exists(out + "/model.safetensors"));
+    SafetensorsFile a(out + "/model.safetensors"), b(s.dir / "one/model.safetensors"), init(s.model + "/model.safetensors");
+    double diff2 = 0, moved2 = 0;
+    for (const auto& [name, tb] : b.tensors()) {
+      const TensorInfo* ta = a.find(name);
+      ASSERT_TRUE(ta && ta->numel() == tb.numel()) << name;
+      const auto* x = static_cast<const float*>(ta->data);
+      const auto* y = static_cast<const float*>(tb.data);
+      const TensorInfo* ti = init.find(name);  // the student was written in f32
+      ASSERT_TRUE(ti && ti->dtype == DType::F32) << name;
+      const auto* z = static_cast<const float*>(ti->data);
+      for (int64_t i = 0; i < tb.numel(); ++i) {
+        diff2 += double(x[i] - y[i]) * double(x[i] - y[i]);
+        moved2 += double(y[i] - z[i]) * double(y[i] - z[i]);
+      }
+    }
+    std::printf("[sft] %d ranks vs one: |dθ| / |θ - θ0| %.3g\n", n, std::sqrt(diff2 / moved2));
+    EXPECT_LT(std::sqrt(diff2 / moved2), 1e-4) << n << " ranks";
+  }
 }
