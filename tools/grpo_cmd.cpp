@@ -66,7 +66,8 @@ void register_grpo_commands(CLI::App& app) {
     if (f->eps_high >= 0) o.loss.eps_high = f->eps_high;
     if (f->beta >= 0) o.loss.beta = f->beta;
     const rl::GrpoResult r = rl::grpo(o);
-    std::printf("grpo: %lld steps in %.0f s; reward %.3f -> %.3f, accuracy %.1f%% -> %.1f%% (means of the first and last 5 steps); "
+    if (world().rank() == 0)
+      std::printf("grpo: %lld steps in %.0f s; reward %.3f -> %.3f, accuracy %.1f%% -> %.1f%% (means of the first and last 5 steps); "
                 "model in %s/model\n",
                 (long long)r.steps, r.seconds, r.first_reward, r.last_reward, 100 * r.first_accuracy, 100 * r.last_accuracy,
                 o.out.c_str());

@@ -360,9 +360,9 @@ void join_world(int argc, char** argv) {
   seek::Communicator& w = seek::world();
   if (w.size() == 1) return;
   const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd != "pretrain" && cmd != "sft" && cmd != "generate")
+  if (cmd != "pretrain" && cmd != "sft" && cmd != "grpo" && cmd != "generate")
     throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() +
-                      ") seek runs: pretrain and sft (data parallel), generate (expert parallel)");
+                      ") seek runs: pretrain, sft and grpo (data parallel), generate (expert parallel)");
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(std::max(1, omp_get_num_procs() / w.local_size()));
   if (cmd == "generate") {
     setenv("SEEK_WEIGHTS", "mmap", 0);

@@ -106,8 +106,14 @@ void draw_plots(const fs::path& out) {
 // start with a new batch of rollouts, sampled from the live policy (TrainModel::inference, no copy).
 class GrpoObjective final : public train::Objective {
  public:
-  GrpoObjective(const GrpoRunOptions& o, const GrpoOptions& lo, const Tokenizer& tok, int32_t eos, const Config& c)
-      : o_(o), lo_(lo), tok_(tok), eos_(eos), c_(c), ref_(train::TrainModel::from_checkpoint(o.policy)) {}
+  GrpoObjective(const GrpoRunOptions& o, const GrpoOptions& lo, const Tokenizer& tok, int32_t eos, const Config& c,
+                Communicator& comm)
+      : o_(o), lo_(lo), tok_(tok), eos_(eos), c_(c), comm_(comm), ref_(train::TrainModel::from_checkpoint(o.policy)) {}
+
+  // Rank r samples and trains on questions [Q r / N, Q (r + 1) / N) of every step's batch (whole groups:
+  // advantages stay within a rank); the normalizers (sequences, tokens) and every statistic are the
+  // whole batch's.
+  bool data_parallel() const override { return true; }
 
   train::StepReport step(train::TrainModel& policy, int64_t k) override {
     const int64_t step = (k - 1) / o_.inner + 1;
@@ -141,10 +147,13 @@ class GrpoObjective final : public train::Objective {
       train_tokens += double(pk.B * pk.T);
     }
     if (micro_.empty()) std::fill(policy.grad().begin(), policy.grad().end(), 0.f);  // every group dropped
+    double sums[5] = {loss_sum, kl_w, clip_w, ent_w, train_tokens};
+    comm_.all_reduce_sum(std::span<double>(sums, 5));
+    loss_sum = sums[0], kl_w = sums[1], clip_w = sums[2], ent_w = sums[3], train_tokens = sums[4];
     const double train_s = std::chrono::duration<double>(Clock::now() - t_train).count();
-    const double N = double(rollouts_.size());
-    const double kl = micro_.empty() ? 0 : kl_w / double(tot_tokens_), clipf = micro_.empty() ? 0 : clip_w / double(tot_tokens_);
-    const double entropy = micro_.empty() ? 0 : ent_w / double(tot_tokens_);
+    const double N = double(n_rollouts_);
+    const double kl = tot_tokens_ == 0 ? 0 : kl_w / double(tot_tokens_), clipf = tot_tokens_ == 0 ? 0 : clip_w / double(tot_tokens_);
+    const double entropy = tot_tokens_ == 0 ? 0 : ent_w / double(tot_tokens_);
     train::StepReport r;
     r.loss = loss_sum;
     r.tokens = int64_t(train_tokens);
@@ -159,13 +168,13 @@ class GrpoObjective final : public train::Objective {
                  {"clip_fraction", clipf},
                  {"entropy", entropy},
                  {"groups_kept", kept_groups_},
-                 {"rollout_tokens_per_s", double(rollout_stats_.tokens) / std::max(1e-9, rollout_stats_.seconds)},
+                 {"rollout_tokens_per_s", double(rollout_tokens_) / std::max(1e-9, rollout_stats_.seconds)},
                  {"train_tokens_per_s", train_tokens / std::max(1e-9, train_s)}};
     r.progress = strfmt("reward %.3f acc %4.1f%% fmt %4.1f%% think %4.1f%% | len %.0f | kl %.4f clip %.1f%% ent %.2f | "
                         "groups %lld/%lld | rollout %.0f tok/s",
                         mean_reward_, 100 * correct_ / N, 100 * formatted_ / N, 100 * think_ / N, length_ / N, kl,
                         100 * clipf, entropy, (long long)kept_groups_, (long long)o_.questions,
-                        double(rollout_stats_.tokens) / std::max(1e-9, rollout_stats_.seconds));
+                        double(rollout_tokens_) / std::max(1e-9, rollout_stats_.seconds));
     return r;
   }
 
@@ -213,9 +222,11 @@ class GrpoObjective final : public train::Objective {
   void sample(train::TrainModel& policy, int64_t step) {
     SplitMix64 rng(mix64(o_.seed, uint64_t(step)));
     std::vector<Problem> problems;
+    const int64_t N = comm_.size(), q0 = o_.questions * comm_.rank() / N, q1 = o_.questions * (comm_.rank() + 1) / N;
     for (int64_t q = 0; q < o_.questions; ++q) {
       const TaskKind kind = o_.kinds[size_t(rng.uniform(o_.kinds.size()))];
       const int d = int(rng.range(o_.min_difficulty, o_.max_difficulty));
+      if (q < q0 || q >= q1) continue;  // another rank's question
       problems.push_back(make_split_problem(kind, d, Split::Train, o_.seed, uint64_t((step - 1) * o_.questions + q),
                                             o_.heldout_fraction));
     }
@@ -225,8 +236,11 @@ class GrpoObjective final : public train::Objective {
     ro.max_new_tokens = o_.max_new_tokens;
     ro.draft_tokens = o_.draft_tokens;
     ro.seed = mix64(o_.seed ^ 0x5EEDull, uint64_t(step));
+    ro.first_problem = q0;
     ro.weights = o_.weights;
-    rollouts_ = sample_rollouts(policy.inference(), tok_, problems, ro, &rollout_stats_);
+    rollout_stats_ = {};
+    if (!problems.empty()) rollouts_ = sample_rollouts(policy.inference(), tok_, problems, ro, &rollout_stats_);
+    else rollouts_.clear();
     // Rewards → advantages; DAPO's dynamic sampling drops groups that all scored alike.
     std::vector<double> rewards;
     correct_ = formatted_ = think_ = length_ = 0;
@@ -237,14 +251,20 @@ class GrpoObjective final : public train::Objective {
       think_ += r.text.rfind("<think>", 0) == 0;
       length_ += double(r.completion.size());
     }
-    mean_reward_ = std::accumulate(rewards.begin(), rewards.end(), 0.0) / double(rollouts_.size());
+    // The whole batch's statistics (the groups below stay on their rank).
+    double stats[6] = {correct_, formatted_, think_, length_, std::accumulate(rewards.begin(), rewards.end(), 0.0),
+                       double(rollouts_.size())};
+    comm_.all_reduce_sum(std::span<double>(stats, 6));
+    correct_ = stats[0], formatted_ = stats[1], think_ = stats[2], length_ = stats[3];
+    n_rollouts_ = int64_t(stats[5]);
+    mean_reward_ = stats[4] / stats[5];
     rewards_hist.push_back(mean_reward_);
-    acc_hist.push_back(correct_ / double(rollouts_.size()));
+    acc_hist.push_back(correct_ / stats[5]);
     const std::vector<float> adv = group_advantages(rewards, o_.group, lo_);
     std::vector<const Rollout*> kept;
     std::vector<float> kept_adv;
     kept_groups_ = 0;
-    for (int64_t q = 0; q < o_.questions; ++q) {
+    for (int64_t q = 0; q < int64_t(problems.size()); ++q) {
       if (o_.dynamic_sampling && !keep_group(&rewards[size_t(q * o_.group)], o_.group)) continue;
       ++kept_groups_;
       for (int64_t i = 0; i < o_.group; ++i) {
@@ -261,6 +281,9 @@ class GrpoObjective final : public train::Objective {
       tot_tokens_ += micro_.back().tokens;
       tot_seqs_ += micro_.back().sequences;
     }
+    int64_t counts[4] = {tot_tokens_, tot_seqs_, kept_groups_, rollout_stats_.tokens};
+    comm_.all_reduce_sum(std::span<int64_t>(counts, 4));
+    tot_tokens_ = counts[0], tot_seqs_ = counts[1], kept_groups_ = counts[2], rollout_tokens_ = counts[3];
     // Log-probabilities of the sampling policy (for the ratio when inner > 1) and of the reference.
     old_lp_.assign(micro_.size(), {});
     ref_lp_.assign(micro_.size(), {});
@@ -280,13 +303,15 @@ class GrpoObjective final : public train::Objective {
   const Tokenizer& tok_;
   int32_t eos_;
   const Config& c_;
+  Communicator& comm_;
   train::TrainModel ref_;
   int64_t ref_reset_at_ = 0;  // the rollout step of the reference's last reset (0: never)
   std::vector<Rollout> rollouts_;
   RolloutStats rollout_stats_;
   std::vector<Packed> micro_;
   std::vector<std::vector<float>> old_lp_, ref_lp_;
-  int64_t tot_tokens_ = 0, tot_seqs_ = 0, kept_groups_ = 0;
+  int64_t tot_tokens_ = 0, tot_seqs_ = 0, kept_groups_ = 0;  // the whole batch's (all ranks)
+  int64_t n_rollouts_ = 0, rollout_tokens_ = 0;
   double correct_ = 0, formatted_ = 0, think_ = 0, length_ = 0, mean_reward_ = 0;
   double flops_ = 0, train_flops_ = 0;  // this batch's forward-only passes; one training step's
 };
@@ -318,7 +343,10 @@ GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
   t.log_every = o.log_every * o.inner;
   t.max_seconds = o.max_seconds;
   t.stop_after = o.stop_after * o.inner;
-  GrpoObjective obj(o, lo, tok, eos, c);
+  Communicator& comm = o.comm ? *o.comm : world();
+  t.comm = &comm;
+  if (comm.rank() != 0) progress = nullptr;
+  GrpoObjective obj(o, lo, tok, eos, c, comm);
   train::Trainer trainer(t, obj, o.policy);
   if (trainer.resumed() && progress)
     std::fprintf(progress, "grpo: resuming %s at step %lld\n", o.out.c_str(), (long long)(trainer.step() / o.inner));
@@ -339,12 +367,15 @@ GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
   res.first_accuracy = mean_of(obj.acc_hist, true);
   res.last_accuracy = mean_of(obj.acc_hist, false);
   if (o.stop_after > 0 && trainer.step() < t.steps && !trainer.stopped_by_time()) return res;  // stopped for a test
-  // The final policy, renamed into place only when complete.
-  const fs::path tmp = out / "model.tmp", final_dir = out / "model";
-  fs::remove_all(tmp);
-  save_policy(trainer.model(), tok_path, tmp);
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  // The final policy (rank 0), renamed into place only when complete.
+  if (comm.rank() == 0) {
+    const fs::path tmp = out / "model.tmp", final_dir = out / "model";
+    fs::remove_all(tmp);
+    save_policy(trainer.model(), tok_path, tmp);
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+  }
+  comm.barrier();
   return res;
 }
 

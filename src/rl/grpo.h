@@ -19,6 +19,11 @@
 // a stopped or killed run resumes exactly; and the final policy in OUT/model (HF layout +
 // tokenizer.json, written in a temporary directory and renamed into place, so OUT/model exists only
 // when the run finished).
+//
+// Data parallel on a group of N ranks (`mpiexec -n N seek grpo`, train/trainer.h): rank r samples and
+// trains on questions [Q r / N, Q (r + 1) / N) of every step (the same seeds as in one process, so the
+// rollouts are the same up to the order of floating-point sums); a group's advantages stay on its rank;
+// the normalizers and statistics are the whole batch's. Rank 0 writes OUT.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +33,7 @@
 #include "rl/grpo_loss.h"
 #include "rl/reward.h"
 #include "data/tasks.h"
+#include "util/comm.h"
 
 namespace seek::rl {
 
@@ -56,6 +62,7 @@ struct GrpoRunOptions {
   int64_t log_every = 1;
   int64_t save_every = 10;     // checkpoint interval in steps (resume after a kill)
   int64_t stop_after = 0;      // stop, with a checkpoint, after this many steps of this run (tests of resume)
+  Communicator* comm = nullptr;  // the data-parallel group (train/trainer.h); null: world()
 };
 
 struct GrpoResult {

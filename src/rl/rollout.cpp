@@ -31,7 +31,7 @@ std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const s
       q.prompt = prompt;
       q.sampling.temperature = o.temperature;
       q.sampling.top_p = o.top_p;
-      q.sampling.seed = mix64(mix64(o.seed, uint64_t(j)), uint64_t(i));
+      q.sampling.seed = mix64(mix64(o.seed, uint64_t(o.first_problem + int64_t(j))), uint64_t(i));
       q.stop.max_new_tokens = o.max_new_tokens;
       q.stop.stop_ids = {eos};
       q.speculative.draft_tokens = o.draft_tokens;

@@ -6,7 +6,8 @@
 // max_new_tokens, and the completion's text is scored by rl/reward.h (think_in_prompt = false: the
 // model itself decides whether to open <think>). Problems are generated in groups of `samples`
 // consecutive rollouts; all of them run as one batch of the Generator, which prefills each distinct
-// prompt once. Sample i of problem j uses seed mix(seed, j, i), so a run is reproducible.
+// prompt once. Sample i of problem j uses seed mix(seed, first_problem + j, i), so a run is reproducible,
+// and a batch split over data-parallel ranks samples what it samples whole.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,6 +27,7 @@ struct RolloutOptions {
   int64_t max_new_tokens = 256;
   int64_t batch = 64;           // sequences per Generator batch
   uint64_t seed = 1;
+  int64_t first_problem = 0;    // the index of problems[0] in a larger batch (seeds use first_problem + j)
   RewardWeights weights;
   // MTP drafts per step (speculative decoding, engine/decode.h): the same distribution, so GRPO's
   // importance ratios, which the trainer computes from the policy's own forward, are unchanged.
