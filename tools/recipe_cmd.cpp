@@ -26,6 +26,7 @@
 #include "commands.h"
 #include "recipe_report.h"
 #include "util/atomic_file.h"
+#include "util/comm.h"
 #include "util/error.h"
 #include "util/progress.h"
 
@@ -160,9 +161,11 @@ std::string join(const std::vector<std::string>& args) {
   return s;
 }
 
-// Runs `seek args...` as a child process; throws with the exit status on failure.
-void run_child(const std::vector<std::string>& args) {
+// Runs `seek args...` as a child process, or `mpiexec -n ranks seek args...` when ranks > 1; throws with
+// the exit status on failure.
+void run_child(const std::vector<std::string>& args, int ranks = 1) {
   std::vector<std::string> all{self_exe()};
+  if (ranks > 1) all.insert(all.begin(), {"/usr/bin/env", "mpiexec", "-n", std::to_string(ranks)});
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& a : all) argv.push_back(a.data());
@@ -205,6 +208,7 @@ void register_recipe_commands(CLI::App& app) {
   struct Flags {
     std::string preset = "tiny", out;
     bool ablation = false;
+    int ranks = 1;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* c = app.add_subcommand("recipe", "the whole DeepSeek recipe at small scale: pretrain, GRPO, distill, report card");
@@ -213,7 +217,13 @@ void register_recipe_commands(CLI::App& app) {
   c->add_flag("--ablation", f->ablation,
               "also pretrain the teacher with an auxiliary balance loss instead of aux-loss-free balancing, and "
               "compare the two in the report");
+  c->add_option("--ranks", f->ranks,
+                "run the pretraining and the teacher's GRPO on this many MPI processes (mpiexec -n N, data parallel); "
+                "distillation and the student's equal-time GRPO stay in one process")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   c->callback([f] {
+    if (f->ranks > 1 && !have_mpi()) throw Error("recipe --ranks: this build has no MPI (install libmpich-dev and rebuild)");
     const Preset p = preset(f->preset);
     const fs::path out = f->out.empty() ? fs::path("runs") / ("recipe-" + p.name) : fs::path(f->out);
     fs::create_directories(out / "stages");
@@ -318,12 +328,17 @@ void register_recipe_commands(CLI::App& app) {
         record[s.name] = json::parse(in);
         std::fprintf(stderr, "recipe [%zu/%zu] %s: done earlier, skipped\n", i + 1, stages.size(), s.name.c_str());
       } else {
-        std::fprintf(stderr, "recipe [%zu/%zu] %s: %s\n", i + 1, stages.size(), s.name.c_str(), join(s.args).c_str());
+        // Data parallel where the stage computes what one process computes; the student's GRPO runs for
+        // distillation's wall time, so both stay in one process and the comparison stays fair.
+        const bool spread = s.name.rfind("pretrain-", 0) == 0 || s.name == "grpo-teacher";
+        const std::string launcher = spread && f->ranks > 1 ? "mpiexec -n " + std::to_string(f->ranks) + " " : "";
+        std::fprintf(stderr, "recipe [%zu/%zu] %s: %s%s\n", i + 1, stages.size(), s.name.c_str(), launcher.c_str(),
+                     join(s.args).c_str());
         const auto ts = std::chrono::steady_clock::now();
-        run_child(s.args);
+        run_child(s.args, spread ? f->ranks : 1);
         if (s.after) s.after();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
-        record[s.name] = json{{"command", join(s.args)}, {"seconds", secs}};
+        record[s.name] = json{{"command", launcher + join(s.args)}, {"seconds", secs}};
         write_file_atomic(marker.string(), record[s.name].dump(2) + "\n");
       }
       order.push_back(s.name);

@@ -360,6 +360,9 @@ void join_world(int argc, char** argv) {
   seek::Communicator& w = seek::world();
   if (w.size() == 1) return;
   const std::string cmd = argc > 1 ? argv[1] : "";
+  if (cmd == "recipe")
+    throw seek::Error("seek recipe runs its stages as child processes: run it in one process with --ranks " +
+                      std::to_string(w.size()) + ", and it starts each data-parallel stage under mpiexec");
   if (cmd != "pretrain" && cmd != "sft" && cmd != "grpo" && cmd != "generate")
     throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() +
                       ") seek runs: pretrain, sft and grpo (data parallel), generate (expert parallel)");
