@@ -343,8 +343,13 @@ void LocalExperts::forward(const Pass& p, const MoeWeights& w, const float* x, i
   experts_forward(p, w, x, n, k, idx, weight, y, acts, {0, int64_t(w.experts.size()), true});
 }
 
-void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
-                            int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
+namespace {
+
+// The owned experts' part of the backward: dx from the owned experts (and the shared ones if owned),
+// dweight for the choices of owned experts (0 for the others: their forward rows were 0), gradients of
+// the owned experts only.
+void experts_backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                      int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts, Owned own) {
   Workspace::Frame frame(p.ws);
   const RoutedActs& a = acts.routed;
   const int64_t E = int64_t(w.experts.size()), R = n * k;
@@ -354,7 +359,7 @@ void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, con
   gather_weighted_sum_backward(dys, dweight, dy, a.ys.data(), a.row_of.data(), weight, n, k, D);
   int32_t* tasks = p.ws.alloc<int32_t>(E + 1);
   int64_t most = 0;
-  const int64_t n_tasks = expert_tasks(a.begin.data(), E, n, {0, E, w.has_shared}, tasks, &most);
+  const int64_t n_tasks = expert_tasks(a.begin.data(), E, n, {own.e0, own.e1, w.has_shared && own.shared}, tasks, &most);
   const int threads = max_threads();
   p.ws.reserve_threads(threads);
   parallel_tasks(n_tasks, [&](int64_t t, int thread) {
@@ -368,8 +373,18 @@ void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, con
     mlp_backward(tp, w.experts[size_t(e)], g.experts[size_t(e)], a.xs.data() + r0 * D, dys + r0 * D, dxs + r0 * D, false,
                  ne, a.gu.data() + r0 * 2 * F, a.act.data() + r0 * F);
   });
-  if (!w.has_shared) std::fill(dx, dx + n * D, 0.f);
+  const int64_t r0 = a.begin[size_t(own.e0)], r1 = a.begin[size_t(own.e1)];
+  std::fill(dxs, dxs + r0 * D, 0.f);
+  std::fill(dxs + r1 * D, dxs + R * D, 0.f);
+  if (!w.has_shared || !own.shared) std::fill(dx, dx + n * D, 0.f);
   gather_weighted_sum(dx, dxs, a.row_of.data(), nullptr, n, k, D);
+}
+
+}  // namespace
+
+void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                            int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
+  experts_backward(p, w, g, x, dy, n, k, weight, dx, dweight, acts, {0, int64_t(w.experts.size()), true});
 }
 
 ExpertParallel::ExpertParallel(Communicator& c, int64_t n_experts) : comm_(c) {
@@ -382,15 +397,16 @@ ExpertParallel::ExpertParallel(Communicator& c, int64_t n_experts) : comm_(c) {
 
 void ExpertParallel::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
                              const float* weight, float* y, MoeActs* acts) {
-  if (acts) throw Error("expert parallelism: training is not implemented (inference only)");
-  experts_forward(p, w, x, n, k, idx, weight, y, nullptr, {e0_, e1_, comm_.rank() == 0});
+  experts_forward(p, w, x, n, k, idx, weight, y, acts, {e0_, e1_, comm_.rank() == 0});
   comm_.all_reduce_sum(std::span<float>(y, size_t(n * w.experts[0].gate_proj.cols)));
   tokens_ += n;
 }
 
-void ExpertParallel::backward(const Pass&, const MoeWeights&, MoeGrads&, const float*, const float*, int64_t, int64_t,
-                              const float*, float*, float*, const MoeActs&) {
-  throw Error("expert parallelism: training is not implemented (inference only)");
+void ExpertParallel::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                              int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
+  experts_backward(p, w, g, x, dy, n, k, weight, dx, dweight, acts, {e0_, e1_, comm_.rank() == 0});
+  comm_.all_reduce_sum(std::span<float>(dx, size_t(n * w.experts[0].gate_proj.cols)));
+  comm_.all_reduce_sum(std::span<float>(dweight, size_t(n * k)));
 }
 
 ExpertExecutor& local_experts() {

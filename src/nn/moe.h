@@ -96,8 +96,10 @@ ExpertExecutor& local_experts();
 // are summed over the ranks (util/comm.h: in rank order, the same bits on every rank, so the ranks
 // sample the same tokens). Per MoE layer and token each rank sends 2 (N - 1) / N · D floats, what a
 // dispatch + combine sends when a token's k experts sit on every other rank.
-// Not done: training (backward throws), tokens that differ per rank (data-parallel attention with an
-// all-to-all dispatch, as DeepSeek serves).
+// Training: the backward runs the owned experts' part the same way and sums dx and the gate weights'
+// gradient over the ranks; each rank's experts get their gradients (train/train_model.h).
+// Not done: tokens that differ per rank (data-parallel attention with an all-to-all dispatch, as
+// DeepSeek serves and trains).
 class ExpertParallel final : public ExpertExecutor {
  public:
   ExpertParallel(Communicator& c, int64_t n_experts);
@@ -105,6 +107,7 @@ class ExpertParallel final : public ExpertExecutor {
                const float* weight, float* y, MoeActs* acts) override;
   void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
                 const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
+  int rank() const { return comm_.rank(); }
   int64_t first_expert() const { return e0_; }
   int64_t end_expert() const { return e1_; }
   // Token rows through MoE layers so far (a token through L layers counts L).

@@ -10,6 +10,7 @@
 
 #include "data/loader.h"
 #include "model/random_checkpoint.h"
+#include "nn/moe.h"
 #include "train/flops.h"
 #include "train/trainer.h"
 #include "util/error.h"
@@ -84,7 +85,9 @@ class PretrainObjective final : public Objective {
  public:
   PretrainObjective(const PretrainOptions& o, const Config& c, Communicator& comm)
       : o_(o),
-        comm_(comm),
+        alone_(o.expert_parallel ? make_local_group(1) : std::vector<std::unique_ptr<Communicator>>{}),
+        data_(o.expert_parallel ? *alone_[0] : comm),
+        ep_(o.expert_parallel ? std::make_unique<ExpertParallel>(comm, c.n_routed_experts) : nullptr),
         loader_(manifest_shards(o.data, "train"), LoaderOptions{o.batch, o.seq_len, o.seed, true}),
         alpha_(o.balance == "aux-free" ? o.seq_alpha : o.balance == "aux" ? o.aux_alpha : 0.0),
         moe_(c.n_routed_experts > 0),
@@ -100,22 +103,24 @@ class PretrainObjective final : public Objective {
 
   StepReport step(TrainModel& m, int64_t step) override {
     const double lambda = mtp_lambda_at(o_, step);
-    const int ranks = comm_.size();
+    m.set_experts(ep_.get());
+    const int ranks = data_.size();
     // This rank's rows of the global batch, and its share of the gradient of their mean loss.
-    const int64_t rows = o_.batch / ranks, first = rows * comm_.rank();
+    const int64_t rows = o_.batch / ranks, first = rows * data_.rank();
     const LossWeights w{lambda, alpha_, 1.0 / double(o_.accum * ranks)};
     double part[4] = {0, 0, 0, 0};  // total, main, mtp, balance: this rank's share, then the group's mean
     StepReport r;
     for (int64_t a = 0; a < o_.accum; ++a) {
       Batch bt = loader_.next();
       const LossParts l = m.forward_backward(bt.tokens.data() + first * (bt.T + 1), rows, bt.T, w, nullptr, a > 0);
-      m.sum_expert_load(comm_);
+      m.sum_expert_load(data_);
       window_.add(m.expert_load());
       const double mine[4] = {l.total, l.main, l.mtp, l.balance};
       for (int i = 0; i < 4; ++i) part[i] += mine[i] / double(o_.accum * ranks);
       r.tokens += bt.B * bt.T;
     }
-    comm_.all_reduce_sum(std::span<double>(part, 4));
+    if (ep_) m.keep_owned_grad();
+    data_.all_reduce_sum(std::span<double>(part, 4));
     const LossParts lp{part[0], part[1], part[2], part[3]};
     r.loss = lp.total;
     r.flops = double(r.tokens) * flops_per_token_;
@@ -170,11 +175,11 @@ class PretrainObjective final : public Objective {
     if (!val_ || val_->n_batches() == 0) return double(NAN);
     double sum = 0;
     const uint64_t nb = std::min<uint64_t>(val_->n_batches(), uint64_t(o_.eval_batches));
-    for (uint64_t i = uint64_t(comm_.rank()); i < nb; i += uint64_t(comm_.size())) {
+    for (uint64_t i = uint64_t(data_.rank()); i < nb; i += uint64_t(data_.size())) {
       Batch bt = val_->batch(i);
       sum += m.loss(bt.tokens.data(), bt.B, bt.T, LossWeights{o_.mtp_lambda, alpha_}).main;
     }
-    comm_.all_reduce_sum(std::span<double>(&sum, 1));
+    data_.all_reduce_sum(std::span<double>(&sum, 1));
     return sum / double(nb);
   }
 
@@ -182,7 +187,11 @@ class PretrainObjective final : public Objective {
 
  private:
   const PretrainOptions& o_;
-  Communicator& comm_;
+  // Data parallel: the batch is split over comm's ranks (data_ = comm). Expert parallel: every rank runs
+  // the whole batch (data_ = a group of one) and the experts are spread over comm (ep_).
+  std::vector<std::unique_ptr<Communicator>> alone_;
+  Communicator& data_;
+  std::unique_ptr<ExpertParallel> ep_;
   DataLoader loader_;
   std::unique_ptr<ValidationSet> val_;
   double alpha_;
@@ -203,7 +212,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   if (!(o.mtp_switch >= 0 && o.mtp_switch <= 1))
     throw Error(strfmt("--mtp-switch %g: expected a fraction of the steps in [0, 1]", o.mtp_switch));
   Communicator& comm = o.comm ? *o.comm : world();
-  if (o.batch % comm.size() != 0)
+  if (!o.expert_parallel && o.batch % comm.size() != 0)
     throw Error(strfmt("pretrain: --batch %lld does not split evenly over %d ranks (each trains on batch / ranks rows)",
                        (long long)o.batch, comm.size()));
   fs::create_directories(o.out);

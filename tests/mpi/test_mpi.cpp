@@ -21,7 +21,7 @@ TEST(Mpi, Collectives) {
   EXPECT_EQ(test::check_collectives(world()), "");
 }
 
-TEST(Mpi, DataParallelPretrainingComputesWhatOneProcessComputes) {
+TEST(Mpi, ParallelPretrainingComputesWhatOneProcessComputes) {
   Communicator& w = world();
   // Rank 0 makes the data; every rank reads it from the directory rank 0 names.
   std::unique_ptr<test::Dataset> d;
@@ -57,13 +57,18 @@ TEST(Mpi, DataParallelPretrainingComputesWhatOneProcessComputes) {
     train::pretrain(o, nullptr);
   }
   w.barrier();
-  train::PretrainResult r = train::pretrain(options("mpi"), nullptr);
-  EXPECT_EQ(r.step, 6);
-  if (w.rank() == 0) {
-    const test::ParamDiff diff = test::param_diff(dir + "/mpi/ckpt-6", dir + "/one/ckpt-6", dir + "/one/init");
-    std::printf("[mpi] %d ranks vs one process: max |dθ| %.3g, |dθ| / |θ - θ0| %.3g\n", w.size(), diff.max_abs,
-                diff.rel_to_update);
-    EXPECT_LT(diff.rel_to_update, 1e-4);  // the bound of the unit test Pretrain.DataParallelRanks...
+  // Data parallel, then the experts spread (every rank the whole batch).
+  for (bool experts : {false, true}) {
+    train::PretrainOptions o = options(experts ? "mpi-experts" : "mpi");
+    o.expert_parallel = experts;
+    train::PretrainResult r = train::pretrain(o, nullptr);
+    EXPECT_EQ(r.step, 6);
+    if (w.rank() == 0) {
+      const test::ParamDiff diff = test::param_diff(o.out + "/ckpt-6", dir + "/one/ckpt-6", dir + "/one/init");
+      std::printf("[mpi] %s on %d ranks vs one process: max |dθ| %.3g, |dθ| / |θ - θ0| %.3g\n",
+                  experts ? "experts" : "batch", w.size(), diff.max_abs, diff.rel_to_update);
+      EXPECT_LT(diff.rel_to_update, 1e-4);  // the bound of the unit tests Pretrain.*ParallelRanks...
+    }
   }
   w.barrier();  // rank 0's directory lives until every rank is done with it
 }
