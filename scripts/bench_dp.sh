@@ -7,16 +7,19 @@
 # parameter). On one machine the ranks share its cores and memory bandwidth: this measures what data
 # parallelism costs, not what a second machine gives.
 #
-# Usage: scripts/bench_dp.sh CONFIG DATA_DIR [ROUNDS=2] [N=2] [BATCH=8] [SEQ=256] [STEPS=30]
+# Usage: scripts/bench_dp.sh CONFIG DATA_DIR [ROUNDS=2] [N=2] [BATCH=8] [SEQ=256] [STEPS=30] [SPLIT=batch]
 #   DATA_DIR: written by `seek data` (its vocabulary within the config's).
+#   SPLIT: batch (data parallel) or experts (`--expert-parallel`: every rank the whole batch, the routed
+#   experts spread; the gradient sum is the same size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,12p "$0" >&2; exit 2; }
-config="$1" data="$2" rounds="${3:-2}" ranks="${4:-2}" batch="${5:-8}" seq="${6:-256}" steps="${7:-30}"
+config="$1" data="$2" rounds="${3:-2}" ranks="${4:-2}" batch="${5:-8}" seq="${6:-256}" steps="${7:-30}" split="${8:-batch}"
+case "$split" in batch) split_flag=() ;; experts) split_flag=(--expert-parallel) ;; *) echo "SPLIT: batch or experts" >&2; exit 2 ;; esac
 command -v mpiexec > /dev/null || { echo "bench_dp: needs mpiexec (bash scripts/setup.sh installs MPICH)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $config, batch $batch x $seq, $steps steps"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $config, batch $batch x $seq, $steps steps, ranks split the $split"
 run() {  # run NAME RANKS
   local out="$work/$1" n="$2"
   rm -rf "$out"
@@ -25,7 +28,8 @@ run() {  # run NAME RANKS
   if [ "$n" = 1 ]; then
     /usr/bin/time -f "%M" -o "$out.rss.0" "${args[@]}" 2> /dev/null
   else
-    mpiexec -n "$n" bash -c '/usr/bin/time -f "%M" -o "$0.rss.$PMI_RANK" "$@" 2> /dev/null' "$out" "${args[@]}"
+    mpiexec -n "$n" bash -c '/usr/bin/time -f "%M" -o "$0.rss.$PMI_RANK" "$@" 2> /dev/null' "$out" "${args[@]}" \
+      "${split_flag[@]}"
   fi
   /usr/bin/python3 - "$out" "$n" <<'EOF'
 import glob, json, statistics, sys
