@@ -1,8 +1,6 @@
 // pretrain_data.h — a small pretraining set for tests: a BPE tokenizer trained on the synthetic corpus,
 // train/val shards with data.json, and a tiny V3 config of that vocabulary.
 #pragma once
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,7 +9,6 @@
 #include "data/corpus.h"
 #include "data/shards.h"
 #include "model/bpe_trainer.h"
-#include "model/safetensors.h"
 #include "model/tokenizer.h"
 #include "test_util.h"
 #include "train/pretrain.h"
@@ -59,31 +56,5 @@ struct Dataset {
     return o;
   }
 };
-
-// How far apart two checkpoints' parameters are: the largest |a - b| over every element, and the L2
-// norm of a - b over the L2 norm of what training moved (b - the run's initial model, `init`).
-struct ParamDiff {
-  double max_abs = 0, rel_to_update = 0;
-};
-inline ParamDiff param_diff(const std::string& a, const std::string& b, const std::string& init) {
-  SafetensorsFile fa(a + "/model.safetensors"), fb(b + "/model.safetensors"), fi(init + "/model.safetensors");
-  ParamDiff d;
-  double diff2 = 0, moved2 = 0;
-  for (const auto& [name, info] : fb.tensors()) {
-    const TensorInfo *ta = fa.find(name), *tb = fb.find(name), *ti = fi.find(name);
-    EXPECT_TRUE(ta && ti && ta->numel() == tb->numel()) << name;
-    if (!ta || !ti || ta->numel() != tb->numel()) continue;
-    const auto* x = reinterpret_cast<const float*>(ta->data);
-    const auto* y = reinterpret_cast<const float*>(tb->data);
-    const auto* z = reinterpret_cast<const float*>(ti->data);
-    for (int64_t i = 0; i < tb->numel(); ++i) {
-      d.max_abs = std::max(d.max_abs, double(std::fabs(x[i] - y[i])));
-      diff2 += double(x[i] - y[i]) * double(x[i] - y[i]);
-      moved2 += double(y[i] - z[i]) * double(y[i] - z[i]);
-    }
-  }
-  d.rel_to_update = std::sqrt(diff2 / std::max(moved2, 1e-300));
-  return d;
-}
 
 }  // namespace seek::test

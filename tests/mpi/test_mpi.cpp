@@ -11,6 +11,7 @@
 #include "model/random_checkpoint.h"
 #include "nn/moe.h"
 #include "pretrain_data.h"
+#include "ranks.h"
 #include "train/pretrain.h"
 #include "util/comm.h"
 

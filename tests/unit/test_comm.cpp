@@ -3,41 +3,19 @@
 // mismatched calls refused. The MPI implementation runs the same checks under mpiexec (tests/mpi).
 #include <gtest/gtest.h>
 
-#include <cstring>
-#include <functional>
-#include <thread>
 
 #include "comm_checks.h"
+#include "ranks.h"
 #include "util/comm.h"
 #include "util/error.h"
 
 using namespace seek;
 
-namespace {
-
-// Runs body(comm) on every rank of an in-process group of n, one thread each; returns the ranks' errors.
-std::vector<std::string> on_ranks(int n, const std::function<void(Communicator&)>& body) {
-  std::vector<std::unique_ptr<Communicator>> group = make_local_group(n);
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        body(*group[size_t(r)]);
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  for (std::thread& t : threads) t.join();
-  return errors;
-}
-
-}  // namespace
 
 TEST(Comm, CollectivesOnGroupsOfOneToFiveRanks) {
   for (int n = 1; n <= 5; ++n) {
     std::vector<std::string> failures(static_cast<size_t>(n));
-    const std::vector<std::string> errors = on_ranks(n, [&](Communicator& c) {
+    const std::vector<std::string> errors = test::on_ranks(n, [&](Communicator& c) {
       EXPECT_EQ(c.size(), n);
       failures[size_t(c.rank())] = test::check_collectives(c);
     });
@@ -49,12 +27,12 @@ TEST(Comm, CollectivesOnGroupsOfOneToFiveRanks) {
 }
 
 TEST(Comm, MismatchedCallsAreRefusedOnEveryRank) {
-  const std::vector<std::string> errors = on_ranks(3, [](Communicator& c) {
+  const std::vector<std::string> errors = test::on_ranks(3, [](Communicator& c) {
     std::vector<float> x(size_t(4 + c.rank()), 1.f);
     c.all_reduce_sum(x);
   });
   for (const std::string& e : errors) EXPECT_NE(e.find("different sizes"), std::string::npos) << e;
-  const std::vector<std::string> a2a = on_ranks(2, [](Communicator& c) {
+  const std::vector<std::string> a2a = test::on_ranks(2, [](Communicator& c) {
     // Rank 0 sends rank 1 three bytes; rank 1 expects two.
     const int64_t send[2] = {1, 3}, recv[2] = {1, 2};
     const int64_t send1[2] = {1, 1}, recv1[2] = {3, 1};

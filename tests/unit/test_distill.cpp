@@ -14,15 +14,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "data/corpus.h"
 #include "distill/rejection.h"
 #include "distill/sft.h"
 #include "model/bpe_trainer.h"
 #include "model/model.h"
-#include "model/safetensors.h"
 #include "model/tokenizer.h"
+#include "ranks.h"
 #include "test_util.h"
 #include "train/train_model.h"
 #include "util/error.h"
@@ -448,17 +447,15 @@ TEST(DistillSft, DataParallelRanksComputeWhatOneProcessComputes) {
     return o;
   };
   auto on_ranks = [&](int n, const std::string& out) {
-    std::vector<std::unique_ptr<Communicator>> group = make_local_group(n);
-    std::vector<SftResult> results(static_cast<size_t>(n));
-    std::vector<std::thread> threads;
-    for (int r = 0; r < n; ++r)
-      threads.emplace_back([&, r] {
-        SftOptions o = options(out);
-        o.comm = group[size_t(r)].get();
-        results[size_t(r)] = sft(o, traces, nullptr);
-      });
-    for (std::thread& t : threads) t.join();
-    return results[0];
+    SftResult lead;
+    for (const std::string& e : test::on_ranks(n, [&](Communicator& c) {
+           SftOptions o = options(out);
+           o.comm = &c;
+           const SftResult r = sft(o, traces, nullptr);
+           if (c.rank() == 0) lead = r;
+         }))
+      EXPECT_EQ(e, "");
+    return lead;
   };
   const SftResult one = on_ranks(1, s.dir / "one");
   for (int n : {2, 7}) {
@@ -468,22 +465,8 @@ TEST(DistillSft, DataParallelRanksComputeWhatOneProcessComputes) {
     EXPECT_NEAR(many.last_loss, one.last_loss, 1e-4 * std::fabs(one.last_loss)) << n << " ranks";
     EXPECT_EQ(many.completion_tokens, one.completion_tokens);
     ASSERT_TRUE(fs::exists(out + "/model.safetensors"));
-    SafetensorsFile a(out + "/model.safetensors"), b(s.dir / "one/model.safetensors"), init(s.model + "/model.safetensors");
-    double diff2 = 0, moved2 = 0;
-    for (const auto& [name, tb] : b.tensors()) {
-      const TensorInfo* ta = a.find(name);
-      ASSERT_TRUE(ta && ta->numel() == tb.numel()) << name;
-      const auto* x = static_cast<const float*>(ta->data);
-      const auto* y = static_cast<const float*>(tb.data);
-      const TensorInfo* ti = init.find(name);  // the student was written in f32
-      ASSERT_TRUE(ti && ti->dtype == DType::F32) << name;
-      const auto* z = static_cast<const float*>(ti->data);
-      for (int64_t i = 0; i < tb.numel(); ++i) {
-        diff2 += double(x[i] - y[i]) * double(x[i] - y[i]);
-        moved2 += double(y[i] - z[i]) * double(y[i] - z[i]);
-      }
-    }
-    std::printf("[sft] %d ranks vs one: |dθ| / |θ - θ0| %.3g\n", n, std::sqrt(diff2 / moved2));
-    EXPECT_LT(std::sqrt(diff2 / moved2), 1e-4) << n << " ranks";
+    const test::ParamDiff diff = test::param_diff(out, s.dir / "one", s.model);
+    std::printf("[sft] %d ranks vs one: |dθ| / |θ - θ0| %.3g\n", n, diff.rel_to_update);
+    EXPECT_LT(diff.rel_to_update, 1e-4) << n << " ranks";
   }
 }

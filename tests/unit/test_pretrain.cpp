@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +17,7 @@
 #include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
 #include "pretrain_data.h"
+#include "ranks.h"
 #include "test_util.h"
 #include "train/pretrain.h"
 #include "util/error.h"
@@ -90,7 +90,9 @@ TEST(Pretrain, KilledRunResumesToTheSameResult) {
     if (kill_it) kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    if (!kill_it) EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "seek pretrain failed";
+    if (!kill_it) {
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "seek pretrain failed";
+    }
     return WIFSIGNALED(status);
   };
   const std::string straight = d.dir / "straight", killed = d.dir / "killed";
@@ -258,21 +260,11 @@ namespace {
 
 // Runs pretrain(o) on each rank of a group of n, one thread each; rethrows a rank's error.
 void pretrain_on_ranks(int n, PretrainOptions o) {
-  std::vector<std::unique_ptr<Communicator>> group = make_local_group(n);
-  std::vector<std::thread> ranks;
-  std::vector<std::string> errors(static_cast<size_t>(n));
-  for (int r = 0; r < n; ++r)
-    ranks.emplace_back([&, r] {
-      PretrainOptions mine = o;
-      mine.comm = group[size_t(r)].get();
-      try {
-        pretrain(mine, nullptr);
-      } catch (const std::exception& e) {
-        errors[size_t(r)] = e.what();
-      }
-    });
-  for (std::thread& t : ranks) t.join();
-  for (const std::string& e : errors)
+  for (const std::string& e : test::on_ranks(n, [&](Communicator& c) {
+         PretrainOptions mine = o;
+         mine.comm = &c;
+         pretrain(mine, nullptr);
+       }))
     if (!e.empty()) throw Error(e);
 }
 
@@ -306,7 +298,9 @@ TEST(Pretrain, DataParallelRanksComputeWhatOneProcessComputes) {
               << k << " at line " << i << ", " << n << " ranks";
         }
     for (const nlohmann::json& j : many)
-      if (j.contains("loss")) EXPECT_TRUE(j.contains("comm_fraction")) << j;
+      if (j.contains("loss")) {
+        EXPECT_TRUE(j.contains("comm_fraction")) << j;
+      }
   }
   // Two runs on two ranks are bit for bit equal (the sums go in rank order).
   PretrainOptions again = d.options(d.dir / "ranks2-again", steps);
