@@ -51,7 +51,7 @@ class SingleProcess final : public Communicator {
   void broadcast(void*, int64_t, int) override {}
   void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
     if (send_bytes[0] != recv_bytes[0]) throw Error("all_to_all: a rank sends itself a different size than it expects");
-    if (send != recv) std::memmove(recv, send, size_t(send_bytes[0]));
+    if (send != recv && send_bytes[0] > 0) std::memmove(recv, send, size_t(send_bytes[0]));
   }
   void barrier() override {}
   std::string describe() const override { return "one process"; }
@@ -82,7 +82,7 @@ class LocalRank final : public Communicator {
     s_->count[size_t(rank_)] = n;
     s_->sync.arrive_and_wait();
     check_equal("broadcast");
-    if (rank_ != root) std::memcpy(data, s_->ptr[size_t(root)], size_t(n));
+    if (rank_ != root && n > 0) std::memcpy(data, s_->ptr[size_t(root)], size_t(n));
     s_->sync.arrive_and_wait();
   }
   void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
@@ -97,7 +97,7 @@ class LocalRank final : public Communicator {
       int64_t at = 0;
       for (int q = 0; q < rank_; ++q) at += theirs[q];
       if (theirs[rank_] != recv_bytes[r]) ok = false;
-      else std::memcpy(out, static_cast<const uint8_t*>(s_->cptr[size_t(r)]) + at, size_t(recv_bytes[r]));
+      else if (recv_bytes[r] > 0) std::memcpy(out, static_cast<const uint8_t*>(s_->cptr[size_t(r)]) + at, size_t(recv_bytes[r]));
       out += recv_bytes[r];
     }
     s_->sync.arrive_and_wait();
@@ -118,7 +118,7 @@ class LocalRank final : public Communicator {
     std::vector<uint8_t> sum(size_t(n) * width(k));
     sum_in_rank_order(parts, sum.data(), n, k);
     s_->sync.arrive_and_wait();
-    std::memcpy(x, sum.data(), sum.size());
+    if (n > 0) std::memcpy(x, sum.data(), sum.size());  // an empty vector's data() may be null
   }
 
  private:
