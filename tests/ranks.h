@@ -28,6 +28,7 @@ inline std::vector<std::string> on_ranks(int n, const std::function<void(Communi
         body(*group[size_t(r)]);
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
+        leave_local_group(*group[size_t(r)]);  // the others may be waiting for this rank
       }
     });
   for (std::thread& t : threads) t.join();

@@ -2,12 +2,16 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
+#include <memory>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "data/tasks.h"
+#include "model/model.h"
+#include "nn/moe.h"
 
 namespace seek {
 
@@ -23,6 +27,12 @@ std::vector<TaskKind> parse_task_kinds(const std::string& comma_list);
 // `--draft K` (MTP drafts per step, 0 = off; engine/decode.h) with its range checked; `when` ends the help
 // text (its default, or where a request overrides it).
 CLI::Option* add_draft_option(CLI::App* cmd, int64_t& draft_tokens, const std::string& when);
+// Under mpiexec (world().size() > 1): this rank's share of `model`'s routed experts, set as its expert
+// executor (the model must outlive it); null in one process. Throws Error for a dense model.
+std::unique_ptr<seek::ExpertParallel> spread_experts(seek::Model& model, const std::string& path);
+// Blocks SIGINT and SIGTERM in this thread and every thread it starts after (`seek serve` takes them
+// with sigwait); returns the set.
+sigset_t block_stop_signals();
 int cmd_new_model(const std::string& out, const std::string& preset, const std::string& config_file,
                   const std::string& dtype, uint64_t seed, int shards);
 

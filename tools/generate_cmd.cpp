@@ -90,12 +90,7 @@ Loaded load_all(GenFlags f) {
     throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model, nullptr};
-  if (world().size() > 1) {
-    const int64_t E = l.model->config().n_routed_experts;
-    if (E == 0) throw Error(f.model + ": expert parallelism (mpiexec) needs a MoE model; this one is dense");
-    l.ep = std::make_unique<ExpertParallel>(world(), E);
-    l.model->set_experts(l.ep.get());
-  }
+  l.ep = spread_experts(*l.model, f.model);
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
                        (long long)l.tok.vocab_size(), (long long)l.model->config().vocab_size));

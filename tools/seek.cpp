@@ -6,6 +6,7 @@
 //   seek demo                          the built-in main job: all of the above on a tiny V3 model
 //   seek bench ...                     rooflines and prefill/decode throughput (tools/bench.cpp)
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -170,6 +171,15 @@ std::string default_model_dir() {
   if (fs::exists(fs::path(SEEK_DEFAULT_MODEL) / "config.json")) return SEEK_DEFAULT_MODEL;
 #endif
   return "";
+}
+
+std::unique_ptr<ExpertParallel> spread_experts(Model& model, const std::string& path) {
+  if (world().size() == 1) return nullptr;
+  const int64_t E = model.config().n_routed_experts;
+  if (E == 0) throw Error(path + ": expert parallelism (mpiexec) needs a MoE model; this one is dense");
+  auto ep = std::make_unique<ExpertParallel>(world(), E);
+  model.set_experts(ep.get());
+  return ep;
 }
 
 std::vector<TaskKind> parse_task_kinds(const std::string& comma_list) {
@@ -353,21 +363,30 @@ namespace {
 
 // Under mpiexec: only the commands that run on a group of processes, and as many threads per rank as
 // the machine has cores per local rank (unless OMP_NUM_THREADS says otherwise): two ranks of two
-// threads each on two cores would spin against each other. `generate` spreads the experts (every rank
-// runs the same decode; rank 0 alone prints); its weights are mapped (SEEK_WEIGHTS=mmap unless set), so
+// threads each on two cores would spin against each other. `generate` and `serve` spread the experts
+// (every rank runs the same decode; rank 0 alone prints and serves); their weights are mapped (SEEK_WEIGHTS=mmap unless set), so
 // a rank holds in memory the pages it reads: the shared part and its own experts.
 void join_world(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  // Before MPI starts a thread that would take a signal meant for sigwait.
+  if (cmd == "serve") seek::block_stop_signals();
   seek::Communicator& w = seek::world();
   if (w.size() == 1) return;
-  const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "recipe")
     throw seek::Error("seek recipe runs its stages as child processes: run it in one process with --ranks " +
                       std::to_string(w.size()) + ", and it starts each data-parallel stage under mpiexec");
-  if (cmd != "pretrain" && cmd != "sft" && cmd != "grpo" && cmd != "generate")
-    throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() +
-                      ") seek runs: pretrain, sft and grpo (data parallel), generate (expert parallel)");
+  const std::vector<std::string> data_parallel = {"pretrain", "sft", "grpo"}, expert_parallel = {"generate", "serve"};
+  const auto among = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), cmd) != v.end(); };
+  const auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? (i + 1 == v.size() ? " and " : ", ") : "") + v[i];
+    return s;
+  };
+  if (!among(data_parallel) && !among(expert_parallel))
+    throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() + ") seek runs: " +
+                      list(data_parallel) + " (data parallel), " + list(expert_parallel) + " (expert parallel)");
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(std::max(1, omp_get_num_procs() / w.local_size()));
-  if (cmd == "generate") {
+  if (among(expert_parallel)) {
     setenv("SEEK_WEIGHTS", "mmap", 0);
     if (w.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) throw seek::Error("cannot silence rank's stdout");
   }

@@ -2,6 +2,9 @@
 // batching scheduler (src/engine/scheduler.h) with context caching in RAM and on disk
 // (src/engine/prefix_cache.h).
 //
+// Under mpiexec the routed experts are spread over the ranks (expert parallelism): rank 0 serves HTTP
+// and schedules, the other ranks follow its steps (engine/scheduler.h).
+//
 // The port is bound first and answers 503 while the model loads; SIGINT or SIGTERM stop it cleanly
 // (running streams end, queued disk-cache writes are finished).
 #include <pthread.h>
@@ -18,12 +21,23 @@
 #include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "nn/moe.h"
 #include "server/server.h"
+#include "util/comm.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 
 namespace seek {
+
+sigset_t block_stop_signals() {
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  sigaddset(&stop_set, SIGINT);
+  sigaddset(&stop_set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
+  return stop_set;
+}
 
 namespace {
 
@@ -34,6 +48,23 @@ struct ServeFlags {
   double kv_gib = 8, cache_ram_mib = 1024, cache_disk_gib = 16;
   bool no_cache = false;
 };
+
+// Under mpiexec, ranks 1..N-1: no HTTP, no prefix cache; repeat rank 0's steps with this rank's
+// experts until rank 0 stops. Signals are rank 0's to act on: mpiexec passes SIGINT/SIGTERM to every
+// rank, and a follower that left first would end the job as a failure (join_world blocked them before
+// MPI started its threads).
+int follow_serve(const ServeFlags& f) {
+  block_stop_signals();
+  std::unique_ptr<Model> model = Model::load(f.model);
+  const Tokenizer tok = load_model_tokenizer(f.model, f.tokenizer);
+  const std::unique_ptr<ExpertParallel> ep = spread_experts(*model, f.model);
+  SchedulerOptions so = f.scheduler;
+  so.group = &world();
+  Scheduler follower(*model, &tok, nullptr, so);
+  follower.follow();
+  finalize_world();
+  return 0;
+}
 
 int run_serve(ServeFlags& f) {
   if (f.model.empty()) f.model = default_model_dir();
@@ -51,13 +82,13 @@ int run_serve(ServeFlags& f) {
                                                             : model_path.filename().string();
   if (f.server.model_name.empty()) f.server.model_name = "seek";
   f.scheduler.max_kv_bytes = size_t(f.kv_gib * double(1ull << 30));
+  if (world().size() > 1) {
+    if (world().rank() != 0) return follow_serve(f);
+    f.scheduler.group = &world();
+  }
 
   // Signals go to this thread only (sigwait below); every thread started from here inherits the mask.
-  sigset_t stop_set;
-  sigemptyset(&stop_set);
-  sigaddset(&stop_set, SIGINT);
-  sigaddset(&stop_set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
+  const sigset_t stop_set = block_stop_signals();
   signal(SIGPIPE, SIG_IGN);  // a client that vanished is a failed write, not a dead server
 
   if (f.server.host != "127.0.0.1" && f.server.host != "localhost" && f.server.api_key.empty())
@@ -70,11 +101,13 @@ int run_serve(ServeFlags& f) {
   std::fflush(stdout);
 
   std::unique_ptr<Model> model;
+  std::unique_ptr<ExpertParallel> ep;
   Tokenizer tok;
   std::unique_ptr<PrefixCache> pc;
   std::unique_ptr<Scheduler> scheduler;
   try {
     model = Model::load(f.model);
+    ep = spread_experts(*model, f.model);
     tok = load_model_tokenizer(f.model, f.tokenizer);
     if (tok.vocab_size() > model->config().vocab_size)
       throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
@@ -95,9 +128,10 @@ int run_serve(ServeFlags& f) {
     http.join();
     throw;
   }
-  std::printf("seek serve: ready — model \"%s\" (%s), %lld-token context; prefix cache %s%s%s\n", f.server.model_name.c_str(),
+  std::printf("seek serve: ready — model \"%s\" (%s), %lld-token context; prefix cache %s%s%s%s\n", f.server.model_name.c_str(),
               model->config().model_type_name.c_str(), (long long)model->config().max_position_embeddings,
-              pc ? "in RAM" : "off", pc && !f.cache_dir.empty() ? " and on disk at " : "", pc ? f.cache_dir.c_str() : "");
+              pc ? "in RAM" : "off", pc && !f.cache_dir.empty() ? " and on disk at " : "", pc ? f.cache_dir.c_str() : "",
+              ep ? ("; experts spread over " + world().describe()).c_str() : "");
   std::fflush(stdout);
 
   int sig = 0;
@@ -106,6 +140,10 @@ int run_serve(ServeFlags& f) {
   std::fflush(stdout);
   server.stop();  // no new connections
   if (pc) pc->flush();  // the disk tier has every block queued so far
+  if (ep) {  // the followers stop with the scheduler's last broadcast; then MPI ends cleanly
+    scheduler->stop();
+    finalize_world();
+  }
   // Requests still in flight and idle keep-alive connections would hold the HTTP threads (and with
   // them the engine) for their timeouts: everything worth keeping is written, so leave now, without
   // tearing down objects that those threads may still be using.

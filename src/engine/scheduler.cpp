@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "util/error.h"
 
@@ -12,6 +14,115 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// What rank 0 tells its followers before a step: a fixed header, then `bytes` of payload.
+struct PlanHeader {
+  int64_t stop = 0;       // rank 0's scheduler stopped: so do the followers
+  int64_t step = 0;       // steps told so far
+  int64_t admitted = 0;   // requests that join the batch at this step
+  int64_t cancelled = 0;  // running sequences that leave it
+  int64_t bytes = 0;
+  uint64_t digest = 0;    // of the sequences that were running before the admissions
+};
+
+// The payload: PODs, and vectors and strings preceded by their length.
+struct Packer {
+  std::vector<uint8_t> b;
+  template <class T>
+  void pod(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    b.insert(b.end(), p, p + sizeof v);
+  }
+  template <class T>
+  void array(const T* v, size_t n) {
+    pod(int64_t(n));
+    if (n) b.insert(b.end(), reinterpret_cast<const uint8_t*>(v), reinterpret_cast<const uint8_t*>(v + n));
+  }
+  void str(const std::string& v) { array(v.data(), v.size()); }
+};
+
+struct Unpacker {
+  const uint8_t* p;
+  const uint8_t* end;
+  void take(void* out, size_t n) {
+    if (size_t(end - p) < n) throw Error("scheduler: rank 0's step plan is shorter than what it describes");
+    if (n) std::memcpy(out, p, n);
+    p += n;
+  }
+  template <class T>
+  T pod() {
+    T v;
+    take(&v, sizeof v);
+    return v;
+  }
+  template <class T>
+  size_t length() {
+    const int64_t n = pod<int64_t>();
+    if (n < 0 || size_t(n) > size_t(end - p) / sizeof(T)) throw Error("scheduler: rank 0's step plan has a bad length");
+    return size_t(n);
+  }
+  template <class T>
+  std::vector<T> array() {
+    std::vector<T> v(length<T>());
+    take(v.data(), v.size() * sizeof(T));
+    return v;
+  }
+  std::string str() {
+    const size_t n = length<char>();
+    std::string v(reinterpret_cast<const char*>(p), n);
+    p += n;
+    return v;
+  }
+};
+
+void pack(Packer& o, const GenerationRequest& r) {
+  o.array(r.prompt.data(), r.prompt.size());
+  const SamplingParams& s = r.sampling;
+  o.pod(s.temperature), o.pod(s.top_k), o.pod(s.top_p), o.pod(s.min_p), o.pod(s.repetition_penalty);
+  o.pod(s.frequency_penalty), o.pod(s.presence_penalty), o.pod(s.seed);
+  o.pod(int64_t(s.logit_bias.size()));
+  for (const auto& [id, bias] : s.logit_bias) o.pod(id), o.pod(bias);
+  o.pod(r.stop.max_new_tokens);
+  o.array(r.stop.stop_ids.data(), r.stop.stop_ids.size());
+  o.pod(int64_t(r.stop.stop_strings.size()));
+  for (const std::string& t : r.stop.stop_strings) o.str(t);
+  o.pod(r.speculative.draft_tokens), o.pod(r.speculative.min_draft_prob), o.pod(r.top_logprobs);
+}
+
+GenerationRequest unpack_request(Unpacker& in) {
+  GenerationRequest r;
+  r.prompt = in.array<int32_t>();
+  SamplingParams& s = r.sampling;
+  s.temperature = in.pod<float>(), s.top_k = in.pod<int64_t>(), s.top_p = in.pod<float>(), s.min_p = in.pod<float>();
+  s.repetition_penalty = in.pod<float>(), s.frequency_penalty = in.pod<float>(), s.presence_penalty = in.pod<float>();
+  s.seed = in.pod<uint64_t>();
+  for (int64_t i = 0, n = in.pod<int64_t>(); i < n; ++i) {
+    const int32_t id = in.pod<int32_t>();
+    s.logit_bias.emplace_back(id, in.pod<float>());
+  }
+  r.stop.max_new_tokens = in.pod<int64_t>();
+  r.stop.stop_ids = in.array<int32_t>();
+  for (int64_t i = 0, n = in.pod<int64_t>(); i < n; ++i) r.stop.stop_strings.push_back(in.str());
+  r.speculative.draft_tokens = in.pod<int64_t>(), r.speculative.min_draft_prob = in.pod<float>();
+  r.top_logprobs = in.pod<int>();
+  return r;
+}
+
+// Positions [0, n) of every layer's k and v (the rows a prefix-cache restore filled).
+void pack_rows(Packer& o, const KVCache& c, int64_t n) {
+  for (const LayerCache& l : c.layers)
+    for (const std::vector<float>* t : {&l.k, &l.v})
+      if (!t->empty()) o.b.insert(o.b.end(), reinterpret_cast<const uint8_t*>(t->data()),
+                                  reinterpret_cast<const uint8_t*>(t->data() + size_t(n) * (t->size() / size_t(c.capacity))));
+}
+
+void unpack_rows(Unpacker& in, KVCache& c, int64_t n) {
+  for (LayerCache& l : c.layers)
+    for (std::vector<float>* t : {&l.k, &l.v})
+      if (!t->empty()) in.take(t->data(), size_t(n) * (t->size() / size_t(c.capacity)) * sizeof(float));
+  c.len = n;
+}
 }  // namespace
 
 bool SequenceStream::next(std::vector<StreamEvent>& out, std::chrono::milliseconds timeout) {
@@ -40,6 +151,7 @@ struct Scheduler::Seq {
   std::unique_ptr<Sequence> seq;
   int64_t cached = 0;           // prompt tokens restored from the prefix cache
   size_t kv_bytes = 0;
+  bool cancel = false;          // cancelled, as seen at the last step boundary
   bool done = false;
   Clock::time_point submitted, admitted, first_token;
   bool has_first = false;
@@ -49,17 +161,21 @@ Scheduler::Scheduler(Model& model, const Tokenizer* tokenizer, PrefixCache* pref
     : model_(model), tok_(tokenizer), pc_(prefix_cache), opt_(opt), decoder_(model, tokenizer) {
   if (opt_.max_seqs < 1 || opt_.max_queue < 0 || opt_.prefill_chunk < 1)
     throw Error("scheduler: max_seqs and prefill_chunk must be at least 1, max_queue at least 0");
-  thread_ = std::thread([this] { loop(); });
+  if (!opt_.group || opt_.group->rank() == 0) thread_ = std::thread([this] { loop(); });
 }
 
 Scheduler::~Scheduler() {
+  stop();
+  for (auto& s : queue_) finish(*s, "cancelled", "the server is shutting down");
+}
+
+void Scheduler::stop() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
-  for (auto& s : queue_) finish(*s, "cancelled", "the server is shutting down");
+  if (thread_.joinable()) thread_.join();
 }
 
 size_t Scheduler::kv_bytes_for(const GenerationRequest& r) const {
@@ -181,33 +297,122 @@ void Scheduler::loop() {
       stats_.queued = int64_t(queue_.size());
     }
     for (auto& s : dropped) finish(*s, "cancelled");
+    size_t started = 0;
     for (auto& s : admitted) {
       try {
         start(*s);
         running.push_back(std::move(s));
+        started++;
       } catch (const std::exception& e) {  // e.g. out of memory for the cache
         kv_used -= s->kv_bytes;
         finish(*s, "error", e.what());
       }
     }
     if (running.empty()) continue;
-    step(running);
-    // Sequences that ended (or were cancelled) leave the batch here.
-    for (auto it = running.begin(); it != running.end();) {
-      if ((*it)->out->cancelled() && !(*it)->done) finish(**it, "cancelled");
-      if ((*it)->done) {
-        kv_used -= (*it)->kv_bytes;
-        it = running.erase(it);
-      } else {
-        ++it;
-      }
+    // Cancellation is seen here, once per step, so that the followers drop the same sequences.
+    for (auto& s : running) s->cancel = s->cancel || s->out->cancelled();
+    if (opt_.group) lead(running, started, false);
+    run_step(running, kv_used);
+  }
+  if (opt_.group) lead(running, 0, true);
+  for (auto& s : running) finish(*s, "cancelled", "the server is shutting down");
+}
+
+void Scheduler::run_step(std::vector<std::unique_ptr<Seq>>& running, size_t& kv_used) {
+  for (auto& s : running)
+    if (s->cancel) finish(*s, "cancelled");
+  step(running);
+  // Sequences that ended (or were cancelled) leave the batch here.
+  for (auto it = running.begin(); it != running.end();) {
+    if ((*it)->done) {
+      kv_used -= (*it)->kv_bytes;
+      it = running.erase(it);
+    } else {
+      ++it;
     }
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stats_.running = int64_t(running.size());
-      stats_.kv_bytes = kv_used;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.running = int64_t(running.size());
+    stats_.kv_bytes = kv_used;
+  }
+  group_steps_++;
+  if (opt_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opt_.step_delay_ms));
+}
+
+namespace {
+// What a follower checks against rank 0: every sequence's length, position and last token.
+template <class Seqs>
+uint64_t digest_of(const Seqs& running, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  auto mix = [&](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+  for (size_t i = 0; i < n; ++i) {
+    const Sequence& q = *running[i]->seq;
+    mix(uint64_t(q.generated.size()));
+    mix(uint64_t(q.cache.len));
+    mix(uint64_t(q.prefilled));
+    mix(q.generated.empty() ? ~0ull : uint64_t(uint32_t(q.generated.back())));
+  }
+  return h;
+}
+}  // namespace
+
+void Scheduler::lead(const std::vector<std::unique_ptr<Seq>>& running, size_t admitted, bool stop) {
+  const size_t before = running.size() - admitted;
+  Packer o;
+  PlanHeader h;
+  h.stop = stop;
+  h.step = group_steps_;
+  h.admitted = int64_t(admitted);
+  h.digest = digest_of(running, before);
+  for (size_t i = 0; i < running.size(); ++i)
+    if (running[i]->cancel && !running[i]->done) o.pod(int64_t(i)), h.cancelled++;
+  for (size_t i = before; i < running.size(); ++i) {
+    const Seq& s = *running[i];
+    pack(o, s.seq->request());
+    o.pod(s.cached);
+    pack_rows(o, s.seq->cache, s.cached);
+  }
+  h.bytes = int64_t(o.b.size());
+  opt_.group->broadcast_idle(&h, sizeof h, 0);
+  if (h.bytes) opt_.group->broadcast(o.b.data(), h.bytes, 0);
+}
+
+void Scheduler::follow() {
+  Communicator& g = *opt_.group;
+  if (g.rank() == 0) throw Error("scheduler: rank 0 leads; only the other ranks follow");
+  std::vector<std::unique_ptr<Seq>> running;
+  size_t kv_used = 0;
+  for (;;) {
+    PlanHeader h;
+    g.broadcast_idle(&h, sizeof h, 0);
+    if (h.stop) break;
+    if (h.step != group_steps_ || h.digest != digest_of(running, running.size()))
+      throw Error(strfmt("expert-parallel server: rank %d's sequences differ from rank 0's at step %lld (rank 0 is at step %lld): "
+                         "the ranks must compute the same bits (same build, same threads per rank)",
+                         g.rank(), (long long)group_steps_, (long long)h.step));
+    std::vector<uint8_t> payload(static_cast<size_t>(h.bytes));
+    if (h.bytes) g.broadcast(payload.data(), h.bytes, 0);
+    Unpacker in{payload.data(), payload.data() + payload.size()};
+    std::vector<int64_t> cancelled(static_cast<size_t>(h.cancelled));
+    for (int64_t& i : cancelled) i = in.pod<int64_t>();
+    for (int64_t a = 0; a < h.admitted; ++a) {
+      auto s = std::make_unique<Seq>();
+      s->out = std::make_shared<SequenceStream>();
+      s->submitted = s->admitted = Clock::now();
+      s->kv_bytes = kv_bytes_for(s->req = unpack_request(in));
+      s->seq = std::make_unique<Sequence>(model_, tok_, std::move(s->req), opt_.form);
+      s->cached = in.pod<int64_t>();
+      unpack_rows(in, s->seq->cache, s->cached);
+      s->seq->prefilled = s->cached;
+      kv_used += s->kv_bytes;
+      running.push_back(std::move(s));
     }
-    if (opt_.step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opt_.step_delay_ms));
+    for (int64_t i : cancelled) {
+      if (i < 0 || size_t(i) >= running.size()) throw Error("scheduler: rank 0 cancelled a sequence this rank does not run");
+      running[size_t(i)]->cancel = true;
+    }
+    run_step(running, kv_used);
   }
   for (auto& s : running) finish(*s, "cancelled", "the server is shutting down");
 }
@@ -218,7 +423,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Seq>>& running) {
   step_prefilling_.clear();
   int64_t before = 0;  // prompt tokens in the caches before the step
   for (auto& sp : running) {  // oldest first: `running` keeps admission order
-    if (sp->done || sp->out->cancelled()) continue;
+    if (sp->done) continue;
     step_seqs_.push_back(sp->seq.get());
     step_who_.push_back(sp.get());
     step_prefilling_.push_back(sp->seq->prefilling());

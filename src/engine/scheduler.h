@@ -26,6 +26,17 @@
 // draft_max_seqs sequences: a sequence that runs in a larger batch stops drafting for good. The KV
 // memory of a drafting request includes its MTP cache.
 //
+// Expert parallelism (SchedulerOptions::group, a group of N > 1 processes, each with this rank's share
+// of the routed experts): rank 0's scheduler owns the requests and decides every step; the other ranks
+// run Scheduler::follow, which repeats rank 0's steps on the same tokens, so that every MoE layer's
+// collective is called by every rank. Before each step rank 0 broadcasts what changed at the boundary:
+// the requests admitted (with the rows its prefix cache restored: the followers keep no cache of their
+// own) and the sequences cancelled. Each rank samples for itself: the logits are the same bits on every
+// rank (the group's sums are made in rank order), so the tokens are the same, and each broadcast
+// carries a digest of rank 0's sequences that the followers check, so a rank that drifts stops the job
+// with an error naming the step instead of running a different batch. While idle, followers sleep
+// between polls.
+//
 // Output per sequence as the decoding step gives it: sampling per sequence (ids past the tokenizer's
 // vocabulary are never sampled), stop ids and stop strings, streamed text that never splits a UTF-8
 // character, and log-probabilities when asked for.
@@ -48,6 +59,7 @@
 #include "engine/sampler.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "util/comm.h"
 
 namespace seek {
 
@@ -64,6 +76,8 @@ struct SchedulerOptions {
   // shipped 1.4M teacher gains 1.43x at 4 streams, 0.99x at 8, 0.74x at 16; the 64M teacher 1.28x at
   // 8 and 1.32x at 16. 8 is never slower on either.
   int64_t draft_max_seqs = 8;
+  // Expert parallelism: the group whose rank 0 schedules and whose other ranks follow (null: one process).
+  Communicator* group = nullptr;
 };
 
 struct StreamEvent {
@@ -112,8 +126,9 @@ struct SchedulerStats {
 class Scheduler {
  public:
   // tokenizer may be null (no text, no stop strings); prefix_cache may be null (no context caching).
+  // On a follower (opt.group with rank > 0) no thread starts: call follow().
   Scheduler(Model& model, const Tokenizer* tokenizer, PrefixCache* prefix_cache, SchedulerOptions opt);
-  ~Scheduler();  // stops the thread; unfinished sequences end with "cancelled"
+  ~Scheduler();  // stops the thread (rank 0 tells the followers to stop); unfinished sequences end with "cancelled"
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
@@ -129,11 +144,21 @@ class Scheduler {
   // KV bytes a request needs: its positions in the main cache, and with drafts its MTP module's cache.
   size_t kv_bytes_for(const GenerationRequest& r) const;
   const SchedulerOptions& options() const { return opt_; }
+  // Stops the thread now (rank 0: and the followers); requests submitted later wait forever. For a
+  // server that leaves through _exit, whose HTTP threads may still hold the scheduler.
+  void stop();
+  // A follower's whole life: repeats rank 0's steps until rank 0's scheduler stops. Throws Error when
+  // this rank's sequences drift from rank 0's.
+  void follow();
 
  private:
   struct Seq;
   void loop();
+  // The boundary's cancellations, one step, and the sequences that ended leave (freeing kv_used).
+  void run_step(std::vector<std::unique_ptr<Seq>>& running, size_t& kv_used);
   void step(std::vector<std::unique_ptr<Seq>>& running);
+  // Rank 0: broadcasts the step's changes — the last `admitted` of `running` and the cancelled ones.
+  void lead(const std::vector<std::unique_ptr<Seq>>& running, size_t admitted, bool stop);
   void start(Seq& s);
   void finish(Seq& s, const std::string& reason, const std::string& error = {});
 
@@ -152,6 +177,7 @@ class Scheduler {
   std::vector<Seq*> step_who_;
   std::vector<bool> step_prefilling_;
   std::vector<std::vector<TokenEvent>> events_;
+  int64_t group_steps_ = 0;  // steps told to the followers (rank 0) or repeated (a follower)
   std::thread thread_;
 };
 

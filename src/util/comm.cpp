@@ -2,10 +2,13 @@
 #include "util/comm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <type_traits>
 
 #include "util/error.h"
@@ -63,12 +66,21 @@ class SingleProcess final : public Communicator {
 // The ranks of an in-process group share one of these; each collective posts its arguments, waits for
 // every rank, reads the others', and waits again before anyone may post the next.
 struct LocalShared {
-  explicit LocalShared(int n) : sync(n), ptr(size_t(n)), cptr(size_t(n)), count(size_t(n)), kind(size_t(n)), sizes(size_t(n)) {}
-  std::barrier<> sync;
+  explicit LocalShared(int n)
+      : sync(n, Snapshot{this}), ptr(size_t(n)), cptr(size_t(n)), count(size_t(n)), kind(size_t(n)), sizes(size_t(n)) {}
+  // When a phase completes: whether a rank had left by then (a rank that fails after it leaves in a
+  // later phase, so every rank of a phase sees the same).
+  struct Snapshot {
+    LocalShared* s;
+    void operator()() noexcept { s->failed_seen = s->failed.load(); }
+  };
+  std::barrier<Snapshot> sync;
   std::vector<void*> ptr;
   std::vector<const void*> cptr;
   std::vector<int64_t> count, kind;
   std::vector<const int64_t*> sizes;
+  std::atomic<int> failed{-1};  // a rank that left after an error (leave_local_group)
+  int failed_seen = -1;
 };
 
 class LocalRank final : public Communicator {
@@ -80,16 +92,16 @@ class LocalRank final : public Communicator {
     count_broadcast(n, root);
     s_->ptr[size_t(rank_)] = data;
     s_->count[size_t(rank_)] = n;
-    s_->sync.arrive_and_wait();
+    wait();
     check_equal("broadcast");
     if (rank_ != root && n > 0) std::memcpy(data, s_->ptr[size_t(root)], size_t(n));
-    s_->sync.arrive_and_wait();
+    wait();
   }
   void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
     count_all_to_all(send_bytes);
     s_->cptr[size_t(rank_)] = send;
     s_->sizes[size_t(rank_)] = send_bytes;
-    s_->sync.arrive_and_wait();
+    wait();
     auto* out = static_cast<uint8_t*>(recv);
     bool ok = true;
     for (int r = 0; r < size_; ++r) {
@@ -100,11 +112,16 @@ class LocalRank final : public Communicator {
       else if (recv_bytes[r] > 0) std::memcpy(out, static_cast<const uint8_t*>(s_->cptr[size_t(r)]) + at, size_t(recv_bytes[r]));
       out += recv_bytes[r];
     }
-    s_->sync.arrive_and_wait();
+    wait();
     if (!ok) throw Error("all_to_all: a rank expects another size than its sender sends");
   }
-  void barrier() override { s_->sync.arrive_and_wait(); }
+  void barrier() override { wait(); }
   std::string describe() const override { return "in-process group of " + std::to_string(size_) + " ranks"; }
+  void leave() {
+    int none = -1;
+    s_->failed.compare_exchange_strong(none, rank_);
+    s_->sync.arrive_and_drop();
+  }
 
  protected:
   void reduce(void* x, int64_t n, Kind k) override {
@@ -112,13 +129,13 @@ class LocalRank final : public Communicator {
     s_->ptr[size_t(rank_)] = x;
     s_->count[size_t(rank_)] = n;
     s_->kind[size_t(rank_)] = int64_t(k);
-    s_->sync.arrive_and_wait();
+    wait();
     check_equal("all_reduce_sum");
-    std::vector<const void*> parts(s_->ptr.begin(), s_->ptr.end());
-    std::vector<uint8_t> sum(size_t(n) * width(k));
-    sum_in_rank_order(parts, sum.data(), n, k);
-    s_->sync.arrive_and_wait();
-    if (n > 0) std::memcpy(x, sum.data(), sum.size());  // an empty vector's data() may be null
+    parts_.assign(s_->ptr.begin(), s_->ptr.end());
+    sum_.resize(size_t(n) * width(k));  // the others read x until the next wait
+    sum_in_rank_order(parts_, sum_.data(), n, k);
+    wait();
+    if (n > 0) std::memcpy(x, sum_.data(), size_t(n) * width(k));  // an empty vector's data() may be null
   }
 
  private:
@@ -128,8 +145,16 @@ class LocalRank final : public Communicator {
       if (s_->count[size_t(r)] != s_->count[0] || s_->kind[size_t(r)] != s_->kind[0])
         throw Error(std::string(what) + ": the ranks passed different sizes or types");
   }
+  // Every rank posts, then reads what the others posted; a rank that left makes the others throw.
+  void wait() {
+    s_->sync.arrive_and_wait();
+    if (const int r = s_->failed_seen; r >= 0)
+      throw Error("rank " + std::to_string(r) + " of the in-process group failed and left it");
+  }
   std::shared_ptr<LocalShared> s_;
   int rank_, size_;
+  std::vector<const void*> parts_;
+  std::vector<uint8_t> sum_;
 };
 
 #ifdef SEEK_WITH_MPI
@@ -143,7 +168,9 @@ class Mpi final : public Communicator {
     MPI_Initialized(&inited);
     if (!inited) {
       int provided = 0;
-      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      // Serialized: the server's collectives run on its scheduler thread, not the one that started MPI.
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+      if (provided < MPI_THREAD_SERIALIZED) throw Error("MPI: this library cannot be called from more than one thread");
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -152,11 +179,7 @@ class Mpi final : public Communicator {
     MPI_Comm_size(node, &local_);
     MPI_Comm_free(&node);
   }
-  ~Mpi() override {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  }
+  ~Mpi() override { finalize(); }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_size() const override { return local_; }
@@ -164,6 +187,24 @@ class Mpi final : public Communicator {
     count_broadcast(n, root);
     for (int64_t at = 0; at < n; at += kMaxMpiBytes)
       MPI_Bcast(static_cast<uint8_t*>(data) + at, int(std::min(kMaxMpiBytes, n - at)), MPI_BYTE, root, MPI_COMM_WORLD);
+  }
+  void broadcast_idle(void* data, int64_t n, int root) override {
+    if (n > kMaxMpiBytes) return broadcast(data, n, root);
+    count_broadcast(n, root);
+    MPI_Request req;
+    MPI_Ibcast(data, int(n), MPI_BYTE, root, MPI_COMM_WORLD, &req);
+    // Poll at once for a while (a broadcast that comes soon costs no sleep), then every 200 us.
+    for (int polls = 0;; ++polls) {
+      int done = 0;
+      MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (done) return;
+      if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  void finalize() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
   }
   void all_to_all(const void* send, const int64_t* send_bytes, void* recv, const int64_t* recv_bytes) override {
     const size_t N = static_cast<size_t>(size_);
@@ -247,11 +288,21 @@ Communicator& world() {
   return *w;
 }
 
+void finalize_world() {
+#ifdef SEEK_WITH_MPI
+  if (auto* m = dynamic_cast<Mpi*>(&world())) m->finalize();
+#endif
+}
+
 void abort_world(int status) {
 #ifdef SEEK_WITH_MPI
   if (world().size() > 1) MPI_Abort(MPI_COMM_WORLD, status);
 #endif
   std::_Exit(status);
+}
+
+void leave_local_group(Communicator& rank) {
+  if (auto* r = dynamic_cast<LocalRank*>(&rank)) r->leave();
 }
 
 std::vector<std::unique_ptr<Communicator>> make_local_group(int n) {

@@ -36,6 +36,9 @@ class Communicator {
   void all_reduce_sum(std::span<int64_t> x) { reduce(x.data(), int64_t(x.size()), Kind::I64); }
   // Copies root's bytes [0, n) into every rank's data.
   virtual void broadcast(void* data, int64_t n, int root) = 0;
+  // The same, for a broadcast the other ranks may wait for a long time (a server's followers waiting for
+  // the next request): they sleep between polls instead of spinning on a core. A little slower to wake.
+  virtual void broadcast_idle(void* data, int64_t n, int root) { broadcast(data, n, root); }
   // Each rank sends send_bytes[r] bytes to rank r, from `send` packed in rank order, and receives
   // recv_bytes[r] bytes from rank r into `recv`, packed in rank order. send_bytes/recv_bytes: [size()];
   // what rank a sends to b is what b expects from a.
@@ -68,6 +71,9 @@ class Communicator {
 Communicator& world();
 // Whether this build can run over MPI.
 bool have_mpi();
+// Ends this process's part in the group cleanly (MPI_Finalize), for a process that leaves through
+// _exit; nothing for one process. No collective may follow.
+void finalize_world();
 // Ends the whole job: every rank of an MPI world (MPI_Abort; a rank that stopped alone would leave the
 // others waiting in a collective), this process otherwise.
 [[noreturn]] void abort_world(int status);
@@ -75,5 +81,8 @@ bool have_mpi();
 // N in-process ranks for tests: group[r] is rank r, to be used from its own thread (the collectives
 // block until every rank has called them).
 std::vector<std::unique_ptr<Communicator>> make_local_group(int n);
+// A rank of such a group whose work failed leaves it: the others' collectives throw Error instead of
+// waiting for it (as MPI_Abort ends the others under mpiexec). Nothing for other communicators.
+void leave_local_group(Communicator& rank);
 
 }  // namespace seek

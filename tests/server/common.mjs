@@ -12,10 +12,12 @@ export const WORK = process.env.SEEK_WORK || fs.mkdtempSync(path.join(os.tmpdir(
 fs.mkdirSync(WORK, { recursive: true });
 export const MODEL_NAME = "tiny";
 
-// Resolves once the server says "ready"; rejects if it exits first or takes over 30 s.
-export function startServer(extraArgs = []) {
+// Resolves once the server says "ready"; rejects if it exits first or takes over 30 s. `launcher`: a
+// command line the server runs under (["mpiexec", "-n", "2"]).
+export function startServer(extraArgs = [], launcher = []) {
   const args = ["serve", "-m", MODEL, "--port", "0", "--name", MODEL_NAME, ...extraArgs];
-  const proc = spawn(SEEK, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const cmd = launcher.length ? launcher[0] : SEEK;
+  const proc = spawn(cmd, launcher.length ? [...launcher.slice(1), SEEK, ...args] : args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "";
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { proc.kill("SIGKILL"); reject(new Error("seek serve did not start:\n" + out + err)); }, 30000);

@@ -7,6 +7,8 @@
 
 #include "engine/generator.h"
 #include "engine/scheduler.h"
+#include "nn/moe.h"
+#include "ranks.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -308,5 +310,54 @@ TEST(Scheduler, MtpDraftsKeepGreedyOutputInTheBatchAndAfterACacheHit) {
     } else {
       EXPECT_GT(st.drafts.total_drafted(), 0);
     }
+  }
+}
+
+// Expert parallelism on in-process ranks: rank 0 schedules with a prefix cache, the others follow with
+// their share of the experts (engine/scheduler.h). Every request gets what one process gives it alone:
+// queueing and chunked prefill, a prefix-cache hit (whose rows rank 0 sends), and a cancelled stream.
+TEST(Scheduler, ExpertParallelFollowersRepeatRankZeroSteps) {
+  Fixture f;
+  std::vector<GenerationRequest> reqs = mixed_requests(f.V);
+  reqs.push_back(reqs[3]);  // the same 40-token prompt again: a prefix-cache hit of 32 tokens
+  Generator g(*f.model, nullptr);
+  std::vector<GenerationOutput> alone;
+  for (const GenerationRequest& r : reqs) alone.push_back(g.run({r})[0]);
+  for (int n : {2, 3}) {
+    std::vector<Result> got(reqs.size());
+    Result cancelled;
+    const std::vector<std::string> errors = test::on_ranks(n, [&](Communicator& comm) {
+      std::unique_ptr<Model> model = Model::load(f.dir.path.string());
+      ExpertParallel ep(comm, model->config().n_routed_experts);
+      model->set_experts(&ep);
+      SchedulerOptions opt;
+      opt.max_seqs = 2;
+      opt.prefill_chunk = 7;
+      opt.group = &comm;
+      if (comm.rank() != 0) {
+        Scheduler(*model, nullptr, nullptr, opt).follow();
+        return;
+      }
+      PrefixCacheOptions po;
+      po.salt = 1;
+      PrefixCache pc(model->config(), MlaForm::Absorbed, po);
+      Scheduler engine(*model, nullptr, &pc, opt);
+      GenerationRequest endless = reqs[0];
+      endless.stop.max_new_tokens = 200;
+      std::shared_ptr<SequenceStream> leaving = engine.submit(endless).stream;
+      std::vector<StreamEvent> first;
+      while (first.empty()) leaving->next(first, 50ms);
+      leaving->cancel();
+      cancelled = drain(*leaving);
+      for (size_t i = 0; i + 1 < reqs.size(); ++i) got[i] = drain(*engine.submit(reqs[i]).stream);
+      got.back() = drain(*engine.submit(reqs.back()).stream);
+    });
+    for (int r = 0; r < n; ++r) EXPECT_EQ(errors[size_t(r)], "") << n << " ranks, rank " << r;
+    EXPECT_EQ(cancelled.final.finish_reason, "cancelled");
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, alone[i].tokens) << n << " ranks, request " << i;
+      EXPECT_EQ(got[i].final.finish_reason, alone[i].finish_reason) << n << " ranks, request " << i;
+    }
+    EXPECT_EQ(got.back().final.cached_tokens, 32) << n << " ranks";
   }
 }
