@@ -241,15 +241,15 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   t.log_every = o.log_every;
   t.max_seconds = o.max_seconds;
   t.stop_after = o.stop_after;
-  Communicator& comm = o.comm ? *o.comm : world();
+  Communicator& comm = or_world(o.comm);
   t.comm = &comm;
-  const bool lead = comm.rank() == 0;
   SftObjective obj(o, traces, pad, c, comm);
   // Resume a killed run of these options; clear another run's leftover (rank 0, once every rank has looked).
   const bool stale = fs::exists(partial) && !train::can_resume(partial.string(), t, obj);
   comm.barrier();
-  if (stale && lead) fs::remove_all(partial);
-  comm.barrier();
+  on_rank0(comm, [&] {
+    if (stale) fs::remove_all(partial);
+  });
   train::Trainer trainer(t, obj, o.model);
   trainer.run(progress);
   r.steps = trainer.step();
@@ -259,37 +259,34 @@ SftResult sft(const SftOptions& o, const std::vector<Trace>& all_traces, std::FI
   r.first_loss = obj.first_loss;
   r.last_loss = obj.last_loss;
   if (o.stop_after > 0 && r.steps < r.planned_steps && !r.stopped_by_time) return r;  // stopped for a test
-  if (!lead) {  // rank 0 publishes the model; the others return once it has
-    comm.barrier();
-    return r;
-  }
-
-  // The model, the tokenizer, the summary; the checkpoints leave; then the rename that publishes them.
-  trainer.model().save(partial.string());
-  for (const auto& e : fs::directory_iterator(partial)) {
-    const std::string f = e.path().filename().string();
-    if (f.rfind("ckpt-", 0) == 0 || f == "latest") fs::remove_all(e.path());
-  }
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    const fs::path src = fs::is_directory(tok_dir) ? fs::path(tok_dir) / f
-                         : std::string(f) == "tokenizer.json" ? fs::path(tok_dir)
-                                                              : fs::path(tok_dir).parent_path() / f;
-    if (!fs::exists(src)) continue;
-    std::ifstream in(src, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    write_file_atomic((partial / f).string(), bytes);
-  }
-  r.total_seconds = std::chrono::duration<double>(clock::now() - t_call).count();
-  const json summary = {{"options", options_json(o)},
-                        {"result",
-                         {{"steps", r.steps}, {"planned_steps", r.planned_steps}, {"traces", r.traces},
-                          {"skipped_too_long", r.skipped_too_long}, {"completion_tokens", r.completion_tokens},
-                          {"first_loss", r.first_loss}, {"last_loss", r.last_loss}, {"seconds", r.seconds},
-                          {"total_seconds", r.total_seconds}, {"stopped_by_time", r.stopped_by_time}}}};
-  write_file_atomic((partial / "sft.json").string(), summary.dump(2) + "\n");
-  fs::remove_all(out_dir);
-  fs::rename(partial, out_dir);
-  comm.barrier();
+  // Rank 0 publishes the model (the others return once it has): the model, the tokenizer, the summary;
+  // the checkpoints leave; then the rename that publishes them.
+  on_rank0(comm, [&] {
+    trainer.model().save(partial.string());
+    for (const auto& e : fs::directory_iterator(partial)) {
+      const std::string f = e.path().filename().string();
+      if (f.rfind("ckpt-", 0) == 0 || f == "latest") fs::remove_all(e.path());
+    }
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+      const fs::path src = fs::is_directory(tok_dir) ? fs::path(tok_dir) / f
+                           : std::string(f) == "tokenizer.json" ? fs::path(tok_dir)
+                                                                : fs::path(tok_dir).parent_path() / f;
+      if (!fs::exists(src)) continue;
+      std::ifstream in(src, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      write_file_atomic((partial / f).string(), bytes);
+    }
+    r.total_seconds = std::chrono::duration<double>(clock::now() - t_call).count();
+    const json summary = {{"options", options_json(o)},
+                          {"result",
+                           {{"steps", r.steps}, {"planned_steps", r.planned_steps}, {"traces", r.traces},
+                            {"skipped_too_long", r.skipped_too_long}, {"completion_tokens", r.completion_tokens},
+                            {"first_loss", r.first_loss}, {"last_loss", r.last_loss}, {"seconds", r.seconds},
+                            {"total_seconds", r.total_seconds}, {"stopped_by_time", r.stopped_by_time}}}};
+    write_file_atomic((partial / "sft.json").string(), summary.dump(2) + "\n");
+    fs::remove_all(out_dir);
+    fs::rename(partial, out_dir);
+  });
   return r;
 }
 

@@ -343,7 +343,7 @@ GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
   t.log_every = o.log_every * o.inner;
   t.max_seconds = o.max_seconds;
   t.stop_after = o.stop_after * o.inner;
-  Communicator& comm = o.comm ? *o.comm : world();
+  Communicator& comm = or_world(o.comm);
   t.comm = &comm;
   if (comm.rank() != 0) progress = nullptr;
   GrpoObjective obj(o, lo, tok, eos, c, comm);
@@ -368,14 +368,13 @@ GrpoResult grpo(const GrpoRunOptions& o, std::FILE* progress) {
   res.last_accuracy = mean_of(obj.acc_hist, false);
   if (o.stop_after > 0 && trainer.step() < t.steps && !trainer.stopped_by_time()) return res;  // stopped for a test
   // The final policy (rank 0), renamed into place only when complete.
-  if (comm.rank() == 0) {
+  on_rank0(comm, [&] {
     const fs::path tmp = out / "model.tmp", final_dir = out / "model";
     fs::remove_all(tmp);
     save_policy(trainer.model(), tok_path, tmp);
     fs::remove_all(final_dir);
     fs::rename(tmp, final_dir);
-  }
-  comm.barrier();
+  });
   return res;
 }
 

@@ -85,8 +85,7 @@ class PretrainObjective final : public Objective {
  public:
   PretrainObjective(const PretrainOptions& o, const Config& c, Communicator& comm)
       : o_(o),
-        alone_(o.expert_parallel ? make_local_group(1) : std::vector<std::unique_ptr<Communicator>>{}),
-        data_(o.expert_parallel ? *alone_[0] : comm),
+        data_(o.expert_parallel ? one_process() : comm),
         ep_(o.expert_parallel ? std::make_unique<ExpertParallel>(comm, c.n_routed_experts) : nullptr),
         loader_(manifest_shards(o.data, "train"), LoaderOptions{o.batch, o.seq_len, o.seed, true}),
         alpha_(o.balance == "aux-free" ? o.seq_alpha : o.balance == "aux" ? o.aux_alpha : 0.0),
@@ -189,7 +188,6 @@ class PretrainObjective final : public Objective {
   const PretrainOptions& o_;
   // Data parallel: the batch is split over comm's ranks (data_ = comm). Expert parallel: every rank runs
   // the whole batch (data_ = a group of one) and the experts are spread over comm (ep_).
-  std::vector<std::unique_ptr<Communicator>> alone_;
   Communicator& data_;
   std::unique_ptr<ExpertParallel> ep_;
   DataLoader loader_;
@@ -211,7 +209,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
     throw Error(strfmt("--mtp-lambda %g / --mtp-lambda-final %g: expected >= 0", o.mtp_lambda, mtp_lambda_final(o)));
   if (!(o.mtp_switch >= 0 && o.mtp_switch <= 1))
     throw Error(strfmt("--mtp-switch %g: expected a fraction of the steps in [0, 1]", o.mtp_switch));
-  Communicator& comm = o.comm ? *o.comm : world();
+  Communicator& comm = or_world(o.comm);
   if (!o.expert_parallel && o.batch % comm.size() != 0)
     throw Error(strfmt("pretrain: --batch %lld does not split evenly over %d ranks (each trains on batch / ranks rows)",
                        (long long)o.batch, comm.size()));
@@ -220,11 +218,10 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   const std::string init = (fs::path(o.out) / "init").string();
   const bool fresh = latest_checkpoint(o.out).empty();
   comm.barrier();  // every rank has looked for a checkpoint before rank 0 writes anything
-  if (fresh) {
-    if (o.config.empty()) throw Error("pretrain: --config is required for a new run (no checkpoint in " + o.out + ")");
-    if (comm.rank() == 0) write_random_checkpoint(init, read_json_file(o.config), {DType::F32, o.seed, 1});
-  }
-  comm.barrier();
+  if (fresh && o.config.empty()) throw Error("pretrain: --config is required for a new run (no checkpoint in " + o.out + ")");
+  on_rank0(comm, [&] {
+    if (fresh) write_random_checkpoint(init, read_json_file(o.config), {DType::F32, o.seed, 1});
+  });
   TrainOptions t;
   t.out = o.out;
   t.name = "pretrain";

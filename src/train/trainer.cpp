@@ -73,7 +73,7 @@ bool can_resume(const std::string& out, const TrainOptions& o, const Objective& 
 }
 
 Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initial)
-    : o_(o), obj_(obj), comm_(o.comm ? o.comm : &world()) {
+    : o_(o), obj_(obj), comm_(&or_world(o.comm)) {
   if (comm_->size() > 1 && !obj.data_parallel())
     throw Error(o.name + strfmt(": runs in one process only, not on %d ranks (data parallelism: seek pretrain)",
                                 comm_->size()));

@@ -229,9 +229,12 @@ class Mpi final : public Communicator {
   // Chunk r of x goes to rank r, which adds every rank's copy in rank order; then all gather the sums.
   void reduce(void* x, int64_t n, Kind k) override {
     if (size_ == 1) return;
-    count_reduce(n, k);
     const int64_t w = int64_t(width(k)), per_call = kMaxMpiBytes / w / size_ * size_;
-    for (int64_t at = 0; at < n; at += per_call) reduce_part(static_cast<uint8_t*>(x) + at * w, std::min(per_call, n - at), k);
+    for (int64_t at = 0; at < n; at += per_call) {
+      const int64_t part = std::min(per_call, n - at);
+      count_reduce(part, k);  // each part is split over the ranks on its own
+      reduce_part(static_cast<uint8_t*>(x) + at * w, part, k);
+    }
   }
 
  private:
@@ -286,6 +289,11 @@ Communicator& world() {
     return std::make_unique<SingleProcess>();
   }();
   return *w;
+}
+
+Communicator& one_process() {
+  static SingleProcess one;
+  return one;
 }
 
 void finalize_world() {

@@ -69,6 +69,16 @@ class Communicator {
 // launcher (mpiexec sets PMI_RANK / PMI_SIZE), one process otherwise. The first call initializes MPI;
 // MPI is finalized when the program exits.
 Communicator& world();
+// `c`, or the process's group when c is null (options that default to world()).
+inline Communicator& or_world(Communicator* c) { return c ? *c : world(); }
+// A group of one, for work that one rank does alone (e.g. its own data split in expert parallelism).
+Communicator& one_process();
+// Rank 0 runs `work` (writing files the others will read); every rank returns once it is done.
+template <class Work>
+void on_rank0(Communicator& c, Work&& work) {
+  if (c.rank() == 0) work();
+  c.barrier();
+}
 // Whether this build can run over MPI.
 bool have_mpi();
 // Ends this process's part in the group cleanly (MPI_Finalize), for a process that leaves through

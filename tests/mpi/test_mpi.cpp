@@ -52,9 +52,8 @@ TEST(Mpi, ParallelPretrainingComputesWhatOneProcessComputes) {
   };
   // The reference: rank 0 alone, in a group of one.
   if (w.rank() == 0) {
-    std::vector<std::unique_ptr<Communicator>> alone = make_local_group(1);
     train::PretrainOptions o = options("one");
-    o.comm = alone[0].get();
+    o.comm = &one_process();
     train::pretrain(o, nullptr);
   }
   w.barrier();

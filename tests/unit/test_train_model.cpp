@@ -26,8 +26,12 @@ TEST_P(TrainModelTypes, GradientsMatchFiniteDifferences) {
   const LossWeights lw{0.3, 0.01};
   LossParts base = m.forward_backward(ids.data(), B, T, lw);
   EXPECT_GT(base.main, 0.0);
-  if (m.config().num_nextn_predict_layers > 0) EXPECT_GT(base.mtp, 0.0);
-  if (m.config().n_routed_experts > 0) EXPECT_GT(base.balance, 0.0);
+  if (m.config().num_nextn_predict_layers > 0) {
+    EXPECT_GT(base.mtp, 0.0);
+  }
+  if (m.config().n_routed_experts > 0) {
+    EXPECT_GT(base.balance, 0.0);
+  }
   const std::vector<float> grad = m.grad();
   // Sample entries from every parameter tensor (at most 4 each), skipping the routing bias.
   std::mt19937 rng(3);
