@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <omp.h>
 #include <cstring>
 #include <type_traits>
 
@@ -161,7 +162,14 @@ Scheduler::Scheduler(Model& model, const Tokenizer* tokenizer, PrefixCache* pref
     : model_(model), tok_(tokenizer), pc_(prefix_cache), opt_(opt), decoder_(model, tokenizer) {
   if (opt_.max_seqs < 1 || opt_.max_queue < 0 || opt_.prefill_chunk < 1)
     throw Error("scheduler: max_seqs and prefill_chunk must be at least 1, max_queue at least 0");
-  if (!opt_.group || opt_.group->rank() == 0) thread_ = std::thread([this] { loop(); });
+  // The step runs on the scheduler's thread with as many OpenMP threads as its creator has: the count
+  // is per thread, and under mpiexec each rank sets it to its share of the cores.
+  const int threads = omp_get_max_threads();
+  if (!opt_.group || opt_.group->rank() == 0)
+    thread_ = std::thread([this, threads] {
+      omp_set_num_threads(threads);
+      loop();
+    });
 }
 
 Scheduler::~Scheduler() {

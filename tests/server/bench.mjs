@@ -9,6 +9,8 @@
 //
 //   node tests/server/bench.mjs --seek build/seek --model build/bench-model --tokenizer tests/data/tokenizer \
 //        [--decode 32] [--prompt 2000] [--streams 1,4,16] [--load-requests 32] [--json out.json]
+//        [--launcher "mpiexec -n 2"]   (the server under an MPI launcher: its experts spread over the ranks;
+//                                       the CPU figures then count the launcher only and are left out)
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -27,6 +29,7 @@ const STREAMS = (args.streams || "1,4,16").split(",").map(Number);
 const LOAD_REQUESTS = Number(args["load-requests"] || 32);
 const EOS = Number(args.eos || 1);
 const CLK_TCK = 100;  // Linux USER_HZ
+const LAUNCHER = (args.launcher || "").split(" ").filter(Boolean);
 
 function ids(n, seed) {
   let x = BigInt(seed) * 0x9E3779B97F4A7C15n + 12345n;
@@ -40,8 +43,10 @@ function ids(n, seed) {
 
 function start() {
   const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), "seek-bench-cache-"));
-  const proc = spawn(SEEK, ["serve", "-m", MODEL, "--tokenizer", TOKENIZER, "--port", "0", "--name", "bench",
-                            "--max-seqs", "16", "--cache-dir", cacheDir], { stdio: ["ignore", "pipe", "inherit"] });
+  const serve = [SEEK, "serve", "-m", MODEL, "--tokenizer", TOKENIZER, "--port", "0", "--name", "bench",
+                 "--max-seqs", "16", "--cache-dir", cacheDir];
+  const cmd = [...LAUNCHER, ...serve];
+  const proc = spawn(cmd[0], cmd.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   return new Promise((resolve, reject) => {
     proc.stdout.on("data", (d) => {
@@ -90,7 +95,7 @@ async function complete(url, prompt, maxTokens) {
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))]; };
 
 const server = await start();
-const result = { model: MODEL, decode_tokens: DECODE, cpus: os.cpus().length, throughput: [], cache: {}, load: {} };
+const result = { model: MODEL, launcher: LAUNCHER.join(" ") || null, decode_tokens: DECODE, cpus: os.cpus().length, throughput: [], cache: {}, load: {} };
 try {
   await complete(server.url, ids(16, 999), 4);  // warm-up
   // 1. throughput
@@ -115,12 +120,12 @@ try {
     const r = await complete(server.url, long, 1);
     const cpu = cpuSeconds(server.proc.pid) - c0;
     result.cache[kind] = { prompt_tokens: r.usage.prompt_tokens, cache_hit_tokens: r.usage.prompt_cache_hit_tokens,
-                           ttft_s: +r.ttft.toFixed(3), cpu_s: +cpu.toFixed(2),
-                           cpu_s_per_million_prompt_tokens: +(cpu / r.usage.prompt_tokens * 1e6).toFixed(0) };
+                           ttft_s: +r.ttft.toFixed(3), cpu_s: LAUNCHER.length ? null : +cpu.toFixed(2),
+                           cpu_s_per_million_prompt_tokens: LAUNCHER.length ? null : +(cpu / r.usage.prompt_tokens * 1e6).toFixed(0) };
     console.error(kind, JSON.stringify(result.cache[kind]));
   }
   result.cache.ttft_ratio = +(result.cache.miss.ttft_s / result.cache.hit.ttft_s).toFixed(1);
-  result.cache.cpu_ratio = +(result.cache.miss.cpu_s / Math.max(result.cache.hit.cpu_s, 0.01)).toFixed(1);
+  result.cache.cpu_ratio = LAUNCHER.length ? null : +(result.cache.miss.cpu_s / Math.max(result.cache.hit.cpu_s, 0.01)).toFixed(1);
   // 3. bounded load: Poisson arrivals at half the 16-stream request capacity
   const best = result.throughput.at(-1);
   const rate = 0.5 * best.tokens_per_s / DECODE;  // requests per second
