@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "model/gguf_model.h"
+#include "engine/generation_config.h"
 #include "engine/generator.h"
 #include "engine/reasoning.h"
 #include "model/chat_template.h"
@@ -35,9 +36,12 @@ struct GenFlags {
   SamplingParams sp;
   int64_t draft = -1;  // MTP drafts per step; -1: the model's default (default_speculative)
   float draft_min_prob = -1;
+  std::vector<int32_t> eos_ids;  // the model's generation_config.json's, besides the tokenizer's
+  CLI::App* cmd = nullptr;       // the command the flags were parsed for (which were given)
 };
 
 void add_sampling_flags(CLI::App* c, GenFlags& f) {
+  f.cmd = c;
   c->add_option("-m,--model", f.model, "model directory (default: the shipped models/seek-tiny)");
   c->add_option("--tokenizer", f.tokenizer, "tokenizer directory (default: the model directory)");
   c->add_option("--temperature", f.sp.temperature, "0 = greedy")->capture_default_str();
@@ -76,7 +80,31 @@ std::string draft_summary(const std::vector<GenerationOutput>& out) {
   return s + strfmt(" by position, %.2f tokens a step", double(st.tokens) / double(std::max<int64_t>(1, st.steps)));
 }
 
+// The flags with the model's generation_config.json in place of each sampling flag not given.
+GenFlags with_model_defaults(GenFlags f, const GenerationDefaults& d, int64_t vocab) {
+  auto unset = [&](const char* flag) { return !f.cmd || f.cmd->count(flag) == 0; };
+  if (unset("--temperature")) f.sp.temperature = d.sampling.temperature;
+  if (unset("--top-p")) f.sp.top_p = d.sampling.top_p;
+  if (unset("--top-k")) f.sp.top_k = d.sampling.top_k;
+  if (unset("--repetition-penalty")) f.sp.repetition_penalty = d.sampling.repetition_penalty;
+  if (unset("--max-tokens") && d.max_new_tokens) f.max_tokens = *d.max_new_tokens;
+  for (int32_t id : d.eos_ids)
+    if (id < vocab) f.eos_ids.push_back(id);
+  return f;
+}
+
+// "temperature 0.6, top-p 0.95 (from DIR/generation_config.json)"
+std::string sampling_summary(const GenFlags& f, const GenerationDefaults& d) {
+  std::string s = f.sp.temperature == 0 ? "greedy" : strfmt("temperature %g", double(f.sp.temperature));
+  if (f.sp.temperature > 0 && f.sp.top_p < 1) s += strfmt(", top-p %g", double(f.sp.top_p));
+  if (f.sp.temperature > 0 && f.sp.top_k > 0) s += strfmt(", top-k %lld", (long long)f.sp.top_k);
+  if (f.sp.repetition_penalty != 1) s += strfmt(", repetition penalty %g", double(f.sp.repetition_penalty));
+  return s + (d.source.empty() ? "" : " (defaults from " + d.source + ")");
+}
+
 struct Loaded {
+  GenFlags f;  // with the model's defaults
+  GenerationDefaults defaults;
   std::unique_ptr<Model> model;
   Tokenizer tok;
   std::string dir;  // the model directory: -m, or the shipped default
@@ -89,7 +117,8 @@ Loaded load_all(GenFlags f) {
   if (!fs::is_directory(f.model) && !is_gguf_file(f.model))
     throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
-  Loaded l{Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model, nullptr};
+  Loaded l{f, read_generation_config(f.model), Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model, nullptr};
+  l.f = with_model_defaults(f, l.defaults, l.model->config().vocab_size);
   l.ep = spread_experts(*l.model, f.model);
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),
@@ -104,14 +133,17 @@ StopCriteria stops_for(const GenFlags& f, const Tokenizer& t) {
   s.max_new_tokens = f.max_tokens;
   s.stop_strings = f.stops;
   if (t.eos_id() >= 0) s.stop_ids.push_back(t.eos_id());
+  for (int32_t id : f.eos_ids)
+    if (id != t.eos_id()) s.stop_ids.push_back(id);
   return s;
 }
 
 std::atomic<bool> g_interrupted{false};
 void on_sigint(int) { g_interrupted = true; }
 
-int run_generate(const GenFlags& f) {
-  Loaded l = load_all(f);
+int run_generate(const GenFlags& given) {
+  Loaded l = load_all(given);
+  const GenFlags& f = l.f;
   std::string text = f.prompt;
   if (text == "-") text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   if (f.chat) {
@@ -165,8 +197,9 @@ int run_generate(const GenFlags& f) {
   return 0;
 }
 
-int run_chat(const GenFlags& f) {
-  Loaded l = load_all(f);
+int run_chat(const GenFlags& given) {
+  Loaded l = load_all(given);
+  const GenFlags& f = l.f;
   const ChatStyle style = style_of(l.tok);
   const ChatTokens& ct = chat_tokens(style);
   const bool tty = isatty(STDOUT_FILENO);
@@ -186,8 +219,8 @@ int run_chat(const GenFlags& f) {
   // in the prompt only confuse them, so by default each message starts a new conversation.
   const bool single_turn = f.single_turn || (!f.multi_turn && style == ChatStyle::SeekTiny);
   Generator g(*l.model, &l.tok);
-  std::printf("seek chat — %s (%s). %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
-              l.dir.c_str(), l.model->config().model_type_name.c_str(),
+  std::printf("seek chat — %s (%s), %s. %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
+              l.dir.c_str(), l.model->config().model_type_name.c_str(), sampling_summary(f, l.defaults).c_str(),
               single_turn ? "Each message is a new conversation (--multi-turn keeps history); "
                           : "/reset clears the history, ");
   uint64_t turn = 0;

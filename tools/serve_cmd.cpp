@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "engine/generation_config.h"
 #include "engine/prefix_cache.h"
 #include "engine/scheduler.h"
 #include "model/gguf_model.h"
@@ -122,7 +123,7 @@ int run_serve(ServeFlags& f) {
       pc = std::make_unique<PrefixCache>(model->config(), f.scheduler.form, po);
     }
     scheduler = std::make_unique<Scheduler>(*model, &tok, pc.get(), f.scheduler);
-    server.attach(*model, tok, pc.get(), *scheduler, fp);
+    server.attach(*model, tok, pc.get(), *scheduler, fp, read_generation_config(f.model));
   } catch (...) {
     server.stop();
     http.join();

@@ -123,8 +123,9 @@ void parse_common(const json& j, ApiRequest& r, const ApiLimits& lim) {
   auto mt = integer(j, "max_tokens", 1, lim.max_tokens);
   if (!mt) mt = integer(j, "max_completion_tokens", 1, lim.max_tokens);
   r.max_tokens = mt;
-  r.sampling.temperature = float(number(j, "temperature", 0, 2, 1));
-  r.sampling.top_p = float(number(j, "top_p", 0, 1, 1));
+  r.sampling = lim.sampling;
+  r.sampling.temperature = float(number(j, "temperature", 0, 2, lim.sampling.temperature));
+  r.sampling.top_p = float(number(j, "top_p", 0, 1, lim.sampling.top_p));
   if (!(r.sampling.top_p > 0)) bad("top_p", "must be greater than 0");
   r.sampling.frequency_penalty = float(number(j, "frequency_penalty", -2, 2, 0));
   r.sampling.presence_penalty = float(number(j, "presence_penalty", -2, 2, 0));

@@ -49,6 +49,9 @@ struct ApiLimits {
   int64_t max_n = 8;
   int64_t max_messages = 4096;
   int64_t max_stop = 16;
+  // A request's sampling where it gives none, and for what the API cannot set (top_k, repetition
+  // penalty): the model's generation_config.json (engine/generation_config.h) or seek's defaults.
+  SamplingParams sampling;
 };
 
 struct ApiRequest {

@@ -32,6 +32,7 @@ struct Backend {
   Scheduler* scheduler = nullptr;
   std::optional<ChatStyle> style;
   std::string fingerprint;
+  GenerationDefaults defaults;  // the model's generation_config.json
 };
 
 std::string random_hex(size_t n) {
@@ -344,8 +345,11 @@ void Server::stop() {
   if (impl_->http.is_running()) impl_->http.stop();
 }
 
-void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Scheduler& scheduler, uint64_t fingerprint) {
+void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Scheduler& scheduler, uint64_t fingerprint,
+                    GenerationDefaults defaults) {
   Impl& I = *impl_;
+  std::erase_if(defaults.eos_ids, [&](int32_t id) { return id >= model.config().vocab_size; });
+  I.storage.defaults = std::move(defaults);
   I.storage.model = &model;
   I.storage.tok = &tok;
   I.storage.pc = pc;
@@ -361,7 +365,10 @@ void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Schedul
 
 void Server::Impl::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
   Backend& be = *ready();
-  ApiRequest r = chat ? parse_chat_request(req.body, opt.limits) : parse_completion_request(req.body, opt.limits);
+  ApiLimits lim = opt.limits;
+  lim.sampling = be.defaults.sampling;
+  if (be.defaults.max_new_tokens) lim.default_max_tokens = std::min(*be.defaults.max_new_tokens, lim.max_tokens);
+  ApiRequest r = chat ? parse_chat_request(req.body, lim) : parse_completion_request(req.body, lim);
   bool reasoner = false;
   if (r.model == "deepseek-reasoner") reasoner = true;
   else if (r.model != opt.model_name && r.model != "deepseek-chat")
@@ -394,7 +401,7 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     throw ApiError(413, strfmt("the prompt has %lld tokens; the limit is %lld", (long long)P, (long long)max_prompt),
                    "invalid_request_error", chat ? "messages" : "prompt", "context_length_exceeded");
   const int64_t room = ctx - P;
-  const int64_t max_new = r.max_tokens ? *r.max_tokens : std::min(opt.limits.default_max_tokens, room);
+  const int64_t max_new = r.max_tokens ? *r.max_tokens : std::min(lim.default_max_tokens, room);
   if (max_new > room)
     throw ApiError(400, strfmt("this model's context is %lld tokens; the prompt has %lld and max_tokens asks for %lld", (long long)ctx,
                                (long long)P, (long long)max_new), "invalid_request_error", "max_tokens", "context_length_exceeded");
@@ -409,6 +416,8 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     er.stop.max_new_tokens = max_new;
     er.stop.stop_strings = r.stop;
     if (tok.eos_id() >= 0) er.stop.stop_ids.push_back(tok.eos_id());
+    for (int32_t id : be.defaults.eos_ids)
+      if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
     if (chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
       for (int32_t id : chat_stop_ids(*be.style, tok))
         if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);

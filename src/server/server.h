@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/generation_config.h"
 #include "engine/prefix_cache.h"
 #include "engine/scheduler.h"
 #include "model/model.h"
@@ -52,7 +53,9 @@ class Server {
   void stop();
   // The model is ready: the API answers from now on (503 before). The objects must outlive the server.
   // `fingerprint` (model_fingerprint) names the model in system_fingerprint.
-  void attach(Model& model, const Tokenizer& tokenizer, PrefixCache* prefix_cache, Scheduler& scheduler, uint64_t fingerprint);
+  // `defaults`: the model's generation_config.json, a request's defaults.
+  void attach(Model& model, const Tokenizer& tokenizer, PrefixCache* prefix_cache, Scheduler& scheduler, uint64_t fingerprint,
+              GenerationDefaults defaults = {});
 
   struct Impl;
 

@@ -14,8 +14,8 @@ export const MODEL_NAME = "tiny";
 
 // Resolves once the server says "ready"; rejects if it exits first or takes over 30 s. `launcher`: a
 // command line the server runs under (["mpiexec", "-n", "2"]).
-export function startServer(extraArgs = [], launcher = []) {
-  const args = ["serve", "-m", MODEL, "--port", "0", "--name", MODEL_NAME, ...extraArgs];
+export function startServer(extraArgs = [], launcher = [], model = MODEL) {
+  const args = ["serve", "-m", model, "--port", "0", "--name", MODEL_NAME, ...extraArgs];
   const cmd = launcher.length ? launcher[0] : SEEK;
   const proc = spawn(cmd, launcher.length ? [...launcher.slice(1), SEEK, ...args] : args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "";

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import OpenAI from "openai";
 import { spawnSync } from "node:child_process";
-import { startServer, chatBody, WORK, MODEL_NAME, SEEK } from "./common.mjs";
+import { startServer, chatBody, WORK, MODEL, MODEL_NAME, SEEK } from "./common.mjs";
 
 const cacheDir = path.join(WORK, "openai-cache");
 fs.rmSync(cacheDir, { recursive: true, force: true });
@@ -229,6 +229,30 @@ test("--api-key protects the API", async () => {
     const ok = new OpenAI({ baseURL: s.url + "/v1", apiKey: "k-123", maxRetries: 0 });
     assert.ok((await ok.models.list()).data.length > 0);
     assert.equal((await fetch(s.url + "/health")).status, 200);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("the model's generation_config.json sets a request's defaults; the request's own fields win", async () => {
+  const dir = path.join(WORK, "greedy-model");
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(MODEL, dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, "generation_config.json"), JSON.stringify({ do_sample: false, max_new_tokens: 7 }));
+  const s = await startServer([], [], dir);
+  try {
+    const c = new OpenAI({ baseURL: s.url + "/v1", apiKey: "unused", maxRetries: 0 });
+    const body = chatBody({ seed: 9 });
+    delete body.temperature;
+    delete body.max_tokens;
+    const byDefault = await c.chat.completions.create(body);
+    const greedy = await client.chat.completions.create(chatBody({ seed: 9, temperature: 0, max_tokens: 7 }));
+    assert.equal(byDefault.choices[0].message.content, greedy.choices[0].message.content);
+    assert.equal(byDefault.usage.completion_tokens, 7);
+    const own = await c.chat.completions.create({ ...body, temperature: 1, max_tokens: 7 });
+    const sampled = await client.chat.completions.create(chatBody({ seed: 9, temperature: 1, max_tokens: 7 }));
+    assert.equal(own.choices[0].message.content, sampled.choices[0].message.content);
+    assert.notEqual(sampled.choices[0].message.content, greedy.choices[0].message.content, "pick another seed");
   } finally {
     await s.stop();
   }
