@@ -181,6 +181,9 @@ void register_eval_commands(CLI::App& app) {
   c->add_option("--problems", f->o.problems, "held-out problems per kind")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   c->add_option("--samples", f->o.samples, "sampled completions per problem (pass@k up to this)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c->add_option("--temperature", f->o.temperature, "of the sampled completions (the greedy ones are greedy)")
+      ->capture_default_str()->check(CLI::Range(0.0, 2.0));
+  c->add_option("--top-p", f->o.top_p, "of the sampled completions")->capture_default_str()->check(CLI::Range(0.01, 1.0));
   c->add_option("--max-new-tokens", f->o.max_new_tokens)->capture_default_str()->check(CLI::Range(1, 1 << 20));
   add_draft_option(c, f->o.draft_tokens, "off by default: slower at evaluation batch sizes")->capture_default_str();
   c->add_option("--batch", f->o.batch, "sequences per generation batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));

@@ -202,6 +202,15 @@ void export_pretrained(const fs::path& run, const fs::path& tokenizer_dir, const
   fs::rename(tmp, model);
 }
 
+// The chat defaults of a model the recipe made (generation_config.json, engine/generation_config.h):
+// DeepSeek-R1's recommended sampling. Measured on the shipped models (models/README.md): on 200
+// held-out arithmetic problems, 8 samples each, the teacher's sampled pass@1 is 97.1% at these settings
+// against 98.0% greedy and 87.9% at temperature 1; the student's 74.1% against 74.0% and 67.9%.
+void write_chat_defaults(const fs::path& model) {
+  write_file_atomic((model / "generation_config.json").string(),
+                    "{\n  \"do_sample\": true,\n  \"temperature\": 0.6,\n  \"top_p\": 0.95\n}\n");
+}
+
 }  // namespace
 
 void register_recipe_commands(CLI::App& app) {
@@ -290,7 +299,7 @@ void register_recipe_commands(CLI::App& app) {
                " --questions " + std::to_string(p.grpo_questions) + " --group " + std::to_string(p.grpo_group) +
                " --max-new-tokens " + std::to_string(p.max_new_tokens) + " --lr " + strfmt("%g", p.grpo_lr) + " --beta " +
                strfmt("%g", p.grpo_beta) + " " + diff + " --seed 3"),
-         {}},
+         [&] { write_chat_defaults(out / "grpo-teacher" / "model"); }},
         {"eval-teacher-grpo", eval_args("grpo-teacher/model", "teacher-grpo"), {}},
         {"pretrain-student", pretrain_args("student", p.student_steps),
          [&] { export_pretrained(out / "pretrain-student", out / "tokenizer", out / "student-base"); }},
@@ -300,7 +309,7 @@ void register_recipe_commands(CLI::App& app) {
                "/distill --questions " + std::to_string(p.distill_questions) + " --samples " +
                std::to_string(p.distill_samples) + " --max-per-question " + std::to_string(p.distill_max_per_question) +
                " --steps " + std::to_string(p.sft_steps) + " --lr " + strfmt("%g", p.sft_lr) + " " + diff + " --seed 5 --allow-no-traces"),
-         {}},
+         [&] { write_chat_defaults(out / "distill" / "student"); }},
         {"eval-student-distill", eval_args("distill/student", "student-distill"), {}},
         {"grpo-student", {}, {}},  // its time budget is distillation's wall time: built below
         {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},

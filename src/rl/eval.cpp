@@ -188,7 +188,8 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   ro.seed = mix64(o.seed, 1);
   std::vector<Rollout> greedy = chunked_rollouts(model, tok, problems, ro, "greedy", done, total, t0, last, progress);
   ro.samples = o.samples;
-  ro.temperature = 1.0f;
+  ro.temperature = o.temperature;
+  ro.top_p = o.top_p;
   ro.seed = mix64(o.seed, 2);
   std::vector<Rollout> sampled = chunked_rollouts(model, tok, problems, ro, "sampled", done, total, t0, last, progress);
   EvalResult r = summarize(problems, greedy, sampled, o.samples);

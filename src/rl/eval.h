@@ -39,6 +39,7 @@ struct EvalOptions {
   int min_difficulty = 1, max_difficulty = 3;  // problem i of a kind has difficulty min + i mod (max − min + 1)
   int64_t problems = 64;         // per kind
   int64_t samples = 16;          // sampled completions per problem (pass@k for k up to this)
+  float temperature = 1.0f, top_p = 1.0f;  // the sampled completions' (a model's chat defaults, to measure them)
   int64_t max_new_tokens = 256;
   uint64_t seed = 1;             // problems and sampling
   double heldout_fraction = kDefaultHeldOutFraction;  // as in training: split_of must agree
