@@ -1,6 +1,6 @@
 # The shipped default models as a user meets them on a fresh machine, with no training:
 #  - `seek chat` with no -m and no sampling flag loads models/seek-tiny with its generation_config.json
-#    (temperature 0.6, top-p 0.95) and answers held-out arithmetic, reasoning first (at least 15 of 20;
+#    (temperature 0.6, top-p 0.95) and answers held-out arithmetic, reasoning first, the answer on its own line (at least 15 of 20;
 #    20 when this was written);
 #  - `seek eval` on other held-out problems measures both shipped models near their report card
 #    (docs/recipe-tiny/report.md: teacher 93.8%, distilled student 73.4% greedy pass@1 on 64 problems).
@@ -38,8 +38,13 @@ if(shown EQUAL -1 OR thinks EQUAL -1 OR defaults EQUAL -1)
   message(FATAL_ERROR "seek chat did not load models/seek-tiny with its generation_config.json or did not reason:\n${out}")
 endif()
 set(right 0)
+# The answer shows on its own line, without the template's <answer> tags.
+string(FIND "${out}" "<answer>" tags)
+if(NOT tags EQUAL -1)
+  message(FATAL_ERROR "seek chat showed the <answer> tags:\n${out}")
+endif()
 foreach(a ${answers})
-  string(FIND "${out}" "<answer>${a}</answer>" at)
+  string(FIND "${out}" "\n${a}\n" at)
   if(NOT at EQUAL -1)
     math(EXPR right "${right} + 1")
   endif()

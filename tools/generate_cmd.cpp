@@ -265,8 +265,10 @@ int run_chat(const GenFlags& given) {
     r.stop.max_new_tokens = std::min(r.stop.max_new_tokens, room);
     ReasoningStream rs(f.think, std::string(ct.think_open), std::string(ct.think_close));
     bool in_reasoning = false;
-    std::string answer;
-    auto show = [&](const ReasoningStream::Delta& d) {
+    AnswerTagFilter tags;  // "<answer>132</answer>" reads "132"
+    auto show = [&](ReasoningStream::Delta d, bool last = false) {
+      d.content = tags.push(d.content);
+      if (last) d.content += tags.finish();
       if (!d.reasoning.empty()) {
         if (!in_reasoning) std::printf("%s(thinking) ", dim);
         in_reasoning = true;
@@ -276,7 +278,6 @@ int run_chat(const GenFlags& given) {
         if (in_reasoning) std::printf("%s\n", reset);
         in_reasoning = false;
         std::printf("%s", d.content.c_str());
-        answer += d.content;
       }
       std::fflush(stdout);
     };
@@ -292,7 +293,7 @@ int run_chat(const GenFlags& given) {
       std::printf("%s\n(error: %s)\n", reset, e.what());
       continue;
     }
-    show(rs.finish());
+    show(rs.finish(), true);
     if (in_reasoning) std::printf("%s", reset);
     if (out[0].finish_reason == "cancelled") std::printf(" [stopped]");
     std::printf("\n");

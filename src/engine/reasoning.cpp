@@ -150,4 +150,38 @@ void ReasoningStream::run(Delta& d, bool at_end) {
   }
 }
 
+std::string AnswerTagFilter::push(std::string_view chunk) {
+  static constexpr std::string_view kTags[] = {"<answer>", "</answer>"};
+  held_ += chunk;
+  std::string out;
+  size_t i = 0;
+  while (i < held_.size()) {
+    if (held_[i] != '<') {
+      out += held_[i++];
+      continue;
+    }
+    bool dropped = false, maybe = false;
+    for (std::string_view tag : kTags) {
+      const std::string_view rest = std::string_view(held_).substr(i);
+      if (rest.substr(0, tag.size()) == tag) {
+        i += tag.size();
+        dropped = true;
+        break;
+      }
+      if (rest.size() < tag.size() && tag.substr(0, rest.size()) == rest) maybe = true;
+    }
+    if (dropped) continue;
+    if (maybe) break;  // the end of what came so far may begin a tag
+    out += held_[i++];
+  }
+  held_.erase(0, i);
+  return out;
+}
+
+std::string AnswerTagFilter::finish() {
+  std::string rest = std::move(held_);
+  held_.clear();
+  return rest;
+}
+
 }  // namespace seek

@@ -69,4 +69,17 @@ class ReasoningStream {
   bool finished_ = false;
 };
 
+// What a person reads of seek's own models' content: they end with the R1-Zero template's
+// "<answer>132</answer>", and `seek chat` and the chat page show "132". The tags are dropped wherever
+// they appear; text streamed in pieces gives the same result however it is chunked (a piece that ends
+// in what may begin a tag is held back until the next settles it). The API's `content` keeps them.
+class AnswerTagFilter {
+ public:
+  std::string push(std::string_view chunk);
+  std::string finish();  // what is held back: the start of a tag that never completed
+
+ private:
+  std::string held_;
+};
+
 }  // namespace seek

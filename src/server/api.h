@@ -15,6 +15,10 @@
 //                either way).
 //   completions: model, prompt (a string, an array of one string, or an array of token ids), the same
 //                sampling fields, logprobs as an integer [0, 5] (the legacy API), echo false, suffix null.
+// Fields a request leaves out take the model's generation_config.json (ApiLimits::sampling).
+// What `content` holds for seek's own models: the text after the reasoning, ending with the R1-Zero
+// template's "<answer>…</answer>", tags included (a client can check the answer; the chat page drops
+// them for display).
 // Every refusal is an ApiError with the HTTP status and the offending parameter.
 #pragma once
 #include <cstdint>

@@ -73,6 +73,24 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   });
   assert.ok(reasoningShown, "reasoning shown in its own collapsible block");
 
+  // A reply in the R1-Zero template, as seek's own models give it (streamed with the tags split across
+  // pieces): the page shows the answer without the tags.
+  assert.equal(await page.evaluate(() => shownAnswer("So 47 + 85 = 132.\n<answer>13")), "So 47 + 85 = 132.\n13");
+  assert.equal(await page.evaluate(() => shownAnswer("x <ans")), "x ");
+  assert.equal(await page.evaluate(() => shownAnswer("1 < 2 <b>")), "1 < 2 <b>");
+  const pieces = ["So 47 + 85 = 132.\n<ans", "wer>13", "2</ans", "wer>"];
+  const sse = pieces.map((p) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: p } }] })}\n\n`).join("") +
+    `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`;
+  await page.route("**/v1/chat/completions", (route) =>
+    route.fulfill({ status: 200, headers: { "content-type": "text/event-stream" }, body: sse }));
+  await page.uncheck("#think");
+  await page.fill("#input", "What is 47 + 85?");
+  await page.press("#input", "Enter");
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-state="done"]').length === 4, null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => [...document.querySelectorAll(".msg.assistant")].pop().querySelector(".answer").textContent),
+               "So 47 + 85 = 132.\n132");
+  await page.unroute("**/v1/chat/completions");
+
   // Stop: a long reply is cut short by the Stop button, and the server drops the sequence.
   await page.uncheck("#think");
   await page.fill("#max", "600");
@@ -87,7 +105,7 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   }, null, { timeout: 30000 });
   assert.equal(await page.textContent("#send"), "Stop");
   await page.click("#send");
-  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-state="done"]').length === 4, null, { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-state="done"]').length === 5, null, { timeout: 30000 });
   assert.equal(await page.evaluate(() => [...document.querySelectorAll(".msg.assistant")].pop().dataset.finish), "stopped");
   assert.equal(await page.textContent("#send"), "Send");
   let cancelled = 0;

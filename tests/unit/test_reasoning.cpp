@@ -175,3 +175,23 @@ TEST(Reasoning, StreamMatchesWholeOnEveryChunking) {
     }
   }
 }
+
+TEST(AnswerTagFilter, DropsTheTagsHoweverTheTextIsChunked) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"So 47 + 85 = 132.\n<answer>132</answer>", "So 47 + 85 = 132.\n132"},
+      {"<answer>-7</answer>", "-7"},
+      {"a <b> and <answ and 1 < 2 </answer", "a <b> and <answ and 1 < 2 </answer"},  // no whole tag: verbatim
+      {"<<answer>>x<</answer>", "<>x<"},
+      {"no tags at all", "no tags at all"},
+      {"", ""},
+  };
+  for (const auto& [text, want] : cases) {
+    for (size_t piece = 1; piece <= text.size() + 1; ++piece) {
+      AnswerTagFilter f;
+      std::string got;
+      for (size_t i = 0; i < text.size(); i += piece) got += f.push(std::string_view(text).substr(i, piece));
+      got += f.finish();
+      EXPECT_EQ(got, want) << "\"" << text << "\" in pieces of " << piece;
+    }
+  }
+}
