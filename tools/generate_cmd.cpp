@@ -17,6 +17,7 @@
 #include "engine/reasoning.h"
 #include "model/chat_template.h"
 #include "model/model.h"
+#include "model/model_card.h"
 #include "model/tokenizer.h"
 #include "util/error.h"
 
@@ -219,8 +220,8 @@ int run_chat(const GenFlags& given) {
   // in the prompt only confuse them, so by default each message starts a new conversation.
   const bool single_turn = f.single_turn || (!f.multi_turn && style == ChatStyle::SeekTiny);
   Generator g(*l.model, &l.tok);
-  std::printf("seek chat — %s (%s), %s. %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
-              l.dir.c_str(), l.model->config().model_type_name.c_str(), sampling_summary(f, l.defaults).c_str(),
+  std::printf("seek chat — %s.\nSampling: %s. %s/exit or Ctrl-D leaves, Ctrl-C stops an answer.\n",
+              describe_model(l.dir, l.model->config()).c_str(), sampling_summary(f, l.defaults).c_str(),
               single_turn ? "Each message is a new conversation (--multi-turn keeps history); "
                           : "/reset clears the history, ");
   uint64_t turn = 0;

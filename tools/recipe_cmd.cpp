@@ -25,6 +25,7 @@
 
 #include "commands.h"
 #include "recipe_report.h"
+#include "model/model_card.h"
 #include "util/atomic_file.h"
 #include "util/comm.h"
 #include "util/error.h"
@@ -206,10 +207,15 @@ void export_pretrained(const fs::path& run, const fs::path& tokenizer_dir, const
 // DeepSeek-R1's recommended sampling. Measured on the shipped models (models/README.md): on 200
 // held-out arithmetic problems, 8 samples each, the teacher's sampled pass@1 is 97.1% at these settings
 // against 98.0% greedy and 87.9% at temperature 1; the student's 74.1% against 74.0% and 67.9%.
-void write_chat_defaults(const fs::path& model) {
+// With the model's card (model/model_card.h) for `seek chat` and the chat page.
+void write_chat_defaults(const fs::path& model, const ModelCard& card) {
   write_file_atomic((model / "generation_config.json").string(),
                     "{\n  \"do_sample\": true,\n  \"temperature\": 0.6,\n  \"top_p\": 0.95\n}\n");
+  write_model_card(model.string(), card);
 }
+
+constexpr const char* kCorpus = "seek's synthetic arithmetic corpus (seek corpus)";
+constexpr const char* kExample = "What is 8517 + 6625?";
 
 }  // namespace
 
@@ -299,7 +305,10 @@ void register_recipe_commands(CLI::App& app) {
                " --questions " + std::to_string(p.grpo_questions) + " --group " + std::to_string(p.grpo_group) +
                " --max-new-tokens " + std::to_string(p.max_new_tokens) + " --lr " + strfmt("%g", p.grpo_lr) + " --beta " +
                strfmt("%g", p.grpo_beta) + " " + diff + " --seed 3"),
-         [&] { write_chat_defaults(out / "grpo-teacher" / "model"); }},
+         [&] {
+           write_chat_defaults(out / "grpo-teacher" / "model",
+                               {"seek-tiny", "the MoE teacher after GRPO (R1-Zero style: rule rewards, no SFT)", kCorpus, kExample});
+         }},
         {"eval-teacher-grpo", eval_args("grpo-teacher/model", "teacher-grpo"), {}},
         {"pretrain-student", pretrain_args("student", p.student_steps),
          [&] { export_pretrained(out / "pretrain-student", out / "tokenizer", out / "student-base"); }},
@@ -309,7 +318,11 @@ void register_recipe_commands(CLI::App& app) {
                "/distill --questions " + std::to_string(p.distill_questions) + " --samples " +
                std::to_string(p.distill_samples) + " --max-per-question " + std::to_string(p.distill_max_per_question) +
                " --steps " + std::to_string(p.sft_steps) + " --lr " + strfmt("%g", p.sft_lr) + " " + diff + " --seed 5 --allow-no-traces"),
-         [&] { write_chat_defaults(out / "distill" / "student"); }},
+         [&] {
+           write_chat_defaults(out / "distill" / "student",
+                               {"seek-tiny-student", "the dense student distilled from the teacher's verified reasoning", kCorpus,
+                                kExample});
+         }},
         {"eval-student-distill", eval_args("distill/student", "student-distill"), {}},
         {"grpo-student", {}, {}},  // its time budget is distillation's wall time: built below
         {"eval-student-grpo", eval_args("grpo-student/model", "student-grpo"), {}},

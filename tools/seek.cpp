@@ -17,6 +17,7 @@
 
 #include "commands.h"
 #include "model/model.h"
+#include "model/model_card.h"
 #include "model/bpe_trainer.h"
 #include "model/chat_template.h"
 #include "model/random_checkpoint.h"
@@ -303,6 +304,9 @@ int cmd_demo(const std::string& out) {
     for (int i = 0; i < 8; ++i) texts.push_back(kDemoCorpus);
     write_tokenizer_dir(out, train_bpe(texts, BpeTrainOptions{512, 2}));
   }
+  if (!fs::exists(fs::path(out) / "seek_model.json"))
+    write_model_card(out, {"seek demo", "a tiny DeepSeek-V3-architecture model with random weights (its words are noise)",
+                           "nothing: it is untrained", "Hello"});
   print_info(info_json(out));
   auto m = Model::load(out);
   const Config& c = m->config();

@@ -21,6 +21,7 @@
 #include "engine/scheduler.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
+#include "model/model_card.h"
 #include "model/tokenizer.h"
 #include "nn/moe.h"
 #include "server/server.h"
@@ -123,7 +124,7 @@ int run_serve(ServeFlags& f) {
       pc = std::make_unique<PrefixCache>(model->config(), f.scheduler.form, po);
     }
     scheduler = std::make_unique<Scheduler>(*model, &tok, pc.get(), f.scheduler);
-    server.attach(*model, tok, pc.get(), *scheduler, fp, read_generation_config(f.model));
+    server.attach(*model, tok, pc.get(), *scheduler, fp, read_generation_config(f.model), describe_model(f.model, model->config()));
   } catch (...) {
     server.stop();
     http.join();

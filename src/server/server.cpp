@@ -33,6 +33,7 @@ struct Backend {
   std::optional<ChatStyle> style;
   std::string fingerprint;
   GenerationDefaults defaults;  // the model's generation_config.json
+  std::string description;      // what the model is, in a line (model/model_card.h)
 };
 
 std::string random_hex(size_t n) {
@@ -238,8 +239,11 @@ Server::Server(ServerOptions opt) : impl_(std::make_unique<Impl>()) {
   });
   h.Get("/v1/models", [&I](const httplib::Request&, httplib::Response& res) {
     json data = json::array();
-    for (const std::string& id : I.model_ids())
+    const Backend* b = I.backend.load();
+    for (const std::string& id : I.model_ids()) {
       data.push_back({{"id", id}, {"object", "model"}, {"created", 0}, {"owned_by", "seek"}});
+      if (b && !b->description.empty()) data.back()["description"] = b->description;  // seek's: what the model is
+    }
     res.set_content(dump_json({{"object", "list"}, {"data", data}}), "application/json");
     I.count("models", 200);
   });
@@ -346,7 +350,7 @@ void Server::stop() {
 }
 
 void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Scheduler& scheduler, uint64_t fingerprint,
-                    GenerationDefaults defaults) {
+                    GenerationDefaults defaults, std::string describe) {
   Impl& I = *impl_;
   std::erase_if(defaults.eos_ids, [&](int32_t id) { return id >= model.config().vocab_size; });
   I.storage.defaults = std::move(defaults);
@@ -359,6 +363,7 @@ void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Schedul
   } catch (const Error&) {
     I.storage.style.reset();  // no chat format: /v1/chat/completions answers 400
   }
+  I.storage.description = describe;
   I.storage.fingerprint = strfmt("fp_%08llx", (unsigned long long)(fingerprint & 0xffffffffull));
   I.backend.store(&I.storage);
 }

@@ -53,9 +53,10 @@ class Server {
   void stop();
   // The model is ready: the API answers from now on (503 before). The objects must outlive the server.
   // `fingerprint` (model_fingerprint) names the model in system_fingerprint.
-  // `defaults`: the model's generation_config.json, a request's defaults.
+  // `defaults`: the model's generation_config.json, a request's defaults; `describe`: what the model is
+  // in one line (model/model_card.h), in /v1/models and on the chat page.
   void attach(Model& model, const Tokenizer& tokenizer, PrefixCache* prefix_cache, Scheduler& scheduler, uint64_t fingerprint,
-              GenerationDefaults defaults = {});
+              GenerationDefaults defaults = {}, std::string describe = {});
 
   struct Impl;
 

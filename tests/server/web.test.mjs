@@ -28,6 +28,8 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   assert.equal(await page.title(), "seek chat");
   await page.waitForFunction((name) => [...document.querySelectorAll("#model option")].some((o) => o.textContent === name), MODEL_NAME);
   await page.selectOption("#model", MODEL_NAME);
+  // The line that says what the model is (`seek demo` wrote its seek_model.json).
+  assert.match(await page.textContent("#about"), /^seek demo: a tiny DeepSeek-V3-architecture model with random weights .*parameters/);
   await page.fill("#max", "48");
 
   // Watch the answer grow: record its length at every mutation until the reply is done.
