@@ -1,6 +1,6 @@
 # The shipped default models as a user meets them on a fresh machine, with no training:
 #  - `seek chat` with no -m and no sampling flag loads models/seek-tiny with its generation_config.json
-#    (temperature 0.6, top-p 0.95) and answers held-out arithmetic, reasoning first, the answer on its own line (at least 15 of 20;
+#    (temperature 0.5, top-p 0.95) and answers held-out arithmetic, reasoning first, the answer on its own line (at least 15 of 20;
 #    20 when this was written);
 #  - `seek eval` on other held-out problems measures both shipped models near their report card
 #    (docs/recipe-tiny/report.md: teacher 93.8%, distilled student 73.4% greedy pass@1 on 64 problems).
@@ -33,7 +33,7 @@ if(NOT rc EQUAL 0)
 endif()
 string(FIND "${out}" "models/seek-tiny" shown)
 string(FIND "${out}" "(thinking)" thinks)
-string(FIND "${out}" "temperature 0.6, top-p 0.95 (defaults from" defaults)
+string(FIND "${out}" "temperature 0.5, top-p 0.95 (defaults from" defaults)
 string(FIND "${out}" "seek-tiny: the MoE teacher after GRPO" card)
 if(shown EQUAL -1 OR thinks EQUAL -1 OR defaults EQUAL -1 OR card EQUAL -1)
   message(FATAL_ERROR "seek chat did not load models/seek-tiny with its generation_config.json or did not reason:\n${out}")
