@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <omp.h>
 #include <cstring>
 #include <type_traits>
 
+#include "tensor/backend.h"
 #include "util/error.h"
 
 namespace seek {
@@ -164,10 +164,10 @@ Scheduler::Scheduler(Model& model, const Tokenizer* tokenizer, PrefixCache* pref
     throw Error("scheduler: max_seqs and prefill_chunk must be at least 1, max_queue at least 0");
   // The step runs on the scheduler's thread with as many OpenMP threads as its creator has: the count
   // is per thread, and under mpiexec each rank sets it to its share of the cores.
-  const int threads = omp_get_max_threads();
+  const int threads = max_threads();
   if (!opt_.group || opt_.group->rank() == 0)
     thread_ = std::thread([this, threads] {
-      omp_set_num_threads(threads);
+      set_max_threads(threads);
       loop();
     });
 }

@@ -268,6 +268,8 @@ void parallel_for(int64_t n, int64_t cost, FunctionRef<void(int64_t, int64_t)> f
   }
 }
 
+void set_max_threads(int n) { omp_set_num_threads(std::max(1, n)); }
+
 void parallel_tasks(int64_t n, FunctionRef<void(int64_t, int)> fn) {
   if (n <= 0) return;
   if (n == 1 || max_threads() == 1) {

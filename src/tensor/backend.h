@@ -34,6 +34,9 @@ class FunctionRef<R(A...)> {
 
 // Threads a parallel region uses (1 inside one: regions do not nest).
 int max_threads();
+// Sets max_threads() for the calling thread. The count is per thread: a thread started later begins
+// with the process's default (OMP_NUM_THREADS or the cores), not its creator's.
+void set_max_threads(int n);
 
 // fn(begin, end) over [0, n) in at most max_threads() contiguous ranges (static: the same split for
 // the same n, so results never depend on scheduling). Runs as one call on this thread when n · cost
