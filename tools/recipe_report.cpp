@@ -28,6 +28,18 @@ json read_json(const fs::path& p) {
 
 std::string pct(double x) { return std::isfinite(x) ? strfmt("%.1f%%", 100 * x) : "–"; }
 
+// "77.8% [74.0–81.2]": a share of n problems with its 95% interval (rl::wilson_interval).
+std::string share(double p, int64_t n) {
+  const rl::Interval i = rl::wilson_interval(p, n);
+  return pct(p) + strfmt(" [%.1f–%.1f]", 100 * i.lo, 100 * i.hi);
+}
+
+// "+7.4 points (±5.9)": p1 − p2 with the 95% interval of the difference; "not settled" when it spans 0.
+std::string difference(double p1, int64_t n1, double p2, int64_t n2) {
+  const double d = p1 - p2, h = rl::difference_halfwidth(p1, n1, p2, n2);
+  return strfmt("%+.1f points (±%.1f%s)", 100 * d, 100 * h, std::fabs(d) <= h ? ", not settled" : "");
+}
+
 // Mean of a column over its first or last k finite rows.
 double edge_mean(const std::vector<double>& v, size_t k, bool first) {
   double s = 0;
@@ -149,15 +161,18 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                "measured in this run; held-out problems never appear in training data.\n\n",
                format_duration(wall).c_str());
   md += "## DeepSeek claims, measured here\n\n| claim | measured here | holds here? |\n|---|---|---|\n";
-  md += strfmt("| RL with rule rewards alone (R1-Zero, no SFT) raises held-out pass@1 | greedy pass@1 %s → %s | %s |\n",
-               pct(b1).c_str(), pct(g1).c_str(), g1 > b1 ? "yes" : "no");
+  const int64_t nb = res["teacher-base"].problems, ng = res["teacher-grpo"].problems;
+  const int64_t nd = res["student-distill"].problems, ns = res["student-grpo"].problems;
+  md += strfmt("| RL with rule rewards alone (R1-Zero, no SFT) raises held-out pass@1 | greedy pass@1 %s → %s of %lld problems: %s | %s |\n",
+               share(b1, nb).c_str(), share(g1, ng).c_str(), (long long)ng, difference(g1, ng, b1, nb).c_str(), g1 > b1 ? "yes" : "no");
   md += strfmt("| RL sharpens what the base can sometimes do: pass@%lld of the base is well above its pass@1 | pass@1 %s (sampled %s), pass@%lld %s | %s |\n",
                (long long)kmax, pct(b1).c_str(), pct(res["teacher-base"].pass1_sampled).c_str(), (long long)kmax,
                pct(passk("teacher-base", kmax)).c_str(), passk("teacher-base", kmax) > 1.5 * res["teacher-base"].pass1_sampled ? "yes" : "no");
   md += strfmt("| Under RL the responses grow longer as the model learns to reason | mean completion tokens %.0f → %.0f (first/last 5 GRPO steps); rollout accuracy %s → %s | %s |\n",
                len0, len1, pct(acc0).c_str(), pct(acc1).c_str(), len1 > len0 ? "yes" : "no");
-  md += strfmt("| For a small model, distilling a reasoning teacher beats RL on the small model itself | student pass@1: distilled %s vs GRPO for the same wall time %s (base %s) | %s |\n",
-               pct(d1).c_str(), pct(s1).c_str(), pct(res["student-base"].pass1_greedy).c_str(), d1 > s1 ? "yes" : "no");
+  md += strfmt("| For a small model, distilling a reasoning teacher beats RL on the small model itself | student pass@1: distilled %s vs GRPO for the same wall time %s (base %s): %s | %s |\n",
+               share(d1, nd).c_str(), share(s1, ns).c_str(), pct(res["student-base"].pass1_greedy).c_str(),
+               difference(d1, nd, s1, ns).c_str(), d1 > s1 ? "yes" : "no");
   md += strfmt("| MLA's KV cache is a small fraction of ordinary attention's | %lld vs %lld values per token for this teacher (%.1f%%); V3: see the table below | yes |\n",
                (long long)kv_lat, (long long)kv_mha, 100.0 * double(kv_lat) / double(kv_mha));
   if (ablation) {
@@ -190,7 +205,9 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                  d1 > s1 ? (d1 > sb ? "yes" : "yes, but both are below their base") : "no");
   }
   md += "## Held-out evaluation, every stage\n\n" + rl::eval_table_md(rows) + "\n";
-  md += "Greedy pass@1 is the headline; sampled figures use temperature 1. pass@k is the unbiased estimator over the samples.\n\n";
+  md += "Greedy pass@1 is the headline; sampled figures use temperature 1. pass@k is the unbiased estimator over the samples. "
+        "Brackets are 95% intervals (Wilson); a difference's ± is its 95% interval (normal approximation, the two "
+        "evaluations taken as independent).\n\n";
   md += "### The teacher after GRPO, by kind and difficulty\n\n" + rl::eval_breakdown_md(res["teacher-grpo"]) + "\n";
   md += "## Curves\n\n";
   auto img = [&](const std::string& path, const std::string& caption) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -11,6 +12,19 @@
 #include "util/rng.h"
 
 namespace seek::rl {
+
+Interval wilson_interval(double p, int64_t n) {
+  if (n <= 0) return {0, 1};
+  const double z = 1.96, z2 = z * z, nn = double(n);
+  const double mid = (p + z2 / (2 * nn)) / (1 + z2 / nn);
+  const double half = z * std::sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / (1 + z2 / nn);
+  return {std::max(0.0, mid - half), std::min(1.0, mid + half)};
+}
+
+double difference_halfwidth(double p1, int64_t n1, double p2, int64_t n2) {
+  if (n1 <= 0 || n2 <= 0) return 1;
+  return 1.96 * std::sqrt(p1 * (1 - p1) / double(n1) + p2 * (1 - p2) / double(n2));
+}
 
 std::vector<int64_t> pass_ks(int64_t samples) {
   std::vector<int64_t> ks;

@@ -75,6 +75,16 @@ struct EvalResult {
   double seconds = 0;             // generation wall time (0 from summarize)
 };
 
+// How sure a share measured on n problems is: Wilson's 95% score interval (good near 0% and 100%,
+// where p ± 1.96·sqrt(p(1 − p)/n) is not).
+struct Interval {
+  double lo = 0, hi = 0;
+};
+Interval wilson_interval(double p, int64_t n);
+// The half-width of the 95% interval of p1 − p2, two shares measured on n1 and n2 problems drawn
+// independently (normal approximation): 1.96·sqrt(p1(1 − p1)/n1 + p2(1 − p2)/n2).
+double difference_halfwidth(double p1, int64_t n1, double p2, int64_t n2);
+
 // The ks reported for n samples: 1, 2, 4, 8, … ≤ n, and n itself.
 std::vector<int64_t> pass_ks(int64_t samples);
 
