@@ -82,15 +82,14 @@ std::string draft_summary(const std::vector<GenerationOutput>& out) {
 }
 
 // The flags with the model's generation_config.json in place of each sampling flag not given.
-GenFlags with_model_defaults(GenFlags f, const GenerationDefaults& d, int64_t vocab) {
+GenFlags with_model_defaults(GenFlags f, const GenerationDefaults& d) {
   auto unset = [&](const char* flag) { return !f.cmd || f.cmd->count(flag) == 0; };
   if (unset("--temperature")) f.sp.temperature = d.sampling.temperature;
   if (unset("--top-p")) f.sp.top_p = d.sampling.top_p;
   if (unset("--top-k")) f.sp.top_k = d.sampling.top_k;
   if (unset("--repetition-penalty")) f.sp.repetition_penalty = d.sampling.repetition_penalty;
   if (unset("--max-tokens") && d.max_new_tokens) f.max_tokens = *d.max_new_tokens;
-  for (int32_t id : d.eos_ids)
-    if (id < vocab) f.eos_ids.push_back(id);
+  f.eos_ids = d.eos_ids;  // an id past the vocabulary is never sampled, so never matches
   return f;
 }
 
@@ -119,7 +118,7 @@ Loaded load_all(GenFlags f) {
     throw Error(f.model + ": not a model directory (config.json, *.safetensors, tokenizer.json) or a GGUF file");
   const std::string tdir = f.tokenizer.empty() ? f.model : f.tokenizer;
   Loaded l{f, read_generation_config(f.model), Model::load(f.model), load_model_tokenizer(f.model, f.tokenizer), f.model, nullptr};
-  l.f = with_model_defaults(f, l.defaults, l.model->config().vocab_size);
+  l.f = with_model_defaults(f, l.defaults);
   l.ep = spread_experts(*l.model, f.model);
   if (l.tok.vocab_size() > l.model->config().vocab_size)
     throw Error(strfmt("%s: the tokenizer has %lld tokens but the model's vocab_size is %lld", tdir.c_str(),

@@ -32,8 +32,9 @@ struct Backend {
   Scheduler* scheduler = nullptr;
   std::optional<ChatStyle> style;
   std::string fingerprint;
-  GenerationDefaults defaults;  // the model's generation_config.json
-  std::string description;      // what the model is, in a line (model/model_card.h)
+  ApiLimits limits;              // the server's, with the model's generation_config.json as defaults
+  std::vector<int32_t> eos_ids;  // the model's generation_config.json's, besides the tokenizer's
+  std::string description;       // what the model is, in a line (model/model_card.h)
 };
 
 std::string random_hex(size_t n) {
@@ -352,8 +353,11 @@ void Server::stop() {
 void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Scheduler& scheduler, uint64_t fingerprint,
                     GenerationDefaults defaults, std::string describe) {
   Impl& I = *impl_;
-  std::erase_if(defaults.eos_ids, [&](int32_t id) { return id >= model.config().vocab_size; });
-  I.storage.defaults = std::move(defaults);
+  I.storage.limits = I.opt.limits;
+  I.storage.limits.sampling = defaults.sampling;
+  if (defaults.max_new_tokens)
+    I.storage.limits.default_max_tokens = std::min(*defaults.max_new_tokens, I.storage.limits.max_tokens);
+  I.storage.eos_ids = std::move(defaults.eos_ids);  // an id past the vocabulary is never sampled
   I.storage.model = &model;
   I.storage.tok = &tok;
   I.storage.pc = pc;
@@ -363,16 +367,14 @@ void Server::attach(Model& model, const Tokenizer& tok, PrefixCache* pc, Schedul
   } catch (const Error&) {
     I.storage.style.reset();  // no chat format: /v1/chat/completions answers 400
   }
-  I.storage.description = describe;
+  I.storage.description = std::move(describe);
   I.storage.fingerprint = strfmt("fp_%08llx", (unsigned long long)(fingerprint & 0xffffffffull));
   I.backend.store(&I.storage);
 }
 
 void Server::Impl::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
   Backend& be = *ready();
-  ApiLimits lim = opt.limits;
-  lim.sampling = be.defaults.sampling;
-  if (be.defaults.max_new_tokens) lim.default_max_tokens = std::min(*be.defaults.max_new_tokens, lim.max_tokens);
+  const ApiLimits& lim = be.limits;
   ApiRequest r = chat ? parse_chat_request(req.body, lim) : parse_completion_request(req.body, lim);
   bool reasoner = false;
   if (r.model == "deepseek-reasoner") reasoner = true;
@@ -421,7 +423,7 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     er.stop.max_new_tokens = max_new;
     er.stop.stop_strings = r.stop;
     if (tok.eos_id() >= 0) er.stop.stop_ids.push_back(tok.eos_id());
-    for (int32_t id : be.defaults.eos_ids)
+    for (int32_t id : be.eos_ids)
       if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
     if (chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
       for (int32_t id : chat_stop_ids(*be.style, tok))
