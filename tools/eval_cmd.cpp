@@ -113,9 +113,9 @@ int run_eval(const EvalFlags& flags) {
 
   nlohmann::json j = nlohmann::json::object();
   if (!f.only_mtp) {
-    std::fprintf(stderr, "eval: %s, %lld problems per kind (held-out, difficulty %d..%d), greedy + %lld samples, up to %lld new tokens\n",
-                 f.model.c_str(), (long long)f.o.problems, f.o.min_difficulty, f.o.max_difficulty, (long long)f.o.samples,
-                 (long long)f.o.max_new_tokens);
+    std::fprintf(stderr, "eval: %s, %lld problems per kind (held-out, difficulty %d..%d) greedy, %lld of them with %lld samples, up to %lld new tokens\n",
+                 f.model.c_str(), (long long)std::max(f.o.problems, f.o.greedy_problems), f.o.min_difficulty,
+                 f.o.max_difficulty, (long long)f.o.problems, (long long)f.o.samples, (long long)f.o.max_new_tokens);
     rl::EvalResult r = rl::evaluate(*model, tok, f.o, stderr);
     std::printf("%s\n%s", rl::eval_table_md({{fs::path(f.model).filename().string(), r}}).c_str(),
                 rl::eval_breakdown_md(r).c_str());
@@ -162,7 +162,8 @@ int run_eval(const EvalFlags& flags) {
   }
   j["model"] = f.model;
   j["options"] = {{"kinds", f.kinds}, {"min_difficulty", f.o.min_difficulty}, {"max_difficulty", f.o.max_difficulty},
-                  {"problems_per_kind", f.o.problems}, {"samples", f.o.samples},
+                  {"problems_per_kind", f.o.problems}, {"greedy_problems_per_kind", std::max(f.o.problems, f.o.greedy_problems)},
+                  {"samples", f.o.samples},
                   {"max_new_tokens", f.o.max_new_tokens}, {"seed", f.o.seed}};
   if (!f.json_out.empty()) write_file_atomic(f.json_out, j.dump(2) + "\n");
   return 0;
@@ -179,6 +180,10 @@ void register_eval_commands(CLI::App& app) {
   c->add_option("--min-difficulty", f->o.min_difficulty)->capture_default_str()->check(CLI::Range(1, kMaxDifficulty));
   c->add_option("--max-difficulty", f->o.max_difficulty)->capture_default_str()->check(CLI::Range(1, kMaxDifficulty));
   c->add_option("--problems", f->o.problems, "held-out problems per kind")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c->add_option("--greedy-problems", f->o.greedy_problems,
+                "held-out problems per kind for greedy pass@1 alone, at least --problems (default: --problems); "
+                "the first --problems of them are also sampled")
+      ->check(CLI::Range(1, 1 << 20));
   c->add_option("--samples", f->o.samples, "sampled completions per problem (pass@k up to this)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c->add_option("--temperature", f->o.temperature, "of the sampled completions (the greedy ones are greedy)")

@@ -55,6 +55,7 @@ struct Preset {
   double pretrain_lr = 3e-3;
   // evaluation
   int64_t eval_problems = 8, eval_samples = 4, max_new_tokens = 96;
+  int64_t eval_greedy_problems = 12;  // greedy pass@1's (its interval); the first eval_problems are also sampled
   // GRPO
   int64_t grpo_steps = 3, grpo_questions = 4, grpo_group = 4;
   double grpo_lr = 1e-4, grpo_beta = 0.001;
@@ -134,6 +135,7 @@ Preset preset(const std::string& name) {
     p.batch = 16;
     p.seq_len = 256;
     p.eval_problems = 64;
+    p.eval_greedy_problems = 500;  // a 95% interval of about ±4 points at 70%
     p.eval_samples = 16;
     p.max_new_tokens = 320;
     p.grpo_steps = 120;
@@ -269,6 +271,7 @@ void register_recipe_commands(CLI::App& app) {
     };
     auto eval_args = [&](const std::string& model, const std::string& name) {
       return split("eval -m " + O + "/" + model + " " + diff + " --problems " + std::to_string(p.eval_problems) +
+                   " --greedy-problems " + std::to_string(p.eval_greedy_problems) +
                    " --samples " + std::to_string(p.eval_samples) + " --max-new-tokens " + std::to_string(p.max_new_tokens) +
                    " --seed 11 --json " + O + "/eval-" + name + ".json" +
                    (name == "teacher-base" ? " --mtp-acceptance" : ""));

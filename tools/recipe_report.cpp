@@ -205,9 +205,12 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                  d1 > s1 ? (d1 > sb ? "yes" : "yes, but both are below their base") : "no");
   }
   md += "## Held-out evaluation, every stage\n\n" + rl::eval_table_md(rows) + "\n";
-  md += "Greedy pass@1 is the headline; sampled figures use temperature 1. pass@k is the unbiased estimator over the samples. "
-        "Brackets are 95% intervals (Wilson); a difference's ± is its 95% interval (normal approximation, the two "
-        "evaluations taken as independent).\n\n";
+  const rl::EvalResult& tb = res["teacher-base"];
+  md += strfmt("Greedy pass@1 is the headline, on %lld held-out problems. The sampled figures (temperature 1, %lld samples "
+               "a problem) are on the first %lld of them: pass@k is the unbiased estimator over the samples. ",
+               (long long)tb.problems, (long long)tb.samples, (long long)tb.sampled_problems);
+  md += "Brackets are 95% intervals (Wilson); a difference's ± is its 95% interval (normal approximation, taking the two "
+        "evaluations as independent; they share their problems, so the interval is if anything too wide).\n\n";
   md += "### The teacher after GRPO, by kind and difficulty\n\n" + rl::eval_breakdown_md(res["teacher-grpo"]) + "\n";
   md += "## Curves\n\n";
   auto img = [&](const std::string& path, const std::string& caption) {

@@ -45,10 +45,14 @@ std::vector<Problem> eval_problems(const EvalOptions& o) {
                        o.max_difficulty, kMaxDifficulty));
   if (o.problems < 1) throw Error("eval: problems must be at least 1");
   if (o.samples < 1) throw Error("eval: samples must be at least 1");
+  if (o.greedy_problems != 0 && o.greedy_problems < o.problems)
+    throw Error(strfmt("eval: greedy problems (%lld) must be at least the sampled problems (%lld)",
+                       (long long)o.greedy_problems, (long long)o.problems));
   const int levels = o.max_difficulty - o.min_difficulty + 1;
+  const int64_t per_kind = std::max(o.problems, o.greedy_problems);
   std::vector<Problem> out;
   for (TaskKind kind : o.kinds)
-    for (int64_t i = 0; i < o.problems; ++i)
+    for (int64_t i = 0; i < per_kind; ++i)
       out.push_back(make_split_problem(kind, o.min_difficulty + int(i % levels), o.split, o.seed, uint64_t(i),
                                        o.heldout_fraction));
   return out;
@@ -73,7 +77,7 @@ EvalGroup group_of(const std::vector<const Tally*>& ts, const std::vector<int64_
   for (const Tally* t : ts) {
     greedy += t->greedy_correct;
     n += t->n, formatted += t->formatted, tokens += t->tokens;
-    counts.push_back({t->n, t->correct});
+    if (t->n > 0) counts.push_back({t->n, t->correct});  // sampled problems only
   }
   if (has_greedy) g.pass1_greedy = double(greedy) / double(ts.size());
   if (n > 0) {
@@ -92,11 +96,12 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
   if (samples < 1) throw Error("eval: samples must be at least 1");
   if (!greedy.empty() && greedy.size() != P)
     throw Error(strfmt("eval: %zu greedy rollouts for %zu problems (expected one each)", greedy.size(), P));
-  if (!sampled.empty() && sampled.size() != P * size_t(samples))
-    throw Error(strfmt("eval: %zu sampled rollouts for %zu problems × %lld samples", sampled.size(), P,
-                       (long long)samples));
+  if (sampled.size() % size_t(samples) != 0 || sampled.size() > P * size_t(samples))
+    throw Error(strfmt("eval: %zu sampled rollouts for %zu problems: expected a multiple of %lld samples, at most one "
+                       "block a problem", sampled.size(), P, (long long)samples));
   EvalResult r;
   r.problems = int64_t(P);
+  r.sampled_problems = int64_t(sampled.size() / size_t(samples));
   r.samples = sampled.empty() ? 0 : samples;
   std::vector<Tally> tally(P);
   for (size_t j = 0; j < greedy.size(); ++j) {
@@ -108,11 +113,18 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
     r.think_rate_greedy += opens_think(g.text);
   }
   double n_by_style[2] = {0, 0}, correct_by_style[2] = {0, 0};  // [opens <think>]
-  for (size_t i = 0; i < sampled.size(); ++i) {
-    const Rollout& s = sampled[i];
-    if (s.problem != int64_t(i / size_t(samples)))
-      throw Error(strfmt("eval: sampled rollout %zu is of problem %lld (expected problem-major order)", i,
-                         (long long)s.problem));
+  const size_t S = size_t(samples);
+  for (size_t b = 0; b < sampled.size(); b += S) {  // blocks of `samples`, one problem each, increasing
+    const int64_t j = sampled[b].problem;
+    if (j < 0 || j >= int64_t(P) || (b > 0 && j <= sampled[b - S].problem))
+      throw Error(strfmt("eval: sampled rollout %zu is of problem %lld (expected problem-major order, each problem "
+                         "once, below %zu)", b, (long long)j, P));
+    for (size_t i = b; i < b + S; ++i)
+      if (sampled[i].problem != j)
+        throw Error(strfmt("eval: sampled rollout %zu is of problem %lld (expected problem-major order)", i,
+                           (long long)sampled[i].problem));
+  }
+  for (const Rollout& s : sampled) {
     Tally& t = tally[size_t(s.problem)];
     t.n += 1, t.correct += s.reward.correct, t.formatted += s.reward.formatted, t.tokens += length_of(s);
     const bool thinks = opens_think(s.text);
@@ -190,7 +202,13 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   if (o.batch < 1) throw Error("eval: batch must be at least 1");
   const auto t0 = std::chrono::steady_clock::now();
   auto last = t0;
-  const int64_t total = int64_t(problems.size()) * (1 + o.samples);
+  // The sampled problems: the first o.problems of each kind (eval_problems lays the kinds out in turn).
+  const int64_t per_kind = int64_t(problems.size() / o.kinds.size());
+  std::vector<Problem> sampled_set;
+  std::vector<int64_t> index;  // in `problems`
+  for (int64_t j = 0; j < int64_t(problems.size()); ++j)
+    if (j % per_kind < o.problems) sampled_set.push_back(problems[size_t(j)]), index.push_back(j);
+  const int64_t total = int64_t(problems.size()) + int64_t(sampled_set.size()) * o.samples;
   int64_t done = 0;
   RolloutOptions ro;
   ro.max_new_tokens = o.max_new_tokens;
@@ -205,7 +223,8 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   ro.temperature = o.temperature;
   ro.top_p = o.top_p;
   ro.seed = mix64(o.seed, 2);
-  std::vector<Rollout> sampled = chunked_rollouts(model, tok, problems, ro, "sampled", done, total, t0, last, progress);
+  std::vector<Rollout> sampled = chunked_rollouts(model, tok, sampled_set, ro, "sampled", done, total, t0, last, progress);
+  for (Rollout& r : sampled) r.problem = index[size_t(r.problem)];
   EvalResult r = summarize(problems, greedy, sampled, o.samples);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
@@ -280,6 +299,7 @@ nlohmann::json to_json(const EvalResult& r) {
                       {"accuracy_direct", r.accuracy_direct},
                       {"truncated_rate", r.truncated_rate},
                       {"problems", r.problems},
+                      {"sampled_problems", r.sampled_problems},
                       {"samples", r.samples},
                       {"seconds", r.seconds}};
   j["by_kind"] = nlohmann::json::object();
@@ -306,6 +326,7 @@ EvalResult eval_result_from_json(const nlohmann::json& j) {
   r.truncated_rate = get<double>(j, "truncated_rate", w);
   r.problems = get<int64_t>(j, "problems", w);
   r.samples = get<int64_t>(j, "samples", w);
+  r.sampled_problems = j.value("sampled_problems", r.samples ? r.problems : int64_t(0));  // before the split: all
   r.seconds = get<double>(j, "seconds", w);
   for (auto& [name, g] : field(j, "by_kind", w).items()) r.by_kind[name] = group_from(g, w + ": by_kind." + name);
   for (auto& [d, g] : field(j, "by_difficulty", w).items()) {
@@ -344,7 +365,10 @@ std::string eval_table_md(const std::vector<std::pair<std::string, EvalResult>>&
   for (size_t i = 0; i < ks.size(); ++i) s += "--:|";
   s += "--:|--:|--:|--:|--:|--:|--:|\n";
   for (auto& [name, r] : rows) {
-    s += strfmt("| %s | %lld | %s | %s |", name.c_str(), (long long)r.problems, pct(r.pass1_greedy).c_str(),
+    const std::string n = r.samples && r.sampled_problems != r.problems
+                              ? strfmt("%lld (%lld sampled)", (long long)r.problems, (long long)r.sampled_problems)
+                              : std::to_string(r.problems);
+    s += strfmt("| %s | %s | %s | %s |", name.c_str(), n.c_str(), pct(r.pass1_greedy).c_str(),
                 r.samples ? pct(r.pass1_sampled).c_str() : "–");
     for (int64_t k : ks) s += strfmt(" %s |", ks_cell(r.pass_at_k, k).c_str());
     s += strfmt(" %s | %s | %s | %s | %s | %.1f | %.1f |\n", pct(r.format_rate).c_str(), pct(r.format_rate_greedy).c_str(),

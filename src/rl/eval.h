@@ -37,7 +37,9 @@ namespace seek::rl {
 struct EvalOptions {
   std::vector<TaskKind> kinds = {TaskKind::Arithmetic, TaskKind::Countdown};
   int min_difficulty = 1, max_difficulty = 3;  // problem i of a kind has difficulty min + i mod (max − min + 1)
-  int64_t problems = 64;         // per kind
+  int64_t problems = 64;         // per kind, sampled (pass@k) and greedy
+  int64_t greedy_problems = 0;   // per kind, greedy only: at least `problems` (0: `problems`). Greedy
+                                 // pass@1 needs many problems for a tight interval; pass@k is costlier
   int64_t samples = 16;          // sampled completions per problem (pass@k for k up to this)
   float temperature = 1.0f, top_p = 1.0f;  // the sampled completions' (a model's chat defaults, to measure them)
   int64_t max_new_tokens = 256;
@@ -51,7 +53,7 @@ struct EvalOptions {
 
 // Metrics of a group of problems (one kind, one difficulty).
 struct EvalGroup {
-  int64_t problems = 0;
+  int64_t problems = 0;  // greedy; the sampled metrics cover those of them that were sampled
   double pass1_greedy = 0;
   std::map<int64_t, double> pass_at_k;  // same ks as the whole result
   double format_rate = 0;               // sampled
@@ -71,7 +73,9 @@ struct EvalResult {
   double truncated_rate = 0;      // share of sampled completions cut at max_new_tokens
   std::map<std::string, EvalGroup> by_kind;  // "arithmetic" | "countdown"
   std::map<int, EvalGroup> by_difficulty;
-  int64_t problems = 0, samples = 0;
+  int64_t problems = 0;           // greedy: every problem
+  int64_t sampled_problems = 0;   // the problems that were also sampled (the sampled metrics' n)
+  int64_t samples = 0;
   double seconds = 0;             // generation wall time (0 from summarize)
 };
 
@@ -91,14 +95,16 @@ std::vector<int64_t> pass_ks(int64_t samples);
 // Whether the completion text opens a <think> block (optional leading whitespace, then "<think>").
 bool opens_think(const std::string& text);
 
-// The problems evaluate() uses: for each kind in order, `problems` problems of the split,
-// make_split_problem(kind, difficulty(i), split, seed, i, heldout_fraction). Throws Error on bad
-// options (no kinds, difficulties outside 1..6 or min > max, problems or samples < 1).
+// The problems evaluate() uses: for each kind in order, max(problems, greedy_problems) problems of the
+// split, make_split_problem(kind, difficulty(i), split, seed, i, heldout_fraction); the first
+// `problems` of each kind are also sampled. Throws Error on bad options (no kinds, difficulties
+// outside 1..6 or min > max, problems or samples < 1, greedy_problems below problems).
 std::vector<Problem> eval_problems(const EvalOptions& o);
 
 // The metrics of rollouts already scored: greedy holds one rollout per problem, sampled `samples`
-// per problem, problem-major (rollout.problem indexes `problems`). Either may be empty (its metrics
-// stay 0). Throws Error when the counts or indices do not match.
+// per problem for some of the problems, problem-major in increasing problem order (rollout.problem
+// indexes `problems`). Either may be empty (its metrics stay 0). Throws Error when the counts or
+// indices do not match.
 EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rollout>& greedy,
                      const std::vector<Rollout>& sampled, int64_t samples);
 

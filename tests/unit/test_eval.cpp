@@ -134,6 +134,38 @@ TEST(Eval, SummarizeRefusesMismatchedRollouts) {
   EXPECT_THROW(summarize(ps, {}, sampled, 2), Error);  // not problem-major
 }
 
+// Greedy on every problem, samples on some: the sampled metrics average over the sampled problems only.
+TEST(Eval, SummarizeSamplesASubset) {
+  std::vector<Problem> ps = {arithmetic(1, 2, 3), arithmetic(2, 10, 20), arithmetic(2, 7, 8), arithmetic(1, 1, 1)};
+  std::vector<Rollout> greedy = {rollout(ps, 0, "5", true, 10), rollout(ps, 1, "30", false, 4),
+                                 rollout(ps, 2, "14", false, 6), rollout(ps, 3, "2", false, 2)};
+  // problems 0 and 2 sampled twice: 2 of 2 correct, then 1 of 2
+  std::vector<Rollout> sampled = {rollout(ps, 0, "5", true, 10), rollout(ps, 0, "5", true, 10),
+                                  rollout(ps, 2, "15", true, 4), rollout(ps, 2, "1", false, 4)};
+  EvalResult r = summarize(ps, greedy, sampled, 2);
+  EXPECT_EQ(r.problems, 4);
+  EXPECT_EQ(r.sampled_problems, 2);
+  EXPECT_DOUBLE_EQ(r.pass1_greedy, 3.0 / 4);
+  EXPECT_DOUBLE_EQ(r.pass1_sampled, (1.0 + 0.5) / 2);  // not over 4 problems
+  EXPECT_DOUBLE_EQ(r.pass_at_k.at(2), 1.0);
+  EXPECT_DOUBLE_EQ(r.mean_length, 7.0);
+  EXPECT_EQ(r.by_difficulty.at(1).problems, 2);
+  EXPECT_DOUBLE_EQ(r.by_difficulty.at(1).pass_at_k.at(1), 1.0);  // problem 0 alone was sampled
+  EXPECT_DOUBLE_EQ(r.by_difficulty.at(2).pass_at_k.at(1), 0.5);
+  const std::string table = eval_table_md({{"m", r}});
+  EXPECT_NE(table.find("| 4 (2 sampled) |"), std::string::npos) << table;
+  EvalResult back = eval_result_from_json(to_json(r));
+  EXPECT_EQ(back.sampled_problems, 2);
+  // A problem sampled twice, or out of order, or past the end, is refused.
+  std::vector<Rollout> twice = {sampled[0], sampled[1], sampled[0], sampled[1]};
+  EXPECT_THROW(summarize(ps, greedy, twice, 2), Error);
+  std::vector<Rollout> backwards = {sampled[2], sampled[3], sampled[0], sampled[1]};
+  EXPECT_THROW(summarize(ps, greedy, backwards, 2), Error);
+  std::vector<Rollout> past = sampled;
+  past[2].problem = past[3].problem = 4;
+  EXPECT_THROW(summarize(ps, greedy, past, 2), Error);
+}
+
 TEST(Eval, JsonRoundTripAndTables) {
   std::vector<Problem> ps = {arithmetic(1, 2, 3), arithmetic(3, 10, 20)};
   std::vector<Rollout> greedy = {rollout(ps, 0, "5", true, 10), rollout(ps, 1, "31", false, 4)};
@@ -247,6 +279,23 @@ TEST(Eval, EvaluateTinyModel) {
   EXPECT_EQ(again.pass_at_k, r.pass_at_k);
   nlohmann::json j = to_json(r);
   EXPECT_TRUE(j.contains("pass_at_k") && j["pass_at_k"].contains("4"));
+}
+
+// More greedy problems than sampled ones: the same problems, the same sampled rollouts, greedy over
+// the longer list.
+TEST(Eval, EvaluateMoreGreedyProblemsThanSampled) {
+  TinySetup& s = tiny();
+  EvalOptions o = tiny_options();
+  const EvalResult few = evaluate(*s.model, s.tok, o);
+  EvalOptions more = o;
+  more.greedy_problems = o.problems + 2;
+  const EvalResult r = evaluate(*s.model, s.tok, more);
+  EXPECT_EQ(r.problems, few.problems + 2 * int64_t(o.kinds.size()));
+  EXPECT_EQ(r.sampled_problems, few.problems);
+  EXPECT_EQ(r.pass_at_k, few.pass_at_k);  // the first `problems` of each kind, sampled with the same seeds
+  EXPECT_EQ(r.mean_length, few.mean_length);
+  more.greedy_problems = o.problems - 1;
+  EXPECT_THROW(eval_problems(more), Error);
 }
 
 TEST(Eval, GreedyDoesNotDependOnTheBatch) {
