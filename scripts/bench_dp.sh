@@ -9,8 +9,9 @@
 #
 # Usage: scripts/bench_dp.sh CONFIG DATA_DIR [ROUNDS=2] [N=2] [BATCH=8] [SEQ=256] [STEPS=30] [SPLIT=batch]
 #   DATA_DIR: written by `seek data` (its vocabulary within the config's).
-#   SPLIT: batch (data parallel) or experts (`--expert-parallel`: every rank the whole batch, the routed
-#   experts spread; the gradient sum is the same size).
+#   SPLIT: batch (data parallel) or experts (`--expert-parallel`: each rank its rows of the batch, the
+#   routed experts spread and reached by an all-to-all; the gradient sum is the same size, and rank 0's
+#   dispatch + combine bytes per token per MoE layer, forward and backward, are printed too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,12p "$0" >&2; exit 2; }
@@ -42,8 +43,9 @@ import os
 rss = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
 size = os.path.getsize(glob.glob(out + "/ckpt-*/model.safetensors")[0])
 sent = 2 * (n - 1) / n * size / 2**20
+ep = [l["expert_bytes_per_token_layer"] for l in lines if "expert_bytes_per_token_layer" in l]
 print(f"{n} rank(s): {tps:8.0f} tokens/s  comm {100 * comm:4.1f}%  peak RSS/rank {', '.join(f'{r:.0f}' for r in rss)} MiB"
-      f"  sent/rank/step {sent:.1f} MiB")
+      f"  gradient sum sent/rank/step {sent:.1f} MiB" + (f"  experts' all-to-all {ep[-1]:.0f} B/token/layer" if ep else ""))
 EOF
 }
 for r in $(seq 1 "$rounds"); do

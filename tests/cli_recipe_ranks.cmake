@@ -1,5 +1,5 @@
-# The smoke recipe with its pretraining and teacher GRPO on two MPI processes (seek recipe --ranks 2):
-# every stage finishes, the data-parallel stages ran under mpiexec, and the report card is complete.
+# The smoke recipe on two MPI processes (seek recipe --ranks 2): every stage finishes, every training,
+# sampling and evaluation stage ran under mpiexec, and the report card is complete.
 # (That those stages compute what one process computes is tested in test_mpi and the unit tests.)
 # Usage: cmake -DSEEK=... -DOUT=... -P cli_recipe_ranks.cmake
 file(REMOVE_RECURSE ${OUT})
@@ -7,8 +7,10 @@ execute_process(COMMAND ${SEEK} recipe --preset smoke --out ${OUT} --ranks 2 RES
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "seek recipe --preset smoke --ranks 2 failed (${rc}):\n${log}")
 endif()
-foreach(stage "pretrain-teacher: mpiexec -n 2 seek pretrain" "grpo-teacher: mpiexec -n 2 seek grpo"
-              "pretrain-student: mpiexec -n 2 seek pretrain" "distill: seek distill")
+foreach(stage "pretrain-teacher: mpiexec -n 2 seek pretrain" "eval-teacher-base: mpiexec -n 2 seek eval"
+              "grpo-teacher: mpiexec -n 2 seek grpo" "pretrain-student: mpiexec -n 2 seek pretrain"
+              "distill: mpiexec -n 2 seek distill" "grpo-student: mpiexec -n 2 seek grpo"
+              "eval-student-grpo: mpiexec -n 2 seek eval")
   string(FIND "${log}" "${stage}" at)
   if(at EQUAL -1)
     message(FATAL_ERROR "seek recipe --ranks 2 did not run \"${stage}\":\n${log}")

@@ -86,8 +86,16 @@ void register_distill_commands(CLI::App& app) {
               "when the teacher gets nothing right, write the student unchanged (recorded as such) instead of failing");
   add_sft_options(d, so);
   d->callback([] {
+    // Under mpiexec: every rank samples its share of the questions and trains on its share of each
+    // batch (rl::chunked_rollouts, distill::sft); rank 0 alone writes and reports.
+    Communicator& comm = world();
+    const bool lead = comm.rank() == 0;
+    std::FILE* report = lead ? stderr : nullptr;
+    auto say = [&](auto... args) {
+      if (report) std::fprintf(report, args...);
+    };
     const auto t0 = std::chrono::steady_clock::now();
-    fs::create_directories(out);
+    on_rank0(comm, [&] { fs::create_directories(out); });
     const fs::path traces_path = fs::path(out) / "traces.jsonl";
     const fs::path student_out = fs::path(out) / "student";
     const Tokenizer tok = Tokenizer::load(teacher);
@@ -107,7 +115,7 @@ void register_distill_commands(CLI::App& app) {
     std::vector<distill::Trace> traces;
     if (fs::exists(traces_path)) {
       traces = distill::load_traces(traces_path.string());
-      std::fprintf(stderr, "distill: reusing %zu traces from %s\n", traces.size(), traces_path.c_str());
+      say("distill: reusing %zu traces from %s\n", traces.size(), traces_path.c_str());
     } else {
       {
         std::string list;
@@ -117,55 +125,61 @@ void register_distill_commands(CLI::App& app) {
       qo.seed = so.seed;
       ro.seed = so.seed;
       const std::vector<Problem> questions = distill::training_questions(qo);
-      std::fprintf(stderr, "distill: asking %s %zu training questions, %lld samples each\n", teacher.c_str(),
-                   questions.size(), (long long)ro.samples);
+      say("distill: asking %s %zu training questions, %lld samples each%s\n", teacher.c_str(), questions.size(),
+          (long long)ro.samples, comm.size() > 1 ? (", over " + comm.describe()).c_str() : "");
       auto model = Model::load(teacher);
       distill::RejectionStats rs;
-      traces = distill::rejection_sample(*model, tok, questions, ro, &rs);
-      distill::save_traces(traces_path.string(), traces);
+      ro.comm = &comm;
+      traces = distill::rejection_sample(*model, tok, questions, ro, &rs, report);
       summary["rejection"] = stats_json(rs);
       summary["rejection"]["options"] = {{"questions", qo.count}, {"samples", ro.samples},
                                          {"max_per_question", ro.max_per_question}, {"temperature", ro.temperature},
                                          {"max_new_tokens", ro.max_new_tokens}, {"min_difficulty", qo.min_difficulty},
                                          {"max_difficulty", qo.max_difficulty}, {"kinds", kinds}, {"seed", so.seed}};
-      write_file_atomic((fs::path(out) / "rejection.json").string(), summary["rejection"].dump(2) + "\n");
-      write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
-      std::fprintf(stderr, "distill: kept %lld traces (%.1f%% of questions have one) in %.1f s\n", (long long)rs.kept,
-                   100 * rs.share_with_trace, rs.seconds);
+      on_rank0(comm, [&] {
+        distill::save_traces(traces_path.string(), traces);
+        write_file_atomic((fs::path(out) / "rejection.json").string(), summary["rejection"].dump(2) + "\n");
+        write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
+      });
+      say("distill: kept %lld traces (%.1f%% of questions have one) in %.1f s\n", (long long)rs.kept,
+          100 * rs.share_with_trace, rs.seconds);
     }
     if (traces.empty() && allow_no_traces) {
       // Nothing to learn from: the "distilled" student is its base, and the record says so.
-      if (!fs::exists(student_out / "sft.json")) {
-        const fs::path tmp = student_out.string() + ".partial";
-        fs::remove_all(tmp);
-        fs::copy(student, tmp, fs::copy_options::recursive);
-        write_file_atomic((tmp / "sft.json").string(), json{{"steps", 0}, {"traces", 0}, {"note", "no traces: the student is its base"}}.dump(2) + "\n");
-        fs::rename(tmp, student_out);
-      }
-      summary["sft"] = json{{"steps", 0}, {"traces", 0}, {"seconds", 0.0}};
-      summary["student"] = student_out.string();
-      summary["wall_seconds_this_run"] = seconds_since(t0);
-      write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
-      std::fprintf(stderr, "distill: no traces; %s is the student base, unchanged\n", student_out.c_str());
+      on_rank0(comm, [&] {
+        if (!fs::exists(student_out / "sft.json")) {
+          const fs::path tmp = student_out.string() + ".partial";
+          fs::remove_all(tmp);
+          fs::copy(student, tmp, fs::copy_options::recursive);
+          write_file_atomic((tmp / "sft.json").string(), json{{"steps", 0}, {"traces", 0}, {"note", "no traces: the student is its base"}}.dump(2) + "\n");
+          fs::rename(tmp, student_out);
+        }
+        summary["sft"] = json{{"steps", 0}, {"traces", 0}, {"seconds", 0.0}};
+        summary["student"] = student_out.string();
+        summary["wall_seconds_this_run"] = seconds_since(t0);
+        write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
+      });
+      say("distill: no traces; %s is the student base, unchanged\n", student_out.c_str());
       return;
     }
     if (traces.empty())
       throw Error("distill: the teacher wrote no correct, well-formed completion, so there is nothing to distill; delete " +
                   traces_path.string() + " to sample again (more --samples, easier --max-difficulty)");
     if (fs::exists(student_out / "sft.json")) {
-      std::fprintf(stderr, "distill: %s is complete; nothing to do\n", student_out.c_str());
+      say("distill: %s is complete; nothing to do\n", student_out.c_str());
       return;
     }
     so.model = student;
     so.tokenizer = teacher;
     so.out = student_out.string();
+    so.comm = &comm;
     const distill::SftResult r = distill::sft(so, traces);
     summary["sft"] = sft_result_json(r);
     summary["student"] = student_out.string();
     summary["wall_seconds_this_run"] = seconds_since(t0);
-    write_file_atomic(summary_path.string(), summary.dump(2) + "\n");
-    std::fprintf(stderr, "distill: student %s: loss %.4f -> %.4f in %lld steps, %.1f s of SFT%s\n", student_out.c_str(),
-                 r.first_loss, r.last_loss, (long long)r.steps, r.seconds, r.stopped_by_time ? " (wall-clock budget)" : "");
+    on_rank0(comm, [&] { write_file_atomic(summary_path.string(), summary.dump(2) + "\n"); });
+    say("distill: student %s: loss %.4f -> %.4f in %lld steps, %.1f s of SFT%s\n", student_out.c_str(), r.first_loss,
+        r.last_loss, (long long)r.steps, r.seconds, r.stopped_by_time ? " (wall-clock budget)" : "");
   });
 
   // seek sft

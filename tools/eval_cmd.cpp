@@ -111,19 +111,26 @@ int run_eval(const EvalFlags& flags) {
                        (long long)tok.vocab_size(), (long long)model->config().vocab_size));
   if (f.only_mtp) f.mtp = true;
 
+  // Under mpiexec the ranks share the problems (rl::evaluate); rank 0 alone measures the MTP drafts and
+  // their speed, prints (the others' stdout is closed) and writes.
+  Communicator& comm = world();
+  f.o.comm = &comm;
+  std::FILE* report = comm.rank() == 0 ? stderr : nullptr;
   nlohmann::json j = nlohmann::json::object();
   if (!f.only_mtp) {
-    std::fprintf(stderr, "eval: %s, %lld problems per kind (held-out, difficulty %d..%d) greedy, %lld of them with %lld samples, up to %lld new tokens\n",
+    if (report)
+      std::fprintf(report, "eval: %s, %lld problems per kind (held-out, difficulty %d..%d) greedy, %lld of them with %lld samples, up to %lld new tokens\n",
                  f.model.c_str(), (long long)std::max(f.o.problems, f.o.greedy_problems), f.o.min_difficulty,
                  f.o.max_difficulty, (long long)f.o.problems, (long long)f.o.samples, (long long)f.o.max_new_tokens);
-    rl::EvalResult r = rl::evaluate(*model, tok, f.o, stderr);
+    rl::EvalResult r = rl::evaluate(*model, tok, f.o, report);
     std::printf("%s\n%s", rl::eval_table_md({{fs::path(f.model).filename().string(), r}}).c_str(),
                 rl::eval_breakdown_md(r).c_str());
-    std::fprintf(stderr, "eval: %.1f s; %.1f%% of the sampled completions hit --max-new-tokens\n", r.seconds,
-                 100 * r.truncated_rate);
+    if (report)
+      std::fprintf(report, "eval: %.1f s; %.1f%% of the sampled completions hit --max-new-tokens\n", r.seconds,
+                   100 * r.truncated_rate);
     j = rl::to_json(r);
   }
-  if (f.mtp) {
+  if (f.mtp) on_rank0(comm, [&] {
     const auto t0 = std::chrono::steady_clock::now();
     rl::MtpAcceptance a = measure_mtp(*model, tok, f);
     std::printf("\nMTP draft acceptance on %lld held-out documents (completion tokens): %.1f%% of %lld drafts "
@@ -151,7 +158,7 @@ int run_eval(const EvalFlags& flags) {
                           {"speedup", s.plain_tps > 0 ? s.draft_tps / s.plain_tps : 0.0},
                           {"first_draft_acceptance", first}, {"tokens_per_step", per_step}};
     }
-  }
+  });
   const Config& c = model->config();
   j["kv_values_per_token"] = rl::kv_values_per_token(c);
   j["kv_values_per_token_mha"] = rl::kv_values_per_token_mha(c);
@@ -165,7 +172,7 @@ int run_eval(const EvalFlags& flags) {
                   {"problems_per_kind", f.o.problems}, {"greedy_problems_per_kind", std::max(f.o.problems, f.o.greedy_problems)},
                   {"samples", f.o.samples},
                   {"max_new_tokens", f.o.max_new_tokens}, {"seed", f.o.seed}};
-  if (!f.json_out.empty()) write_file_atomic(f.json_out, j.dump(2) + "\n");
+  if (!f.json_out.empty()) on_rank0(comm, [&] { write_file_atomic(f.json_out, j.dump(2) + "\n"); });
   return 0;
 }
 

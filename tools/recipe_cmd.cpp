@@ -235,8 +235,8 @@ void register_recipe_commands(CLI::App& app) {
               "also pretrain the teacher with an auxiliary balance loss instead of aux-loss-free balancing, and "
               "compare the two in the report");
   c->add_option("--ranks", f->ranks,
-                "run the pretraining and the teacher's GRPO on this many MPI processes (mpiexec -n N, data parallel); "
-                "distillation and the student's equal-time GRPO stay in one process")
+                "run every training, sampling and evaluation stage on this many MPI processes (mpiexec -n N, data "
+                "parallel); the corpus, tokenizer and data stages take seconds and stay in one")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   c->callback([f] {
@@ -353,9 +353,9 @@ void register_recipe_commands(CLI::App& app) {
         record[s.name] = json::parse(in);
         std::fprintf(stderr, "recipe [%zu/%zu] %s: done earlier, skipped\n", i + 1, stages.size(), s.name.c_str());
       } else {
-        // Data parallel where the stage computes what one process computes; the student's GRPO runs for
-        // distillation's wall time, so both stay in one process and the comparison stays fair.
-        const bool spread = s.name.rfind("pretrain-", 0) == 0 || s.name == "grpo-teacher";
+        // Every stage that trains, samples or evaluates runs data parallel. The student's GRPO gets
+        // distillation's wall time on as many ranks, so the comparison stays fair.
+        const bool spread = s.name != "corpus" && s.name != "tokenizer" && s.name != "data";
         const std::string launcher = spread && f->ranks > 1 ? "mpiexec -n " + std::to_string(f->ranks) + " " : "";
         std::fprintf(stderr, "recipe [%zu/%zu] %s: %s%s\n", i + 1, stages.size(), s.name.c_str(), launcher.c_str(),
                      join(s.args).c_str());

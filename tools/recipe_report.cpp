@@ -35,9 +35,17 @@ std::string share(double p, int64_t n) {
 }
 
 // "+7.4 points (±5.9)": p1 − p2 with the 95% interval of the difference; "not settled" when it spans 0.
+bool settled(double p1, int64_t n1, double p2, int64_t n2) {
+  return std::fabs(p1 - p2) > rl::difference_halfwidth(p1, n1, p2, n2);
+}
 std::string difference(double p1, int64_t n1, double p2, int64_t n2) {
   const double d = p1 - p2, h = rl::difference_halfwidth(p1, n1, p2, n2);
-  return strfmt("%+.1f points (±%.1f%s)", 100 * d, 100 * h, std::fabs(d) <= h ? ", not settled" : "");
+  return strfmt("%+.1f points (±%.1f%s)", 100 * d, 100 * h, settled(p1, n1, p2, n2) ? "" : ", not settled");
+}
+// A comparison claim's verdict: "yes" or "no" only when the 95% interval of the difference excludes 0.
+const char* verdict(double p1, int64_t n1, double p2, int64_t n2) {
+  if (!settled(p1, n1, p2, n2)) return p1 > p2 ? "not settled (ahead within the noise)" : "not settled";
+  return p1 > p2 ? "yes" : "no";
 }
 
 // Mean of a column over its first or last k finite rows.
@@ -164,7 +172,7 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
   const int64_t nb = res["teacher-base"].problems, ng = res["teacher-grpo"].problems;
   const int64_t nd = res["student-distill"].problems, ns = res["student-grpo"].problems;
   md += strfmt("| RL with rule rewards alone (R1-Zero, no SFT) raises held-out pass@1 | greedy pass@1 %s → %s of %lld problems: %s | %s |\n",
-               share(b1, nb).c_str(), share(g1, ng).c_str(), (long long)ng, difference(g1, ng, b1, nb).c_str(), g1 > b1 ? "yes" : "no");
+               share(b1, nb).c_str(), share(g1, ng).c_str(), (long long)ng, difference(g1, ng, b1, nb).c_str(), verdict(g1, ng, b1, nb));
   md += strfmt("| RL sharpens what the base can sometimes do: pass@%lld of the base is well above its pass@1 | pass@1 %s (sampled %s), pass@%lld %s | %s |\n",
                (long long)kmax, pct(b1).c_str(), pct(res["teacher-base"].pass1_sampled).c_str(), (long long)kmax,
                pct(passk("teacher-base", kmax)).c_str(), passk("teacher-base", kmax) > 1.5 * res["teacher-base"].pass1_sampled ? "yes" : "no");
@@ -172,7 +180,7 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
                len0, len1, pct(acc0).c_str(), pct(acc1).c_str(), len1 > len0 ? "yes" : "no");
   md += strfmt("| For a small model, distilling a reasoning teacher beats RL on the small model itself | student pass@1: distilled %s vs GRPO for the same wall time %s (base %s): %s | %s |\n",
                share(d1, nd).c_str(), share(s1, ns).c_str(), pct(res["student-base"].pass1_greedy).c_str(),
-               difference(d1, nd, s1, ns).c_str(), d1 > s1 ? "yes" : "no");
+               difference(d1, nd, s1, ns).c_str(), verdict(d1, nd, s1, ns));
   md += strfmt("| MLA's KV cache is a small fraction of ordinary attention's | %lld vs %lld values per token for this teacher (%.1f%%); V3: see the table below | yes |\n",
                (long long)kv_lat, (long long)kv_mha, 100.0 * double(kv_lat) / double(kv_mha));
   if (ablation) {
@@ -202,7 +210,7 @@ void write_recipe_report(const std::string& out_dir, const std::string& preset, 
     md += strfmt("| after GRPO, pass@1 at least 70%% | %s | %s |\n", pct(g1).c_str(), g1 >= 0.7 ? "yes" : "no");
     md += strfmt("| the distilled student beats the GRPO-trained student of the same size | %s vs %s (their base: %s) | %s |\n\n",
                  pct(d1).c_str(), pct(s1).c_str(), pct(sb).c_str(),
-                 d1 > s1 ? (d1 > sb ? "yes" : "yes, but both are below their base") : "no");
+                 d1 > sb || d1 <= s1 ? verdict(d1, nd, s1, ns) : "yes, but both are below their base");
   }
   md += "## Held-out evaluation, every stage\n\n" + rl::eval_table_md(rows) + "\n";
   const rl::EvalResult& tb = res["teacher-base"];

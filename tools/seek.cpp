@@ -379,7 +379,8 @@ void join_world(int argc, char** argv) {
   if (cmd == "recipe")
     throw seek::Error("seek recipe runs its stages as child processes: run it in one process with --ranks " +
                       std::to_string(w.size()) + ", and it starts each data-parallel stage under mpiexec");
-  const std::vector<std::string> data_parallel = {"pretrain", "sft", "grpo"}, expert_parallel = {"generate", "serve"};
+  const std::vector<std::string> data_parallel = {"pretrain", "sft", "grpo", "distill", "eval"},
+                                 expert_parallel = {"generate", "serve"};
   const auto among = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), cmd) != v.end(); };
   const auto list = [](const std::vector<std::string>& v) {
     std::string s;
@@ -390,10 +391,9 @@ void join_world(int argc, char** argv) {
     throw seek::Error("seek " + cmd + " runs in one process; under mpiexec (" + w.describe() + ") seek runs: " +
                       list(data_parallel) + " (data parallel), " + list(expert_parallel) + " (expert parallel)");
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(std::max(1, omp_get_num_procs() / w.local_size()));
-  if (among(expert_parallel)) {
-    setenv("SEEK_WEIGHTS", "mmap", 0);
-    if (w.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) throw seek::Error("cannot silence rank's stdout");
-  }
+  if (among(expert_parallel)) setenv("SEEK_WEIGHTS", "mmap", 0);
+  // Rank 0 prints the results; every rank still reports its errors on stderr.
+  if (w.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) throw seek::Error("cannot silence rank's stdout");
 }
 
 }  // namespace

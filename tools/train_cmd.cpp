@@ -38,7 +38,8 @@ void register_train_commands(CLI::App& app) {
   c->add_option("--save-every", o.save_every)->capture_default_str();
   c->add_option("--log-every", o.log_every)->capture_default_str();
   c->add_flag("--expert-parallel", o.expert_parallel,
-              "under mpiexec: spread the routed experts over the ranks (each runs the whole batch) instead of the batch");
+              "under mpiexec: spread the routed experts over the ranks as well as the batch (an all-to-all sends each "
+              "token to the ranks of its experts and back)");
   c->add_option("--stop-after", o.stop_after, "stop after this many steps of this run (with a checkpoint)")->capture_default_str();
   c->callback([] {
     train::PretrainResult r = train::pretrain(o);

@@ -91,33 +91,30 @@ std::vector<Trace> rejection_sample(Model& teacher, const Tokenizer& tok, const 
   const int32_t eos = tok.token_id("<|eos|>");
   if (eos < 0) throw Error("rejection sampling: the tokenizer has no <|eos|> token");
   const auto t0 = std::chrono::steady_clock::now();
-  const size_t chunk = size_t(std::max<int64_t>(1, o.batch / o.samples));
+  Communicator& comm = or_world(o.comm);
+  rl::RolloutOptions ro;
+  ro.samples = o.samples;
+  ro.temperature = o.temperature;
+  ro.max_new_tokens = o.max_new_tokens;
+  ro.batch = o.batch;
+  ro.seed = o.seed;
+  // The progress line tallies this rank's chunks as they come.
+  int64_t correct = 0, formatted = 0, tokens = 0;
+  auto show = [&](const std::vector<rl::Rollout>& chunk, int64_t done, int64_t total) {
+    for (const rl::Rollout& r : chunk) correct += r.reward.correct, formatted += r.reward.formatted, tokens += int64_t(r.completion.size());
+    if (!progress) return;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double rate = double(done) / std::max(secs, 1e-9);
+    std::fprintf(progress, "rejection sampling: %lld/%lld samples%s, %.1f%% correct, %.1f%% formatted | %.0f tok/s | ETA %.0f s\n",
+                 (long long)done, (long long)total, comm.size() > 1 ? " (rank 0's share)" : "",
+                 100.0 * double(correct) / double(std::max<int64_t>(1, done)),
+                 100.0 * double(formatted) / double(std::max<int64_t>(1, done)), double(tokens) / std::max(secs, 1e-9),
+                 double(total - done) / std::max(rate, 1e-9));
+    std::fflush(progress);
+  };
+  const std::vector<rl::Rollout> rollouts = rl::chunked_rollouts(teacher, tok, questions, ro, comm, show);
   RejectionStats s;
-  std::vector<Trace> out;
-  for (size_t q0 = 0, c = 0; q0 < questions.size(); q0 += chunk, ++c) {
-    const size_t q1 = std::min(questions.size(), q0 + chunk);
-    const std::vector<Problem> part(questions.begin() + long(q0), questions.begin() + long(q1));
-    rl::RolloutOptions ro;
-    ro.samples = o.samples;
-    ro.temperature = o.temperature;
-    ro.max_new_tokens = o.max_new_tokens;
-    ro.batch = o.batch;
-    ro.seed = mix64(o.seed, uint64_t(c));
-    const std::vector<rl::Rollout> rollouts = rl::sample_rollouts(teacher, tok, part, ro);
-    std::vector<Trace> kept = select_traces(part, rollouts, o.max_per_question, eos, &s);
-    for (Trace& t : kept) out.push_back(std::move(t));
-    if (progress) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(progress,
-                   "rejection sampling: %zu/%zu questions | %lld samples, %.1f%% correct, %.1f%% formatted | kept %lld "
-                   "(%lld duplicates, %lld over the cap) | %.1f%% of questions have a trace | %.0f tok/s\n",
-                   q1, questions.size(), (long long)s.samples, 100.0 * double(s.correct) / double(std::max<int64_t>(1, s.samples)),
-                   100.0 * double(s.formatted) / double(std::max<int64_t>(1, s.samples)), (long long)s.kept,
-                   (long long)s.duplicates, (long long)s.capped, 100 * s.share_with_trace,
-                   double(s.tokens) / std::max(secs, 1e-9));
-      std::fflush(progress);
-    }
-  }
+  std::vector<Trace> out = select_traces(questions, rollouts, o.max_per_question, eos, &s);
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (stats) *stats = s;
   return out;

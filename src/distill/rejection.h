@@ -55,6 +55,7 @@ struct RejectionOptions {
   int64_t max_new_tokens = 256;
   int64_t batch = 64;            // sequences per Generator batch
   uint64_t seed = 1;
+  Communicator* comm = nullptr;  // ranks that share the questions (rl/rollout.h); null: world()
 };
 
 struct RejectionStats {
@@ -81,9 +82,10 @@ std::vector<Problem> training_questions(const QuestionOptions& o);
 std::vector<Trace> select_traces(const std::vector<Problem>& problems, const std::vector<rl::Rollout>& rollouts,
                                  int64_t max_per_question, int32_t eos, RejectionStats* stats = nullptr);
 
-// Samples the teacher on the questions (in chunks of about batch / samples questions, one progress
-// line per chunk when progress is non-null) and selects the traces. Chunk c uses the rollout seed
-// mix64(seed, c), so a run is reproducible for the same options. Throws Error when the tokenizer has no
+// Samples the teacher on the questions (rl::chunked_rollouts: chunks of about batch / samples
+// questions, chunk c with the rollout seed mix64(seed, c), shared among the ranks of o.comm; one
+// progress line per chunk when progress is non-null) and selects the traces. A run is reproducible for
+// the same options, and the same on any number of ranks. Throws Error when the tokenizer has no
 // "<|eos|>" or an option is out of range (samples, batch, max_per_question, max_new_tokens < 1).
 std::vector<Trace> rejection_sample(Model& teacher, const Tokenizer& tok, const std::vector<Problem>& questions,
                                     const RejectionOptions& o, RejectionStats* stats = nullptr,

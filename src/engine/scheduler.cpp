@@ -3,11 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <type_traits>
 
 #include "tensor/backend.h"
 #include "util/error.h"
+#include "util/pack.h"
 
 namespace seek {
 
@@ -24,57 +23,6 @@ struct PlanHeader {
   int64_t cancelled = 0;  // running sequences that leave it
   int64_t bytes = 0;
   uint64_t digest = 0;    // of the sequences that were running before the admissions
-};
-
-// The payload: PODs, and vectors and strings preceded by their length.
-struct Packer {
-  std::vector<uint8_t> b;
-  template <class T>
-  void pod(const T& v) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    const auto* p = reinterpret_cast<const uint8_t*>(&v);
-    b.insert(b.end(), p, p + sizeof v);
-  }
-  template <class T>
-  void array(const T* v, size_t n) {
-    pod(int64_t(n));
-    if (n) b.insert(b.end(), reinterpret_cast<const uint8_t*>(v), reinterpret_cast<const uint8_t*>(v + n));
-  }
-  void str(const std::string& v) { array(v.data(), v.size()); }
-};
-
-struct Unpacker {
-  const uint8_t* p;
-  const uint8_t* end;
-  void take(void* out, size_t n) {
-    if (size_t(end - p) < n) throw Error("scheduler: rank 0's step plan is shorter than what it describes");
-    if (n) std::memcpy(out, p, n);
-    p += n;
-  }
-  template <class T>
-  T pod() {
-    T v;
-    take(&v, sizeof v);
-    return v;
-  }
-  template <class T>
-  size_t length() {
-    const int64_t n = pod<int64_t>();
-    if (n < 0 || size_t(n) > size_t(end - p) / sizeof(T)) throw Error("scheduler: rank 0's step plan has a bad length");
-    return size_t(n);
-  }
-  template <class T>
-  std::vector<T> array() {
-    std::vector<T> v(length<T>());
-    take(v.data(), v.size() * sizeof(T));
-    return v;
-  }
-  std::string str() {
-    const size_t n = length<char>();
-    std::string v(reinterpret_cast<const char*>(p), n);
-    p += n;
-    return v;
-  }
 };
 
 void pack(Packer& o, const GenerationRequest& r) {
@@ -401,7 +349,7 @@ void Scheduler::follow() {
                          g.rank(), (long long)group_steps_, (long long)h.step));
     std::vector<uint8_t> payload(static_cast<size_t>(h.bytes));
     if (h.bytes) g.broadcast(payload.data(), h.bytes, 0);
-    Unpacker in{payload.data(), payload.data() + payload.size()};
+    Unpacker in(payload, "rank 0's step plan");
     std::vector<int64_t> cancelled(static_cast<size_t>(h.cancelled));
     for (int64_t& i : cancelled) i = in.pod<int64_t>();
     for (int64_t a = 0; a < h.admitted; ++a) {

@@ -279,7 +279,7 @@ void tasks_forward(const Pass& p, const MoeWeights& w, const float* x, const flo
   float* act_all = ra ? kept_or_scratch(&ra->act, p.ws, R * F) : p.ws.alloc<float>(int64_t(threads) * most * F);
   float* shared_gu = nullptr;
   float* shared_act = nullptr;
-  if (w.has_shared) {
+  if (w.has_shared && own.shared) {
     shared_gu = acts ? kept_or_scratch(&acts->shared.gu, p.ws, n * 2 * Fs) : p.ws.alloc<float>(n * 2 * Fs);
     shared_act = acts ? kept_or_scratch(&acts->shared.act, p.ws, n * Fs) : p.ws.alloc<float>(n * Fs);
   }
@@ -407,6 +407,121 @@ void ExpertParallel::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, c
   experts_backward(p, w, g, x, dy, n, k, weight, dx, dweight, acts, {e0_, e1_, comm_.rank() == 0});
   comm_.all_reduce_sum(std::span<float>(dx, size_t(n * w.experts[0].gate_proj.cols)));
   comm_.all_reduce_sum(std::span<float>(dweight, size_t(n * k)));
+}
+
+ExpertDispatch::ExpertDispatch(Communicator& c, int64_t n_experts) : comm_(c), E_(n_experts) {
+  if (n_experts < c.size())
+    throw Error(strfmt("expert parallelism: %lld routed experts cannot be spread over %d ranks", (long long)n_experts,
+                       c.size()));
+  e0_ = n_experts * c.rank() / c.size();
+  e1_ = n_experts * (c.rank() + 1) / c.size();
+}
+
+int ExpertDispatch::owner(int32_t e) const {
+  // The r with E r / N <= e < E (r + 1) / N: the first guess is at most one too high.
+  const int64_t N = comm_.size();
+  int64_t r = (int64_t(e) * N + N - 1) / E_;
+  while (r > 0 && E_ * r / N > e) --r;
+  while (E_ * (r + 1) / N <= e) ++r;
+  return int(r);
+}
+
+void ExpertDispatch::exchange(const void* send, const std::vector<int64_t>& send_rows, void* recv,
+                              const std::vector<int64_t>& recv_rows, int64_t width) {
+  const size_t N = send_rows.size();
+  std::vector<int64_t> sb(N), rb(N);
+  for (size_t r = 0; r < N; ++r) {
+    sb[r] = send_rows[r] * width, rb[r] = recv_rows[r] * width;
+    if (int(r) != comm_.rank()) bytes_out_ += sb[r];
+  }
+  comm_.all_to_all(send, sb.data(), recv, rb.data());
+}
+
+void ExpertDispatch::forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+                             const float* weight, float* y, MoeActs* acts) {
+  Workspace::Frame frame(p.ws);
+  DispatchActs& d = (acts ? *acts : scratch_).dispatch;
+  const int64_t D = w.experts[0].gate_proj.cols, R = n * k;
+  const size_t N = size_t(comm_.size()), me = size_t(comm_.rank());
+  // Each choice's place among the rows sent: grouped by rank, in (token, choice) order within a rank.
+  d.sent.assign(N, 0);
+  for (int64_t i = 0; i < R; ++i) d.sent[size_t(owner(idx[i]))]++;
+  std::vector<int64_t> cursor(N, 0), one(N, int64_t(sizeof(int64_t)));
+  for (size_t r = 1; r < N; ++r) cursor[r] = cursor[r - 1] + d.sent[r - 1];
+  d.slot.resize(size_t(R));
+  for (int64_t i = 0; i < R; ++i) d.slot[size_t(i)] = int32_t(cursor[size_t(owner(idx[i]))]++);
+  d.received.assign(N, 0);
+  comm_.all_to_all(d.sent.data(), one.data(), d.received.data(), one.data());
+  bytes_out_ += int64_t(sizeof(int64_t)) * int64_t(N - 1);
+  int64_t R_in = 0;
+  for (int64_t m : d.received) R_in += m;
+  // Dispatch: a row is its expert's index, then the token's D floats.
+  const int64_t width = int64_t(sizeof(int32_t)) + D * int64_t(sizeof(float));
+  uint8_t* out = p.ws.alloc<uint8_t>(R * width);
+  uint8_t* in = p.ws.alloc<uint8_t>(R_in * width);
+  for (int64_t i = 0; i < R; ++i) {
+    uint8_t* row = out + int64_t(d.slot[size_t(i)]) * width;
+    std::memcpy(row, idx + i, sizeof(int32_t));
+    std::memcpy(row + sizeof(int32_t), x + (i / k) * D, sizeof(float) * size_t(D));
+  }
+  exchange(out, d.sent, in, d.received, width);
+  d.x_in.resize(size_t(R_in * D));
+  d.idx_in.resize(size_t(R_in));
+  for (int64_t i = 0; i < R_in; ++i) {
+    const uint8_t* row = in + i * width;
+    std::memcpy(&d.idx_in[size_t(i)], row, sizeof(int32_t));
+    if (d.idx_in[size_t(i)] < e0_ || d.idx_in[size_t(i)] >= e1_)
+      throw Error(strfmt("expert dispatch: rank %zu received a row for expert %d, which it does not own", me,
+                         d.idx_in[size_t(i)]));
+    std::memcpy(d.x_in.data() + i * D, row + sizeof(int32_t), sizeof(float) * size_t(D));
+  }
+  for (size_t r = 0; r < N; ++r) rows_out_ += r == me ? 0 : d.sent[r];
+  tokens_ += n;
+  // The owned experts on every row received: one choice a row, weight 1 (exact), no shared experts.
+  if (acts && !d.experts) d.experts = std::make_shared<MoeActs>();
+  float* y_in = p.ws.alloc<float>(R_in * D);
+  experts_forward(p, w, d.x_in.data(), R_in, 1, d.idx_in.data(), nullptr, y_in, acts ? d.experts.get() : nullptr,
+                  {e0_, e1_, false});
+  // Combine: the outputs go back to their tokens' ranks, in the order sent.
+  d.back.resize(size_t(R * D));
+  const int64_t fw = D * int64_t(sizeof(float));
+  exchange(y_in, d.received, d.back.data(), d.sent, fw);
+  if (w.has_shared) {
+    const int64_t Fs = w.shared_experts.gate_proj.rows;
+    float* gu = kept_or_scratch(acts ? &acts->shared.gu : nullptr, p.ws, n * 2 * Fs);
+    float* act = kept_or_scratch(acts ? &acts->shared.act : nullptr, p.ws, n * Fs);
+    mlp_forward(p, w.shared_experts, x, y, n, gu, act);
+  } else {
+    std::fill(y, y + n * D, 0.f);
+  }
+  gather_weighted_sum(y, d.back.data(), d.slot.data(), weight, n, k, D);
+}
+
+void ExpertDispatch::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
+                              int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
+  Workspace::Frame frame(p.ws);
+  const DispatchActs& d = acts.dispatch;
+  const int64_t D = w.experts[0].gate_proj.cols, R = n * k, R_in = int64_t(d.idx_in.size());
+  const int64_t fw = D * int64_t(sizeof(float));
+  // The outputs' gradients in the order sent (weight · dy), and the gate weights' (dy · output).
+  float* dback = p.ws.alloc<float>(R * D);
+  gather_weighted_sum_backward(dback, dweight, dy, d.back.data(), d.slot.data(), weight, n, k, D);
+  // To the experts' ranks, through the experts, and the inputs' gradients back.
+  float* dy_in = p.ws.alloc<float>(R_in * D);
+  exchange(dback, d.sent, dy_in, d.received, fw);
+  float* ones = p.ws.alloc<float>(R_in);
+  std::fill(ones, ones + R_in, 1.f);
+  float* dx_in = p.ws.alloc<float>(R_in * D);
+  float* dw_in = p.ws.alloc<float>(R_in);
+  if (!d.experts) throw Error("expert dispatch: backward without a forward that kept its activations");
+  experts_backward(p, w, g, d.x_in.data(), dy_in, R_in, 1, ones, dx_in, dw_in, *d.experts, {e0_, e1_, false});
+  float* dxs = p.ws.alloc<float>(R * D);
+  exchange(dx_in, d.received, dxs, d.sent, fw);
+  if (w.has_shared)
+    mlp_backward(p, w.shared_experts, g.shared_experts, x, dy, dx, false, n, acts.shared.gu.data(), acts.shared.act.data());
+  else
+    std::fill(dx, dx + n * D, 0.f);
+  gather_weighted_sum(dx, dxs, d.slot.data(), nullptr, n, k, D);
 }
 
 ExpertExecutor& local_experts() {

@@ -9,6 +9,7 @@
 // bias gets one), the gate weights are not.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "nn/mlp.h"
@@ -50,12 +51,26 @@ struct RoutedActs {
   std::vector<float> ys;        // [R, D] expert outputs
 };
 
+struct MoeActs;
+
+// ExpertDispatch: where each (token, choice) row of this rank went, and what this rank's experts ran
+// for every rank.
+struct DispatchActs {
+  std::vector<int64_t> sent, received;  // [N] rows to and from each rank
+  std::vector<int32_t> slot;            // [n·k] the place of choice (t, j) in the rank-ordered rows sent
+  std::vector<float> back;              // [n·k, D] the experts' outputs, in the order sent
+  std::vector<float> x_in;              // [R_in, D] the rows received, in rank order
+  std::vector<int32_t> idx_in;          // [R_in] their experts
+  std::shared_ptr<MoeActs> experts;     // the owned experts' activations on the rows received
+};
+
 struct MoeActs {
   std::vector<float> logits;   // [n, E] router logits
   std::vector<int32_t> idx;    // [n, k] chosen experts
   std::vector<float> weight;   // [n, k] gate weights
   RoutedActs routed;
   MlpActs shared;
+  DispatchActs dispatch;       // ExpertDispatch only
 };
 
 // Runs the experts of a MoE layer: dispatch (each token's row to the routed experts it chose), the
@@ -98,8 +113,7 @@ ExpertExecutor& local_experts();
 // dispatch + combine sends when a token's k experts sit on every other rank.
 // Training: the backward runs the owned experts' part the same way and sums dx and the gate weights'
 // gradient over the ranks; each rank's experts get their gradients (train/train_model.h).
-// Not done: tokens that differ per rank (data-parallel attention with an all-to-all dispatch, as
-// DeepSeek serves and trains).
+// Tokens that differ per rank (data-parallel attention): ExpertDispatch.
 class ExpertParallel final : public ExpertExecutor {
  public:
   ExpertParallel(Communicator& c, int64_t n_experts);
@@ -116,6 +130,42 @@ class ExpertParallel final : public ExpertExecutor {
  private:
   Communicator& comm_;
   int64_t e0_ = 0, e1_ = 0, tokens_ = 0;
+};
+
+// The routed experts spread over a group whose ranks hold different tokens (data-parallel attention,
+// as DeepSeek trains and serves): rank r owns experts [E r / N, E (r + 1) / N). Each (token, choice)
+// row goes to the rank of its expert (all-to-all "dispatch": the expert's index and D floats a row),
+// that rank runs its experts on every row it received, and the outputs go back (all-to-all "combine")
+// to be weighted and summed on the token's rank. Every rank runs the shared experts on its own tokens.
+// The backward sends the outputs' gradients the same way and the inputs' gradients back; a rank's
+// experts accumulate the gradient of every rank's tokens and the other experts' gradients stay 0, so
+// the data-parallel sum of the ranks' gradients is the whole batch's. Per token and MoE layer a rank
+// sends out k rows of D floats (less those its own experts run) and receives as many back. Every rank
+// must run every MoE layer, with or without tokens. In one process it computes LocalExperts' bits.
+class ExpertDispatch final : public ExpertExecutor {
+ public:
+  ExpertDispatch(Communicator& c, int64_t n_experts);
+  void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+               const float* weight, float* y, MoeActs* acts) override;
+  void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
+                const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
+  int64_t first_expert() const { return e0_; }
+  int64_t end_expert() const { return e1_; }
+  // (token, choice) rows sent to the experts of other ranks so far, forward passes only.
+  int64_t rows_out() const { return rows_out_; }
+  // Bytes this rank has sent to others so far: dispatch and combine, forward and backward.
+  int64_t bytes_out() const { return bytes_out_; }
+  // Token rows through MoE layers so far (a token through L layers counts L), forward passes only.
+  int64_t token_layers() const { return tokens_; }
+
+ private:
+  int owner(int32_t e) const;
+  // all_to_all of rows of `width` bytes, counted in bytes_out_.
+  void exchange(const void* send, const std::vector<int64_t>& send_rows, void* recv, const std::vector<int64_t>& recv_rows,
+                int64_t width);
+  Communicator& comm_;
+  int64_t E_ = 0, e0_ = 0, e1_ = 0, rows_out_ = 0, tokens_ = 0, bytes_out_ = 0;
+  MoeActs scratch_;  // the dispatch's bookkeeping when the caller keeps no activations (inference)
 };
 
 // Routing for T tokens (deepseek-facts.md, DeepSeekMoE routing): from router logits [T, E] to the chosen

@@ -160,56 +160,34 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
   return r;
 }
 
-namespace {
-
-// Runs rollouts over `problems` in chunks of about `batch` sequences, so that progress can be shown;
-// chunk c samples with seed mix64(seed, c), and rollout.problem is made global again.
-std::vector<Rollout> chunked_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
-                                      RolloutOptions ro, const char* what, int64_t& done, int64_t total,
-                                      std::chrono::steady_clock::time_point t0,
-                                      std::chrono::steady_clock::time_point& last, std::FILE* progress) {
-  const uint64_t seed = ro.seed;
-  const size_t per = size_t(std::max<int64_t>(1, ro.batch / ro.samples));
-  std::vector<Rollout> out;
-  out.reserve(problems.size() * size_t(ro.samples));
-  for (size_t p0 = 0, c = 0; p0 < problems.size(); p0 += per, ++c) {
-    const size_t p1 = std::min(problems.size(), p0 + per);
-    std::vector<Problem> part(problems.begin() + long(p0), problems.begin() + long(p1));
-    ro.seed = mix64(seed, c);
-    std::vector<Rollout> rs = sample_rollouts(model, tok, part, ro);
-    for (Rollout& r : rs) {
-      r.problem += int64_t(p0);
-      out.push_back(std::move(r));
-    }
-    done += int64_t(rs.size());
-    const auto now = std::chrono::steady_clock::now();
-    if (progress && std::chrono::duration<double>(now - last).count() >= 5.0) {
-      const double s = std::chrono::duration<double>(now - t0).count();
-      const double rate = double(done) / s;
-      std::fprintf(progress, "eval: %s, %lld/%lld sequences, %.1f sequences/s, ETA %.0f s\n", what, (long long)done,
-                   (long long)total, rate, double(total - done) / rate);
-      std::fflush(progress);
-      last = now;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, std::FILE* progress) {
   const std::vector<Problem> problems = eval_problems(o);
   if (o.batch < 1) throw Error("eval: batch must be at least 1");
+  Communicator& comm = or_world(o.comm);
   const auto t0 = std::chrono::steady_clock::now();
-  auto last = t0;
   // The sampled problems: the first o.problems of each kind (eval_problems lays the kinds out in turn).
   const int64_t per_kind = int64_t(problems.size() / o.kinds.size());
   std::vector<Problem> sampled_set;
   std::vector<int64_t> index;  // in `problems`
   for (int64_t j = 0; j < int64_t(problems.size()); ++j)
     if (j % per_kind < o.problems) sampled_set.push_back(problems[size_t(j)]), index.push_back(j);
-  const int64_t total = int64_t(problems.size()) + int64_t(sampled_set.size()) * o.samples;
-  int64_t done = 0;
+  // Progress of this rank's share, both passes together: sequences done, rate, ETA.
+  auto last = t0;
+  int64_t before = 0;  // the greedy pass's sequences, once it is done
+  auto show = [&](const char* what, int64_t left_after) {
+    return [&, what, left_after](const std::vector<Rollout>&, int64_t done, int64_t total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!progress || std::chrono::duration<double>(now - last).count() < 5.0) return;
+      const double s = std::chrono::duration<double>(now - t0).count(), rate = double(before + done) / s;
+      const int64_t all = before + total + left_after;
+      std::fprintf(progress, "eval: %s, %lld/%lld sequences%s, %.1f sequences/s, ETA %.0f s\n", what,
+                   (long long)(before + done), (long long)all, comm.size() > 1 ? " (rank 0's share)" : "", rate,
+                   double(all - before - done) / rate);
+      std::fflush(progress);
+      last = now;
+    };
+  };
+  const int64_t N = comm.size(), sampled_left = int64_t(sampled_set.size()) * o.samples / N;
   RolloutOptions ro;
   ro.max_new_tokens = o.max_new_tokens;
   ro.batch = o.batch;
@@ -218,12 +196,13 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   ro.draft_tokens = o.draft_tokens;
   ro.temperature = 0.0f;
   ro.seed = mix64(o.seed, 1);
-  std::vector<Rollout> greedy = chunked_rollouts(model, tok, problems, ro, "greedy", done, total, t0, last, progress);
+  std::vector<Rollout> greedy = chunked_rollouts(model, tok, problems, ro, comm, show("greedy", sampled_left));
+  before = int64_t(problems.size()) / N;
   ro.samples = o.samples;
   ro.temperature = o.temperature;
   ro.top_p = o.top_p;
   ro.seed = mix64(o.seed, 2);
-  std::vector<Rollout> sampled = chunked_rollouts(model, tok, sampled_set, ro, "sampled", done, total, t0, last, progress);
+  std::vector<Rollout> sampled = chunked_rollouts(model, tok, sampled_set, ro, comm, show("sampled", 0));
   for (Rollout& r : sampled) r.problem = index[size_t(r.problem)];
   EvalResult r = summarize(problems, greedy, sampled, o.samples);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -49,6 +49,7 @@ struct EvalOptions {
   Split split = Split::HeldOut;
   int64_t batch = 64;            // sequences per generation batch
   int64_t draft_tokens = 0;      // MTP drafts per step (speculative decoding: the same results' law)
+  Communicator* comm = nullptr;  // ranks that share the problems (rl/rollout.h); null: world()
 };
 
 // Metrics of a group of problems (one kind, one difficulty).
@@ -108,8 +109,9 @@ std::vector<Problem> eval_problems(const EvalOptions& o);
 EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rollout>& greedy,
                      const std::vector<Rollout>& sampled, int64_t samples);
 
-// Generates and summarizes. Writes a progress line (done/total sequences, rate, ETA) to `progress`
-// every few seconds when it is not null.
+// Generates and summarizes. Over a group of ranks, each generates its share of the problems and every
+// rank returns the whole result, the same as one process's. Writes a progress line (done/total
+// sequences, rate, ETA) to `progress` every few seconds when it is not null.
 EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, std::FILE* progress = nullptr);
 
 nlohmann::json to_json(const EvalResult& r);

@@ -7,6 +7,7 @@
 #include "data/corpus.h"
 #include "engine/generator.h"
 #include "util/error.h"
+#include "util/pack.h"
 #include "util/rng.h"
 
 namespace seek::rl {
@@ -62,6 +63,73 @@ std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const s
     stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   return out;
+}
+
+namespace {
+
+void pack(Packer& o, const Rollout& r) {
+  o.pod(r.problem);
+  o.array(r.prompt);
+  o.array(r.completion);
+  o.str(r.text);
+  o.pod(r.finished), o.pod(r.reward.total), o.pod(r.reward.correct), o.pod(r.reward.formatted);
+}
+
+Rollout unpack_rollout(Unpacker& in) {
+  Rollout r;
+  r.problem = in.pod<int64_t>();
+  r.prompt = in.array<int32_t>();
+  r.completion = in.array<int32_t>();
+  r.text = in.str();
+  r.finished = in.pod<bool>();
+  r.reward.total = in.pod<double>(), r.reward.correct = in.pod<bool>(), r.reward.formatted = in.pod<bool>();
+  return r;
+}
+
+}  // namespace
+
+std::vector<Rollout> chunked_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
+                                      const RolloutOptions& o, Communicator& comm, const ChunkProgress& after_chunk) {
+  if (o.samples < 1) throw Error("rollouts: samples must be at least 1");
+  const size_t per = size_t(std::max<int64_t>(1, o.batch / o.samples));  // problems a chunk
+  const size_t chunks = (problems.size() + per - 1) / per, N = size_t(comm.size()), me = size_t(comm.rank());
+  int64_t mine = 0, done = 0;
+  for (size_t c = me; c < chunks; c += N) mine += int64_t(std::min(problems.size(), (c + 1) * per) - c * per) * o.samples;
+  std::vector<std::vector<Rollout>> local(chunks);  // this rank's chunks, then every rank's
+  for (size_t c = me; c < chunks; c += N) {
+    const size_t p0 = c * per, p1 = std::min(problems.size(), p0 + per);
+    const std::vector<Problem> part(problems.begin() + long(p0), problems.begin() + long(p1));
+    RolloutOptions ro = o;
+    ro.seed = mix64(o.seed, uint64_t(c));
+    ro.first_problem = 0;
+    local[c] = sample_rollouts(model, tok, part, ro);
+    for (Rollout& r : local[c]) r.problem += int64_t(p0);
+    done += int64_t(local[c].size());
+    if (after_chunk) after_chunk(local[c], done, mine);
+  }
+  if (N > 1) {
+    Packer out;
+    for (size_t c = me; c < chunks; c += N) {
+      out.pod(int64_t(local[c].size()));
+      for (const Rollout& r : local[c]) pack(out, r);
+    }
+    const std::vector<std::vector<uint8_t>> parts = all_gather(comm, out.b);
+    // Chunk c came from rank c mod N, in order: read each rank's chunks back into place.
+    for (size_t r = 0; r < N; ++r) {
+      if (r == me) continue;
+      Unpacker in(parts[r], "rollouts from another rank");
+      for (size_t c = r; c < chunks; c += N) {
+        const int64_t n = in.pod<int64_t>();
+        if (n < 0 || n > int64_t(per) * o.samples) throw Error("rollouts from another rank: a chunk has a bad count");
+        for (int64_t i = 0; i < n; ++i) local[c].push_back(unpack_rollout(in));
+      }
+    }
+  }
+  std::vector<Rollout> all;
+  all.reserve(problems.size() * size_t(o.samples));
+  for (auto& part : local)
+    for (Rollout& r : part) all.push_back(std::move(r));
+  return all;
 }
 
 }  // namespace seek::rl

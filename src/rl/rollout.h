@@ -10,6 +10,7 @@
 // and a batch split over data-parallel ranks samples what it samples whole.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "model/tokenizer.h"
 #include "rl/reward.h"
 #include "data/tasks.h"
+#include "util/comm.h"
 
 namespace seek::rl {
 
@@ -52,5 +54,16 @@ struct RolloutStats {
 // "<|eos|>" token.
 std::vector<Rollout> sample_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
                                      const RolloutOptions& o, RolloutStats* stats = nullptr);
+
+// Rollouts of many problems, o.samples each, in chunks of whole problems of about o.batch sequences:
+// chunk c is sampled with seed mix64(o.seed, c) and its problems numbered from 0, so a run repeats for
+// the same options (what eval and rejection sampling do). Over a group of N ranks, rank r samples
+// chunks r, r + N, r + 2N, … and every rank returns every chunk's rollouts, problem-major with
+// rollout.problem indexing `problems`: the same rollouts as one process, since a chunk samples the
+// same whichever rank runs it. after_chunk(the chunk's rollouts, sequences this rank has sampled, of its
+// total) runs after each of this rank's chunks (progress lines).
+using ChunkProgress = std::function<void(const std::vector<Rollout>& chunk, int64_t done, int64_t total)>;
+std::vector<Rollout> chunked_rollouts(Model& model, const Tokenizer& tok, const std::vector<Problem>& problems,
+                                      const RolloutOptions& o, Communicator& comm, const ChunkProgress& after_chunk = {});
 
 }  // namespace seek::rl

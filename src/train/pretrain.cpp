@@ -85,8 +85,8 @@ class PretrainObjective final : public Objective {
  public:
   PretrainObjective(const PretrainOptions& o, const Config& c, Communicator& comm)
       : o_(o),
-        data_(o.expert_parallel ? one_process() : comm),
-        ep_(o.expert_parallel ? std::make_unique<ExpertParallel>(comm, c.n_routed_experts) : nullptr),
+        data_(comm),
+        ep_(o.expert_parallel ? std::make_unique<ExpertDispatch>(comm, c.n_routed_experts) : nullptr),
         loader_(manifest_shards(o.data, "train"), LoaderOptions{o.batch, o.seq_len, o.seed, true}),
         alpha_(o.balance == "aux-free" ? o.seq_alpha : o.balance == "aux" ? o.aux_alpha : 0.0),
         moe_(c.n_routed_experts > 0),
@@ -118,13 +118,14 @@ class PretrainObjective final : public Objective {
       for (int i = 0; i < 4; ++i) part[i] += mine[i] / double(o_.accum * ranks);
       r.tokens += bt.B * bt.T;
     }
-    if (ep_) m.keep_owned_grad();
     data_.all_reduce_sum(std::span<double>(part, 4));
     const LossParts lp{part[0], part[1], part[2], part[3]};
     r.loss = lp.total;
     r.flops = double(r.tokens) * flops_per_token_;
     r.metrics = {{"loss_main", lp.main}, {"loss_mtp", lp.mtp}, {"loss_balance", lp.balance}, {"mtp_lambda", lambda},
                  {"train_flops_per_token", flops_per_token_}};
+    if (ep_ && ep_->token_layers() > 0)  // this rank's dispatch and combine, forward and backward
+      r.metrics["expert_bytes_per_token_layer"] = double(ep_->bytes_out()) / double(ep_->token_layers());
     r.progress = strfmt("loss %.4f (main %.4f, mtp %.4f, λ %.2f)", lp.total, lp.main, lp.mtp, lambda);
     r.log = o_.eval_every > 0 && (step % o_.eval_every == 0 || step == o_.steps);
     return r;
@@ -169,14 +170,17 @@ class PretrainObjective final : public Objective {
   void plot(const std::string& out) const override { draw_pretrain_plots(out); }
 
   // Mean main loss over the first eval_batches validation batches (NaN without a validation split);
-  // the ranks take every N-th batch.
+  // each rank takes its rows of every batch, as in training (with the experts spread, every rank must
+  // run every batch).
   double validate(TrainModel& m) {
     if (!val_ || val_->n_batches() == 0) return double(NAN);
     double sum = 0;
     const uint64_t nb = std::min<uint64_t>(val_->n_batches(), uint64_t(o_.eval_batches));
-    for (uint64_t i = uint64_t(data_.rank()); i < nb; i += uint64_t(data_.size())) {
+    for (uint64_t i = 0; i < nb; ++i) {
       Batch bt = val_->batch(i);
-      sum += m.loss(bt.tokens.data(), bt.B, bt.T, LossWeights{o_.mtp_lambda, alpha_}).main;
+      const int64_t rows = bt.B / data_.size(), first = rows * data_.rank();
+      sum += m.loss(bt.tokens.data() + first * (bt.T + 1), rows, bt.T, LossWeights{o_.mtp_lambda, alpha_}).main /
+             double(data_.size());
     }
     data_.all_reduce_sum(std::span<double>(&sum, 1));
     return sum / double(nb);
@@ -186,10 +190,9 @@ class PretrainObjective final : public Objective {
 
  private:
   const PretrainOptions& o_;
-  // Data parallel: the batch is split over comm's ranks (data_ = comm). Expert parallel: every rank runs
-  // the whole batch (data_ = a group of one) and the experts are spread over comm (ep_).
+  // The batch is split over comm's ranks (data_ = comm); with expert parallelism the experts too (ep_).
   Communicator& data_;
-  std::unique_ptr<ExpertParallel> ep_;
+  std::unique_ptr<ExpertDispatch> ep_;
   DataLoader loader_;
   std::unique_ptr<ValidationSet> val_;
   double alpha_;
@@ -210,7 +213,7 @@ PretrainResult pretrain(const PretrainOptions& o, std::FILE* progress) {
   if (!(o.mtp_switch >= 0 && o.mtp_switch <= 1))
     throw Error(strfmt("--mtp-switch %g: expected a fraction of the steps in [0, 1]", o.mtp_switch));
   Communicator& comm = or_world(o.comm);
-  if (!o.expert_parallel && o.batch % comm.size() != 0)
+  if (o.batch % comm.size() != 0)
     throw Error(strfmt("pretrain: --batch %lld does not split evenly over %d ranks (each trains on batch / ranks rows)",
                        (long long)o.batch, comm.size()));
   fs::create_directories(o.out);

@@ -24,10 +24,11 @@
 // auxiliary loss (--balance aux) is computed per rank, over its B/N rows, as data-parallel training
 // does; the aux-free bias and the sequence-wise loss are unchanged.
 //
-// Expert parallel instead (expert_parallel, `--expert-parallel`): every rank runs the whole batch, the
-// routed experts spread over the ranks (rank r runs experts [E r / N, E (r + 1) / N) forward and
-// backward, the layer's output and input gradient summed over the ranks); rank 0 contributes the
-// gradient of the replicated parameters, each rank that of its experts. Each rank still holds (and
+// Expert parallel as well (expert_parallel, `--expert-parallel`): the ranks still train on their own rows,
+// and the routed experts spread over them (nn/moe.h ExpertDispatch: rank r runs experts
+// [E r / N, E (r + 1) / N) for every rank's tokens, which reach it by an all-to-all and go back by
+// another, forward and backward). Each rank's experts get the gradient of the whole batch and the
+// others' stay 0, so the same sum over the ranks serves every parameter. Each rank still holds (and
 // updates) every parameter: the compute of the experts is split, not their memory.
 #pragma once
 #include <cmath>
@@ -60,8 +61,8 @@ struct PretrainOptions {
   int64_t eval_every = 50, eval_batches = 8, save_every = 50, log_every = 10;
   int64_t stop_after = 0;    // stop (with a checkpoint) after this many steps of this run: tests of resume
   Communicator* comm = nullptr;  // the data-parallel group; null: world()
-  // Spread the routed experts over comm's ranks instead (expert parallelism, nn/moe.h): every rank runs
-  // the whole batch, each its own experts; the gradient is summed as for data parallelism.
+  // Spread the routed experts over comm's ranks as well (expert parallelism with an all-to-all
+  // dispatch and combine, nn/moe.h ExpertDispatch).
   bool expert_parallel = false;
 };
 

@@ -116,7 +116,7 @@ LossParts TrainModel::run(const int32_t* all_ids, int64_t B, int64_t T, const Lo
   Workspace& ws = *ws_;
   Workspace::Frame frame(ws);
   const Pass pass{ws, fp8_, nullptr};
-  ExpertExecutor& ex = ep_ ? static_cast<ExpertExecutor&>(*ep_) : local_experts();
+  ExpertExecutor& ex = ex_ ? *ex_ : local_experts();
   Activations& a = *acts_;
 
   // Inputs and next-token targets of the B sequences, laid out one after another: row b·T + t.
@@ -275,20 +275,6 @@ TrainModel::BalanceStats TrainModel::balance_stats() const {
     if (mean > 0) st.max_over_mean = std::max(st.max_over_mean, double(most) / mean);
   }
   return st;
-}
-
-void TrainModel::keep_owned_grad() {
-  if (!ep_ || ep_->rank() == 0) return;
-  const std::string tag = ".mlp.experts.";
-  for (const Param& p : params_) {
-    const size_t at = p.name.find(tag);
-    bool mine = false;
-    if (at != std::string::npos) {
-      const int64_t e = std::atoll(p.name.c_str() + at + tag.size());
-      mine = e >= ep_->first_expert() && e < ep_->end_expert();
-    }
-    if (!mine) std::fill(grad_.begin() + p.offset, grad_.begin() + p.offset + p.numel, 0.f);
-  }
 }
 
 void TrainModel::sum_expert_load(Communicator& c) {

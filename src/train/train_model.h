@@ -89,12 +89,9 @@ class TrainModel {
   // Tokens routed to each expert of each main MoE layer by the last forward: [layer][E] (empty for
   // dense layers).
   const std::vector<std::vector<int64_t>>& expert_load() const { return load_; }
-  // Expert parallelism (nn/moe.h): the routed experts of the passes run spread over ep's group (null:
-  // all here, the default); every rank runs the same batch. keep_owned_grad then zeroes what the sum
-  // over the ranks must not count twice: on rank 0 nothing but other ranks' experts (already 0), on the
-  // others everything but their own experts. Each rank still holds every parameter.
-  void set_experts(ExpertParallel* ep) { ep_ = ep; }
-  void keep_owned_grad();
+  // Expert parallelism (nn/moe.h): the routed experts of the passes run on `ex` (null: all here, the
+  // default), e.g. ExpertDispatch, spread over the ranks that each train on their rows of the batch.
+  void set_experts(ExpertExecutor* ex) { ex_ = ex; }
   // Replaces expert_load() with its sum over the ranks of c (data parallelism: each rank routed its own
   // part of the batch; the balance statistics and the routing bias's update are the whole batch's).
   void sum_expert_load(Communicator& c);
@@ -130,7 +127,7 @@ class TrainModel {
   Grads wm_;  // the parameters again as f32 views that write (the routing bias's update)
   Grads g_;
   bool fp8_ = false;
-  ExpertParallel* ep_ = nullptr;
+  ExpertExecutor* ex_ = nullptr;
   std::unique_ptr<Model> inference_;
   // What a step keeps between its forward and its backward, reused from step to step.
   struct Activations;

@@ -270,6 +270,19 @@ bool started_by_mpi_launcher() {
 
 }  // namespace
 
+std::vector<std::vector<uint8_t>> all_gather(Communicator& c, const std::vector<uint8_t>& mine) {
+  std::vector<int64_t> sizes(static_cast<size_t>(c.size()), 0);
+  sizes[size_t(c.rank())] = int64_t(mine.size());
+  c.all_reduce_sum(std::span<int64_t>(sizes));
+  std::vector<std::vector<uint8_t>> all(sizes.size());
+  for (int r = 0; r < c.size(); ++r) {
+    std::vector<uint8_t>& b = all[size_t(r)];
+    b = r == c.rank() ? mine : std::vector<uint8_t>(static_cast<size_t>(sizes[size_t(r)]));
+    if (!b.empty()) c.broadcast(b.data(), int64_t(b.size()), r);
+  }
+  return all;
+}
+
 bool have_mpi() {
 #ifdef SEEK_WITH_MPI
   return true;

@@ -73,12 +73,17 @@ Communicator& world();
 inline Communicator& or_world(Communicator* c) { return c ? *c : world(); }
 // A group of one, for work that one rank does alone (e.g. its own data split in expert parallelism).
 Communicator& one_process();
-// Rank 0 runs `work` (writing files the others will read); every rank returns once it is done.
+// Rank 0 runs `work` (writing files the others will read, or measuring alone); every rank returns once
+// it is done. The others sleep meanwhile (broadcast_idle) rather than spin on the cores it could use.
 template <class Work>
 void on_rank0(Communicator& c, Work&& work) {
   if (c.rank() == 0) work();
-  c.barrier();
+  char done = 0;
+  c.broadcast_idle(&done, 1, 0);
 }
+// Every rank's bytes on every rank, in rank order: results each rank computed for its share of the
+// work (one broadcast per rank, for results gathered once, not for a hot loop).
+std::vector<std::vector<uint8_t>> all_gather(Communicator& c, const std::vector<uint8_t>& mine);
 // Whether this build can run over MPI.
 bool have_mpi();
 // Ends this process's part in the group cleanly (MPI_Finalize), for a process that leaves through

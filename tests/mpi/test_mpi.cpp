@@ -1,16 +1,18 @@
 // Under mpiexec (ctest runs this with -n 2, 3 and 4, one thread per rank): the MPI communicator's
-// collectives, data-parallel pretraining and expert-parallel inference against one process.
+// collectives, data-parallel pretraining, evaluation and expert-parallel inference against one process.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "comm_checks.h"
 #include "model/model.h"
 #include "model/random_checkpoint.h"
 #include "nn/moe.h"
 #include "pretrain_data.h"
+#include "rl/eval.h"
 #include "ranks.h"
 #include "train/pretrain.h"
 #include "util/comm.h"
@@ -71,6 +73,35 @@ TEST(Mpi, ParallelPretrainingComputesWhatOneProcessComputes) {
     }
   }
   w.barrier();  // rank 0's directory lives until every rank is done with it
+}
+
+// `mpiexec -n N seek eval` on the shipped teacher: the ranks share the problems (rl/rollout.h) and every
+// rank's result is one process's, greedy and sampled.
+TEST(Mpi, EvaluationOverRanksEqualsOneProcess) {
+  Communicator& w = world();
+  const std::string dir = std::string(SEEK_TEST_DATA) + "/../models/seek-tiny";
+  auto model = Model::load(dir);
+  const Tokenizer tok = Tokenizer::load(dir);
+  rl::EvalOptions o;
+  o.kinds = {TaskKind::Arithmetic};
+  o.min_difficulty = 2, o.max_difficulty = 3;
+  o.problems = 6, o.greedy_problems = 16, o.samples = 3;
+  o.max_new_tokens = 320, o.batch = 12, o.seed = 4;
+  auto figures = [&](Communicator& c) {
+    o.comm = &c;
+    nlohmann::json j = rl::to_json(rl::evaluate(*model, tok, o));
+    j.erase("seconds");
+    return j;
+  };
+  nlohmann::json one;
+  if (w.rank() == 0) one = figures(one_process());
+  const nlohmann::json spread = figures(w);
+  if (w.rank() == 0) {
+    EXPECT_EQ(spread, one);
+    EXPECT_GT(one["pass1_greedy"].get<double>(), 0.5);  // a real model's answers, not empty ones
+    std::printf("[mpi] eval on %d ranks: greedy pass@1 %.3f, sampled %.3f, as one process\n", w.size(),
+                spread["pass1_greedy"].get<double>(), spread["pass1_sampled"].get<double>());
+  }
 }
 
 namespace {

@@ -429,6 +429,33 @@ TEST(DistillRejection, SamplesScoresAndSelectsOnATinyModel) {
   EXPECT_THROW(rejection_sample(*model, s.tok, q, ro, nullptr, nullptr), Error);
 }
 
+// Rejection sampling over ranks (`mpiexec -n N seek distill`): each rank samples its share of the
+// questions; every rank selects from all of them what one process selects.
+TEST(DistillRejection, RanksSampleWhatOneProcessSamples) {
+  Student s;
+  auto model = Model::load(s.model);
+  QuestionOptions qo;
+  qo.count = 7;
+  const std::vector<Problem> q = training_questions(qo);
+  RejectionOptions ro;
+  ro.samples = 2, ro.max_new_tokens = 8, ro.batch = 4;  // 4 chunks of 2 questions, the last of 1
+  RejectionStats one;
+  rejection_sample(*model, s.tok, q, ro, &one, nullptr);
+  for (const std::string& e : test::on_ranks(3, [&](Communicator& c) {
+         auto m = Model::load(s.model);
+         const Tokenizer tok = Tokenizer::load(s.model);
+         RejectionOptions rc = ro;
+         rc.comm = &c;
+         RejectionStats st;
+         rejection_sample(*m, tok, q, rc, &st, nullptr);
+         EXPECT_EQ(st.samples, one.samples);
+         EXPECT_EQ(st.tokens, one.tokens) << "rank " << c.rank();
+         EXPECT_EQ(st.correct, one.correct);
+         EXPECT_EQ(st.formatted, one.formatted);
+       }))
+    EXPECT_EQ(e, "");
+}
+
 // Data parallelism (`mpiexec -n N seek sft`): ranks of an in-process group on threads. Batches of 5
 // traces of different lengths: 2 ranks take 2 and 3 rows, padded to their own longest; 7 ranks leave two
 // without rows. After 6 steps the student equals one process's up to the order of sums.

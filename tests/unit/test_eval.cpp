@@ -13,6 +13,7 @@
 #include "rl/eval.h"
 #include "rl/passk.h"
 #include "rl/report_figures.h"
+#include "ranks.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -296,6 +297,52 @@ TEST(Eval, EvaluateMoreGreedyProblemsThanSampled) {
   EXPECT_EQ(r.mean_length, few.mean_length);
   more.greedy_problems = o.problems - 1;
   EXPECT_THROW(eval_problems(more), Error);
+}
+
+// Data parallelism (`mpiexec -n N seek eval`, and rejection sampling): rank r samples chunks r, r + N, …
+// and every rank gathers every chunk. Each rank has its own model and tokenizer, as separate processes
+// do. Every rollout equals one process's, and so does the whole evaluation.
+TEST(Rollouts, RanksSampleTheirChunksAndGatherWhatOneProcessSamples) {
+  TinySetup& s = tiny();
+  EvalOptions o = tiny_options();
+  o.greedy_problems = 5;  // 10 greedy problems, 6 sampled: chunks of 1 problem (batch 5 / 4 samples)
+  const std::vector<Problem> problems = eval_problems(o);
+  RolloutOptions ro;
+  ro.samples = 3, ro.batch = 7, ro.max_new_tokens = 10, ro.seed = 9;  // 4 chunks of 2 problems, the last of 2
+  const std::vector<Rollout> one = chunked_rollouts(*s.model, s.tok, problems, ro, one_process());
+  ASSERT_EQ(one.size(), problems.size() * 3);
+  nlohmann::json whole = to_json(evaluate(*s.model, s.tok, o));
+  whole.erase("seconds");
+  for (int n : {2, 3}) {
+    std::vector<std::vector<Rollout>> got(static_cast<size_t>(n));
+    std::vector<nlohmann::json> evals(static_cast<size_t>(n));
+    for (const std::string& e : test::on_ranks(n, [&](Communicator& c) {
+           auto model = Model::load(s.dir / "m");
+           const Tokenizer tok = Tokenizer::load(s.dir / "m");
+           int64_t last_total = 0;
+           got[size_t(c.rank())] = chunked_rollouts(*model, tok, problems, ro, c,
+                                                    [&](const std::vector<Rollout>&, int64_t, int64_t total) { last_total = total; });
+           EXPECT_LT(last_total, int64_t(one.size()));  // its share, not all
+           EvalOptions oc = o;
+           oc.comm = &c;
+           evals[size_t(c.rank())] = to_json(evaluate(*model, tok, oc));
+           evals[size_t(c.rank())].erase("seconds");
+         }))
+      EXPECT_EQ(e, "");
+    for (int r = 0; r < n; ++r) {
+      const std::vector<Rollout>& g = got[size_t(r)];
+      ASSERT_EQ(g.size(), one.size()) << n << " ranks, rank " << r;
+      for (size_t i = 0; i < one.size(); ++i) {
+        EXPECT_EQ(g[i].problem, one[i].problem) << i;
+        EXPECT_EQ(g[i].prompt, one[i].prompt) << i;
+        EXPECT_EQ(g[i].completion, one[i].completion) << n << " ranks, rank " << r << ", rollout " << i;
+        EXPECT_EQ(g[i].text, one[i].text) << i;
+        EXPECT_EQ(g[i].finished, one[i].finished) << i;
+        EXPECT_EQ(g[i].reward.total, one[i].reward.total) << i;
+      }
+      EXPECT_EQ(evals[size_t(r)], whole) << n << " ranks, rank " << r;
+    }
+  }
 }
 
 TEST(Eval, GreedyDoesNotDependOnTheBatch) {

@@ -19,6 +19,7 @@
 #include "nn/linear.h"
 #include "nn/mla.h"
 #include "nn/moe.h"
+#include "ranks.h"
 #include "tensor/kernels.h"
 #include "test_util.h"
 #include "util/compare.h"
@@ -417,6 +418,101 @@ TEST(Modules, MoeExpertsStreamedEqualsOnePerThread) {
     for (int64_t chunk : {int64_t(1), int64_t(5), n}) {
       const std::vector<float> y = run(wb, chunk);
       EXPECT_LE(max_rel_diff(y.data(), ref.data(), n * D), 1e-5) << "shared " << shared << ", " << chunk << " tokens at a time";
+    }
+  }
+}
+
+// Expert parallelism with an all-to-all (ExpertDispatch): the tokens split over 1, 2 and 3 in-process
+// ranks, the 6 routed experts over the same ranks. Every token's output, input gradient and gate
+// weights' gradient equal LocalExperts' on all the tokens at once, and the experts' gradients summed
+// over the ranks equal its; on one rank, bit for bit.
+TEST(Modules, MoeExpertDispatchEqualsLocalExperts) {
+  std::mt19937 rng(11);
+  const int64_t E = 6, k = 2, D = 24, F = 16, n = 14;
+  std::vector<std::vector<float>> mats;  // routed experts' [gate, up, down] then the shared expert's
+  for (int64_t i = 0; i <= E; ++i) {
+    const int64_t f = i == E ? 2 * F : F;
+    for (int64_t m = 0; m < 3; ++m) mats.push_back(randn(size_t(f * D), rng, 0.2f));
+  }
+  MoeWeights w;
+  w.experts.resize(size_t(E));
+  auto views = [&](MlpWeights& v, int64_t i) {
+    const int64_t f = i == E ? 2 * F : F;
+    v.gate_proj = Mat{DType::F32, mats[size_t(3 * i)].data(), f, D};
+    v.up_proj = Mat{DType::F32, mats[size_t(3 * i + 1)].data(), f, D};
+    v.down_proj = Mat{DType::F32, mats[size_t(3 * i + 2)].data(), D, f};
+  };
+  for (int64_t e = 0; e < E; ++e) views(w.experts[size_t(e)], e);
+  views(w.shared_experts, E);
+  w.has_shared = true;
+  const std::vector<float> x = randn(size_t(n * D), rng), dy = randn(size_t(n * D), rng), weight = randn(size_t(n * k), rng);
+  std::vector<int32_t> idx(size_t(n * k));
+  for (int64_t t = 0; t < n; ++t)  // expert 5 gets no row
+    for (int64_t j = 0; j < k; ++j) idx[size_t(t * k + j)] = int32_t((3 * t + j) % 5);
+  // The gradient buffers of one MoE layer, and views of them.
+  struct Grads {
+    std::vector<std::vector<float>> g;
+    MoeGrads v;
+    explicit Grads(const std::vector<std::vector<float>>& like) {
+      for (const auto& m : like) g.emplace_back(m.size(), 0.f);
+      v.experts.resize(size_t(E));
+      auto view = [&](MlpGrads& m, int64_t i) {
+        m.gate_proj = g[size_t(3 * i)].data(), m.up_proj = g[size_t(3 * i + 1)].data(), m.down_proj = g[size_t(3 * i + 2)].data();
+      };
+      for (int64_t e = 0; e < E; ++e) view(v.experts[size_t(e)], e);
+      view(v.shared_experts, E);
+      v.has_shared = true;
+    }
+  };
+  // Tokens [t0, t1) through `ex`: y, dx and dweight rows into the whole arrays, gradients into g.
+  std::vector<float> y_ref(size_t(n * D)), dx_ref(size_t(n * D)), dw_ref(size_t(n * k));
+  auto run = [&](ExpertExecutor& ex, int64_t t0, int64_t t1, std::vector<float>& y, std::vector<float>& dx,
+                 std::vector<float>& dw, Grads& g) {
+    Workspace ws;
+    MoeActs acts;
+    const int64_t m = t1 - t0;
+    ex.forward(Pass{ws}, w, x.data() + t0 * D, m, k, idx.data() + t0 * k, weight.data() + t0 * k, y.data() + t0 * D, &acts);
+    ex.backward(Pass{ws}, w, g.v, x.data() + t0 * D, dy.data() + t0 * D, m, k, weight.data() + t0 * k, dx.data() + t0 * D,
+                dw.data() + t0 * k, acts);
+  };
+  Grads g_ref(mats);
+  run(local_experts(), 0, n, y_ref, dx_ref, dw_ref, g_ref);
+  for (int N : {1, 2, 3}) {
+    std::vector<float> y(size_t(n * D), 1e30f), dx(size_t(n * D), 1e30f), dw(size_t(n * k), 1e30f);
+    std::vector<Grads> g;  // one each, built in place: a copy's views would name the original's buffers
+    g.reserve(static_cast<size_t>(N));
+    for (int r = 0; r < N; ++r) g.emplace_back(mats);
+    std::vector<int64_t> rows_out(static_cast<size_t>(N));
+    for (const std::string& e : test::on_ranks(N, [&](Communicator& c) {
+           ExpertDispatch ex(c, E);
+           const int64_t t0 = n * c.rank() / N, t1 = n * (c.rank() + 1) / N;
+           run(ex, t0, t1, y, dx, dw, g[size_t(c.rank())]);
+           rows_out[size_t(c.rank())] = ex.rows_out();
+         }))
+      EXPECT_EQ(e, "");
+    const double tol = N == 1 ? 0.0 : 1e-5;
+    EXPECT_LE(max_rel_diff(y.data(), y_ref.data(), n * D), tol) << N << " ranks";
+    EXPECT_LE(max_rel_diff(dx.data(), dx_ref.data(), n * D), tol) << N << " ranks";
+    EXPECT_LE(max_rel_diff(dw.data(), dw_ref.data(), n * k), tol) << N << " ranks";
+    for (size_t m = 0; m < mats.size(); ++m) {
+      std::vector<float> sum(mats[m].size(), 0.f);
+      for (const Grads& r : g)
+        for (size_t i = 0; i < sum.size(); ++i) sum[i] += r.g[m][i];
+      if (m >= size_t(3 * E)) {  // the shared expert: every rank's own tokens, summed as data parallelism does
+        EXPECT_LE(max_rel_diff(sum.data(), g_ref.g[m].data(), int64_t(sum.size())), N == 1 ? 0.0 : 1e-5) << m;
+        continue;
+      }
+      const int64_t e = int64_t(m / 3);
+      for (int r = 0; r < N; ++r) {  // an expert's gradient lives on its owner alone
+        if (e >= E * r / N && e < E * (r + 1) / N) continue;
+        for (float v : g[size_t(r)].g[m]) {
+          ASSERT_EQ(v, 0.f) << "expert " << e << " on rank " << r;
+        }
+      }
+      EXPECT_LE(max_rel_diff(sum.data(), g_ref.g[m].data(), int64_t(sum.size())), tol) << "expert " << e << ", " << N << " ranks";
+    }
+    if (N > 1) {
+      EXPECT_GT(rows_out[0], 0);
     }
   }
 }

@@ -336,9 +336,10 @@ TEST(Pretrain, DataParallelRefusesABatchThatDoesNotSplit) {
 }
 
 TEST(Pretrain, ExpertParallelRanksComputeWhatOneProcessComputes) {
-  // The tiny V3 config's 8 routed experts spread over 2 and 4 ranks, each running the whole batch: the
-  // first step's loss and gradient norm within 1e-5 of one process's, the parameters after 6 steps
-  // within 1e-4 of the update (the bound of data parallelism, for the same reason).
+  // The tiny V3 config's 8 routed experts spread over 2 and 4 ranks, each training on its rows of the
+  // batch and sending its tokens to the experts' ranks (all-to-all): the first step's loss and gradient
+  // norm within 1e-5 of one process's, the parameters after 6 steps within 1e-4 of the update (the bound
+  // of data parallelism, for the same reason).
   Dataset d;
   const int64_t steps = 6;
   PretrainOptions o = d.options(d.dir / "one", steps);
