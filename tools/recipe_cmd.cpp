@@ -8,7 +8,7 @@
 // Every stage runs as its own `seek` command (the report lists them, so any stage can be rerun by
 // hand) in a child process. A finished stage leaves OUT/stages/<name>.json; a rerun of the recipe skips
 // those, so a killed run resumes at the stage it was in. Presets: `smoke` checks the pipeline end to end
-// in a few minutes (CI runs it); `tiny` is sized to show the effects within about half an hour.
+// in a few minutes (CI runs it); `tiny` is sized to show the effects in about 12 minutes on 2 cores.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,7 +229,7 @@ void register_recipe_commands(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   CLI::App* c = app.add_subcommand("recipe", "the whole DeepSeek recipe at small scale: pretrain, GRPO, distill, report card");
-  c->add_option("--preset", f->preset, "smoke (minutes, CI) or tiny (about half an hour)")->capture_default_str();
+  c->add_option("--preset", f->preset, "smoke (seconds, CI) or tiny (about 12 minutes on 2 cores)")->capture_default_str();
   c->add_option("--out", f->out, "run directory (default: runs/recipe-PRESET); a rerun resumes it");
   c->add_flag("--ablation", f->ablation,
               "also pretrain the teacher with an auxiliary balance loss instead of aux-loss-free balancing, and "
