@@ -387,7 +387,7 @@ void LocalExperts::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, con
   experts_backward(p, w, g, x, dy, n, k, weight, dx, dweight, acts, {0, int64_t(w.experts.size()), true});
 }
 
-ExpertParallel::ExpertParallel(Communicator& c, int64_t n_experts) : comm_(c) {
+SpreadExperts::SpreadExperts(Communicator& c, int64_t n_experts) : comm_(c), E_(n_experts) {
   if (n_experts < c.size())
     throw Error(strfmt("expert parallelism: %lld routed experts cannot be spread over %d ranks", (long long)n_experts,
                        c.size()));
@@ -402,19 +402,9 @@ void ExpertParallel::forward(const Pass& p, const MoeWeights& w, const float* x,
   tokens_ += n;
 }
 
-void ExpertParallel::backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n,
-                              int64_t k, const float* weight, float* dx, float* dweight, const MoeActs& acts) {
-  experts_backward(p, w, g, x, dy, n, k, weight, dx, dweight, acts, {e0_, e1_, comm_.rank() == 0});
-  comm_.all_reduce_sum(std::span<float>(dx, size_t(n * w.experts[0].gate_proj.cols)));
-  comm_.all_reduce_sum(std::span<float>(dweight, size_t(n * k)));
-}
-
-ExpertDispatch::ExpertDispatch(Communicator& c, int64_t n_experts) : comm_(c), E_(n_experts) {
-  if (n_experts < c.size())
-    throw Error(strfmt("expert parallelism: %lld routed experts cannot be spread over %d ranks", (long long)n_experts,
-                       c.size()));
-  e0_ = n_experts * c.rank() / c.size();
-  e1_ = n_experts * (c.rank() + 1) / c.size();
+void ExpertParallel::backward(const Pass&, const MoeWeights&, MoeGrads&, const float*, const float*, int64_t, int64_t,
+                              const float*, float*, float*, const MoeActs&) {
+  throw Error("expert parallelism with replicated tokens is for inference; training spreads the batch too (ExpertDispatch)");
 }
 
 int ExpertDispatch::owner(int32_t e) const {

@@ -103,68 +103,67 @@ class LocalExperts final : public ExpertExecutor {
 };
 ExpertExecutor& local_experts();
 
-// The routed experts spread over the ranks of a group (expert parallelism, inference): rank r runs
-// experts [E r / N, E (r + 1) / N) and touches only their weights (mapped weights then stay resident on
-// the ranks that own them alone); rank 0 also runs the shared experts. Every rank holds the same tokens
-// (attention and dense layers are replicated: each rank runs the same step), so no token needs to be
-// sent out: each rank computes its experts' gate-weighted part of every token's output, and the parts
-// are summed over the ranks (util/comm.h: in rank order, the same bits on every rank, so the ranks
-// sample the same tokens). Per MoE layer and token each rank sends 2 (N - 1) / N · D floats, what a
-// dispatch + combine sends when a token's k experts sit on every other rank.
-// Training: the backward runs the owned experts' part the same way and sums dx and the gate weights'
-// gradient over the ranks; each rank's experts get their gradients (train/train_model.h).
-// Tokens that differ per rank (data-parallel attention): ExpertDispatch.
-class ExpertParallel final : public ExpertExecutor {
+// The routed experts spread over the ranks of a group: rank r owns experts [E r / N, E (r + 1) / N) and
+// touches only their weights (mapped weights then stay resident on the ranks that own them alone).
+class SpreadExperts : public ExpertExecutor {
  public:
-  ExpertParallel(Communicator& c, int64_t n_experts);
-  void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
-               const float* weight, float* y, MoeActs* acts) override;
-  void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
-                const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
   int rank() const { return comm_.rank(); }
   int64_t first_expert() const { return e0_; }
   int64_t end_expert() const { return e1_; }
-  // Token rows through MoE layers so far (a token through L layers counts L).
+  // Token rows through MoE layers so far (a token through L layers counts L), forward passes only.
   int64_t token_layers() const { return tokens_; }
 
- private:
+ protected:
+  SpreadExperts(Communicator& c, int64_t n_experts);  // throws Error with fewer experts than ranks
   Communicator& comm_;
-  int64_t e0_ = 0, e1_ = 0, tokens_ = 0;
+  int64_t E_ = 0, e0_ = 0, e1_ = 0, tokens_ = 0;
 };
 
-// The routed experts spread over a group whose ranks hold different tokens (data-parallel attention,
-// as DeepSeek trains and serves): rank r owns experts [E r / N, E (r + 1) / N). Each (token, choice)
-// row goes to the rank of its expert (all-to-all "dispatch": the expert's index and D floats a row),
-// that rank runs its experts on every row it received, and the outputs go back (all-to-all "combine")
-// to be weighted and summed on the token's rank. Every rank runs the shared experts on its own tokens.
-// The backward sends the outputs' gradients the same way and the inputs' gradients back; a rank's
-// experts accumulate the gradient of every rank's tokens and the other experts' gradients stay 0, so
-// the data-parallel sum of the ranks' gradients is the whole batch's. Per token and MoE layer a rank
-// sends out k rows of D floats (less those its own experts run) and receives as many back. Every rank
-// must run every MoE layer, with or without tokens. In one process it computes LocalExperts' bits.
-class ExpertDispatch final : public ExpertExecutor {
+// Every rank holds the same tokens (decode over ranks: attention and dense layers are replicated, each
+// rank runs the same step), so no token needs to be sent out: each rank computes its experts'
+// gate-weighted part of every token's output (rank 0 also the shared experts'), and the parts are summed
+// over the ranks (util/comm.h: in rank order, the same bits on every rank, so the ranks sample the same
+// tokens). Per MoE layer and token each rank sends 2 (N - 1) / N · D floats, what a dispatch + combine
+// sends when a token's k experts sit on every other rank. Inference only: training, whose ranks hold
+// different rows, uses ExpertDispatch.
+class ExpertParallel final : public SpreadExperts {
  public:
-  ExpertDispatch(Communicator& c, int64_t n_experts);
+  ExpertParallel(Communicator& c, int64_t n_experts) : SpreadExperts(c, n_experts) {}
+  void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
+               const float* weight, float* y, MoeActs* acts) override;
+  // Throws Error: see above.
+  void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
+                const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
+};
+
+// The ranks hold different tokens (data-parallel attention, as DeepSeek trains and serves). Each
+// (token, choice) row goes to the rank of its expert (all-to-all "dispatch": the expert's index and D
+// floats a row), that rank runs its experts on every row it received, and the outputs go back
+// (all-to-all "combine") to be weighted and summed on the token's rank. Every rank runs the shared
+// experts on its own tokens. The backward sends the outputs' gradients the same way and the inputs'
+// gradients back; a rank's experts accumulate the gradient of every rank's tokens and the other experts'
+// gradients stay 0, so the data-parallel sum of the ranks' gradients is the whole batch's. Per token and
+// MoE layer a rank sends out k rows of D floats (less those its own experts run) and receives as many
+// back. Every rank must run every MoE layer, with or without tokens. In one process it computes
+// LocalExperts' bits.
+class ExpertDispatch final : public SpreadExperts {
+ public:
+  ExpertDispatch(Communicator& c, int64_t n_experts) : SpreadExperts(c, n_experts) {}
   void forward(const Pass& p, const MoeWeights& w, const float* x, int64_t n, int64_t k, const int32_t* idx,
                const float* weight, float* y, MoeActs* acts) override;
   void backward(const Pass& p, const MoeWeights& w, MoeGrads& g, const float* x, const float* dy, int64_t n, int64_t k,
                 const float* weight, float* dx, float* dweight, const MoeActs& acts) override;
-  int64_t first_expert() const { return e0_; }
-  int64_t end_expert() const { return e1_; }
   // (token, choice) rows sent to the experts of other ranks so far, forward passes only.
   int64_t rows_out() const { return rows_out_; }
   // Bytes this rank has sent to others so far: dispatch and combine, forward and backward.
   int64_t bytes_out() const { return bytes_out_; }
-  // Token rows through MoE layers so far (a token through L layers counts L), forward passes only.
-  int64_t token_layers() const { return tokens_; }
 
  private:
   int owner(int32_t e) const;
   // all_to_all of rows of `width` bytes, counted in bytes_out_.
   void exchange(const void* send, const std::vector<int64_t>& send_rows, void* recv, const std::vector<int64_t>& recv_rows,
                 int64_t width);
-  Communicator& comm_;
-  int64_t E_ = 0, e0_ = 0, e1_ = 0, rows_out_ = 0, tokens_ = 0, bytes_out_ = 0;
+  int64_t rows_out_ = 0, bytes_out_ = 0;
   MoeActs scratch_;  // the dispatch's bookkeeping when the caller keeps no activations (inference)
 };
 
