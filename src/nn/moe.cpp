@@ -408,7 +408,7 @@ void ExpertParallel::backward(const Pass&, const MoeWeights&, MoeGrads&, const f
 }
 
 int ExpertDispatch::owner(int32_t e) const {
-  // The r with E r / N <= e < E (r + 1) / N: the first guess is at most one too high.
+  // The r with E r / N <= e < E (r + 1) / N: a guess from e N / E, corrected either way.
   const int64_t N = comm_.size();
   int64_t r = (int64_t(e) * N + N - 1) / E_;
   while (r > 0 && E_ * r / N > e) --r;
