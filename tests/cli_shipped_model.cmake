@@ -2,8 +2,8 @@
 #  - `seek chat` with no -m and no sampling flag loads models/seek-tiny with its generation_config.json
 #    (temperature 0.5, top-p 0.95) and answers held-out arithmetic, reasoning first, the answer on its own line (at least 15 of 20;
 #    20 when this was written);
-#  - `seek eval` on other held-out problems measures both shipped models near their report card
-#    (docs/recipe-tiny/report.md: teacher 93.8%, distilled student 73.4% greedy pass@1 on 64 problems).
+#  - `seek eval` on other held-out problems measures both shipped models near their own run's card
+#    (models/README.md: teacher 93.8%, distilled student 73.4% greedy pass@1 on 64 problems).
 # Usage: cmake -DSEEK=... -DMODELS=.../models -DWORK=... -P cli_shipped_model.cmake
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
@@ -56,7 +56,7 @@ if(right LESS 15)
   message(FATAL_ERROR "the shipped model answered only ${right} of ${n} held-out questions right in seek chat:\n${out}")
 endif()
 
-# Greedy pass@1 on 48 other held-out problems; the floor is well below what the report card measured.
+# Greedy pass@1 on 48 other held-out problems; the floor is well below what their run's card measured.
 foreach(m seek-tiny seek-tiny-student)
   execute_process(COMMAND ${SEEK} eval -m ${MODELS}/${m} --kinds arithmetic --min-difficulty 2 --max-difficulty 3
                           --problems 48 --samples 1 --max-new-tokens 320 --seed 99 --json ${WORK}/${m}.json
