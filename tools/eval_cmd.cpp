@@ -120,7 +120,7 @@ int run_eval(const EvalFlags& flags) {
   if (!f.only_mtp) {
     if (report)
       std::fprintf(report, "eval: %s, %lld problems per kind (held-out, difficulty %d..%d) greedy, %lld of them with %lld samples, up to %lld new tokens\n",
-                 f.model.c_str(), (long long)std::max(f.o.problems, f.o.greedy_problems), f.o.min_difficulty,
+                 f.model.c_str(), (long long)rl::greedy_per_kind(f.o), f.o.min_difficulty,
                  f.o.max_difficulty, (long long)f.o.problems, (long long)f.o.samples, (long long)f.o.max_new_tokens);
     rl::EvalResult r = rl::evaluate(*model, tok, f.o, report);
     std::printf("%s\n%s", rl::eval_table_md({{fs::path(f.model).filename().string(), r}}).c_str(),
@@ -169,7 +169,7 @@ int run_eval(const EvalFlags& flags) {
   }
   j["model"] = f.model;
   j["options"] = {{"kinds", f.kinds}, {"min_difficulty", f.o.min_difficulty}, {"max_difficulty", f.o.max_difficulty},
-                  {"problems_per_kind", f.o.problems}, {"greedy_problems_per_kind", std::max(f.o.problems, f.o.greedy_problems)},
+                  {"problems_per_kind", f.o.problems}, {"greedy_problems_per_kind", rl::greedy_per_kind(f.o)},
                   {"samples", f.o.samples},
                   {"max_new_tokens", f.o.max_new_tokens}, {"seed", f.o.seed}};
   if (!f.json_out.empty()) on_rank0(comm, [&] { write_file_atomic(f.json_out, j.dump(2) + "\n"); });

@@ -132,9 +132,8 @@ StopCriteria stops_for(const GenFlags& f, const Tokenizer& t) {
   StopCriteria s;
   s.max_new_tokens = f.max_tokens;
   s.stop_strings = f.stops;
-  if (t.eos_id() >= 0) s.stop_ids.push_back(t.eos_id());
-  for (int32_t id : f.eos_ids)
-    if (id != t.eos_id()) s.stop_ids.push_back(id);
+  s.add_stop_ids({t.eos_id()});
+  s.add_stop_ids(f.eos_ids);
   return s;
 }
 
@@ -161,8 +160,7 @@ int run_generate(const GenFlags& given) {
     reqs[size_t(i)].stop = stops_for(f, l.tok);
     reqs[size_t(i)].speculative = speculative_for(f, l.model->config());
     if (f.chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
-      for (int32_t id : chat_stop_ids(style_of(l.tok), l.tok))
-        if (id != l.tok.eos_id()) reqs[size_t(i)].stop.stop_ids.push_back(id);
+      reqs[size_t(i)].stop.add_stop_ids(chat_stop_ids(style_of(l.tok), l.tok));
   }
   Generator g(*l.model, &l.tok);
   std::vector<GenerationOutput> out = g.run(reqs, [&](size_t seq, std::string_view piece) {
@@ -252,8 +250,7 @@ int run_chat(const GenFlags& given) {
     r.sampling.seed = f.sp.seed + turn++;
     r.stop = stops_for(f, l.tok);
     r.speculative = speculative_for(f, l.model->config());
-    for (int32_t id : chat_stop_ids(style, l.tok))  // the format's end-of-turn tokens too
-      if (id != l.tok.eos_id()) r.stop.stop_ids.push_back(id);
+    r.stop.add_stop_ids(chat_stop_ids(style, l.tok));  // the format's end-of-turn tokens too
     // The answer gets what is left of the model's context; a conversation that no longer fits says so.
     const int64_t room = l.model->config().max_position_embeddings - int64_t(r.prompt.size());
     if (room < 1) {

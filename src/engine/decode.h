@@ -27,6 +27,7 @@
 // (Sequence::share_prefill): the first computes the prompt, the others copy its cache and sample their
 // first token from its logits. Give them different sampling seeds, or they sample alike.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -45,6 +46,12 @@ struct StopCriteria {
   int64_t max_new_tokens = 256;
   std::vector<int32_t> stop_ids;         // generating one of these ends the sequence (it is not output)
   std::vector<std::string> stop_strings; // the text ends before the first occurrence (may span tokens)
+  // Adds ids to stop_ids, leaving out negative ones (a token the tokenizer lacks) and those already there
+  // (the tokenizer's end of text named again by generation_config.json or a chat format).
+  void add_stop_ids(const std::vector<int32_t>& ids) {
+    for (int32_t id : ids)
+      if (id >= 0 && std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
+  }
 };
 
 struct SpeculativeParams {

@@ -19,8 +19,9 @@ GenerationDefaults read_generation_config(const std::string& model_path) {
   d.source = file.string();
   const json j = read_json_file(d.source);
   if (!j.is_object()) throw Error(d.source + ": expected a JSON object");
+  auto given = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   auto number = [&](const char* key, double lo, double hi, bool lo_open) -> std::optional<double> {
-    if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+    if (!given(key)) return std::nullopt;
     if (!j[key].is_number()) throw Error(d.source + ": " + key + " must be a number");
     const double v = j[key].get<double>();
     if (!(lo_open ? v > lo : v >= lo) || !(v <= hi))
@@ -34,16 +35,16 @@ GenerationDefaults read_generation_config(const std::string& model_path) {
   if (auto t = number("temperature", 0, 100, false)) d.sampling.temperature = float(*t);
   if (auto p = number("top_p", 0, 1, true)) d.sampling.top_p = float(*p);
   if (auto r = number("repetition_penalty", 0, 100, true)) d.sampling.repetition_penalty = float(*r);
-  if (j.contains("top_k") && !j["top_k"].is_null()) d.sampling.top_k = integer(j["top_k"], "top_k");
-  if (j.contains("max_new_tokens") && !j["max_new_tokens"].is_null()) {
+  if (given("top_k")) d.sampling.top_k = integer(j["top_k"], "top_k");
+  if (given("max_new_tokens")) {
     d.max_new_tokens = integer(j["max_new_tokens"], "max_new_tokens");
     if (*d.max_new_tokens < 1) throw Error(d.source + ": max_new_tokens must be at least 1");
   }
-  if (j.contains("do_sample") && !j["do_sample"].is_null()) {
+  if (given("do_sample")) {
     if (!j["do_sample"].is_boolean()) throw Error(d.source + ": do_sample must be true or false");
     if (!j["do_sample"].get<bool>()) d.sampling.temperature = 0;  // greedy
   }
-  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+  if (given("eos_token_id")) {
     const json& e = j["eos_token_id"];
     if (e.is_array()) {
       for (const json& id : e) d.eos_ids.push_back(int32_t(integer(id, "eos_token_id")));

@@ -435,11 +435,11 @@ void ExpertDispatch::forward(const Pass& p, const MoeWeights& w, const float* x,
   const size_t N = size_t(comm_.size()), me = size_t(comm_.rank());
   // Each choice's place among the rows sent: grouped by rank, in (token, choice) order within a rank.
   d.sent.assign(N, 0);
-  for (int64_t i = 0; i < R; ++i) d.sent[size_t(owner(idx[i]))]++;
+  d.slot.resize(size_t(R));
+  for (int64_t i = 0; i < R; ++i) d.sent[size_t(d.slot[size_t(i)] = owner(idx[i]))]++;  // the rank, for now
   std::vector<int64_t> cursor(N, 0), one(N, int64_t(sizeof(int64_t)));
   for (size_t r = 1; r < N; ++r) cursor[r] = cursor[r - 1] + d.sent[r - 1];
-  d.slot.resize(size_t(R));
-  for (int64_t i = 0; i < R; ++i) d.slot[size_t(i)] = int32_t(cursor[size_t(owner(idx[i]))]++);
+  for (int32_t& s : d.slot) s = int32_t(cursor[size_t(s)]++);  // the place among the rows sent
   d.received.assign(N, 0);
   comm_.all_to_all(d.sent.data(), one.data(), d.received.data(), one.data());
   bytes_out_ += int64_t(sizeof(int64_t)) * int64_t(N - 1);

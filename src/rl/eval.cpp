@@ -49,7 +49,7 @@ std::vector<Problem> eval_problems(const EvalOptions& o) {
     throw Error(strfmt("eval: greedy problems (%lld) must be at least the sampled problems (%lld)",
                        (long long)o.greedy_problems, (long long)o.problems));
   const int levels = o.max_difficulty - o.min_difficulty + 1;
-  const int64_t per_kind = std::max(o.problems, o.greedy_problems);
+  const int64_t per_kind = greedy_per_kind(o);
   std::vector<Problem> out;
   for (TaskKind kind : o.kinds)
     for (int64_t i = 0; i < per_kind; ++i)
@@ -96,9 +96,9 @@ EvalResult summarize(const std::vector<Problem>& problems, const std::vector<Rol
   if (samples < 1) throw Error("eval: samples must be at least 1");
   if (!greedy.empty() && greedy.size() != P)
     throw Error(strfmt("eval: %zu greedy rollouts for %zu problems (expected one each)", greedy.size(), P));
-  if (sampled.size() % size_t(samples) != 0 || sampled.size() > P * size_t(samples))
-    throw Error(strfmt("eval: %zu sampled rollouts for %zu problems: expected a multiple of %lld samples, at most one "
-                       "block a problem", sampled.size(), P, (long long)samples));
+  if (sampled.size() % size_t(samples) != 0)
+    throw Error(strfmt("eval: %zu sampled rollouts: expected a multiple of %lld samples", sampled.size(),
+                       (long long)samples));
   EvalResult r;
   r.problems = int64_t(P);
   r.sampled_problems = int64_t(sampled.size() / size_t(samples));
@@ -166,7 +166,7 @@ EvalResult evaluate(Model& model, const Tokenizer& tok, const EvalOptions& o, st
   Communicator& comm = or_world(o.comm);
   const auto t0 = std::chrono::steady_clock::now();
   // The sampled problems: the first o.problems of each kind (eval_problems lays the kinds out in turn).
-  const int64_t per_kind = int64_t(problems.size() / o.kinds.size());
+  const int64_t per_kind = greedy_per_kind(o);
   std::vector<Problem> sampled_set;
   std::vector<int64_t> index;  // in `problems`
   for (int64_t j = 0; j < int64_t(problems.size()); ++j)

@@ -96,6 +96,9 @@ std::vector<int64_t> pass_ks(int64_t samples);
 // Whether the completion text opens a <think> block (optional leading whitespace, then "<think>").
 bool opens_think(const std::string& text);
 
+// Problems per kind evaluated greedy: max(problems, greedy_problems).
+inline int64_t greedy_per_kind(const EvalOptions& o) { return o.greedy_problems > o.problems ? o.greedy_problems : o.problems; }
+
 // The problems evaluate() uses: for each kind in order, max(problems, greedy_problems) problems of the
 // split, make_split_problem(kind, difficulty(i), split, seed, i, heldout_fraction); the first
 // `problems` of each kind are also sampled. Throws Error on bad options (no kinds, difficulties

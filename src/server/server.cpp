@@ -422,12 +422,9 @@ void Server::Impl::handle_generate(const httplib::Request& req, httplib::Respons
     er.sampling.seed = seed + uint64_t(i);
     er.stop.max_new_tokens = max_new;
     er.stop.stop_strings = r.stop;
-    if (tok.eos_id() >= 0) er.stop.stop_ids.push_back(tok.eos_id());
-    for (int32_t id : be.eos_ids)
-      if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
-    if (chat)  // the format's end-of-turn tokens ("<|im_end|>", "<|eot_id|>") too
-      for (int32_t id : chat_stop_ids(*be.style, tok))
-        if (id != tok.eos_id()) er.stop.stop_ids.push_back(id);
+    er.stop.add_stop_ids({tok.eos_id()});
+    er.stop.add_stop_ids(be.eos_ids);
+    if (chat) er.stop.add_stop_ids(chat_stop_ids(*be.style, tok));  // the format's end-of-turn tokens too
     er.top_logprobs = r.top_logprobs;
     er.speculative = default_speculative(cfg);
     if (opt.draft_tokens >= 0) er.speculative.draft_tokens = opt.draft_tokens;

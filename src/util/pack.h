@@ -35,7 +35,7 @@ struct Packer {
 struct Unpacker {
   const uint8_t* p;
   const uint8_t* end;
-  const char* what = "a message from another rank";
+  const char* what;  // who sent it, for the errors
 
   Unpacker(const uint8_t* begin, const uint8_t* end_, const char* what_) : p(begin), end(end_), what(what_) {}
   explicit Unpacker(const std::vector<uint8_t>& b, const char* what_) : Unpacker(b.data(), b.data() + b.size(), what_) {}
