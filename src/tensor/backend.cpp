@@ -9,7 +9,7 @@
 //                            across the groups); weights converted exactly in registers, f32 FMAs. Rows
 //                            are split across threads. At T = 1 this is decode: memory bound, it reads
 //                            the weights at the machine's streaming bandwidth.
-//   Q4_K/Q6_K, T > 16        "int8 GEMM" where the CPU has AVX-512 VNNI (and SEEK_QUANT_EXACT is unset):
+//   Q4_K/Q5_K/Q6_K, T > 16   "int8 GEMM" where the CPU has AVX-512 VNNI (and SEEK_QUANT_EXACT is unset):
 //                            activations rounded to 8 bits per 256 (llama.cpp's Q8_K), integer dot
 //                            products with 16 tokens in the lanes (kernels_quant_avx512.cpp); panels of
 //                            32 rows taken by the threads from a shared counter. ~2.1-2.5x the f32

@@ -42,7 +42,7 @@ void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_
                              const float* dout, int64_t lddo, float* dq, int64_t lddq, float* dkk, int64_t lddk,
                              float* dvv, int64_t lddv, bool add_kv, float* scratch);
 
-// GGUF block formats Q8_0, Q4_0, Q4_K, Q6_K (kernels_quant_avx512.cpp): the weight-format table's kernels
+// GGUF block formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K (kernels_quant_avx512.cpp): the weight-format table's kernels
 // (format.h), weights decoded exactly as quant.h's dequantize_row_ref.
 void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
@@ -52,14 +52,20 @@ void direct_rows_q4_k(float* y, int64_t ldy, const float* x, const Mat& w, int64
                       const float* bias);
 void direct_rows_q6_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
+void direct_rows_q5_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
+void direct_rows_q5_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
 void rows_to_f32_q8_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q4_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q4_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q5_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 
 // The block formats' int8 decode path (kernels_quant_avx512.cpp): for T <= 16 on a CPU with AVX-512 VNNI,
-// the direct kernels round the activations to 8 bits (Q8_0/Q4_0 weights: per block of 32, an f32 scale each,
-// as llama.cpp's Q8_0 activations; Q4_K/Q6_K: per 256, as its Q8_K) and take integer dot products; otherwise they multiply the exact f32 weights by the f32
+// the direct kernels round the activations to 8 bits (Q8_0/Q4_0/Q5_0 weights: per block of 32, an f32 scale each,
+// as llama.cpp's Q8_0 activations; the K-quants: per 256, as its Q8_K) and take integer dot products; otherwise they multiply the exact f32 weights by the f32
 // activations. On by default where the CPU has avx512vnni; SEEK_QUANT_EXACT=1 or
 // set_quant_int8_activations(false) forces the exact path (it returns the previous setting). Not
 // thread-safe against running kernels.
@@ -71,7 +77,7 @@ bool quant_int8_activations();
 // matmul's direct kernels run (their caller must, if not the backend).
 void next_activations();
 
-// The K-quants' int8 GEMM (prefill, kernels_quant_avx512.cpp): Q4_K and Q6_K weights against activations
+// The K-quants' int8 GEMM (prefill, kernels_quant_avx512.cpp): Q4_K, Q5_K and Q6_K weights against activations
 // rounded to 8 bits per block of 256 (f32 scale amax / 127, as llama.cpp's Q8_K), integer dot products
 // in the lanes of 16 tokens. The activations are quantized once per matmul by groups of 16 tokens
 // (int8_acts_alloc, then int8_acts_groups from any threads over disjoint groups), then int8_gemm_rows

@@ -82,17 +82,31 @@ namespace seek::avx512 {
 
 namespace {
 
-enum class QKind { Q8_0, Q4_0, Q4_K, Q6_K };
+enum class QKind { Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K };
+
+// Blocks of 32 with one scale (Q8_0, Q4_0, Q5_0); the K-quants with a min per sub-block (Q4_K, Q5_K).
+template <QKind q>
+constexpr bool kSmallBlock = q == QKind::Q8_0 || q == QKind::Q4_0 || q == QKind::Q5_0;
+template <QKind q>
+constexpr bool kHasMins = q == QKind::Q4_K || q == QKind::Q5_K;
 
 template <QKind q>
-constexpr int kBlockValues = q == QKind::Q8_0 || q == QKind::Q4_0 ? 32 : 256;
+constexpr int kBlockValues = kSmallBlock<q> ? 32 : 256;
 template <QKind q>
-constexpr int kBlockBytes = q == QKind::Q8_0 ? 34 : q == QKind::Q4_0 ? 18 : q == QKind::Q4_K ? 144 : 210;
+constexpr int kBlockBytes = q == QKind::Q8_0   ? 34
+                            : q == QKind::Q4_0 ? 18
+                            : q == QKind::Q5_0 ? 22
+                            : q == QKind::Q4_K ? 144
+                            : q == QKind::Q5_K ? 176
+                                               : 210;
+// Where a K-quant with mins keeps its nibbles (Q5_K's 32 bytes of fifth bits come first, at 16).
+template <QKind q>
+constexpr int kNibbles = q == QKind::Q5_K ? 48 : 16;
 template <QKind q>
 constexpr int kChunks = kBlockValues<q> / 32;  // 32-value chunks per block
-// Per-block scalars: Q8_0/Q4_0 d; Q4_K d · sc[8] then dmin · m[8]; Q6_K d · sc[16].
+// Per-block scalars: Q8_0/Q4_0/Q5_0 d; Q4_K/Q5_K d · sc[8] then dmin · m[8]; Q6_K d · sc[16].
 template <QKind q>
-constexpr int kScalars = q == QKind::Q8_0 || q == QKind::Q4_0 ? 1 : 16;
+constexpr int kScalars = kSmallBlock<q> ? 1 : 16;
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -103,9 +117,9 @@ SEEK_AVX512 inline float f16_at(const uint8_t* p) {
 // The block's scalars, exactly as the reference computes them.
 template <QKind q>
 SEEK_AVX512 inline void block_scalars(const uint8_t* b, float* s) {
-  if constexpr (q == QKind::Q8_0 || q == QKind::Q4_0) {
+  if constexpr (kSmallBlock<q>) {
     s[0] = f16_at(b);
-  } else if constexpr (q == QKind::Q4_K) {
+  } else if constexpr (kHasMins<q>) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t* p = b + 4;
     for (int j = 0; j < 8; j++) {
@@ -141,13 +155,31 @@ SEEK_AVX512 inline void decode_chunk(const uint8_t* b, int c, const float* s, __
     const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight);
     out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
     out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
-  } else if constexpr (q == QKind::Q4_K) {
-    // Chunk c: sub-block c, the low (even c) or high (odd c) nibbles of qs[32 (c / 2), +32).
-    const uint8_t* qs = b + 16 + 32 * (c / 2);
+  } else if constexpr (q == QKind::Q5_0) {
+    // Value i: the nibble as Q4_0's, plus 16 · bit i of qh, minus 16.
+    const __m512 d = _mm512_set1_ps(s[0]);
+    uint32_t qh;
+    std::memcpy(&qh, b + 2, 4);
+    const __m512i bytes = widen_u8(b + 6), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i hv = _mm512_set1_epi32(int(qh)), one = _mm512_set1_epi32(1), sixteen = _mm512_set1_epi32(16);
+    for (int v = 0; v < 2; v++) {
+      const __m512i nib = v ? _mm512_srli_epi32(bytes, 4) : _mm512_and_si512(bytes, _mm512_set1_epi32(15));
+      const __m512i hb = _mm512_and_si512(_mm512_srlv_epi32(hv, _mm512_add_epi32(lane, _mm512_set1_epi32(16 * v))), one);
+      const __m512i code = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(hb, 4)), sixteen);
+      out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(code), d);
+    }
+  } else if constexpr (kHasMins<q>) {
+    // Chunk c: sub-block c, the low (even c) or high (odd c) nibbles of qs[32 (c / 2), +32); Q5_K adds
+    // 16 · bit c of qh[l].
+    const uint8_t* qs = b + kNibbles<q> + 32 * (c / 2);
     const __m512 d = _mm512_set1_ps(s[c]), m = _mm512_set1_ps(s[8 + c]);
     for (int v = 0; v < 2; v++) {
       __m512i i = widen_u8(qs + 16 * v);
       i = (c & 1) ? _mm512_srli_epi32(i, 4) : _mm512_and_si512(i, _mm512_set1_epi32(15));
+      if constexpr (q == QKind::Q5_K) {
+        const __m512i hb = _mm512_and_si512(_mm512_srl_epi32(widen_u8(b + 16 + 16 * v), _mm_cvtsi32_si128(c)), _mm512_set1_epi32(1));
+        i = _mm512_or_si512(i, _mm512_slli_epi32(hb, 4));
+      }
       out[v] = _mm512_sub_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(i)), m);
     }
   } else {
@@ -310,17 +342,17 @@ inline int64_t prefetch_offset(int64_t tile_bytes) {
   return (kPrefetchAhead + tile_bytes - 1) / tile_bytes * tile_bytes;
 }
 
-// What vpdpbusd's unsigned weights u are offset by: value = d · (u - offset).
+// What vpdpbusd's unsigned weights u are offset by: value = d · (u - offset), offset = 2^shift.
 template <QKind q>
-constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : 3;
+constexpr int kOffsetShift = q == QKind::Q8_0 ? 7 : q == QKind::Q5_0 ? 4 : 3;
 
 SEEK_VNNI inline __m512 halves_ps(float a, float b) {
   return _mm512_castpd_ps(
       _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(a)), _mm256_castps_pd(_mm256_set1_ps(b)), 1));
 }
 
-// Q8_0/Q4_0 blocks b0, b1 (b1 = b0 for a row's odd last block, whose activations are zero): the 64 weights
-// as unsigned codes u (byte i = value i of the pair) and the weight scale of each dot-product lane.
+// Q8_0/Q4_0/Q5_0 blocks b0, b1 (b1 = b0 for a row's odd last block, whose activations are zero): the 64
+// weights as unsigned codes u (byte i = value i of the pair) and the weight scale of each dot-product lane.
 template <QKind q>
 SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, __m512i* u, __m512* ws) {
   if constexpr (q == QKind::Q8_0) {
@@ -329,19 +361,26 @@ SEEK_VNNI inline void decode_pair(const uint8_t* b0, const uint8_t* b1, __m512i*
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
     *u = _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
   } else {
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2));
+    constexpr int nib = q == QKind::Q5_0 ? 6 : 2;  // Q5_0: after its 4 bytes of fifth bits
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + nib));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + nib));
     __m512i v = _mm512_castsi128_si512(q0);
     v = _mm512_inserti32x4(v, q0, 1);
     v = _mm512_inserti32x4(v, q1, 2);
     v = _mm512_inserti32x4(v, q1, 3);
     v = _mm512_mask_blend_epi64(0xCC, v, _mm512_srli_epi16(v, 4));  // 128-bit lanes 1, 3: high nibbles
     *u = _mm512_and_si512(v, _mm512_set1_epi8(15));
+    if constexpr (q == QKind::Q5_0) {  // bit i of the pair's 64 fifth bits is value i's
+      uint32_t h0, h1;
+      std::memcpy(&h0, b0 + 2, 4);
+      std::memcpy(&h1, b1 + 2, 4);
+      *u = _mm512_mask_add_epi8(*u, __mmask64(h0 | uint64_t(h1) << 32), *u, _mm512_set1_epi8(16));
+    }
   }
   *ws = halves_ps(f16_at(b0), f16_at(b1));
 }
 
-// y[t, n + r] for r < NR, t < TT, with the activations a (tokens t0.. of the call): Q8_0/Q4_0.
+// y[t, n + r] for r < NR, t < TT, with the activations a (tokens t0.. of the call): Q8_0/Q4_0/Q5_0.
 template <QKind q, int TT, int NR>
 SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, const Mat& w, int64_t n,
                          const float* bias) {
@@ -410,7 +449,7 @@ struct KActs {
   const float* x = nullptr;  // the f32 activations these were made from, [T, K]...
   uint64_t epoch = 0;        // ...in this activation epoch
   int64_t T = 0, K = 0;
-  std::vector<int8_t> q;     // [T][K], Q4_K: each 128 in the nibbles' order
+  std::vector<int8_t> q;     // [T][K], Q4_K/Q5_K: each 128 in the nibbles' order
   std::vector<float> d;      // [T][K / 256]
   std::vector<int16_t> bs;   // [T][K / 256][16] sums of 16 codes
 };
@@ -432,7 +471,7 @@ SEEK_VNNI const KActs& k_acts(const float* x, int64_t T, int64_t K) {
       a.d[size_t(t * nsb + sb)] = q8k_round(x + t * K + 256 * sb, c, sums);
       for (int v = 0; v < 16; v++) a.bs[size_t((t * nsb + sb) * 16 + v)] = int16_t(sums[v]);
       int8_t* dst = a.q.data() + t * K + 256 * sb;
-      if constexpr (q == QKind::Q4_K) {
+      if constexpr (kHasMins<q>) {
         for (int h = 0; h < 256; h += 128) {
           std::memcpy(dst + h, c + h, 32);
           std::memcpy(dst + h + 32, c + h + 64, 32);
@@ -446,13 +485,24 @@ SEEK_VNNI const KActs& k_acts(const float* x, int64_t T, int64_t K) {
   return a;
 }
 
-// Values [64 p, 64 p + 64) of a Q4_K or Q6_K super-block b as their unsigned codes, in order.
+// Q5_K's fifth bits added to 64 codes u: byte i of u gets 16 where bit lo_bit (i < 32) or lo_bit + 1
+// (i >= 32) of qh[i % 32] is set.
+SEEK_VNNI inline __m512i q5k_add_fifth_bits(__m512i u, const uint8_t* qh, int lo_bit) {
+  const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
+  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << lo_bit)), _mm256_set1_epi8(char(2 << lo_bit)), 1);
+  return _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(h, bit), u, _mm512_set1_epi8(16));
+}
+
+// Values [64 p, 64 p + 64) of a K-quant super-block b as their unsigned codes, in order.
 template <QKind q>
 SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
   const __m512i m15 = _mm512_set1_epi8(15);
-  if constexpr (q == QKind::Q4_K) {  // qs[32 p + l]: value 64 p + l in the low nibble, 64 p + 32 + l high
-    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16 + 32 * p)));
-    return _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
+  if constexpr (kHasMins<q>) {  // qs[32 p + l]: value 64 p + l in the low nibble, 64 p + 32 + l high
+    const __m512i v =
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kNibbles<q> + 32 * p)));
+    const __m512i u = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
+    if constexpr (q == QKind::Q5_K) return q5k_add_fifth_bits(u, b + 16, 2 * p);
+    return u;
   } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
     const int h = p / 2, pp = p % 2;
     __m512i lo = _mm512_loadu_si512(b + 64 * h);
@@ -473,7 +523,7 @@ SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
 template <QKind q>
 SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i* mn, __m128* dd) {
   const __m512i m15 = _mm512_set1_epi8(15);
-  if constexpr (q == QKind::Q4_K) {
+  if constexpr (kHasMins<q>) {
     // q4k_scale_min four fields at a time: 32-bit words w0, w1, w2 of the 12 bytes give
     // sc0..3 = w0 & 63, m0..3 = w1 & 63, sc4..7 = (w2 & 15) | (w0 >> 6) << 4, m4..7 = (w2 >> 4) | (w1 >> 6) << 4
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
@@ -493,9 +543,18 @@ SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i*
     *mn = _mm256_cvtepu8_epi16(
         _mm_shuffle_epi8(packed, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
     for (int h = 0; h < 2; h++) {
-      const __m512i w = _mm512_loadu_si512(b + 16 + 64 * h);
+      const __m512i w = _mm512_loadu_si512(b + kNibbles<q> + 64 * h);
       u[2 * h] = _mm512_and_si512(w, m15);
       u[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m15);
+      if constexpr (q == QKind::Q5_K) {  // vector 2h + e holds groups 2h, 2h + 1 of nibble e: bits 4h + e, 4h + e + 2
+        for (int e = 0; e < 2; e++) {
+          const __m512i hq = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)));
+          const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << (4 * h + e))),
+                                                 _mm256_set1_epi8(char(1 << (4 * h + e + 2))), 1);
+          u[2 * h + e] = _mm512_mask_add_epi8(u[2 * h + e], _mm512_test_epi8_mask(hq, bit), u[2 * h + e],
+                                              _mm512_set1_epi8(16));
+        }
+      }
     }
     int32_t d2;
     std::memcpy(&d2, b, 4);
@@ -530,7 +589,7 @@ SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const M
   for (int r = 0; r < NR; r++) wrow[r] = static_cast<const uint8_t*>(w.data) + (n + r) * rb;
   const int64_t pf_off = prefetch_offset(NR * rb);
   __m512 acc[NR][TT];
-  __m256 accm[NR][TT];  // Q4_K: the mins' part
+  __m256 accm[NR][TT];  // Q4_K/Q5_K: the mins' part
 #pragma GCC unroll 8
   for (int r = 0; r < NR; r++)
 #pragma GCC unroll 8
@@ -576,7 +635,7 @@ SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const M
   for (int r = 0; r < NR; r++)
     for (int t = 0; t < TT; t++) {
       float sum = _mm512_reduce_add_ps(acc[r][t]);
-      if constexpr (q == QKind::Q4_K) {
+      if constexpr (kHasMins<q>) {
         const __m256 m = accm[r][t];
         const __m128 h = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -597,7 +656,7 @@ SEEK_VNNI void k_rows_tt(float* y, int64_t ldy, const KActs& a, int64_t t0, cons
 template <QKind q>
 SEEK_VNNI void int8_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                               int64_t n1, const float* bias) {
-  if constexpr (q == QKind::Q4_K || q == QKind::Q6_K) {
+  if constexpr (!kSmallBlock<q>) {
     const KActs& a = k_acts<q>(x, T, w.cols);
     for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token pairs
       const int64_t b1 = min_i64(n1, b0 + 16);
@@ -708,7 +767,7 @@ constexpr int kGemmG = 2;      // 16-token groups per register tile
 constexpr int kGemmSlice = 2;  // super-blocks per slice of K
 
 template <QKind q>
-constexpr int kSubBlocks = q == QKind::Q4_K ? 8 : 16;
+constexpr int kSubBlocks = kHasMins<q> ? 8 : 16;
 
 inline int32_t i16_pair(int lo, int hi) { return int32_t(uint32_t(uint16_t(int16_t(lo))) | uint32_t(hi) << 16); }
 
@@ -722,9 +781,9 @@ SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, in
     for (int pp = 0; pp < 4; pp++) _mm512_storeu_si512(u + 256 * sb + 64 * pp, kquant_codes<q>(b, pp));
     int32_t* sc = p->sc.data() + (r * nsb + sb) * S;
     int32_t* mn = p->mn.data() + (r * nsb + sb) * 8;
-    const float d = f16_at(q == QKind::Q4_K ? b : b + 208);
+    const float d = f16_at(kHasMins<q> ? b : b + 208);
     p->d[size_t(r * nsb + sb)] = d;
-    if constexpr (q == QKind::Q4_K) {
+    if constexpr (kHasMins<q>) {
       const uint8_t* s = b + 4;
       for (int j = 0; j < 8; j++) {
         uint8_t scale, m;
@@ -878,7 +937,7 @@ bool quant_int8_activations() { return int8_enabled(); }
 
 void next_activations() { g_acts_epoch.fetch_add(1, std::memory_order_relaxed); }
 
-bool int8_gemm_supported(DType t) { return t == DType::Q4_K || t == DType::Q6_K; }
+bool int8_gemm_supported(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
 void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a) {
   a->T = T, a->K = K;
@@ -917,6 +976,7 @@ SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts
 SEEK_VNNI void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
                               const float* bias) {
   if (w.dtype == DType::Q4_K) return gemm_rows_kind<QKind::Q4_K>(y, ldy, a, w, n0, n1, bias);
+  if (w.dtype == DType::Q5_K) return gemm_rows_kind<QKind::Q5_K>(y, ldy, a, w, n0, n1, bias);
   gemm_rows_kind<QKind::Q6_K>(y, ldy, a, w, n0, n1, bias);
 }
 
@@ -937,6 +997,15 @@ SEEK_AVX512 void direct_rows_q6_k(float* y, int64_t ldy, const float* x, const M
   direct_rows_kind<QKind::Q6_K>(y, ldy, x, w, T, n0, n1, bias);
 }
 
+SEEK_AVX512 void direct_rows_q5_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                  int64_t n1, const float* bias) {
+  direct_rows_kind<QKind::Q5_0>(y, ldy, x, w, T, n0, n1, bias);
+}
+SEEK_AVX512 void direct_rows_q5_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                  int64_t n1, const float* bias) {
+  direct_rows_kind<QKind::Q5_K>(y, ldy, x, w, T, n0, n1, bias);
+}
+
 SEEK_AVX512 void rows_to_f32_q8_0(const Mat& w, int64_t r0, int64_t nr, float* dst) {
   rows_to_f32_kind<QKind::Q8_0>(w, r0, nr, dst);
 }
@@ -948,6 +1017,13 @@ SEEK_AVX512 void rows_to_f32_q4_k(const Mat& w, int64_t r0, int64_t nr, float* d
 }
 SEEK_AVX512 void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst) {
   rows_to_f32_kind<QKind::Q6_K>(w, r0, nr, dst);
+}
+
+SEEK_AVX512 void rows_to_f32_q5_0(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<QKind::Q5_0>(w, r0, nr, dst);
+}
+SEEK_AVX512 void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<QKind::Q5_K>(w, r0, nr, dst);
 }
 
 }  // namespace seek::avx512

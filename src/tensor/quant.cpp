@@ -1,4 +1,4 @@
-// quant.cpp — reference quantization and dequantization of Q8_0, Q4_0, Q4_K and Q6_K. See quant.h.
+// quant.cpp — reference quantization and dequantization of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K. See quant.h.
 //
 // Written from the algorithms of ggml's reference quantizers; each float expression below keeps the
 // operand order and the f32 intermediates of the original, because the results must be bit-exact
@@ -21,7 +21,7 @@ namespace seek {
 
 namespace {
 
-constexpr int kQ8Bytes = 34, kQ4_0Bytes = 18, kQ4KBytes = 144, kQ6KBytes = 210;
+constexpr int kQ8Bytes = 34, kQ4_0Bytes = 18, kQ5_0Bytes = 22, kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
 constexpr float kGroupMaxEps = 1e-15f;  // below this a group's largest magnitude counts as zero
 
 uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
@@ -92,6 +92,46 @@ void dequantize_q4_0(const uint8_t* in, float* y, int64_t nb) {
       y[i] = float((in[2 + i] & 15) - 8) * d;
       y[16 + i] = float((in[2 + i] >> 4) - 8) * d;
     }
+  }
+}
+
+// ---- Q5_0 ------------------------------------------------------------------------------------------
+
+// The 5-bit code (0..31) of value i < 32 of a Q5_0 block: its nibble and bit i of the 32-bit qh.
+int q5_0_code(const uint8_t* block, int i) {
+  const uint32_t qh = uint32_t(block[2]) | uint32_t(block[3]) << 8 | uint32_t(block[4]) << 16 | uint32_t(block[5]) << 24;
+  const uint8_t q = block[6 + i % 16];
+  return (i < 16 ? q & 15 : q >> 4) | int((qh >> i) & 1) << 4;
+}
+
+void quantize_q5_0(const float* x, uint8_t* out, int64_t nb) {
+  for (int64_t b = 0; b < nb; b++, x += 32, out += kQ5_0Bytes) {
+    float amax = 0.0f, max = 0.0f;  // largest magnitude, and the value that has it (first one)
+    for (int i = 0; i < 32; i++) {
+      if (amax < std::fabs(x[i])) {
+        amax = std::fabs(x[i]);
+        max = x[i];
+      }
+    }
+    const float d = max / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_f16(out, d);
+    uint32_t qh = 0;
+    for (int i = 0; i < 16; i++) {
+      // As Q4_0: truncation of x · id + 16.5 (in [0.5, 32.5]) toward zero, at most 31.
+      const int q0 = std::min(31, int(int8_t(int(x[i] * id + 16.5f))));
+      const int q1 = std::min(31, int(int8_t(int(x[16 + i] * id + 16.5f))));
+      out[6 + i] = uint8_t((q0 & 15) | (q1 & 15) << 4);
+      qh |= uint32_t(q0 >> 4 & 1) << i | uint32_t(q1 >> 4 & 1) << (16 + i);
+    }
+    for (int i = 0; i < 4; i++) out[2 + i] = uint8_t(qh >> (8 * i));
+  }
+}
+
+void dequantize_q5_0(const uint8_t* in, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; b++, in += kQ5_0Bytes, y += 32) {
+    const float d = load_f16(in);
+    for (int i = 0; i < 32; i++) y[i] = float(q5_0_code(in, i) - 16) * d;
   }
 }
 
@@ -170,12 +210,19 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
   return scale;
 }
 
-void quantize_q4_k(const float* x, uint8_t* out, int64_t nb) {
+// Q4_K and Q5_K (`bits` 4 or 5): the same sub-block fit and 6-bit scale/min packing; the codes go into
+// nibbles (qs), and for Q5_K their fifth bit into qh (bit 2g of qh[l] for value 64 g + l, bit 2g + 1 for
+// value 64 g + 32 + l).
+void quantize_k_with_mins(int bits, const float* x, uint8_t* out, int64_t nb) {
+  const int nmax = (1 << bits) - 1, block_bytes = bits == 4 ? kQ4KBytes : kQ5KBytes;
+  const float rmin = bits == 4 ? -1.0f : -0.5f;
+  const int nstep = bits == 4 ? 20 : 15;
   uint8_t L[256], Laux[32];
   float weights[32], mins[8], scales[8];
-  for (int64_t b = 0; b < nb; b++, x += 256, out += kQ4KBytes) {
+  for (int64_t b = 0; b < nb; b++, x += 256, out += block_bytes) {
     uint8_t* packed = out + 4;
-    uint8_t* qs = out + 16;
+    uint8_t* qh = out + 16;
+    uint8_t* qs = bits == 4 ? out + 16 : out + 48;
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
       const float* xj = x + 32 * j;
@@ -183,7 +230,7 @@ void quantize_q4_k(const float* x, uint8_t* out, int64_t nb) {
       for (int l = 0; l < 32; l++) sum_x2 += xj[l] * xj[l];
       const float av_x = std::sqrt(sum_x2 / 32.0f);
       for (int l = 0; l < 32; l++) weights[l] = av_x + std::fabs(xj[l]);
-      scales[j] = fit_scale_min(32, 15, xj, weights, L + 32 * j, &mins[j], Laux, -1.0f, 0.1f, 20);
+      scales[j] = fit_scale_min(32, nmax, xj, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -211,10 +258,15 @@ void quantize_q4_k(const float* x, uint8_t* out, int64_t nb) {
       if (d == 0.0f) continue;
       const float dm = load_f16(out + 2) * float(m);
       for (int i = 0; i < 32; i++)
-        L[32 * j + i] = uint8_t(std::max(0, std::min(15, nearest_int((x[32 * j + i] + dm) / d))));
+        L[32 * j + i] = uint8_t(std::max(0, std::min(nmax, nearest_int((x[32 * j + i] + dm) / d))));
     }
+    if (bits == 5) std::memset(qh, 0, 32);
     for (int g = 0; g < 4; g++)
-      for (int l = 0; l < 32; l++) qs[32 * g + l] = uint8_t(L[64 * g + l] | L[64 * g + 32 + l] << 4);
+      for (int l = 0; l < 32; l++) {
+        const uint8_t lo = L[64 * g + l], hi = L[64 * g + 32 + l];
+        qs[32 * g + l] = uint8_t((lo & 15) | (hi & 15) << 4);
+        if (bits == 5) qh[l] |= uint8_t((lo >> 4) << (2 * g) | (hi >> 4) << (2 * g + 1));
+      }
   }
 }
 
@@ -231,6 +283,26 @@ void dequantize_q4_k(const uint8_t* in, float* y, int64_t nb) {
       const float d2 = d * float(sc), m2 = dmin * float(m);
       for (int l = 0; l < 32; l++) *y++ = d1 * float(qs[l] & 15) - m1;
       for (int l = 0; l < 32; l++) *y++ = d2 * float(qs[l] >> 4) - m2;
+    }
+  }
+}
+
+// The 5-bit code of value i < 256 of a Q5_K block: value 64 g + 32 e + l (e = 0, 1) has its nibble in
+// qs[32 g + l] (low for e = 0) and its fifth bit at bit 2 g + e of qh[l].
+int q5k_code(const uint8_t* block, int i) {
+  const int g = i / 64, e = (i / 32) % 2, l = i % 32;
+  const uint8_t q = block[48 + 32 * g + l];
+  return (e == 0 ? q & 15 : q >> 4) | ((block[16 + l] >> (2 * g + e)) & 1) << 4;
+}
+
+void dequantize_q5_k(const uint8_t* in, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; b++, in += kQ5KBytes) {
+    const float d = load_f16(in), dmin = load_f16(in + 2);
+    for (int j = 0; j < 8; j++) {
+      uint8_t sc, m;
+      q4k_scale_min(j, in + 4, &sc, &m);
+      const float dj = d * float(sc), mj = dmin * float(m);
+      for (int l = 0; l < 32; l++) *y++ = dj * float(q5k_code(in, 32 * j + l)) - mj;
     }
   }
 }
@@ -342,7 +414,8 @@ void dequantize_q6_k(const uint8_t* in, float* y, int64_t nb) {
 }
 
 void check_block_type(const char* op, DType t, int64_t k) {
-  SEEK_ASSERT_MSG(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K,
+  SEEK_ASSERT_MSG(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q5_K ||
+                      t == DType::Q6_K,
                   strfmt("[%s] %s is not a block-quantized format", op, std::string(dtype_name(t)).c_str()).c_str());
   SEEK_ASSERT_MSG(k % dtype_block_values(t) == 0,
                   strfmt("[%s] %lld values of %s: not a multiple of its block of %lld", op, (long long)k,
@@ -359,7 +432,9 @@ void quantize_row_ref(DType t, const float* x, void* blocks, int64_t k) {
   switch (t) {
     case DType::Q8_0: return quantize_q8_0(x, out, nb);
     case DType::Q4_0: return quantize_q4_0(x, out, nb);
-    case DType::Q4_K: return quantize_q4_k(x, out, nb);
+    case DType::Q5_0: return quantize_q5_0(x, out, nb);
+    case DType::Q4_K: return quantize_k_with_mins(4, x, out, nb);
+    case DType::Q5_K: return quantize_k_with_mins(5, x, out, nb);
     default: return quantize_q6_k(x, out, nb);
   }
 }
@@ -371,7 +446,9 @@ void dequantize_row_ref(DType t, const void* blocks, float* y, int64_t k) {
   switch (t) {
     case DType::Q8_0: return dequantize_q8_0(in, y, nb);
     case DType::Q4_0: return dequantize_q4_0(in, y, nb);
+    case DType::Q5_0: return dequantize_q5_0(in, y, nb);
     case DType::Q4_K: return dequantize_q4_k(in, y, nb);
+    case DType::Q5_K: return dequantize_q5_k(in, y, nb);
     default: return dequantize_q6_k(in, y, nb);
   }
 }
@@ -389,6 +466,12 @@ float dequantize_value_ref(DType t, const void* row, int64_t k) {
       q4k_scale_min(j, b + 4, &sc, &m);
       const uint8_t q = b[16 + 32 * g + i % 32];
       return load_f16(b) * float(sc) * float(j % 2 == 0 ? q & 15 : q >> 4) - load_f16(b + 2) * float(m);
+    }
+    case DType::Q5_0: return float(q5_0_code(b, i) - 16) * load_f16(b);
+    case DType::Q5_K: {
+      uint8_t sc, m;
+      q4k_scale_min(i / 32, b + 4, &sc, &m);
+      return load_f16(b) * float(sc) * float(q5k_code(b, i)) - load_f16(b + 2) * float(m);
     }
     case DType::Q6_K:
       return load_f16(b + 208) * float(int8_t(b[192 + i / 16])) * float(q6k_level(b, i));

@@ -1,4 +1,4 @@
-// test_quant.cpp — GGUF's block formats Q8_0, Q4_0, Q4_K, Q6_K (tensor/quant.h) and their kernels.
+// test_quant.cpp — GGUF's block formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K (tensor/quant.h) and their kernels.
 //
 // Against llama.cpp itself (tests/data/quant/, made by scripts/peer/make_quant_golden.sh from ggml's
 // quantize_row_*_ref and dequantize_row_*): seek's quantization gives the same bytes and its
@@ -10,7 +10,8 @@
 // kernel and f32 panels) for K = 256, 512, 2048 and odd N.
 //
 // Round-trip bounds on normal(0, 1) data, relative RMS error ||dequant(quant(x)) - x|| / ||x||:
-// Q8_0 < 0.6%, Q6_K < 2.5%, Q4_K < 8%, Q4_0 < 10% (measured 0.54%, 1.78%, 7.2%, 8.7%). Q8_0's is
+// Q8_0 < 0.6%, Q6_K < 2.5%, Q5_K < 4%, Q5_0 < 5%, Q4_K < 8%, Q4_0 < 10% (measured 0.54%, 1.78%, 3.64%,
+// 4.30%, 7.2%, 8.7%). Q8_0's is
 // its step amax / 127 over sqrt(12) with amax ~2.3 for 32 normal values: 0.5% cannot be had.
 //
 // Does not: time anything, or read GGUF files.
@@ -34,7 +35,7 @@ using namespace seek;
 namespace {
 
 constexpr double kTolF32 = 1e-5;
-const DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K};
+const DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 std::string lower_name(DType t) {
   std::string s(dtype_name(t));
@@ -170,12 +171,13 @@ TEST(QuantGolden, QuantizeAndDequantizeAreBitExactWithGgml) {
 }
 
 // Relative RMS error of the round trip on 64 Ki normal(0, 1) values, per format (measured at the time of
-// writing: Q8_0 0.54%, Q6_K 1.78%, Q4_K 7.2%, Q4_0 8.7%; bounds a little above).
+// writing: Q8_0 0.54%, Q6_K 1.78%, Q5_K 3.64%, Q5_0 4.30%, Q4_K 7.2%, Q4_0 8.7%; bounds a little above).
 TEST(QuantRoundTrip, ErrorBoundOnNormalData) {
   const struct {
     DType t;
     double bound;
-  } kRoundTrip[] = {{DType::Q8_0, 0.006}, {DType::Q6_K, 0.025}, {DType::Q4_K, 0.08}, {DType::Q4_0, 0.10}};
+  } kRoundTrip[] = {{DType::Q8_0, 0.006}, {DType::Q6_K, 0.025}, {DType::Q5_K, 0.04},
+                    {DType::Q5_0, 0.05},  {DType::Q4_K, 0.08},  {DType::Q4_0, 0.10}};
   std::mt19937 rng(7);
   std::normal_distribution<float> d(0.0f, 1.0f);
   const int64_t n = 64 * 1024;
@@ -290,11 +292,11 @@ TEST_P(QuantKernels, MatmulManyMatchesMatmul) {
   for (size_t i = 0; i < ws.size(); i++) EXPECT_EQ(ys[i], refs[i]) << dtype_name(ws[i].mat.dtype);
 }
 
-// The int8 path of Q8_0 and Q4_0 (AVX-512 VNNI, T <= 16): activations rounded to 8 bits per block of 32
+// The int8 path of Q8_0, Q4_0 and Q5_0 (AVX-512 VNNI, T <= 16): activations rounded to 8 bits per block of 32
 // with scale sx = amax / 127, so each differs from its f32 value by at most sx / 2 = amax / 254 of its block. Output n
 // then differs from matmul_ref (same dequantized weights, f32 activations) by at most
 // Σ_k |w[n, k]| · amax(block of k) / 254, plus f32 summation error (bounded here by 1e-5 · Σ_k |w x|).
-// Checked output by output, on odd shapes (Q8_0/Q4_0 with an odd count of blocks, 1-row tails), every
+// Checked output by output, on odd shapes (Q8_0/Q4_0/Q5_0 with an odd count of blocks, 1-row tails), every
 // T from 1 to 16; and the error must be nonzero where the path is on (it was taken) and zero where off.
 TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
   const bool on = avx512::quant_int8_activations();
@@ -302,7 +304,7 @@ TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
   std::mt19937 rng(23);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   double worst_rel = 0;
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0}) {
     for (int64_t K : {int64_t(256), int64_t(1280), int64_t(96)}) {
       if (K % dtype_block_values(t)) continue;
       const int64_t N = 23;
@@ -358,7 +360,7 @@ TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
   std::mt19937 rng(29);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   double worst_model = 0, worst_rel = 0;
-  for (DType t : {DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     for (int64_t K : {int64_t(256), int64_t(1280)}) {
       const int64_t N = K == 256 ? 37 : 23, ldy = N + 3;
       SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K));
