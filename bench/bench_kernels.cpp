@@ -16,7 +16,7 @@
 // that nothing (a compressing or page-merging memory system) can serve them faster than real weights.
 //
 // Does not: check results (tests/unit/test_kernels.cpp does).
-//   quant (--quant):   decode GB/s of weight bytes of the GGUF block formats (Q8_0, Q4_K, Q6_K; int8 and
+//   quant (--quant):   decode GB/s of weight bytes of the GGUF block formats (Q8_0, Q5_0, Q4_K, Q5_K, Q6_K; int8 and
 //                      exact paths) at T = 1, 2, 4, 8, 16 on [8192, 4096], against bf16 in alternating rounds;
 //                      enough copies of each matrix are cycled through that they never sit in the L3; and
 //                      prefill GFLOP/s at T = 512 of Q4_K/Q6_K (int8 GEMM, exact panels) against f32 sgemm.
@@ -192,8 +192,8 @@ double median(std::vector<double> v) {
 // ceilings rather than memory bandwidth.
 void bench_quant(bool quick, bool in_cache) {
   const int64_t N = in_cache ? 512 : 8192, K = 4096;
-  const DType types[] = {DType::BF16, DType::Q8_0, DType::Q4_K, DType::Q6_K};
-  constexpr int nt = 4;
+  const DType types[] = {DType::BF16, DType::Q8_0, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  constexpr int nt = int(std::size(types));
   std::vector<float> f(size_t(N * K));
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N * K; i++) f[size_t(i)] = rand_at(uint64_t(i) + 12345);

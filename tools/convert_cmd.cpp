@@ -3,7 +3,7 @@
 //
 //   seek convert --to gguf IN_DIR|IN.gguf OUT.gguf       seek's models into llama.cpp (tokenizer included)
 //   seek convert --to safetensors IN.gguf OUT_DIR        llama.cpp's files into a Hugging Face folder
-//   seek quantize IN_DIR|IN.gguf OUT.gguf --type q8_0|q4_0|q4_k_m|q6_k
+//   seek quantize IN_DIR|IN.gguf OUT.gguf --type q8_0|q4_0|q5_0|q5_k|q6_k|q4_k_m|q5_k_m
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -65,6 +65,9 @@ int cmd_convert(const std::string& to, const std::string& in, const std::string&
     write_gguf_from(s, *s.checkpoint, out, fs::path(in).filename().string());
   } else if (to == "safetensors") {
     if (s.config_json.is_null()) throw Error(in + ": already a Hugging Face folder");
+    if (!s.config.rope.freq_factors.empty())
+      throw Error(in + ": tensor \"rope_freqs.weight\" (per-frequency rope factors) has no config.json form; "
+                  "convert the model's Hugging Face folder instead");
     fs::create_directories(out);
     // Matrices keep F32/F16/BF16; block formats become f32 (safetensors has none of them).
     std::vector<TensorOut> tensors;
@@ -117,7 +120,7 @@ void register_convert_commands(CLI::App& app) {
   auto* qz = app.add_subcommand("quantize", "Write a model's weights in GGUF's block formats (llama.cpp's mixtures)");
   qz->add_option("in", g->in, "a model directory or a .gguf file")->required();
   qz->add_option("out", g->out, "the .gguf file to write")->required();
-  qz->add_option("--type", g->type, "q8_0, q4_0, q4_k_m or q6_k")->required();
+  qz->add_option("--type", g->type, "q8_0, q4_0, q5_0, q5_k, q6_k, q4_k_m or q5_k_m")->required();
   qz->callback([g] { cmd_quantize(g->in, g->out, g->type); });
 }
 

@@ -272,8 +272,32 @@ def write_hparams_dense(w, cfg, ftype, name):
     if cfg["model_type"] == "llama":
         w.add_vocab_size(need(cfg, "vocab_size"))
         w.add_rope_dimension_count(head_dim)
-    if cfg.get("rope_scaling"):
-        raise ConvertError(f"config.json: rope_scaling {cfg['rope_scaling']} is not supported for {cfg['model_type']}")
+    rs = cfg.get("rope_scaling")
+    if rs and not (cfg["model_type"] == "llama" and rs.get("rope_type", rs.get("type")) == "llama3"):
+        raise ConvertError(f"config.json: rope_scaling {rs} is not supported for {cfg['model_type']}")
+
+
+def llama3_rope_factors(cfg):
+    """Llama 3.1's rope scaling as llama.cpp's converter stores it (LlamaModel.generate_extra_tensors): no
+    scaling keys, but a rope_freqs tensor of one divisor per rotary frequency, computed in float32 freqs."""
+    rs = cfg["rope_scaling"]
+    dim = cfg.get("head_dim") or need(cfg, "hidden_size") // need(cfg, "num_attention_heads")
+    base = cfg.get("rope_theta", 10000.0)
+    freqs = 1.0 / (np.float32(base) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+    factor = rs.get("factor", 8.0)
+    low, high = rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
+    old_ctx = rs.get("original_max_position_embeddings", 8192)
+    out = []
+    for f in freqs.astype(np.float64):
+        wavelen = 2 * math.pi / f
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
 
 
 def llama_permute(x, n_head):
@@ -305,6 +329,10 @@ def plan_dense(ck, cfg, out_type):
                 x = llama_permute(x, n_kv)
             return f32_to_bf16_bits(x) if q == T.BF16 else np.ascontiguousarray(x, dtype=np_dtype[q])
         plan.append((g, shape, q, load))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        factors = llama3_rope_factors(cfg)
+        plan.insert(0, ("rope_freqs.weight", factors.shape, T.F32, lambda: factors))
     return plan
 
 

@@ -12,9 +12,9 @@
 #   2. scripts/peer/hf_to_gguf.py turns it into an F32 GGUF with the peer's gguf-py (its tensor names, keys
 #      and, for Llama, its q/k row permutation); deepseek2 in both layouts llama.cpp has written: split
 #      attn_k_b/attn_v_b with the *_length_mla keys ("mainline") and the single attn_kv_b ("legacy");
-#   3. the peer's llama-quantize makes Q8_0 (the -small models) and Q4_K_M (the -wide ones, whose widths
-#      are multiples of 256 so that llama-quantize uses Q4_K and Q6_K without falling back to other types;
-#      the split attn_k_b, 64 wide, is asked for Q8_0);
+#   3. the peer's llama-quantize makes Q8_0 (the -small models), Q4_K_M and Q5_K_M (the -wide ones, whose
+#      widths are multiples of 256 so that llama-quantize uses the K-quants without falling back to other
+#      types; the split attn_k_b, 64 wide, is asked for Q8_0 in Q4_K_M and for Q5_0 in Q5_K_M);
 #   4. llama_logits.cpp (built against the peer) writes the logits of every position of a fixed sequence.
 # Only the GGUF files and the logits are kept; the HF checkpoints are written to a temp dir.
 set -euo pipefail
@@ -49,9 +49,15 @@ for arch in qwen2 llama deepseek; do
   [ "$arch" = qwen2 ] && wide_f32="$OUT/$arch-wide-f32.gguf"  # kept: seek quantize is compared with it
   convert "$TMP/$arch-wide" "$wide_f32"
   quantize "$wide_f32" "$OUT/$arch-wide-q4_k_m.gguf" Q4_K_M --tensor-type attn_k_b=q8_0
-  for f in "$OUT/$arch-small-f32.gguf" "$OUT/$arch-small-q8_0.gguf" "$OUT/$arch-wide-q4_k_m.gguf"; do logits "$f"; done
+  quantize "$wide_f32" "$OUT/$arch-wide-q5_k_m.gguf" Q5_K_M --tensor-type attn_k_b=q5_0
+  for f in "$OUT/$arch-small-f32.gguf" "$OUT/$arch-small-q8_0.gguf" "$OUT/$arch-wide-q4_k_m.gguf" \
+           "$OUT/$arch-wide-q5_k_m.gguf"; do logits "$f"; done
   [ "$arch" = qwen2 ] && logits "$wide_f32"
 done
+# Llama 3.1's rope scaling: the converter writes it as the rope_freqs tensor.
+"$SEEK" new-model --out "$TMP/llama31-small" --config "$OUT/llama31-small.json" --dtype f32 --seed 7
+convert "$TMP/llama31-small" "$OUT/llama31-small-f32.gguf"
+logits "$OUT/llama31-small-f32.gguf"
 convert "$TMP/deepseek-small" "$OUT/deepseek-small-legacy-f32.gguf" legacy
 quantize "$OUT/deepseek-small-legacy-f32.gguf" "$OUT/deepseek-small-legacy-q8_0.gguf" Q8_0
 for f in "$OUT/deepseek-small-legacy-f32.gguf" "$OUT/deepseek-small-legacy-q8_0.gguf"; do logits "$f"; done

@@ -1,6 +1,7 @@
 // gguf_model.cpp — GGUF models as seek's config and checkpoint, and back. See gguf_model.h.
 #include "model/gguf_model.h"
 
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -49,6 +50,8 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
     {"output_norm.weight", "model.norm.weight"},
     {"output.weight", "lm_head.weight"},
 };
+// Llama 3.1's per-frequency rope divisors (RopeParams::freq_factors).
+constexpr const char* kRopeFreqs = "rope_freqs.weight";
 const std::pair<const char*, const char*> kExpertNames[] = {
     {"ffn_gate_exps.weight", "gate_proj.weight"},
     {"ffn_up_exps.weight", "up_proj.weight"},
@@ -120,9 +123,6 @@ json gguf_config_json(const GgufFile& f) {
   const TensorInfo* embd = f.find_tensor("token_embd.weight");
   if (!embd) throw Error(f.path() + ": has no tensor \"token_embd.weight\"");
   j["vocab_size"] = f.get_int(key("vocab_size"), embd->shape[0]);
-  if (f.find_tensor("rope_freqs.weight"))
-    throw Error(f.path() + ": tensor \"rope_freqs.weight\" (per-frequency rope factors, Llama 3.1's rope scaling) "
-                "is not supported yet");
   if (f.find(key("rope.scaling.type")) && f.get_string(key("rope.scaling.type")) != "none" &&
       f.get_string(key("rope.scaling.type")) != "yarn")
     throw Error(f.path() + ": key \"" + key("rope.scaling.type") + "\" = \"" + f.get_string(key("rope.scaling.type")) +
@@ -204,6 +204,21 @@ GgufModel load_gguf_model(const std::string& path) {
   auto file = open_model_file(path);
   out.file = file;
   out.config = parse_config(gguf_config_json(*file), path);
+  if (const TensorInfo* ff = file->find_tensor(kRopeFreqs)) {  // Llama 3.1's scaling, as llama.cpp stores it
+    const int64_t half = out.config.rope.dim / 2;
+    if (out.config.is_mla() || !out.config.rope.type.empty())
+      throw Error(path + ": tensor \"" + kRopeFreqs + "\" is supported for qwen2 and llama without other rope scaling");
+    if (ff->dtype != DType::F32 || ff->shape != std::vector<int64_t>{half})
+      throw Error(strfmt("%s: tensor \"%s\" is %s %s, expected F32 [%lld] (one factor per rotary frequency)",
+                         path.c_str(), kRopeFreqs, std::string(dtype_name(ff->dtype)).c_str(), ff->shape_str().c_str(),
+                         (long long)half));
+    const float* v = static_cast<const float*>(ff->data);
+    for (int64_t i = 0; i < half; i++)
+      if (!(v[i] > 0.0f) || !std::isfinite(v[i]))
+        throw Error(strfmt("%s: tensor \"%s\"[%lld] = %g, expected a positive finite factor", path.c_str(), kRopeFreqs,
+                           (long long)i, double(v[i])));
+    out.config.rope.freq_factors.assign(v, v + half);
+  }
   const Config& c = out.config;
   auto owner = std::make_shared<GgufOwner>();
   owner->file = file;
@@ -230,7 +245,7 @@ GgufModel load_gguf_model(const std::string& path) {
   std::map<int64_t, std::pair<const TensorInfo*, const TensorInfo*>> split_kv;  // layer -> (k_b, v_b)
   std::map<int64_t, bool> has_kv_b;
   for (const TensorInfo& t : file->tensors()) {
-    bool done = false;
+    bool done = t.name == kRopeFreqs;  // read into the config above
     for (const auto& [g, hf] : kGlobalNames)
       if (t.name == g) add(t, hf), done = true;
     if (done) continue;
@@ -326,8 +341,10 @@ void write_gguf_model(const std::string& path, const Config& c, const Checkpoint
   if (c.is_mla() && c.moe_layer_freq != 1)
     throw Error(strfmt("%s: moe_layer_freq %lld cannot be written to GGUF (llama.cpp's deepseek2 makes every layer "
                        "after the first dense ones MoE)", path.c_str(), (long long)c.moe_layer_freq));
-  if (!c.rope.type.empty() && !(c.is_mla() && c.rope.type == "yarn"))
+  if (!c.rope.type.empty() && !(c.is_mla() && c.rope.type == "yarn") && !(!c.is_mla() && c.rope.type == "llama3"))
     throw Error(path + ": rope scaling \"" + c.rope.type + "\" cannot be written to GGUF by seek yet");
+  // Llama 3.1's scaling goes into the file as llama.cpp's converter writes it: the rope_freqs tensor.
+  const std::vector<float> freq_factors = c.is_mla() ? std::vector<float>{} : rope_freq_factors(c.rope);
   std::vector<std::pair<std::string, GgufValue>> kv;
   auto key = [&](const std::string& k) { return arch + "." + k; };
   auto u32 = [&](const std::string& k, int64_t v) { kv.emplace_back(key(k), GgufValue::u32(uint32_t(v))); };
@@ -391,6 +408,8 @@ void write_gguf_model(const std::string& path, const Config& c, const Checkpoint
     to_f32(t.dtype, t.data, reinterpret_cast<float*>(b.data()), size_t(t.numel()));
     return b.data();
   };
+  if (!freq_factors.empty())
+    out.push_back({kRopeFreqs, DType::F32, {int64_t(freq_factors.size())}, freq_factors.data()});
   std::map<std::string, bool> written;
   for (const TensorSpec& s : expected_tensors(c)) {
     if (written[s.name]) continue;

@@ -34,9 +34,12 @@ QuantMix parse_quant_mix(const std::string& s) {
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
   if (l == "q8_0") return QuantMix::Q8_0;
   if (l == "q4_0") return QuantMix::Q4_0;
+  if (l == "q5_0") return QuantMix::Q5_0;
+  if (l == "q5_k") return QuantMix::Q5_K;
   if (l == "q6_k") return QuantMix::Q6_K;
   if (l == "q4_k_m") return QuantMix::Q4_K_M;
-  throw Error("--type " + s + ": expected q8_0, q4_0, q4_k_m or q6_k");
+  if (l == "q5_k_m") return QuantMix::Q5_K_M;
+  throw Error("--type " + s + ": expected q8_0, q4_0, q5_0, q5_k, q6_k, q4_k_m or q5_k_m");
 }
 
 DType quant_type_for(QuantMix mix, const Config& c, const std::string& name, int64_t rows, int64_t cols) {
@@ -45,8 +48,12 @@ DType quant_type_for(QuantMix mix, const Config& c, const std::string& name, int
   switch (mix) {
     case QuantMix::Q8_0: t = DType::Q8_0; break;
     case QuantMix::Q4_0: t = DType::Q4_0; break;
+    case QuantMix::Q5_0: t = DType::Q5_0; break;
+    case QuantMix::Q5_K: t = DType::Q5_K; break;
     case QuantMix::Q6_K: t = DType::Q6_K; break;
-    case QuantMix::Q4_K_M: {
+    case QuantMix::Q4_K_M:
+    case QuantMix::Q5_K_M: {
+      t = mix == QuantMix::Q4_K_M ? DType::Q4_K : DType::Q5_K;
       const int64_t layer = layer_of(name);
       if (name == "lm_head.weight" || (name == "model.embed_tokens.weight" && c.tie_word_embeddings)) t = DType::Q6_K;
       else if ((ends_with(name, "self_attn.v_proj.weight") || ends_with(name, "down_proj.weight")) &&
@@ -55,8 +62,8 @@ DType quant_type_for(QuantMix mix, const Config& c, const std::string& name, int
       break;
     }
   }
-  if (cols % dtype_block_values(t) != 0) t = cols % 32 == 0 ? DType::Q8_0 : DType::F32;
-  return t;
+  if (cols % dtype_block_values(t) != 0) t = t == DType::Q4_K ? DType::Q5_0 : DType::Q8_0;
+  return cols % dtype_block_values(t) == 0 ? t : DType::F32;
 }
 
 std::unique_ptr<Checkpoint> quantize_checkpoint(const Config& c, const Checkpoint& src, QuantMix mix, bool progress) {

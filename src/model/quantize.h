@@ -4,14 +4,15 @@
 // tests/data/gguf-models).
 //
 // Types:
-//   q8_0, q4_0, q6_k  every matrix but the router in that type (llama.cpp's "pure" choice for the same name);
-//   q4_k_m            llama.cpp's Q4_K_M mixture: Q4_K, with Q6_K for the output head (the embedding when it is
-//                     tied) and, in the layers where llama.cpp's use_more_bits(layer, n_layers) holds (the first
-//                     and last eighth, and every third in between), attn_v and every ffn_down (dense, expert and
-//                     shared).
+//   q8_0, q4_0, q5_0, q5_k, q6_k
+//                     every matrix but the router in that type (llama.cpp's "pure" choice for the same name);
+//   q4_k_m, q5_k_m    llama.cpp's Q4_K_M / Q5_K_M mixtures: Q4_K / Q5_K, with Q6_K for the output head (the
+//                     embedding when it is tied) and, in the layers where llama.cpp's use_more_bits(layer,
+//                     n_layers) holds (the first and last eighth, and every third in between), attn_v and every
+//                     ffn_down (dense, expert and shared).
 // The router (mlp.gate) and every vector stay f32. A matrix whose width is not a multiple of its type's block
-// falls back to Q8_0 (llama.cpp's Q6_K fallback; its Q4_K one, Q5_0, is a format seek does not read), or
-// to f32 when even Q8_0's 32 does not divide it. MLA's kv_b is written split and in f32 (model/gguf_model.h).
+// falls back as llama.cpp's does: Q4_K to Q5_0, Q6_K to Q8_0, and Q5_K to Q8_0 (llama.cpp's is Q5_1, a format
+// seek does not write); to f32 when even a block of 32 does not divide it (llama.cpp: f16). MLA's kv_b is written split and in f32 (model/gguf_model.h).
 // The quantized tensors are computed from the f32 value of each source weight (BF16, F16, FP8 with its
 // block scales, or a block format: re-quantizing a quantized file loses more than quantizing once).
 //
@@ -25,8 +26,9 @@
 
 namespace seek {
 
-enum class QuantMix { Q8_0, Q4_0, Q6_K, Q4_K_M };
-// "q8_0", "q4_0", "q6_k", "q4_k_m" (case-insensitive); throws Error naming the flag otherwise.
+enum class QuantMix { Q8_0, Q4_0, Q5_0, Q5_K, Q6_K, Q4_K_M, Q5_K_M };
+// "q8_0", "q4_0", "q5_0", "q5_k", "q6_k", "q4_k_m", "q5_k_m" (case-insensitive); throws Error naming the flag
+// otherwise.
 QuantMix parse_quant_mix(const std::string& s);
 
 // The type llama.cpp's mixture gives a Hugging Face tensor name (before fallbacks), or F32 for tensors

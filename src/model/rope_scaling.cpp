@@ -13,6 +13,18 @@ namespace seek {
 
 namespace {
 double yarn_mscale(double s, double m) { return s <= 1 ? 1.0 : 0.1 * m * std::log(s) + 1.0; }
+
+// llama3: what frequency f is divided by. Wavelengths shorter than the original context over
+// high_freq_factor keep f, longer than it over low_freq_factor take f / factor, and those between blend
+// the two: f · ((1 - smooth) / factor + smooth).
+double llama3_divisor(const RopeParams& p, double f) {
+  const double wavelen = 2 * std::numbers::pi / f;
+  if (wavelen < p.original_max_position / p.high_freq_factor) return 1.0;
+  if (wavelen > p.original_max_position / p.low_freq_factor) return p.factor;
+  const double smooth =
+      (p.original_max_position / wavelen - p.low_freq_factor) / (p.high_freq_factor - p.low_freq_factor);
+  return 1.0 / ((1 - smooth) / p.factor + smooth);
+}
 }  // namespace
 
 std::vector<float> rope_inv_freq(const RopeParams& p) {
@@ -21,27 +33,16 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
   std::vector<double> base(half);
   for (int64_t i = 0; i < half; i++) base[i] = 1.0 / std::pow(p.theta, double(2 * i) / double(R));
   std::vector<float> out(half);
-  if (p.type.empty() || p.type == "default") {
+  if (!p.freq_factors.empty()) {
+    SEEK_ASSERT_MSG(p.type.empty() && int64_t(p.freq_factors.size()) == half,
+                    "[rope_inv_freq] freq_factors need no other scaling and one factor per frequency");
+    for (int64_t i = 0; i < half; i++) out[i] = float(base[i] / double(p.freq_factors[size_t(i)]));
+  } else if (p.type.empty() || p.type == "default") {
     for (int64_t i = 0; i < half; i++) out[i] = float(base[i]);
   } else if (p.type == "linear") {
     for (int64_t i = 0; i < half; i++) out[i] = float(base[i] / p.factor);
   } else if (p.type == "llama3") {
-    const double low_wavelen = p.original_max_position / p.low_freq_factor;
-    const double high_wavelen = p.original_max_position / p.high_freq_factor;
-    for (int64_t i = 0; i < half; i++) {
-      const double f = base[i], wavelen = 2 * std::numbers::pi / f;
-      double g;
-      if (wavelen < high_wavelen) {
-        g = f;
-      } else if (wavelen > low_wavelen) {
-        g = f / p.factor;
-      } else {
-        double smooth = (p.original_max_position / wavelen - p.low_freq_factor) /
-                        (p.high_freq_factor - p.low_freq_factor);
-        g = (1 - smooth) * f / p.factor + smooth * f;
-      }
-      out[i] = float(g);
-    }
+    for (int64_t i = 0; i < half; i++) out[i] = float(base[i] / llama3_divisor(p, base[i]));
   } else if (p.type == "yarn") {
     // Dimension index whose wavelength makes n full turns over the original context.
     auto corr = [&](double n) {
@@ -60,6 +61,15 @@ std::vector<float> rope_inv_freq(const RopeParams& p) {
     throw Error(strfmt("[rope_inv_freq] unknown rope_scaling type '%s'; expected none, linear, llama3 or yarn",
                        p.type.c_str()));
   }
+  return out;
+}
+
+std::vector<float> rope_freq_factors(const RopeParams& p) {
+  if (!p.freq_factors.empty()) return p.freq_factors;
+  if (p.type != "llama3") return {};
+  std::vector<float> out(size_t(p.dim / 2));
+  for (size_t i = 0; i < out.size(); i++)
+    out[i] = float(llama3_divisor(p, 1.0 / std::pow(p.theta, double(2 * i) / double(p.dim))));
   return out;
 }
 

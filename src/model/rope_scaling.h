@@ -19,10 +19,16 @@ struct RopeParams {
   double beta_fast = 32, beta_slow = 1;  // yarn
   double mscale = 1, mscale_all_dim = 0;  // yarn
   double low_freq_factor = 1, high_freq_factor = 4;  // llama3
+  // Per-frequency divisors of the unscaled inv_freq (GGUF's rope_freqs tensor, which llama.cpp's converter
+  // writes for Llama 3.1's scaling instead of its parameters); with type "" only.
+  std::vector<float> freq_factors;
 };
 
-// inv_freq[R/2] after any scaling (YaRN correction ramp, llama3 wavelength bands, linear).
+// inv_freq[R/2] after any scaling (YaRN correction ramp, llama3 wavelength bands, linear, freq_factors).
 std::vector<float> rope_inv_freq(const RopeParams& p);
+// The divisors a GGUF file's rope_freqs tensor holds: freq_factors as given, or for llama3 scaling the
+// unscaled inv_freq over the scaled one (1, factor, or between); empty when neither.
+std::vector<float> rope_freq_factors(const RopeParams& p);
 // The factor YaRN multiplies cos and sin by: yarn_mscale(factor, mscale) / yarn_mscale(factor,
 // mscale_all_dim), with yarn_mscale(s, m) = 0.1·m·ln(s) + 1 for s > 1, else 1. 1 when not yarn.
 float rope_cos_sin_scale(const RopeParams& p);

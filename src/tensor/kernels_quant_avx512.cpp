@@ -1,10 +1,10 @@
-// kernels_quant_avx512.cpp — AVX-512 kernels of the GGUF block formats Q8_0, Q4_0, Q4_K and Q6_K
+// kernels_quant_avx512.cpp — AVX-512 kernels of the GGUF block formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K
 // (tensor/quant.h): rows → f32 (prefill's panels) and the small-T matmul (decode), the weight-format
 // table's `rows_to_f32_avx512` and `direct_rows_avx512` (format.h). The direct kernel has two paths:
 //
 // Exact path (every T without AVX-512 VNNI, T > 16, or SEEK_QUANT_EXACT=1 / set_quant_int8_activations
 // (false)): blocks decoded exactly as dequantize_row_ref does (quant.h: the same f32 products, in the same
-// order: q · d for Q8_0/Q4_0, (d · sc) · q - dmin · m for Q4_K, (d · sc) · q for Q6_K, the per-block
+// order: q · d for Q8_0/Q4_0/Q5_0, (d · sc) · q - dmin · m for Q4_K/Q5_K, (d · sc) · q for Q6_K, the per-block
 // scalars computed once per block in scalar code), so rows_to_f32 equals the reference bit for bit and the
 // direct kernel multiplies the same f32 weights as matmul_ref, summing in f32 with FMAs. Values are
 // decoded 32 at a time (two 16-lane vectors: int8/nibbles widened to i32, converted, scaled). This file is
@@ -17,13 +17,14 @@
 // Q8_0 at ~11 GB/s and Q4_K at ~5 GB/s of weight bytes on 2 Zen 5 cores, where bf16 streams at ~20 in the
 // same run (a cheaper f32 decode cannot reach memory bandwidth for the 4-bit formats: widen + convert +
 // FMA is already 3 operations per 16 weights). So the activations are rounded to 8 bits and the weights
-// kept as their unsigned codes u (Q8_0: q + 128; Q4_0/Q4_K: the nibble; Q6_K: the 6 bits), 64 per vector:
-// - Q8_0 and Q4_0: activations per block of 32 (scale sx = amax / 127, an f32, as llama.cpp's Q8_0
+// kept as their unsigned codes u (Q8_0: q + 128; Q4_0/Q4_K: the nibble; Q5_0/Q5_K: the nibble and the
+// fifth bit; Q6_K: the 6 bits), 64 per vector:
+// - Q8_0, Q4_0 and Q5_0: activations per block of 32 (scale sx = amax / 127, an f32, as llama.cpp's Q8_0
 //   activations but with an f32 rather than f16 scale), dotted with vpdpbusd (4 products per i32 lane,
 //   exact in i32); value = d · (u - offset) is applied as d · sx · (Σ u x - offset · Σ x), the offset term
 //   by starting vpdpbusd's accumulator at -offset · (sum of the 4 x). Each lane is then converted and
 //   scaled in f32.
-// - Q4_K and Q6_K: activations per super-block of 256 (llama.cpp's Q8_K), so that a super-block's sums stay
+// - the K-quants: activations per super-block of 256 (llama.cpp's Q8_K), so that a super-block's sums stay
 //   in integers: vpmaddubsw, vpdpwssd with the integer sub-block scales, one convert and FMA per super-block
 //   (see "int8 decode for the K-quants" below). With per-32 activation scales (as this file had them
 //   before), the per-lane convert and scale made Q4_K compute bound at ~37 GB/s where bf16 streamed at
@@ -53,7 +54,7 @@
 // in a later tile, at least 8 KiB ahead (prefetch_offset), which measured better (as issue 12 found for
 // bf16, and short rows need the distance).
 //
-// Int8 GEMM (prefill: Q4_K and Q6_K at T > 16 where the CPU has VNNI; backend.cpp chooses it): see the
+// Int8 GEMM (prefill: the K-quants at T > 16 where the CPU has VNNI; backend.cpp chooses it): see the
 // section's comment below. On the R1-Distill-Qwen-1.5B MLP shapes at T = 512 it ran at 650-900 GFLOP/s
 // on 2 Zen 5 cores against 330-370 for the f32 panels (OpenBLAS's sgemm on exactly decoded weights), in
 // alternating rounds of `bench_kernels --quant-prefill`; the machine's speed moved by ±15% between runs.

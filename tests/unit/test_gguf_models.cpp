@@ -1,6 +1,7 @@
 // GGUF models against files and logits llama.cpp itself wrote (tests/data/gguf-models, made by
-// scripts/peer/make_gguf_models.sh): deepseek2 in both MLA layouts, qwen2 and llama, in F32, Q8_0 and
-// Q4_K_M; `seek quantize` against llama-quantize block for block; and seek's own writer read back.
+// scripts/peer/make_gguf_models.sh): deepseek2 in both MLA layouts, qwen2 and llama (also with Llama 3.1's
+// rope_freqs), in F32, Q8_0, Q4_K_M and Q5_K_M; `seek quantize` against llama-quantize block for block; and
+// seek's own writer read back.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -53,7 +54,7 @@ double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
 // F32 files: the same arithmetic up to summation order, so 1e-4 of the largest logit (measured: < 5e-7).
 TEST(GgufModels, F32LogitsMatchLlamaCpp) {
   for (const char* f : {"qwen2-small-f32", "llama-small-f32", "deepseek-small-f32", "deepseek-small-legacy-f32",
-                        "qwen2-wide-f32"}) {
+                        "qwen2-wide-f32", "llama31-small-f32"}) {
     SCOPED_TRACE(f);
     auto m = Model::load(fixture(std::string(f) + ".gguf"));
     const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
@@ -66,20 +67,22 @@ TEST(GgufModels, F32LogitsMatchLlamaCpp) {
 // f32 scale against Q8_0/Q4_0 weights, per 256 as llama.cpp's Q8_K against the K-quants). llama.cpp rounds
 // the activations too (an f16 scale per 32 for Q8_0 weights, Q8_K for the K-quants), ~0.4% of each block's
 // largest value compounded over the layers. Measured 0.4-2.7% of the largest logit; bound 5%. Where both
-// engines round alike, they agree to f32 rounding: qwen2-wide-q4_k_m (only K-quants, and a model both
-// compute the same way) on the int8 path, measured 1.4e-7, checked below 1e-5.
+// engines round alike, they agree to f32 rounding: the qwen2 and llama -wide files (only K-quants, and
+// models both compute the same way) on the int8 path, measured 1.4e-7-3.4e-7, checked below 1e-5.
 TEST(GgufModels, QuantizedLogitsMatchLlamaCppWithinActivationRounding) {
   for (bool int8 : {false, true}) {
     const bool before = avx512::set_quant_int8_activations(int8);
     const bool rounds_as_llama = avx512::quant_int8_activations();
     for (const char* f : {"qwen2-small-q8_0", "llama-small-q8_0", "deepseek-small-q8_0", "deepseek-small-legacy-q8_0",
-                          "qwen2-wide-q4_k_m", "llama-wide-q4_k_m", "deepseek-wide-q4_k_m"}) {
+                          "qwen2-wide-q4_k_m", "llama-wide-q4_k_m", "deepseek-wide-q4_k_m", "qwen2-wide-q5_k_m",
+                          "llama-wide-q5_k_m", "deepseek-wide-q5_k_m"}) {
       SCOPED_TRACE(std::string(f) + (int8 ? " (int8 activations)" : " (exact)"));
       auto m = Model::load(fixture(std::string(f) + ".gguf"));
       const std::vector<float> golden = read_floats(fixture(std::string(f) + ".logits"));
       const double e = rel_err(seek_logits(*m), golden);
+      std::printf("  %s %s: %.3g\n", f, int8 ? "int8" : "exact", e);
       EXPECT_LT(e, 5e-2);
-      if (rounds_as_llama && std::string(f) == "qwen2-wide-q4_k_m") {
+      if (rounds_as_llama && (std::string(f).starts_with("qwen2-wide-q") || std::string(f).starts_with("llama-wide-q"))) {
         EXPECT_LT(e, 1e-5);
       }
     }
@@ -94,6 +97,28 @@ TEST(GgufModels, SplitAndLegacyMlaLayoutsAgree) {
   EXPECT_EQ(split->config().kv_lora_rank, legacy->config().kv_lora_rank);
   EXPECT_EQ(split->config().model_type, ModelType::DeepseekV3);
   EXPECT_LT(rel_err(seek_logits(*split), seek_logits(*legacy)), 1e-6);
+}
+
+// Llama 3.1's rope scaling, which llama.cpp's converter stores as the rope_freqs tensor: seek reads the
+// divisors llama.cpp's converter computed (the same as its own from config.json's rope_scaling), and
+// the golden logits depend on them: the same weights without the scaling (llama-small-f32, made from
+// the same seed) give logits 1.7% away, far above the 1e-4 the F32 test holds seek to.
+TEST(GgufModels, Llama31RopeFreqsAreRead) {
+  const GgufModel g = load_gguf_model(fixture("llama31-small-f32.gguf"));
+  const Config want = load_config(fixture("llama31-small.json"));
+  const std::vector<float> from_config = rope_freq_factors(want.rope);
+  ASSERT_EQ(g.config.rope.freq_factors.size(), from_config.size());
+  EXPECT_TRUE(g.config.rope.type.empty());
+  int scaled = 0;
+  for (size_t i = 0; i < from_config.size(); i++) {
+    EXPECT_NEAR(g.config.rope.freq_factors[i], from_config[i], 1e-5 * from_config[i]) << i;
+    scaled += from_config[i] > 1.0f;
+  }
+  EXPECT_GE(scaled, 2);  // the fixture's frequencies span all three bands
+  EXPECT_LT(scaled, int(from_config.size()) - 1);
+  const double apart = rel_err(read_floats(fixture("llama31-small-f32.logits")), read_floats(fixture("llama-small-f32.logits")));
+  std::printf("  llama31 vs llama golden logits: %.3g\n", apart);
+  EXPECT_GT(apart, 1e-2);
 }
 
 // The config read from the metadata is the one the file was converted from.
@@ -160,24 +185,31 @@ TEST(GgufModels, QuantizeIsByteIdenticalToLlamaQuantize) {
   auto q = quantize_checkpoint(g.config, *g.checkpoint, QuantMix::Q4_K_M);
   write_gguf_model(dir / "q4km.gguf", g.config, *q, "qwen2-wide");
   expect_same_tensors(dir / "q4km.gguf", fixture("qwen2-wide-q4_k_m.gguf"));
+  q = quantize_checkpoint(g.config, *g.checkpoint, QuantMix::Q5_K_M);
+  write_gguf_model(dir / "q5km.gguf", g.config, *q, "qwen2-wide");
+  expect_same_tensors(dir / "q5km.gguf", fixture("qwen2-wide-q5_k_m.gguf"));
 }
 
-// seek's writer, read back by seek: the same logits as the folder it came from, for every model type;
-// and a quantized copy gives the same logits as its own dequantized weights would (no llama.cpp involved).
+// seek's writer, read back by seek: the same logits as the folder it came from, for every model type (and
+// Llama with Llama 3.1's rope scaling, written as rope_freqs).
 TEST(GgufModels, WrittenModelsReadBack) {
   test::TempDir dir;
-  for (const char* type : {"deepseek_v3", "deepseek_v2", "qwen2", "llama"}) {
+  for (const std::string type : {"deepseek_v3", "deepseek_v2", "qwen2", "llama", "llama31"}) {
     SCOPED_TRACE(type);
-    nlohmann::json cj = test::tiny_config(type);
+    nlohmann::json cj = test::tiny_config(type == "llama31" ? "llama" : type);
     cj["num_nextn_predict_layers"] = 0;
     cj.erase("rope_scaling");
+    if (type == "llama31")
+      cj["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
     if (cj.contains("moe_layer_freq")) cj["moe_layer_freq"] = 1;  // GGUF's deepseek2 has no such key
-    const std::string hf = dir / (std::string(type) + "-hf");
+    const std::string hf = dir / (type + "-hf");
     write_random_checkpoint(hf, cj, {DType::F32, 3, 1});
     auto a = Model::load(hf);
     const Config& c = a->config();
     write_gguf_model(dir / "m.gguf", c, *a->checkpoint(), type);
     auto b = Model::load(dir / "m.gguf");
+    EXPECT_EQ(b->config().rope.freq_factors.empty(), type != "llama31");
     std::vector<int32_t> ids;
     for (int32_t i : kIds) ids.push_back(i % int32_t(c.vocab_size));
     auto run = [&](Model& m) {
@@ -249,6 +281,27 @@ TEST(GgufModels, BadModelFilesAreRefusedClearly) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << e.what();
   }
+  // rope_freqs of the wrong length, or with a factor that is not positive, names the tensor and the value.
+  GgufModel l = load_gguf_model(fixture("llama31-small-f32.gguf"));
+  const TensorInfo* ff = l.file->find_tensor("rope_freqs.weight");
+  ASSERT_NE(ff, nullptr);
+  std::vector<float> bad(static_cast<const float*>(ff->data), static_cast<const float*>(ff->data) + ff->numel());
+  bad[3] = -1.0f;
+  for (const auto& [len, what] : {std::pair<int64_t, const char*>{ff->numel() - 1, "expected F32 [8]"},
+                                  std::pair<int64_t, const char*>{ff->numel(), "[3] = -1, expected a positive"}}) {
+    std::vector<GgufTensorOut> lt;
+    for (const TensorInfo& t : l.file->tensors())
+      lt.push_back({t.name, t.dtype, t.name == ff->name ? std::vector<int64_t>{len} : t.shape,
+                    t.name == ff->name ? static_cast<const void*>(bad.data()) : t.data});
+    write_gguf(dir / "rope.gguf", l.file->metadata(), lt);
+    try {
+      Model::load(dir / "rope.gguf");
+      FAIL() << "expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("rope_freqs.weight"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(GgufModels, QuantTypeChoiceFollowsLlamaCpp) {
@@ -261,10 +314,17 @@ TEST(GgufModels, QuantTypeChoiceFollowsLlamaCpp) {
   EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 256), DType::Q4_K);
   EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "lm_head.weight", 64, 256), DType::Q6_K);
   EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.embed_tokens.weight", 64, 256), DType::Q4_K);
-  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q8_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q5_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q4_K_M, c, "model.layers.0.mlp.down_proj.weight", 64, 96), DType::Q8_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 256), DType::Q5_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.0.mlp.down_proj.weight", 64, 256), DType::Q6_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "lm_head.weight", 64, 256), DType::Q6_K);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q8_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_0, c, "model.layers.5.self_attn.q_proj.weight", 64, 48), DType::F32);
   EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.self_attn.q_proj.weight", 64, 48), DType::F32);
   EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.mlp.gate.weight", 64, 256), DType::F32);
-  EXPECT_THROW(parse_quant_mix("q5_k_m"), Error);
+  EXPECT_EQ(parse_quant_mix("Q5_K_M"), QuantMix::Q5_K_M);
+  EXPECT_THROW(parse_quant_mix("q5_1"), Error);
 }
 
 }  // namespace
