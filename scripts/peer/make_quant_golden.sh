@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make_quant_golden.sh — regenerates tests/data/quant/ (the Q8_0 / Q4_0 / Q5_0 / Q4_K / Q5_K / Q6_K goldens of
+# make_quant_golden.sh — regenerates tests/data/quant/ (the Q8_0 / Q4_0 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K goldens of
 # tests/unit/test_quant.cpp) with llama.cpp's own ggml: compiles scripts/peer/quant_golden.c against the
 # peer's headers and its built libggml-base, runs it, and prints the peer commit to record in
 # tests/data/quant/README.md.

@@ -1,9 +1,9 @@
-// quant_golden.c — golden fixtures for seek's Q8_0 / Q4_0 / Q5_0 / Q4_K / Q5_K / Q6_K (src/tensor/quant.h), made by
+// quant_golden.c — golden fixtures for seek's Q8_0 / Q4_0 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K (src/tensor/quant.h), made by
 // llama.cpp's ggml itself: its reference quantizers (quantize_row_*_ref) and dequantizers
 // (dequantize_row_*), called through libggml-base. Built and run by make_quant_golden.sh.
 //
 // Usage: quant_golden OUT_DIR
-// Writes OUT_DIR/input.bin (the f32 rows) and OUT_DIR/<q8_0|q4_0|q5_0|q4_k|q5_k|q6_k>.bin (ggml's blocks and its
+// Writes OUT_DIR/input.bin (the f32 rows) and OUT_DIR/<q8_0|q4_0|q5_0|q5_1|q4_k|q5_k|q6_k>.bin (ggml's blocks and its
 // dequantized floats); the format is described in tests/data/quant/README.md. All little-endian.
 #include <math.h>
 #include <stdint.h>
@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
       {"q8_0", 32, 34, (quantize_fn)quantize_row_q8_0_ref, (dequantize_fn)dequantize_row_q8_0},
       {"q4_0", 32, 18, (quantize_fn)quantize_row_q4_0_ref, (dequantize_fn)dequantize_row_q4_0},
       {"q5_0", 32, 22, (quantize_fn)quantize_row_q5_0_ref, (dequantize_fn)dequantize_row_q5_0},
+      {"q5_1", 32, 24, (quantize_fn)quantize_row_q5_1_ref, (dequantize_fn)dequantize_row_q5_1},
       {"q4_k", 256, 144, (quantize_fn)quantize_row_q4_K_ref, (dequantize_fn)dequantize_row_q4_K},
       {"q5_k", 256, 176, (quantize_fn)quantize_row_q5_K_ref, (dequantize_fn)dequantize_row_q5_K},
       {"q6_k", 256, 210, (quantize_fn)quantize_row_q6_K_ref, (dequantize_fn)dequantize_row_q6_K},

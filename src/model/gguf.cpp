@@ -22,7 +22,7 @@ constexpr uint32_t kVersion = 3;
 constexpr int64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;
 const char* const kAlignmentKey = "general.alignment";
-const char* const kSupported = "seek reads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K";
+const char* const kSupported = "seek reads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
 
 bool is_integer(GgufType t) {
   switch (t) {
@@ -182,7 +182,7 @@ struct GgmlCode {
   uint32_t code;
 };
 constexpr GgmlCode kGgmlCodes[] = {
-    {DType::F32, 0},  {DType::F16, 1},  {DType::Q4_0, 2},  {DType::Q5_0, 6}, {DType::Q8_0, 8},
+    {DType::F32, 0},  {DType::F16, 1},  {DType::Q4_0, 2},  {DType::Q5_0, 6}, {DType::Q5_1, 7}, {DType::Q8_0, 8},
     {DType::Q4_K, 12}, {DType::Q5_K, 13}, {DType::Q6_K, 14}, {DType::BF16, 30},
 };
 

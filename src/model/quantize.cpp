@@ -62,7 +62,7 @@ DType quant_type_for(QuantMix mix, const Config& c, const std::string& name, int
       break;
     }
   }
-  if (cols % dtype_block_values(t) != 0) t = t == DType::Q4_K ? DType::Q5_0 : DType::Q8_0;
+  if (cols % dtype_block_values(t) != 0) t = t == DType::Q4_K ? DType::Q5_0 : t == DType::Q5_K ? DType::Q5_1 : DType::Q8_0;
   return cols % dtype_block_values(t) == 0 ? t : DType::F32;
 }
 

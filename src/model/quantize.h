@@ -11,8 +11,8 @@
 //                     n_layers) holds (the first and last eighth, and every third in between), attn_v and every
 //                     ffn_down (dense, expert and shared).
 // The router (mlp.gate) and every vector stay f32. A matrix whose width is not a multiple of its type's block
-// falls back as llama.cpp's does: Q4_K to Q5_0, Q6_K to Q8_0, and Q5_K to Q8_0 (llama.cpp's is Q5_1, a format
-// seek does not write); to f32 when even a block of 32 does not divide it (llama.cpp: f16). MLA's kv_b is written split and in f32 (model/gguf_model.h).
+// falls back as llama.cpp's does: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to f32 when even a block of 32
+// does not divide it (llama.cpp: f16). MLA's kv_b is written split and in f32 (model/gguf_model.h).
 // The quantized tensors are computed from the f32 value of each source weight (BF16, F16, FP8 with its
 // block scales, or a block format: re-quantizing a quantized file loses more than quantizing once).
 //

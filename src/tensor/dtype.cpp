@@ -54,6 +54,7 @@ size_t dtype_size(DType t) {
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q5_0:
+    case DType::Q5_1:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
@@ -68,7 +69,8 @@ int64_t dtype_block_values(DType t) {
   switch (t) {
     case DType::Q8_0:
     case DType::Q4_0:
-    case DType::Q5_0: return 32;
+    case DType::Q5_0:
+    case DType::Q5_1: return 32;
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: return 256;
@@ -81,6 +83,7 @@ int64_t dtype_block_bytes(DType t) {
     case DType::Q8_0: return 34;   // f16 scale + 32 int8
     case DType::Q4_0: return 18;   // f16 scale + 32 nibbles
     case DType::Q5_0: return 22;   // f16 scale + 32 high bits + 32 nibbles
+    case DType::Q5_1: return 24;   // f16 scale, f16 min + 32 high bits + 32 nibbles
     case DType::Q4_K: return 144;  // f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles
     case DType::Q5_K: return 176;  // Q4_K's fields, then 32 bytes of high bits before the nibbles
     case DType::Q6_K: return 210;  // 128 bytes low nibbles, 64 bytes high 2 bits, 16 int8 scales, f16 d
@@ -108,6 +111,7 @@ std::string_view dtype_name(DType t) {
     case DType::Q6_K: return "Q6_K";
     case DType::Q5_0: return "Q5_0";
     case DType::Q5_K: return "Q5_K";
+    case DType::Q5_1: return "Q5_1";
   }
   SEEK_ASSERT_MSG(false, "unknown DType");
 }
@@ -227,6 +231,7 @@ void to_f32(DType t, const void* src, float* dst, size_t n) {
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q5_0:
+    case DType::Q5_1:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:  // n values = n / block_values blocks, exactly as ggml dequantizes them

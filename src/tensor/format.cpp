@@ -76,6 +76,7 @@ const WeightFormat kFormats[] = {
     {DType::Q4_K, 256, 144, false, quant_row, avx512::rows_to_f32_q4_k, avx512::direct_rows_q4_k},
     {DType::Q6_K, 256, 210, false, quant_row, avx512::rows_to_f32_q6_k, avx512::direct_rows_q6_k},
     {DType::Q5_0, 32, 22, false, quant_row, avx512::rows_to_f32_q5_0, avx512::direct_rows_q5_0},
+    {DType::Q5_1, 32, 24, false, quant_row, avx512::rows_to_f32_q5_1, avx512::direct_rows_q5_1},
     {DType::Q5_K, 256, 176, false, quant_row, avx512::rows_to_f32_q5_k, avx512::direct_rows_q5_k},
 };
 

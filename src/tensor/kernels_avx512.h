@@ -42,7 +42,7 @@ void attention_head_backward(const float* q, int64_t ldq, const float* k, int64_
                              const float* dout, int64_t lddo, float* dq, int64_t lddq, float* dkk, int64_t lddk,
                              float* dvv, int64_t lddv, bool add_kv, float* scratch);
 
-// GGUF block formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K (kernels_quant_avx512.cpp): the weight-format table's kernels
+// GGUF block formats Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (kernels_quant_avx512.cpp): the weight-format table's kernels
 // (format.h), weights decoded exactly as quant.h's dequantize_row_ref.
 void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
@@ -54,6 +54,8 @@ void direct_rows_q6_k(float* y, int64_t ldy, const float* x, const Mat& w, int64
                       const float* bias);
 void direct_rows_q5_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
+void direct_rows_q5_1(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
+                      const float* bias);
 void direct_rows_q5_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0, int64_t n1,
                       const float* bias);
 void rows_to_f32_q8_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
@@ -61,10 +63,11 @@ void rows_to_f32_q4_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q4_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q5_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
+void rows_to_f32_q5_1(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 
 // The block formats' int8 decode path (kernels_quant_avx512.cpp): for T <= 16 on a CPU with AVX-512 VNNI,
-// the direct kernels round the activations to 8 bits (Q8_0/Q4_0/Q5_0 weights: per block of 32, an f32 scale each,
+// the direct kernels round the activations to 8 bits (Q8_0/Q4_0/Q5_0 weights (Q5_1 has only the exact path): per block of 32, an f32 scale each,
 // as llama.cpp's Q8_0 activations; the K-quants: per 256, as its Q8_K) and take integer dot products; otherwise they multiply the exact f32 weights by the f32
 // activations. On by default where the CPU has avx512vnni; SEEK_QUANT_EXACT=1 or
 // set_quant_int8_activations(false) forces the exact path (it returns the previous setting). Not

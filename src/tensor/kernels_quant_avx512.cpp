@@ -1,10 +1,10 @@
-// kernels_quant_avx512.cpp — AVX-512 kernels of the GGUF block formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K
+// kernels_quant_avx512.cpp — AVX-512 kernels of the GGUF block formats Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K
 // (tensor/quant.h): rows → f32 (prefill's panels) and the small-T matmul (decode), the weight-format
 // table's `rows_to_f32_avx512` and `direct_rows_avx512` (format.h). The direct kernel has two paths:
 //
 // Exact path (every T without AVX-512 VNNI, T > 16, or SEEK_QUANT_EXACT=1 / set_quant_int8_activations
 // (false)): blocks decoded exactly as dequantize_row_ref does (quant.h: the same f32 products, in the same
-// order: q · d for Q8_0/Q4_0/Q5_0, (d · sc) · q - dmin · m for Q4_K/Q5_K, (d · sc) · q for Q6_K, the per-block
+// order: q · d for Q8_0/Q4_0/Q5_0, q · d + m for Q5_1, (d · sc) · q - dmin · m for Q4_K/Q5_K, (d · sc) · q for Q6_K, the per-block
 // scalars computed once per block in scalar code), so rows_to_f32 equals the reference bit for bit and the
 // direct kernel multiplies the same f32 weights as matmul_ref, summing in f32 with FMAs. Values are
 // decoded 32 at a time (two 16-lane vectors: int8/nibbles widened to i32, converted, scaled). This file is
@@ -83,11 +83,15 @@ namespace seek::avx512 {
 
 namespace {
 
-enum class QKind { Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K };
+enum class QKind { Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K };
 
-// Blocks of 32 with one scale (Q8_0, Q4_0, Q5_0); the K-quants with a min per sub-block (Q4_K, Q5_K).
+// Blocks of 32 (Q8_0, Q4_0, Q5_0, Q5_1); the K-quants with a min per sub-block (Q4_K, Q5_K).
 template <QKind q>
-constexpr bool kSmallBlock = q == QKind::Q8_0 || q == QKind::Q4_0 || q == QKind::Q5_0;
+constexpr bool kSmallBlock = q == QKind::Q8_0 || q == QKind::Q4_0 || q == QKind::Q5_0 || q == QKind::Q5_1;
+// Q5_1 (a fallback for a few narrow matrices in Q5_K_M files) has no int8 path: its per-block f32 min
+// would need a term of its own; it takes the exact path at every T.
+template <QKind q>
+constexpr bool kHasInt8 = q != QKind::Q5_1;
 template <QKind q>
 constexpr bool kHasMins = q == QKind::Q4_K || q == QKind::Q5_K;
 
@@ -97,6 +101,7 @@ template <QKind q>
 constexpr int kBlockBytes = q == QKind::Q8_0   ? 34
                             : q == QKind::Q4_0 ? 18
                             : q == QKind::Q5_0 ? 22
+                            : q == QKind::Q5_1 ? 24
                             : q == QKind::Q4_K ? 144
                             : q == QKind::Q5_K ? 176
                                                : 210;
@@ -105,9 +110,9 @@ template <QKind q>
 constexpr int kNibbles = q == QKind::Q5_K ? 48 : 16;
 template <QKind q>
 constexpr int kChunks = kBlockValues<q> / 32;  // 32-value chunks per block
-// Per-block scalars: Q8_0/Q4_0/Q5_0 d; Q4_K/Q5_K d · sc[8] then dmin · m[8]; Q6_K d · sc[16].
+// Per-block scalars: Q8_0/Q4_0/Q5_0 d; Q5_1 d, m; Q4_K/Q5_K d · sc[8] then dmin · m[8]; Q6_K d · sc[16].
 template <QKind q>
-constexpr int kScalars = kSmallBlock<q> ? 1 : 16;
+constexpr int kScalars = q == QKind::Q5_1 ? 2 : kSmallBlock<q> ? 1 : 16;
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -118,7 +123,10 @@ SEEK_AVX512 inline float f16_at(const uint8_t* p) {
 // The block's scalars, exactly as the reference computes them.
 template <QKind q>
 SEEK_AVX512 inline void block_scalars(const uint8_t* b, float* s) {
-  if constexpr (kSmallBlock<q>) {
+  if constexpr (q == QKind::Q5_1) {
+    s[0] = f16_at(b);
+    s[1] = f16_at(b + 2);
+  } else if constexpr (kSmallBlock<q>) {
     s[0] = f16_at(b);
   } else if constexpr (kHasMins<q>) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
@@ -156,18 +164,23 @@ SEEK_AVX512 inline void decode_chunk(const uint8_t* b, int c, const float* s, __
     const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(bytes, 4), eight);
     out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d);
     out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d);
-  } else if constexpr (q == QKind::Q5_0) {
-    // Value i: the nibble as Q4_0's, plus 16 · bit i of qh, minus 16.
+  } else if constexpr (q == QKind::Q5_0 || q == QKind::Q5_1) {
+    // Value i: the nibble as Q4_0's, plus 16 · bit i of qh; Q5_0 minus 16, times d; Q5_1 times d plus m.
+    constexpr int h = q == QKind::Q5_0 ? 2 : 4;  // qh, then the nibbles
     const __m512 d = _mm512_set1_ps(s[0]);
     uint32_t qh;
-    std::memcpy(&qh, b + 2, 4);
-    const __m512i bytes = widen_u8(b + 6), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i hv = _mm512_set1_epi32(int(qh)), one = _mm512_set1_epi32(1), sixteen = _mm512_set1_epi32(16);
+    std::memcpy(&qh, b + h, 4);
+    const __m512i bytes = widen_u8(b + h + 4), lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i hv = _mm512_set1_epi32(int(qh)), one = _mm512_set1_epi32(1);
     for (int v = 0; v < 2; v++) {
       const __m512i nib = v ? _mm512_srli_epi32(bytes, 4) : _mm512_and_si512(bytes, _mm512_set1_epi32(15));
       const __m512i hb = _mm512_and_si512(_mm512_srlv_epi32(hv, _mm512_add_epi32(lane, _mm512_set1_epi32(16 * v))), one);
-      const __m512i code = _mm512_sub_epi32(_mm512_or_si512(nib, _mm512_slli_epi32(hb, 4)), sixteen);
-      out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(code), d);
+      const __m512i code = _mm512_or_si512(nib, _mm512_slli_epi32(hb, 4));
+      if constexpr (q == QKind::Q5_0) {
+        out[v] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(code, _mm512_set1_epi32(16))), d);
+      } else {
+        out[v] = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(code), d), _mm512_set1_ps(s[1]));
+      }
     }
   } else if constexpr (kHasMins<q>) {
     // Chunk c: sub-block c, the low (even c) or high (odd c) nibbles of qs[32 (c / 2), +32); Q5_K adds
@@ -699,7 +712,9 @@ bool int8_enabled() {
 template <QKind q>
 SEEK_AVX512 void direct_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {
-  if (T <= kInt8MaxT && int8_enabled()) return int8_rows_kind<q>(y, ldy, x, w, T, n0, n1, bias);
+  if constexpr (kHasInt8<q>) {
+    if (T <= kInt8MaxT && int8_enabled()) return int8_rows_kind<q>(y, ldy, x, w, T, n0, n1, bias);
+  }
   const int64_t K = w.cols;
   for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token groups
     const int64_t b1 = min_i64(n1, b0 + 16);
@@ -1002,6 +1017,10 @@ SEEK_AVX512 void direct_rows_q5_0(float* y, int64_t ldy, const float* x, const M
                                   int64_t n1, const float* bias) {
   direct_rows_kind<QKind::Q5_0>(y, ldy, x, w, T, n0, n1, bias);
 }
+SEEK_AVX512 void direct_rows_q5_1(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
+                                  int64_t n1, const float* bias) {
+  direct_rows_kind<QKind::Q5_1>(y, ldy, x, w, T, n0, n1, bias);
+}
 SEEK_AVX512 void direct_rows_q5_k(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                                   int64_t n1, const float* bias) {
   direct_rows_kind<QKind::Q5_K>(y, ldy, x, w, T, n0, n1, bias);
@@ -1022,6 +1041,9 @@ SEEK_AVX512 void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* d
 
 SEEK_AVX512 void rows_to_f32_q5_0(const Mat& w, int64_t r0, int64_t nr, float* dst) {
   rows_to_f32_kind<QKind::Q5_0>(w, r0, nr, dst);
+}
+SEEK_AVX512 void rows_to_f32_q5_1(const Mat& w, int64_t r0, int64_t nr, float* dst) {
+  rows_to_f32_kind<QKind::Q5_1>(w, r0, nr, dst);
 }
 SEEK_AVX512 void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst) {
   rows_to_f32_kind<QKind::Q5_K>(w, r0, nr, dst);

@@ -37,6 +37,7 @@ float weight_at(const Mat& w, int64_t n, int64_t k) {
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q5_0:
+    case DType::Q5_1:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K: {
@@ -48,7 +49,7 @@ float weight_at(const Mat& w, int64_t n, int64_t k) {
     default:
       break;
   }
-  SEEK_ASSERT_MSG(false, "weights must be F32, BF16, F16, F8_E4M3, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K");
+  SEEK_ASSERT_MSG(false, "weights must be F32, BF16, F16, F8_E4M3, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K");
 }
 
 // topk order: a before b. NaN ranks below every number; equal values go to the lower index.

@@ -10,6 +10,7 @@
 #include "tensor/quant.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -21,7 +22,7 @@ namespace seek {
 
 namespace {
 
-constexpr int kQ8Bytes = 34, kQ4_0Bytes = 18, kQ5_0Bytes = 22, kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
+constexpr int kQ8Bytes = 34, kQ4_0Bytes = 18, kQ5_0Bytes = 22, kQ5_1Bytes = 24, kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210;
 constexpr float kGroupMaxEps = 1e-15f;  // below this a group's largest magnitude counts as zero
 
 uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
@@ -97,7 +98,8 @@ void dequantize_q4_0(const uint8_t* in, float* y, int64_t nb) {
 
 // ---- Q5_0 ------------------------------------------------------------------------------------------
 
-// The 5-bit code (0..31) of value i < 32 of a Q5_0 block: its nibble and bit i of the 32-bit qh.
+// The 5-bit code (0..31) of value i < 32 of a Q5_0 block: its nibble and bit i of the 32-bit qh. (A Q5_1
+// block from its byte 2 on has the same layout.)
 int q5_0_code(const uint8_t* block, int i) {
   const uint32_t qh = uint32_t(block[2]) | uint32_t(block[3]) << 8 | uint32_t(block[4]) << 16 | uint32_t(block[5]) << 24;
   const uint8_t q = block[6 + i % 16];
@@ -132,6 +134,38 @@ void dequantize_q5_0(const uint8_t* in, float* y, int64_t nb) {
   for (int64_t b = 0; b < nb; b++, in += kQ5_0Bytes, y += 32) {
     const float d = load_f16(in);
     for (int i = 0; i < 32; i++) y[i] = float(q5_0_code(in, i) - 16) * d;
+  }
+}
+
+// ---- Q5_1 ------------------------------------------------------------------------------------------
+
+void quantize_q5_1(const float* x, uint8_t* out, int64_t nb) {
+  for (int64_t b = 0; b < nb; b++, x += 32, out += kQ5_1Bytes) {
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int i = 0; i < 32; i++) {
+      if (x[i] < min) min = x[i];
+      if (x[i] > max) max = x[i];
+    }
+    const float d = (max - min) / 31.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    store_f16(out, d);
+    store_f16(out + 2, min);
+    uint32_t qh = 0;
+    for (int i = 0; i < 16; i++) {
+      // Truncation of (x - min) · id + 0.5 (in [0.5, 31.5]) toward zero, as a byte.
+      const uint8_t q0 = uint8_t((x[i] - min) * id + 0.5f);
+      const uint8_t q1 = uint8_t((x[16 + i] - min) * id + 0.5f);
+      out[8 + i] = uint8_t((q0 & 15) | (q1 & 15) << 4);
+      qh |= uint32_t(q0 >> 4 & 1) << i | uint32_t(q1 >> 4 & 1) << (16 + i);
+    }
+    for (int i = 0; i < 4; i++) out[4 + i] = uint8_t(qh >> (8 * i));
+  }
+}
+
+void dequantize_q5_1(const uint8_t* in, float* y, int64_t nb) {
+  for (int64_t b = 0; b < nb; b++, in += kQ5_1Bytes, y += 32) {
+    const float d = load_f16(in), m = load_f16(in + 2);
+    for (int i = 0; i < 32; i++) y[i] = float(q5_0_code(in + 2, i)) * d + m;
   }
 }
 
@@ -414,8 +448,8 @@ void dequantize_q6_k(const uint8_t* in, float* y, int64_t nb) {
 }
 
 void check_block_type(const char* op, DType t, int64_t k) {
-  SEEK_ASSERT_MSG(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q5_K ||
-                      t == DType::Q6_K,
+  SEEK_ASSERT_MSG(t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q4_K ||
+                      t == DType::Q5_K || t == DType::Q6_K,
                   strfmt("[%s] %s is not a block-quantized format", op, std::string(dtype_name(t)).c_str()).c_str());
   SEEK_ASSERT_MSG(k % dtype_block_values(t) == 0,
                   strfmt("[%s] %lld values of %s: not a multiple of its block of %lld", op, (long long)k,
@@ -433,6 +467,7 @@ void quantize_row_ref(DType t, const float* x, void* blocks, int64_t k) {
     case DType::Q8_0: return quantize_q8_0(x, out, nb);
     case DType::Q4_0: return quantize_q4_0(x, out, nb);
     case DType::Q5_0: return quantize_q5_0(x, out, nb);
+    case DType::Q5_1: return quantize_q5_1(x, out, nb);
     case DType::Q4_K: return quantize_k_with_mins(4, x, out, nb);
     case DType::Q5_K: return quantize_k_with_mins(5, x, out, nb);
     default: return quantize_q6_k(x, out, nb);
@@ -447,6 +482,7 @@ void dequantize_row_ref(DType t, const void* blocks, float* y, int64_t k) {
     case DType::Q8_0: return dequantize_q8_0(in, y, nb);
     case DType::Q4_0: return dequantize_q4_0(in, y, nb);
     case DType::Q5_0: return dequantize_q5_0(in, y, nb);
+    case DType::Q5_1: return dequantize_q5_1(in, y, nb);
     case DType::Q4_K: return dequantize_q4_k(in, y, nb);
     case DType::Q5_K: return dequantize_q5_k(in, y, nb);
     default: return dequantize_q6_k(in, y, nb);
@@ -468,6 +504,7 @@ float dequantize_value_ref(DType t, const void* row, int64_t k) {
       return load_f16(b) * float(sc) * float(j % 2 == 0 ? q & 15 : q >> 4) - load_f16(b + 2) * float(m);
     }
     case DType::Q5_0: return float(q5_0_code(b, i) - 16) * load_f16(b);
+    case DType::Q5_1: return float(q5_0_code(b + 2, i)) * load_f16(b) + load_f16(b + 2);
     case DType::Q5_K: {
       uint8_t sc, m;
       q4k_scale_min(i / 32, b + 4, &sc, &m);

@@ -1,4 +1,4 @@
-// quant.h — GGUF's block-quantized weight formats Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K: quantization of f32 rows
+// quant.h — GGUF's block-quantized weight formats Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K: quantization of f32 rows
 // and exact dequantization, bit-exact with ggml's reference functions (quantize_row_*_ref and
 // dequantize_row_* in llama.cpp's ggml/src/ggml-quants.c).
 //
@@ -8,6 +8,8 @@
 //         nibble(i) is qs[i] & 15 for i < 16 and qs[i - 16] >> 4 for i >= 16
 //   Q5_0  32 values, 22 bytes:  f16 d | u8 qh[4] | u8 qs[16]           value i = (nibble(i) + 16 · bit i of the
 //         little-endian u32 qh - 16) · d, nibble(i) as Q4_0's
+//   Q5_1  32 values, 24 bytes:  f16 d | f16 m | u8 qh[4] | u8 qs[16]   value i = q · d + m, q Q5_0's code
+//         (nibble and fifth bit, no offset)
 //   Q4_K  256 values, 144 bytes: f16 d | f16 dmin | u8 scales[12] | u8 qs[128]. Eight sub-blocks of 32
 //         values, each with a 6-bit scale sc and a 6-bit min m packed in `scales` (sub-block j < 4: sc =
 //         scales[j] & 63, m = scales[j + 4] & 63; j >= 4: the low 4 bits of scales[j + 4] / its high 4 bits,
@@ -26,7 +28,7 @@
 // Bit-exact means: the same float operations in the same order as ggml's scalar C (no contraction to
 // FMA: this file is compiled with fp-contract off, as ggml-base is built for baseline x86-64 without
 // FMA), the same rounding tricks (ggml's nearest_int: add 1.5 · 2^23 and read the mantissa bits; roundf
-// for Q8_0; truncation of x + 8.5 for Q4_0, x + 16.5 for Q5_0) and the same f32 -> f16 rounding (nearest even). Checked by
+// for Q8_0; truncation of x + 8.5 for Q4_0, x + 16.5 for Q5_0, x + 0.5 for Q5_1) and the same f32 -> f16 rounding (nearest even). Checked by
 // tests/unit/test_quant.cpp against llama.cpp's own output on the fixtures in tests/data/quant/ (normal,
 // outliers, zeros, tiny, one huge value, negative-only and constant rows): quantized bytes identical and
 // dequantized floats identical bit for bit. The K-quants are the `_ref` quantizers (no importance

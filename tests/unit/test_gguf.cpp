@@ -125,7 +125,7 @@ std::vector<TensorCase> every_dtype() {
       {"bf16", DType::BF16, {4, 1, 3}, {}},   {"q8_0", DType::Q8_0, {3, 64}, {}},
       {"q4_0", DType::Q4_0, {2, 32}, {}},     {"q4_k", DType::Q4_K, {2, 512}, {}},
       {"q6_k", DType::Q6_K, {1, 2, 1, 256}, {}}, {"q5_0", DType::Q5_0, {3, 32}, {}},
-      {"q5_k", DType::Q5_K, {1, 512}, {}},
+      {"q5_k", DType::Q5_K, {1, 512}, {}},    {"q5_1", DType::Q5_1, {2, 64}, {}},
   };
   uint64_t seed = 1;
   for (TensorCase& t : ts) {
@@ -249,7 +249,7 @@ TEST(Gguf, Getters) {
 
 TEST(Gguf, GgmlTypeCodes) {
   const std::pair<DType, uint32_t> codes[] = {{DType::F32, 0},  {DType::F16, 1},  {DType::Q4_0, 2},
-                                              {DType::Q5_0, 6},  {DType::Q8_0, 8}, {DType::Q4_K, 12},
+                                              {DType::Q5_0, 6},  {DType::Q5_1, 7}, {DType::Q8_0, 8}, {DType::Q4_K, 12},
                                               {DType::Q5_K, 13}, {DType::Q6_K, 14}, {DType::BF16, 30}};
   for (auto [dtype, code] : codes) {
     DType d;
@@ -259,7 +259,7 @@ TEST(Gguf, GgmlTypeCodes) {
     EXPECT_EQ(std::string(ggml_type_name(code)), std::string(dtype_name(dtype)));
   }
   DType d;
-  EXPECT_FALSE(dtype_from_ggml(7, &d));  // Q5_1
+  EXPECT_FALSE(dtype_from_ggml(3, &d));  // Q4_1
   EXPECT_FALSE(dtype_from_ggml(26, &d));  // I32
   EXPECT_STREQ(ggml_type_name(13), "Q5_K");
   EXPECT_EQ(ggml_type_name(4), nullptr);  // retired Q4_2
@@ -384,7 +384,7 @@ TEST(Gguf, BadFilesAreRefused) {
        "tensor \"w\": extents [4611686018427387904] of F32 need more bytes than the file's"},
       {"unknown ggml type", head(1, 0).tensor("w", {2}, 99, 0).pad().zeros(32).b, "tensor \"w\": unknown ggml type 99"},
       {"Q3_K", head(1, 0).tensor("w", {256}, 11, 0).pad().zeros(256).b,
-       "tensor \"w\": ggml type Q3_K (11) is not supported; seek reads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K"},
+       "tensor \"w\": ggml type Q3_K (11) is not supported; seek reads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"},
       {"I32", head(1, 0).tensor("w", {2}, 26, 0).pad().zeros(32).b, "tensor \"w\": ggml type I32 (26) is not supported"},
       {"block", head(1, 0).tensor("w", {33, 2}, Q8_0, 0).pad().zeros(96).b,
        "tensor \"w\": innermost extent 33 is not a multiple of Q8_0's block of 32 values"},

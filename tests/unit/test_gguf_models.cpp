@@ -319,12 +319,13 @@ TEST(GgufModels, QuantTypeChoiceFollowsLlamaCpp) {
   EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 256), DType::Q5_K);
   EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.0.mlp.down_proj.weight", 64, 256), DType::Q6_K);
   EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "lm_head.weight", 64, 256), DType::Q6_K);
-  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q8_0);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.5.self_attn.q_proj.weight", 64, 96), DType::Q5_1);
+  EXPECT_EQ(quant_type_for(QuantMix::Q5_K_M, c, "model.layers.0.mlp.down_proj.weight", 64, 96), DType::Q8_0);
   EXPECT_EQ(quant_type_for(QuantMix::Q5_0, c, "model.layers.5.self_attn.q_proj.weight", 64, 48), DType::F32);
   EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.self_attn.q_proj.weight", 64, 48), DType::F32);
   EXPECT_EQ(quant_type_for(QuantMix::Q8_0, c, "model.layers.5.mlp.gate.weight", 64, 256), DType::F32);
   EXPECT_EQ(parse_quant_mix("Q5_K_M"), QuantMix::Q5_K_M);
-  EXPECT_THROW(parse_quant_mix("q5_1"), Error);
+  EXPECT_THROW(parse_quant_mix("q4_1"), Error);
 }
 
 }  // namespace
