@@ -64,16 +64,21 @@ void dequantize_q8_0(const uint8_t* in, float* y, int64_t nb) {
 
 // ---- Q4_0 ------------------------------------------------------------------------------------------
 
+// The value of largest magnitude among x[0, 32) (the first of equals), which Q4_0 and Q5_0 map to -8 / -16.
+float largest_magnitude_value(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int i = 0; i < 32; i++) {
+    if (amax < std::fabs(x[i])) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  }
+  return max;
+}
+
 void quantize_q4_0(const float* x, uint8_t* out, int64_t nb) {
   for (int64_t b = 0; b < nb; b++, x += 32, out += kQ4_0Bytes) {
-    float amax = 0.0f, max = 0.0f;  // largest magnitude, and the value that has it (first one)
-    for (int i = 0; i < 32; i++) {
-      if (amax < std::fabs(x[i])) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    }
-    const float d = max / -8.0f;
+    const float d = largest_magnitude_value(x) / -8.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_f16(out, d);
     for (int i = 0; i < 16; i++) {
@@ -106,27 +111,26 @@ int q5_0_code(const uint8_t* block, int i) {
   return (i < 16 ? q & 15 : q >> 4) | int((qh >> i) & 1) << 4;
 }
 
+// 32 five-bit codes into a Q5_0 / Q5_1 block's qh (4 bytes, bit i the fifth bit of code i) and the nibbles
+// after it (16 bytes: code i's low 4 bits in byte i % 16, low nibble for i < 16).
+void pack_q5(const uint8_t* codes, uint8_t* qh_then_qs) {
+  uint32_t qh = 0;
+  for (int i = 0; i < 16; i++) {
+    qh_then_qs[4 + i] = uint8_t((codes[i] & 15) | (codes[16 + i] & 15) << 4);
+    qh |= uint32_t(codes[i] >> 4 & 1) << i | uint32_t(codes[16 + i] >> 4 & 1) << (16 + i);
+  }
+  for (int i = 0; i < 4; i++) qh_then_qs[i] = uint8_t(qh >> (8 * i));
+}
+
 void quantize_q5_0(const float* x, uint8_t* out, int64_t nb) {
   for (int64_t b = 0; b < nb; b++, x += 32, out += kQ5_0Bytes) {
-    float amax = 0.0f, max = 0.0f;  // largest magnitude, and the value that has it (first one)
-    for (int i = 0; i < 32; i++) {
-      if (amax < std::fabs(x[i])) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    }
-    const float d = max / -16.0f;
+    const float d = largest_magnitude_value(x) / -16.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_f16(out, d);
-    uint32_t qh = 0;
-    for (int i = 0; i < 16; i++) {
-      // As Q4_0: truncation of x · id + 16.5 (in [0.5, 32.5]) toward zero, at most 31.
-      const int q0 = std::min(31, int(int8_t(int(x[i] * id + 16.5f))));
-      const int q1 = std::min(31, int(int8_t(int(x[16 + i] * id + 16.5f))));
-      out[6 + i] = uint8_t((q0 & 15) | (q1 & 15) << 4);
-      qh |= uint32_t(q0 >> 4 & 1) << i | uint32_t(q1 >> 4 & 1) << (16 + i);
-    }
-    for (int i = 0; i < 4; i++) out[2 + i] = uint8_t(qh >> (8 * i));
+    // As Q4_0: truncation of x · id + 16.5 (in [0.5, 32.5]) toward zero, at most 31.
+    uint8_t codes[32];
+    for (int i = 0; i < 32; i++) codes[i] = uint8_t(std::min(31, int(int8_t(int(x[i] * id + 16.5f)))));
+    pack_q5(codes, out + 2);
   }
 }
 
@@ -150,15 +154,10 @@ void quantize_q5_1(const float* x, uint8_t* out, int64_t nb) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_f16(out, d);
     store_f16(out + 2, min);
-    uint32_t qh = 0;
-    for (int i = 0; i < 16; i++) {
-      // Truncation of (x - min) · id + 0.5 (in [0.5, 31.5]) toward zero, as a byte.
-      const uint8_t q0 = uint8_t((x[i] - min) * id + 0.5f);
-      const uint8_t q1 = uint8_t((x[16 + i] - min) * id + 0.5f);
-      out[8 + i] = uint8_t((q0 & 15) | (q1 & 15) << 4);
-      qh |= uint32_t(q0 >> 4 & 1) << i | uint32_t(q1 >> 4 & 1) << (16 + i);
-    }
-    for (int i = 0; i < 4; i++) out[4 + i] = uint8_t(qh >> (8 * i));
+    // Truncation of (x - min) · id + 0.5 (in [0.5, 31.5]) toward zero, as a byte.
+    uint8_t codes[32];
+    for (int i = 0; i < 32; i++) codes[i] = uint8_t((x[i] - min) * id + 0.5f);
+    pack_q5(codes, out + 4);
   }
 }
 
