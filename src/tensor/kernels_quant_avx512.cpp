@@ -499,11 +499,11 @@ SEEK_VNNI const KActs& k_acts(const float* x, int64_t T, int64_t K) {
   return a;
 }
 
-// Q5_K's fifth bits added to 64 codes u: byte i of u gets 16 where bit lo_bit (i < 32) or lo_bit + 1
-// (i >= 32) of qh[i % 32] is set.
-SEEK_VNNI inline __m512i q5k_add_fifth_bits(__m512i u, const uint8_t* qh, int lo_bit) {
+// Q5_K's fifth bits added to 64 codes u: byte i of u gets 16 where bit `lo` (i < 32) or bit `hi` (i >= 32)
+// of qh[i % 32] is set.
+SEEK_VNNI inline __m512i q5k_add_fifth_bits(__m512i u, const uint8_t* qh, int lo, int hi) {
   const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
-  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << lo_bit)), _mm256_set1_epi8(char(2 << lo_bit)), 1);
+  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << lo)), _mm256_set1_epi8(char(1 << hi)), 1);
   return _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(h, bit), u, _mm512_set1_epi8(16));
 }
 
@@ -515,7 +515,7 @@ SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
     const __m512i v =
         _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kNibbles<q> + 32 * p)));
     const __m512i u = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
-    if constexpr (q == QKind::Q5_K) return q5k_add_fifth_bits(u, b + 16, 2 * p);
+    if constexpr (q == QKind::Q5_K) return q5k_add_fifth_bits(u, b + 16, 2 * p, 2 * p + 1);
     return u;
   } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
     const int h = p / 2, pp = p % 2;
@@ -561,13 +561,7 @@ SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i*
       u[2 * h] = _mm512_and_si512(w, m15);
       u[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m15);
       if constexpr (q == QKind::Q5_K) {  // vector 2h + e holds groups 2h, 2h + 1 of nibble e: bits 4h + e, 4h + e + 2
-        for (int e = 0; e < 2; e++) {
-          const __m512i hq = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)));
-          const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << (4 * h + e))),
-                                                 _mm256_set1_epi8(char(1 << (4 * h + e + 2))), 1);
-          u[2 * h + e] = _mm512_mask_add_epi8(u[2 * h + e], _mm512_test_epi8_mask(hq, bit), u[2 * h + e],
-                                              _mm512_set1_epi8(16));
-        }
+        for (int e = 0; e < 2; e++) u[2 * h + e] = q5k_add_fifth_bits(u[2 * h + e], b + 16, 4 * h + e, 4 * h + e + 2);
       }
     }
     int32_t d2;

@@ -1,4 +1,4 @@
-// quant.cpp — reference quantization and dequantization of Q8_0, Q4_0, Q5_0, Q4_K, Q5_K and Q6_K. See quant.h.
+// quant.cpp — reference quantization and dequantization of Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K. See quant.h.
 //
 // Written from the algorithms of ggml's reference quantizers; each float expression below keeps the
 // operand order and the f32 intermediates of the original, because the results must be bit-exact
