@@ -69,7 +69,9 @@ void bind_block(Src& src, const Config& c, int64_t i, BlockParams<V>& b) {
     m.e_score_correction_bias = src.vec(p + "mlp.gate.e_score_correction_bias", c.n_routed_experts);
   m.experts.resize(size_t(c.n_routed_experts));
   for (int64_t e = 0; e < c.n_routed_experts; ++e)
-    bind_mlp<V>(src, c, p + "mlp.experts." + std::to_string(e) + ".", c.moe_intermediate_size, m.experts[size_t(e)]);
+    src.expert(e, [&] {
+      bind_mlp<V>(src, c, p + "mlp.experts." + std::to_string(e) + ".", c.moe_intermediate_size, m.experts[size_t(e)]);
+    });
   m.has_shared = c.n_shared_experts > 0;
   if (m.has_shared)
     bind_mlp<V>(src, c, p + "mlp.shared_experts.", c.moe_intermediate_size * c.n_shared_experts, m.shared_experts);
@@ -100,15 +102,23 @@ void bind_model(Src& src, const Config& c, ModelParams<V>& w) {
 
 // ---- the sources ---------------------------------------------------------------------------------------
 
+// A source binds routed expert e's tensors inside src.expert(e, bind).
+
 // The list of names (no views).
 struct NameSource {
   std::vector<TensorSpec> names;
+  int64_t expert_ = -1;
+  void expert(int64_t e, const auto& bind) {
+    expert_ = e;
+    bind();
+    expert_ = -1;
+  }
   Mat mat(const std::string& name, int64_t rows, int64_t cols, bool linear = true) {
-    names.push_back({name, {rows, cols}, linear});
+    names.push_back({name, {rows, cols}, linear, expert_});
     return {};
   }
   const float* vec(const std::string& name, int64_t n) {
-    names.push_back({name, {n}, false});
+    names.push_back({name, {n}, false, expert_});
     return nullptr;
   }
   const float* f32(const Mat&) { return nullptr; }
@@ -120,6 +130,7 @@ struct CheckpointSource {
   const Checkpoint& ck;
   std::vector<std::vector<float>>& store;
 
+  void expert(int64_t, const auto& bind) { bind(); }
   Mat mat(const std::string& name, int64_t rows, int64_t cols, bool = true) {
     const TensorInfo& t = ck.get(name);
     if (t.shape != std::vector<int64_t>{rows, cols})
@@ -168,25 +179,35 @@ struct CheckpointSource {
   }
 };
 
-// An f32 arena, one tensor after another in the table's order: views of the weights (Mutable = false)
-// or of their gradients.
+// An f32 arena laid out as arena_layout says: views of the weights (Mutable = false) or of their
+// gradients. The routed experts' tensors come from a second cursor, after the replicated part.
 template <bool Mutable>
 struct ArenaSource {
   using Ptr = std::conditional_t<Mutable, float*, const float*>;
   Ptr base;
-  int64_t offset = 0;
+  ExpertRange own;
+  int64_t offset = 0, expert_offset = 0;  // expert_offset starts at the layout's `replicated`
+  bool held = true;                       // false inside an expert the arena does not hold
 
-  auto mat(const std::string&, int64_t rows, int64_t cols, bool = true) {
-    Ptr p = base + offset;
-    offset += rows * cols;
-    if constexpr (Mutable) return p;
-    else return Mat{DType::F32, p, rows, cols};
+  void expert(int64_t e, const auto& bind) {
+    held = own.owns(e);
+    std::swap(offset, expert_offset);
+    bind();
+    std::swap(offset, expert_offset);
+    held = true;
   }
-  Ptr vec(const std::string&, int64_t n) {
+  Ptr take(int64_t n) {
+    if (!held) return nullptr;
     Ptr p = base + offset;
     offset += n;
     return p;
   }
+  auto mat(const std::string&, int64_t rows, int64_t cols, bool = true) {
+    Ptr p = take(rows * cols);
+    if constexpr (Mutable) return p;
+    else return Mat{DType::F32, p, rows, cols};
+  }
+  Ptr vec(const std::string&, int64_t n) { return take(n); }
   Ptr f32(const auto& m) {
     if constexpr (Mutable) return nullptr;  // kv_b's f32 copy is a weight view only
     else return m.f32();
@@ -209,15 +230,35 @@ Weights load_weights(const Config& cfg, const Checkpoint& ckpt, std::vector<std:
   return w;
 }
 
-Weights arena_weights(const Config& cfg, const float* params) {
-  ArenaSource<false> src{params};
+int64_t TensorSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+ArenaLayout arena_layout(const Config& cfg, ExpertRange own) {
+  ArenaLayout l;
+  l.tensors = expected_tensors(cfg);
+  l.offset.assign(l.tensors.size(), -1);
+  for (size_t i = 0; i < l.tensors.size(); ++i)
+    if (l.tensors[i].expert < 0) l.offset[i] = l.replicated, l.replicated += l.tensors[i].numel();
+  l.size = l.replicated;
+  for (size_t i = 0; i < l.tensors.size(); ++i)
+    if (l.tensors[i].expert >= 0 && own.owns(l.tensors[i].expert)) l.offset[i] = l.size, l.size += l.tensors[i].numel();
+  return l;
+}
+
+Weights arena_weights(const Config& cfg, const float* params, ExpertRange own) {
+  ArenaSource<false> src{params, own};
+  src.expert_offset = arena_layout(cfg, own).replicated;
   Weights w;
   bind_model<WeightView>(src, cfg, w);
   return w;
 }
 
-Grads arena_grads(const Config& cfg, float* grads) {
-  ArenaSource<true> src{grads};
+Grads arena_grads(const Config& cfg, float* grads, ExpertRange own) {
+  ArenaSource<true> src{grads, own};
+  src.expert_offset = arena_layout(cfg, own).replicated;
   Grads g;
   bind_model<GradView>(src, cfg, g);
   return g;

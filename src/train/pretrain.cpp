@@ -99,6 +99,9 @@ class PretrainObjective final : public Objective {
   }
 
   bool data_parallel() const override { return true; }
+  ExpertRange experts() const override {
+    return ep_ ? ExpertRange{ep_->first_expert(), ep_->end_expert()} : ExpertRange{};
+  }
 
   StepReport step(TrainModel& m, int64_t step) override {
     const double lambda = mtp_lambda_at(o_, step);
@@ -174,6 +177,7 @@ class PretrainObjective final : public Objective {
   // run every batch).
   double validate(TrainModel& m) {
     if (!val_ || val_->n_batches() == 0) return double(NAN);
+    m.set_experts(ep_.get());  // before the first step too: a rank's model may hold only its experts
     double sum = 0;
     const uint64_t nb = std::min<uint64_t>(val_->n_batches(), uint64_t(o_.eval_batches));
     for (uint64_t i = 0; i < nb; ++i) {

@@ -27,9 +27,9 @@
 // Expert parallel as well (expert_parallel, `--expert-parallel`): the ranks still train on their own rows,
 // and the routed experts spread over them (nn/moe.h ExpertDispatch: rank r runs experts
 // [E r / N, E (r + 1) / N) for every rank's tokens, which reach it by an all-to-all and go back by
-// another, forward and backward). Each rank's experts get the gradient of the whole batch and the
-// others' stay 0, so the same sum over the ranks serves every parameter. Each rank still holds (and
-// updates) every parameter: the compute of the experts is split, not their memory.
+// another, forward and backward). Each rank's experts get the gradient of the whole batch, and each
+// rank holds, updates and keeps the optimizer state of its own experts only (train/trainer.h), so a
+// rank's memory is the shared part plus E/N experts; checkpoints are whole models all the same.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -40,25 +40,23 @@ T* sized(std::vector<T>& v, int64_t n) {
 
 }  // namespace
 
-TrainModel::TrainModel(Config c)
-    : cfg_(std::move(c)), acts_(std::make_unique<Activations>()), ws_(std::make_unique<Workspace>()) {
-  int64_t off = 0;
-  for (const TensorSpec& s : expected_tensors(cfg_)) {
-    Param p;
-    p.name = s.name;
-    p.shape = s.shape;
-    p.numel = 1;
-    for (int64_t d : s.shape) p.numel *= d;
-    p.offset = off;
-    p.decay = s.shape.size() == 2;
-    off += p.numel;
-    params_.push_back(p);
+TrainModel::TrainModel(Config c, ExpertRange own)
+    : cfg_(std::move(c)), own_(own), acts_(std::make_unique<Activations>()), ws_(std::make_unique<Workspace>()) {
+  if (!(own.begin >= 0 && own.begin < own.end))
+    throw Error(strfmt("a model holding routed experts [%lld, %lld) of %lld", (long long)own.begin, (long long)own.end,
+                       (long long)cfg_.n_routed_experts));
+  if (own.begin <= 0 && own.end >= cfg_.n_routed_experts) own_ = own = {};  // every expert
+  layout_ = arena_layout(cfg_, own);
+  for (size_t i = 0; i < layout_.tensors.size(); ++i) {
+    const TensorSpec& s = layout_.tensors[i];
+    if (layout_.offset[i] < 0) continue;  // another rank's expert
+    params_.push_back({s.name, s.shape, layout_.offset[i], s.numel(), s.shape.size() == 2});
   }
-  data_.assign(static_cast<size_t>(off), 0.f);
-  grad_.assign(static_cast<size_t>(off), 0.f);
-  w_ = arena_weights(cfg_, data_.data());
-  wm_ = arena_grads(cfg_, data_.data());
-  g_ = arena_grads(cfg_, grad_.data());
+  data_.assign(static_cast<size_t>(layout_.size), 0.f);
+  grad_.assign(static_cast<size_t>(layout_.size), 0.f);
+  w_ = arena_weights(cfg_, data_.data(), own);
+  wm_ = arena_grads(cfg_, data_.data(), own);
+  g_ = arena_grads(cfg_, grad_.data(), own);
   spec_ = transformer_spec(cfg_);
 }
 
@@ -66,8 +64,8 @@ TrainModel::TrainModel(TrainModel&&) noexcept = default;
 TrainModel& TrainModel::operator=(TrainModel&&) noexcept = default;
 TrainModel::~TrainModel() = default;
 
-TrainModel TrainModel::from_checkpoint(const std::string& dir) {
-  TrainModel m(load_config(dir));
+TrainModel TrainModel::from_checkpoint(const std::string& dir, ExpertRange own) {
+  TrainModel m(load_config(dir), own);
   {
     std::ifstream in(std::filesystem::path(dir) / "config.json");
     m.config_json_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -92,6 +90,9 @@ TrainModel TrainModel::from_checkpoint(const std::string& dir) {
 }
 
 Model& TrainModel::inference() {
+  if (!own_.all())
+    throw Error(strfmt("a training model holding experts [%lld, %lld) of %lld runs no inference on its own",
+                       (long long)own_.begin, (long long)own_.end, (long long)cfg_.n_routed_experts));
   if (!inference_) inference_ = std::make_unique<Model>(cfg_, w_);
   return *inference_;
 }
@@ -303,11 +304,41 @@ TrainModel::BalanceStats TrainModel::update_routing_bias(double gamma) {
   return balance_stats();
 }
 
-void TrainModel::save(const std::string& dir) const {
+TrainModel::Gather::Gather(const TrainModel& m, Communicator& c, const std::vector<float>& arena)
+    : m_(m), c_(c), arena_(arena), ranges_(size_t(2 * c.size()), 0) {
+  SEEK_ASSERT(int64_t(arena.size()) == m.layout_.size);
+  ranges_[size_t(2 * c.rank())] = m.own_.begin;
+  ranges_[size_t(2 * c.rank() + 1)] = std::min(m.own_.end, m.cfg_.n_routed_experts);
+  c.all_reduce_sum(ranges_);
+}
+
+const float* TrainModel::Gather::tensor(size_t i) {
+  const TensorSpec& t = m_.layout_.tensors[i];
+  const int64_t at = m_.layout_.offset[i];
+  int owner = -1;  // the first rank that holds it: rank 0 for all but another rank's experts
+  for (int r = 0; r < c_.size() && owner < 0; ++r)
+    if (t.expert < 0 || (t.expert >= ranges_[size_t(2 * r)] && t.expert < ranges_[size_t(2 * r + 1)])) owner = r;
+  if (owner < 0) throw Error("gathering the model: no rank holds \"" + t.name + "\"");
+  if (owner == 0) return c_.rank() == 0 ? arena_.data() + at : nullptr;
+  buf_.resize(size_t(t.numel()));
+  if (c_.rank() == owner) std::copy(arena_.data() + at, arena_.data() + at + t.numel(), buf_.begin());
+  c_.broadcast(buf_.data(), t.numel() * int64_t(sizeof(float)), owner);
+  return c_.rank() == 0 ? buf_.data() : nullptr;
+}
+
+void TrainModel::save(const std::string& dir) const { save(dir, one_process()); }
+
+void TrainModel::save(const std::string& dir, Communicator& c) const {
+  Gather g(*this, c, data_);
+  if (c.rank() != 0) {
+    for (size_t i = 0; i < layout_.tensors.size(); ++i) g.tensor(i);
+    return;
+  }
   std::filesystem::create_directories(dir);
-  std::vector<TensorOut> out;
-  for (const Param& p : params_) out.push_back({p.name, DType::F32, p.shape, data_.data() + p.offset});
-  write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  std::vector<TensorMeta> meta;
+  for (const TensorSpec& t : layout_.tensors) meta.push_back({t.name, DType::F32, t.shape});
+  write_safetensors_streamed((std::filesystem::path(dir) / "model.safetensors").string(), meta,
+                             [&](size_t i) { return static_cast<const void*>(g.tensor(i)); }, {{"format", "pt"}});
   write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config_json_);
 }
 

@@ -20,6 +20,13 @@
 //
 // inference() is a Model over the live parameters (no copy): GRPO's rollouts and distillation's
 // sampling use the current policy directly.
+//
+// Under expert parallelism a rank's model may hold only its share of the routed experts (ExpertRange,
+// model/weights.h): the arena is then the part every rank holds alike, [0, replicated()), then this
+// rank's experts, so its memory, with the gradient's and the optimizer's, is the shared part plus E/N
+// experts. Such a model trains only with an executor that runs its experts here and the others on their
+// ranks (ExpertDispatch); it writes a whole checkpoint with the other ranks (save(dir, comm)), and has
+// no inference() (decode over ranks runs on Model with ExpertParallel).
 #pragma once
 #include <functional>
 #include <memory>
@@ -27,6 +34,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "model/weights.h"
 #include "nn/transformer.h"
 #include "util/comm.h"
 
@@ -52,8 +60,9 @@ struct LossParts {
 
 class TrainModel {
  public:
-  // f32 copies of every tensor of a model directory (any stored dtype).
-  static TrainModel from_checkpoint(const std::string& dir);
+  // f32 copies of the tensors of a model directory (any stored dtype): all, or the part every rank holds
+  // and the routed experts of `own`.
+  static TrainModel from_checkpoint(const std::string& dir, ExpertRange own = {});
   TrainModel(TrainModel&&) noexcept;
   TrainModel& operator=(TrainModel&&) noexcept;
   ~TrainModel();
@@ -66,7 +75,11 @@ class TrainModel {
   };
 
   const Config& config() const { return cfg_; }
+  // The tensors this model holds, in the table's order, at their arena offsets.
   const std::vector<Param>& params() const { return params_; }
+  // The routed experts it holds, and the size of the arena's prefix that is not an expert's.
+  ExpertRange experts() const { return own_; }
+  int64_t replicated() const { return layout_.replicated; }
   std::vector<float>& data() { return data_; }
   const std::vector<float>& data() const { return data_; }
   std::vector<float>& grad() { return grad_; }
@@ -109,15 +122,38 @@ class TrainModel {
   Model& inference();
 
   // Writes config.json (the one loaded) and model.safetensors (f32, HF names) atomically: a directory
-  // seek generate / Model::load can run.
+  // seek generate / Model::load can run. The model must hold every expert.
   void save(const std::string& dir) const;
+  // The same from the ranks of c together (a collective: every rank calls it): rank 0 writes the whole
+  // model, each expert's tensors sent by the rank that holds them, one tensor at a time.
+  void save(const std::string& dir, Communicator& c) const;
+
+  // The whole model's tensors, one at a time in the table's order, gathered from the ranks' arenas: a
+  // collective over c in which every rank calls tensor(i) for i = 0, 1, ... in turn. `arena` is laid out
+  // as this model's (its parameters, or optimizer state kept alike); tensor(i) returns tensor i's values
+  // on rank 0 (valid until the next call) and null on the others.
+  class Gather {
+   public:
+    Gather(const TrainModel& m, Communicator& c, const std::vector<float>& arena);
+    const std::vector<TensorSpec>& tensors() const { return m_.layout_.tensors; }
+    const float* tensor(size_t i);
+
+   private:
+    const TrainModel& m_;
+    Communicator& c_;
+    const std::vector<float>& arena_;
+    std::vector<int64_t> ranges_;  // [2 · ranks]: each rank's experts, [begin, end)
+    std::vector<float> buf_;
+  };
 
  private:
-  explicit TrainModel(Config c);
+  TrainModel(Config c, ExpertRange own);
   LossParts run(const int32_t* ids, int64_t B, int64_t T, const LossWeights& w, bool backward,
                 const TokenObjective* obj, bool accumulate);
 
   Config cfg_;
+  ExpertRange own_;
+  ArenaLayout layout_;
   std::string config_json_;
   TransformerSpec spec_;
   std::vector<std::vector<int64_t>> load_;

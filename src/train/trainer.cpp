@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "model/safetensors.h"
+#include "tensor/kernels.h"
 #include "tensor/roofline.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -44,11 +45,11 @@ json options_json(const TrainOptions& o, const Objective& obj) {
 }
 
 
-// A 64-bit digest of the parameters' bits (ranks compare theirs at every checkpoint).
-uint64_t digest(const std::vector<float>& x) {
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ x.size();
+// A 64-bit digest of the bits of x[0, n) (ranks compare their parameters' at every checkpoint).
+uint64_t digest(const std::vector<float>& x, int64_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ uint64_t(n);
   const auto* w = reinterpret_cast<const uint32_t*>(x.data());
-  for (size_t i = 0; i < x.size(); ++i) h = (h ^ w[i]) * 0x100000001b3ull + (h >> 29);
+  for (int64_t i = 0; i < n; ++i) h = (h ^ w[i]) * 0x100000001b3ull + (h >> 29);
   return h;
 }
 
@@ -93,7 +94,7 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
       throw Error(ckpt + "/state.json: the checkpoint was trained with other options (" + st["options"].dump() +
                   "); resume with the same flags or use another --out");
   }
-  model_ = std::make_unique<TrainModel>(TrainModel::from_checkpoint(resumed_ ? ckpt : initial));
+  model_ = std::make_unique<TrainModel>(TrainModel::from_checkpoint(resumed_ ? ckpt : initial, obj.experts()));
   model_->set_fp8(o.fp8);
   const int64_t n = int64_t(model_->data().size());
   m_.assign(size_t(n), 0.f);
@@ -104,14 +105,7 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
   if (resumed_) {
     step_ = st["step"].get<int64_t>();
     seconds_ = st["seconds"].get<double>();
-    SafetensorsFile opt(ckpt + "/optim.safetensors");
-    const TensorInfo* a = opt.find("exp_avg");
-    const TensorInfo* b = opt.find("exp_avg_sq");
-    if (!a || !b || a->numel() != n || b->numel() != n || a->dtype != DType::F32 || b->dtype != DType::F32)
-      throw Error(ckpt + "/optim.safetensors: the optimizer state does not match the model (" + std::to_string(n) +
-                  " values)");
-    std::memcpy(m_.data(), a->data, size_t(n) * 4);
-    std::memcpy(v_.data(), b->data, size_t(n) * 4);
+    read_moments(ckpt);
     obj_.restore(st.value("objective", json::object()), ckpt);
   } else if (lead()) {
     std::ofstream(fs::path(o.out) / "metrics.jsonl", std::ios::trunc);  // a new run's metrics start empty
@@ -119,6 +113,22 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
 }
 
 Trainer::~Trainer() = default;
+
+// optim.safetensors holds each parameter's moments as "exp_avg.<name>" and "exp_avg_sq.<name>" (f32, its
+// shape), so that a rank reads the ones it holds.
+void Trainer::read_moments(const std::string& ckpt) {
+  const std::string path = ckpt + "/optim.safetensors";
+  SafetensorsFile opt(path);
+  for (const auto& p : model_->params())
+    for (auto [prefix, dst] : {std::pair{"exp_avg.", &m_}, std::pair{"exp_avg_sq.", &v_}}) {
+      const std::string name = prefix + p.name;
+      const TensorInfo* t = opt.find(name);
+      if (!t || t->dtype != DType::F32 || t->shape != p.shape)
+        throw Error(path + ": no F32 tensor \"" + name + "\" of the parameter's shape: the optimizer state does not "
+                    "match the model");
+      std::memcpy(dst->data() + p.offset, t->data, size_t(p.numel) * sizeof(float));
+    }
+}
 
 void Trainer::log(const json& line) {
   if (!lead()) return;
@@ -129,8 +139,11 @@ void Trainer::log(const json& line) {
 
 void Trainer::save_checkpoint() {
   if (comm_->size() > 1) {
-    // Every rank took the same steps on the same summed gradients: their parameters must be equal.
-    uint64_t mine = digest(model_->data()), lead_digest = mine;
+    // Every rank took the same steps on the same summed gradients: their parameters must be equal (all
+    // but the experts, when each rank holds its own).
+    const TrainModel& m = *model_;
+    uint64_t mine = digest(m.data(), m.experts().all() ? int64_t(m.data().size()) : m.replicated());
+    uint64_t lead_digest = mine;
     comm_->broadcast(&lead_digest, sizeof lead_digest, 0);
     int64_t differ = mine != lead_digest;
     comm_->all_reduce_sum(std::span<int64_t>(&differ, 1));
@@ -138,18 +151,31 @@ void Trainer::save_checkpoint() {
       throw Error(o_.name + strfmt(": at step %lld the parameters of %lld rank(s) differ from rank 0's (ranks must "
                                    "run the same build with the same thread count)", (long long)step_, (long long)differ));
   }
-  if (lead()) write_checkpoint();
+  write_checkpoint();
   comm_->barrier();  // no rank goes on before the checkpoint is complete
 }
 
+// On every rank (the experts' tensors come from the ranks that hold them); rank 0 writes.
 void Trainer::write_checkpoint() {
   const std::string name = "ckpt-" + std::to_string(step_);
   const fs::path tmp = fs::path(o_.out) / (".tmp-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  model_->save(tmp.string());
-  const std::vector<int64_t> shape{int64_t(m_.size())};
-  write_safetensors((tmp / "optim.safetensors").string(),
-                    {{"exp_avg", DType::F32, shape, m_.data()}, {"exp_avg_sq", DType::F32, shape, v_.data()}});
+  if (lead()) {
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+  }
+  model_->save(tmp.string(), *comm_);
+  // The moments, gathered like the parameters: all exp_avg, then all exp_avg_sq.
+  TrainModel::Gather gm(*model_, *comm_, m_), gv(*model_, *comm_, v_);
+  const size_t n = gm.tensors().size();
+  auto moment = [&](size_t i) { return static_cast<const void*>(i < n ? gm.tensor(i) : gv.tensor(i - n)); };
+  if (!lead()) {
+    for (size_t i = 0; i < 2 * n; ++i) moment(i);
+    return;
+  }
+  std::vector<TensorMeta> meta;
+  for (const char* prefix : {"exp_avg.", "exp_avg_sq."})
+    for (const TensorSpec& t : gm.tensors()) meta.push_back({prefix + t.name, DType::F32, t.shape});
+  write_safetensors_streamed((tmp / "optim.safetensors").string(), meta, moment);
   const json st = {{"step", step_}, {"seconds", seconds_}, {"options", run_options_}, {"objective", obj_.state()}};
   write_file_atomic((tmp / "state.json").string(), st.dump(2) + "\n");
   obj_.save_files(tmp.string());
@@ -207,12 +233,21 @@ void Trainer::run(std::FILE* progress) {
     ++run_steps;
     const auto t_step = Clock::now();
     StepReport r = obj_.step(m, step_);
+    // The part every rank holds is summed over the ranks; a rank's own experts have their whole gradient.
+    const int64_t summed = m.experts().all() ? n : m.replicated();
     if (ranks > 1) {
       const auto t_comm = Clock::now();
-      comm_->all_reduce_sum(m.grad());
+      comm_->all_reduce_sum(std::span<float>(m.grad().data(), size_t(summed)));
       window_comm += since(t_comm);
     }
-    const double gnorm = grad_norm(m.grad().data(), n);
+    double gnorm;
+    if (summed < n) {  // with the squares of the other ranks' experts
+      double experts = sum_squares(m.grad().data() + summed, n - summed);
+      comm_->all_reduce_sum(std::span<double>(&experts, 1));
+      gnorm = std::sqrt(sum_squares(m.grad().data(), summed) + experts);
+    } else {
+      gnorm = grad_norm(m.grad().data(), n);
+    }
     const double lr = o_.lr * lr_multiplier(sched, step_);
     adamw_step(m.data().data(), m.grad().data(), m_.data(), v_.data(), decay_.data(), n, step_, lr, o_.adamw,
                clip_factor(gnorm, o_.clip));

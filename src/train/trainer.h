@@ -29,7 +29,13 @@
 // the share of the interval spent summing gradients. A checkpoint holds no rank count: a run resumes
 // under another N (the objective decides whether it can split its batch that way).
 //
-// Does not: expert parallelism, overlap of the gradient sum with the backward pass.
+// Expert parallelism (Objective::experts): each rank holds, updates and keeps AdamW moments for only its
+// share of the routed experts (train_model.h), whose gradient it computed whole; the sum over the ranks
+// covers the rest of the arena, the gradient norm adds the experts' squares over the ranks, and the
+// ranks must agree on that rest. A checkpoint is the whole model all the same (rank 0 writes it, each
+// expert's tensors sent by its rank), so a run resumes under any N, with or without the experts spread.
+//
+// Does not: overlap of the gradient sum with the backward pass.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -92,6 +98,9 @@ class Objective {
   // ranks is the step's gradient, and returns the report of the whole step. One that does not runs in
   // one process only (the loop refuses a larger group).
   virtual bool data_parallel() const { return false; }
+  // The routed experts this rank trains (expert parallelism: its share; the others' are not in its
+  // model at all); every expert by default.
+  virtual ExpertRange experts() const { return {}; }
   // Charts, redrawn from the run's metrics at every checkpoint.
   virtual void plot(const std::string& out) const {}
 };
@@ -124,6 +133,7 @@ class Trainer {
   Communicator* comm_;
   std::unique_ptr<TrainModel> model_;
   std::vector<float> m_, v_;   // AdamW moments, the arena's layout
+  void read_moments(const std::string& ckpt);
   std::vector<uint8_t> decay_;
   int64_t step_ = 0;
   double seconds_ = 0;

@@ -33,6 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::file_bytes;
+
 rl::Rollout rollout(int64_t problem, std::vector<int32_t> completion, bool correct, bool formatted) {
   rl::Rollout r;
   r.problem = problem;
@@ -80,11 +82,6 @@ struct Student {
     return out;
   }
 };
-
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 // α·balance) on sampled parameters of every type of tiny model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -10,6 +11,8 @@
 #include "model/model.h"
 #include "train/train_model.h"
 #include "util/compare.h"
+#include "ranks.h"
+#include "util/error.h"
 
 using namespace seek;
 using namespace seek::train;
@@ -102,6 +105,59 @@ TEST(TrainModel, SavedModelLoadsForInference) {
   EXPECT_EQ(back.data(), m.data());
   auto inf = Model::load(dir / "out");
   EXPECT_EQ(inf->weights().norm[0], 2.5f);
+}
+
+// Expert parallelism's memory split: a model holding experts [2, 4) of the tiny V3 config's 8 has the
+// shared part and those two experts in its arena, no views of the others' data, no inference of its
+// own; four such ranks together write the very bytes one model holding every expert writes.
+TEST(TrainModel, RankHoldsItsExpertsAndRanksTogetherWriteTheWholeModel) {
+  test::TempDir dir;
+  write_random_checkpoint(dir / "in", test::tiny_config("deepseek_v3"), {DType::F32, 31, 1});
+  const TrainModel all = TrainModel::from_checkpoint(dir / "in");
+  const int64_t E = all.config().n_routed_experts;
+  ASSERT_EQ(E, 8);
+  int64_t expert_values = 0, mine = 0;
+  for (const auto& p : all.params())
+    if (p.name.find(".mlp.experts.") != std::string::npos) {
+      expert_values += p.numel;
+      const int64_t e = std::stoll(p.name.substr(p.name.find(".mlp.experts.") + 13));
+      if (e >= 2 && e < 4) mine += p.numel;
+    }
+  ASSERT_GT(expert_values, 0);
+  TrainModel part = TrainModel::from_checkpoint(dir / "in", {2, 4});
+  EXPECT_EQ(int64_t(part.data().size()), int64_t(all.data().size()) - expert_values + mine);
+  EXPECT_EQ(part.replicated(), int64_t(all.data().size()) - expert_values);
+  EXPECT_EQ(int64_t(part.grad().size()), int64_t(part.data().size()));
+  for (int64_t i = 0; i < all.config().num_hidden_layers; ++i) {
+    if (!all.config().is_moe_layer(i)) continue;
+    const auto& experts = part.weights().layers[size_t(i)].moe.experts;
+    for (int64_t e = 0; e < E; ++e) {
+      EXPECT_EQ(experts[size_t(e)].down_proj.data != nullptr, e >= 2 && e < 4) << "layer " << i << " expert " << e;
+      EXPECT_EQ(experts[size_t(e)].down_proj.rows, all.config().hidden_size);  // shapes stay
+    }
+  }
+  // The values it holds are the checkpoint's.
+  for (const auto& p : part.params()) {
+    const auto q = std::find_if(all.params().begin(), all.params().end(), [&](const auto& x) { return x.name == p.name; });
+    ASSERT_NE(q, all.params().end());
+    EXPECT_TRUE(std::equal(part.data().begin() + p.offset, part.data().begin() + p.offset + p.numel,
+                           all.data().begin() + q->offset))
+        << p.name;
+  }
+  EXPECT_THROW(part.inference(), Error);
+  try {
+    part.save(dir / "alone");
+    ADD_FAILURE() << "a model holding 2 of 8 experts saved itself alone";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp.experts.0."), std::string::npos) << e.what();
+  }
+  all.save(dir / "whole");
+  for (const std::string& e : test::on_ranks(4, [&](Communicator& c) {
+         TrainModel m = TrainModel::from_checkpoint(dir / "in", {2 * c.rank(), 2 * c.rank() + 2});
+         m.save(dir / "gathered", c);
+       }))
+    EXPECT_EQ(e, "");
+  EXPECT_TRUE(test::file_bytes(dir / "gathered/model.safetensors") == test::file_bytes(dir / "whole/model.safetensors"));
 }
 
 // A per-token objective (the path GRPO and SFT take): loss = Σ_t c_t · log p(target_t) with uneven
