@@ -10,8 +10,9 @@
 # Usage: scripts/bench_dp.sh CONFIG DATA_DIR [ROUNDS=2] [N=2] [BATCH=8] [SEQ=256] [STEPS=30] [SPLIT=batch]
 #   DATA_DIR: written by `seek data` (its vocabulary within the config's).
 #   SPLIT: batch (data parallel) or experts (`--expert-parallel`: each rank its rows of the batch, the
-#   routed experts spread and reached by an all-to-all; the gradient sum is the same size, and rank 0's
-#   dispatch + combine bytes per token per MoE layer, forward and backward, are printed too).
+#   routed experts spread and reached by an all-to-all, each rank holding only its own; the gradient sum
+#   covers the rest, and rank 0's dispatch + combine bytes per token per MoE layer, forward and
+#   backward, are printed too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,12p "$0" >&2; exit 2; }
@@ -32,16 +33,20 @@ run() {  # run NAME RANKS
     mpiexec -n "$n" bash -c '/usr/bin/time -f "%M" -o "$0.rss.$PMI_RANK" "$@" 2> /dev/null' "$out" "${args[@]}" \
       "${split_flag[@]}"
   fi
-  /usr/bin/python3 - "$out" "$n" <<'EOF'
-import glob, json, statistics, sys
-out, n = sys.argv[1], int(sys.argv[2])
+  /usr/bin/python3 - "$out" "$n" "$split" <<'EOF'
+import glob, json, statistics, struct, sys
+out, n, split = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 lines = [json.loads(l) for l in open(out + "/metrics.jsonl") if l.strip()]
 lines = [l for l in lines if "tokens_per_s" in l and l["step"] > 1]
 tps = statistics.median(l["tokens_per_s"] for l in lines)
 comm = statistics.median(l.get("comm_fraction", 0) for l in lines)
 import os
 rss = [int(open(f).read().split()[-1]) / 1024 for f in sorted(glob.glob(out + ".rss.*"))]
-size = os.path.getsize(glob.glob(out + "/ckpt-*/model.safetensors")[0])
+# The gradient summed: every f32 parameter, but with the experts spread only the part every rank holds.
+with open(glob.glob(out + "/ckpt-*/model.safetensors")[0], "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+size = sum(t["data_offsets"][1] - t["data_offsets"][0] for name, t in header.items()
+           if name != "__metadata__" and not (split == "experts" and ".mlp.experts." in name))
 sent = 2 * (n - 1) / n * size / 2**20
 ep = [l["expert_bytes_per_token_layer"] for l in lines if "expert_bytes_per_token_layer" in l]
 print(f"{n} rank(s): {tps:8.0f} tokens/s  comm {100 * comm:4.1f}%  peak RSS/rank {', '.join(f'{r:.0f}' for r in rss)} MiB"

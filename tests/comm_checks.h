@@ -17,18 +17,20 @@ inline std::string check_collectives(Communicator& c) {
     if (!ok && fail.empty()) fail = "rank " + std::to_string(me) + " of " + std::to_string(n) + ": " + what;
   };
   // Float sums in rank order, bit for bit: values whose sum depends on the order (1e8 + 1 - 1e8...).
-  // 1037 elements: the chunks of the MPI reduction are uneven.
-  const int64_t len = 1037;
+  // 1037 elements: the chunks of the MPI reduction are uneven; 2,109,589 (8.05 MiB): more than one of
+  // its 8 MiB buckets, the last one short.
   auto value = [](int r, int64_t i) { return float(((r * 7 + i * 13) % 11) - 5) * (r % 2 ? 1e8f : 1.f) + float(i % 3) * 1e-3f; };
-  std::vector<float> x(static_cast<size_t>(len));
-  for (int64_t i = 0; i < len; ++i) x[size_t(i)] = value(me, i);
-  c.all_reduce_sum(x);
-  for (int64_t i = 0; i < len; ++i) {
-    float want = value(0, i);
-    for (int r = 1; r < n; ++r) want += value(r, i);
-    if (std::memcmp(&want, &x[size_t(i)], 4) != 0) {
-      expect(false, "float sum at " + std::to_string(i) + " is not the rank-order sum");
-      break;
+  for (const int64_t len : {int64_t(1037), int64_t(2109589)}) {
+    std::vector<float> x(static_cast<size_t>(len));
+    for (int64_t i = 0; i < len; ++i) x[size_t(i)] = value(me, i);
+    c.all_reduce_sum(x);
+    for (int64_t i = 0; i < len; ++i) {
+      float want = value(0, i);
+      for (int r = 1; r < n; ++r) want += value(r, i);
+      if (std::memcmp(&want, &x[size_t(i)], 4) != 0) {
+        expect(false, "float sum of " + std::to_string(len) + " at " + std::to_string(i) + " is not the rank-order sum");
+        break;
+      }
     }
   }
   std::vector<double> dv{double(me), 0.5};

@@ -5,8 +5,8 @@
 // Sums are deterministic: element i is added in rank order (rank 0's value + rank 1's + ...), whatever
 // the group's size or the MPI library's own algorithms, so every rank holds bit for bit the same result
 // and a run repeats bit for bit. The MPI implementation reduces in N chunks (each rank sums one chunk
-// of every rank's data, then all gather the sums): the bytes each rank sends are those of a ring
-// all-reduce, 2 (N - 1) / N of the array.
+// of every rank's data, then all gather the sums), in buckets of 8 MiB: the bytes each rank sends are
+// those of a ring all-reduce, 2 (N - 1) / N of the array, and its buffer is one bucket.
 //
 // Three implementations: one process (size 1, every collective a copy or nothing), MPI, and an
 // in-process group of N ranks on N threads (make_local_group) that gives the unit tests a group without
