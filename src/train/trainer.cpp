@@ -8,8 +8,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "model/safetensors.h"
+#include "model/weights.h"
 #include "tensor/kernels.h"
 #include "tensor/roofline.h"
 #include "util/atomic_file.h"
@@ -115,10 +117,27 @@ Trainer::Trainer(const TrainOptions& o, Objective& obj, const std::string& initi
 Trainer::~Trainer() = default;
 
 // optim.safetensors holds each parameter's moments as "exp_avg.<name>" and "exp_avg_sq.<name>" (f32, its
-// shape), so that a rank reads the ones it holds.
+// shape), so that a rank reads the ones it holds. Checkpoints written before that hold two flat arrays,
+// "exp_avg" and "exp_avg_sq", with every tensor in the table's order; they resume too.
 void Trainer::read_moments(const std::string& ckpt) {
   const std::string path = ckpt + "/optim.safetensors";
   SafetensorsFile opt(path);
+  const TensorInfo* flat_m = opt.find("exp_avg");
+  const TensorInfo* flat_v = opt.find("exp_avg_sq");
+  if (flat_m || flat_v) {
+    std::map<std::string, int64_t> at;
+    int64_t n = 0;
+    for (const TensorSpec& t : expected_tensors(model_->config())) at[t.name] = n, n += t.numel();
+    for (const TensorInfo* t : {flat_m, flat_v})
+      if (!t || t->dtype != DType::F32 || t->numel() != n)
+        throw Error(path + strfmt(": the flat moments \"exp_avg\" and \"exp_avg_sq\" must be F32 with %lld values, one "
+                                  "per parameter: the optimizer state does not match the model", (long long)n));
+    for (const auto& p : model_->params())
+      for (auto [t, dst] : {std::pair{flat_m, &m_}, std::pair{flat_v, &v_}})
+        std::memcpy(dst->data() + p.offset, static_cast<const float*>(t->data) + at.at(p.name),
+                    size_t(p.numel) * sizeof(float));
+    return;
+  }
   for (const auto& p : model_->params())
     for (auto [prefix, dst] : {std::pair{"exp_avg.", &m_}, std::pair{"exp_avg_sq.", &v_}}) {
       const std::string name = prefix + p.name;

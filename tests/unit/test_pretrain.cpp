@@ -16,6 +16,7 @@
 #include "data/shards.h"
 #include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
+#include "model/weights.h"
 #include "pretrain_data.h"
 #include "ranks.h"
 #include "test_util.h"
@@ -66,6 +67,41 @@ TEST(Pretrain, StoppedAndResumedEqualsUninterrupted) {
   EXPECT_EQ(second.step, 8);
   EXPECT_TRUE(file_bytes(d.dir / "straight/ckpt-8/model.safetensors") == file_bytes(d.dir / "resumed/ckpt-8/model.safetensors"));
   EXPECT_TRUE(file_bytes(d.dir / "straight/ckpt-8/optim.safetensors") == file_bytes(d.dir / "resumed/ckpt-8/optim.safetensors"));
+}
+
+TEST(Pretrain, CheckpointWithFlatMomentsResumes) {
+  // Checkpoints written before the moments were stored per parameter hold two flat arrays in the
+  // table's order: the stopped run's optimizer state rewritten that way resumes to the same bits (after
+  // a flat array of the wrong length was refused, naming the file).
+  Dataset d;
+  pretrain(d.options(d.dir / "straight", 8), nullptr);
+  PretrainOptions o = d.options(d.dir / "resumed", 8);
+  o.stop_after = 4;
+  pretrain(o, nullptr);
+  const std::string path = o.out + "/ckpt-4/optim.safetensors";
+  std::vector<float> m, v;
+  {
+    SafetensorsFile opt(path);
+    for (const TensorSpec& t : expected_tensors(load_config(o.out + "/ckpt-4")))
+      for (auto [prefix, flat] : {std::pair{"exp_avg.", &m}, std::pair{"exp_avg_sq.", &v}}) {
+        const TensorInfo* x = opt.find(prefix + t.name);
+        ASSERT_NE(x, nullptr) << prefix << t.name;
+        const auto* f = static_cast<const float*>(x->data);
+        flat->insert(flat->end(), f, f + x->numel());
+      }
+  }
+  const std::vector<int64_t> shape{int64_t(m.size())}, short_shape{int64_t(m.size()) - 1};
+  write_safetensors(path, {{"exp_avg", DType::F32, short_shape, m.data()}, {"exp_avg_sq", DType::F32, short_shape, v.data()}});
+  o.stop_after = 0;
+  try {
+    pretrain(o, nullptr);
+    ADD_FAILURE() << "short flat moments were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("optim.safetensors"), std::string::npos) << e.what();
+  }
+  write_safetensors(path, {{"exp_avg", DType::F32, shape, m.data()}, {"exp_avg_sq", DType::F32, shape, v.data()}});
+  EXPECT_TRUE(pretrain(o, nullptr).resumed);
+  EXPECT_TRUE(file_bytes(d.dir / "straight/ckpt-8/model.safetensors") == file_bytes(d.dir / "resumed/ckpt-8/model.safetensors"));
 }
 
 TEST(Pretrain, KilledRunResumesToTheSameResult) {
