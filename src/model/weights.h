@@ -3,8 +3,9 @@
 // safetensors, every tensor checked), a training arena (f32 params or their gradients), or just the
 // list of names (seek info, checkpoint writers). One table, one order.
 //
-// The order is the training arena's layout, chosen so that projections of the same input lie one after
-// another (q_a or q with kv_a; gate with up; q, k, v) and run as one GEMM (nn/linear.h).
+// The order is the training arena's layout (with the routed experts moved after the rest: arena_layout),
+// chosen so that projections of the same input lie one after another (q_a or q with kv_a; gate with up;
+// q, k, v) and run as one GEMM (nn/linear.h).
 //
 // Checkpoint matrices stay where they are (mmapped, in their stored format: F32, BF16, F16, or F8_E4M3
 // with its 128×128 block scales, dequantized inside the matmul kernel — see CONTRIBUTING.md for why).

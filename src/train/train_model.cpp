@@ -43,8 +43,8 @@ T* sized(std::vector<T>& v, int64_t n) {
 TrainModel::TrainModel(Config c, ExpertRange own)
     : cfg_(std::move(c)), own_(own), acts_(std::make_unique<Activations>()), ws_(std::make_unique<Workspace>()) {
   if (!(own.begin >= 0 && own.begin < own.end))
-    throw Error(strfmt("a model holding routed experts [%lld, %lld) of %lld", (long long)own.begin, (long long)own.end,
-                       (long long)cfg_.n_routed_experts));
+    throw Error(strfmt("a training model cannot hold routed experts [%lld, %lld) of %lld: expected 0 <= first < end",
+                       (long long)own.begin, (long long)own.end, (long long)cfg_.n_routed_experts));
   if (own.begin <= 0 && own.end >= cfg_.n_routed_experts) own_ = own = {};  // every expert
   layout_ = arena_layout(cfg_, own);
   for (size_t i = 0; i < layout_.tensors.size(); ++i) {
