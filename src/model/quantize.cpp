@@ -12,6 +12,7 @@
 #include "tensor/format.h"
 #include "tensor/quant.h"
 #include "util/error.h"
+#include "util/progress.h"
 
 namespace seek {
 
@@ -72,6 +73,7 @@ std::unique_ptr<Checkpoint> quantize_checkpoint(const Config& c, const Checkpoin
   const std::vector<TensorSpec> specs = expected_tensors(c);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t done_values = 0, total_values = 0;
+  double shown = -1;  // seconds at the last progress line
   for (const TensorSpec& s : specs) total_values += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : 0;
   std::vector<float> rowbuf;
   for (const TensorSpec& s : specs) {
@@ -105,11 +107,12 @@ std::unique_ptr<Checkpoint> quantize_checkpoint(const Config& c, const Checkpoin
     u.data = b.data();
     out.push_back(std::move(u));
     done_values += rows * cols;
-    if (progress) {
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (progress && (dt >= shown + 0.5 || done_values == total_values)) {  // a line every half second, not per tensor
+      shown = dt;
       const double rate = double(done_values) / std::max(dt, 1e-9);
-      std::fprintf(stderr, "\rquantize: %5.1f%%  %.0f M weights/s  ETA %.0f s   ", 100.0 * double(done_values) / double(total_values),
-                   rate / 1e6, double(total_values - done_values) / rate);
+      std::fprintf(stderr, "\rquantize: %5.1f%%  %.0f M weights/s  ETA %s   ", 100.0 * double(done_values) / double(total_values),
+                   rate / 1e6, format_duration(double(total_values - done_values) / rate).c_str());
     }
   }
   if (progress) std::fprintf(stderr, "\n");
