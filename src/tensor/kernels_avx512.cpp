@@ -86,7 +86,9 @@ SEEK_AVX512 inline void load_chunk(const void* base, int64_t i, __mmask32 m, __m
 // each row prefetches the same place in the row NR below, which the next tile reads: a fixed distance
 // of 2 KiB landed, for NR = 4 rows of 2 KiB, on rows this tile was already reading, and the bench
 // model's head ran at ~25 GB/s at T = 2–4 instead of ~45 (issue 12). At T = 1 prefetching 4 KiB
-// ahead into L2 (leaving L1 to the activations) gained 5-10% over none on Zen 5.
+// ahead into L2 (leaving L1 to the activations) gained 5-10% over none on Zen 5. At T > 1 the next
+// tile goes into L2 too: into L1 it held L1's few miss buffers for a whole memory latency, and with
+// memory slow (~26 GB/s) bf16 at T = 2, 4, 16 ran 7-28% slower (bench_kernels --quant, alternating).
 constexpr int64_t kPrefetch = 2048;     // matmul_dpbf16_rows of one row, into L1
 constexpr int64_t kPrefetchT1 = 4096;  // T = 1, into L2
 
@@ -128,7 +130,7 @@ SEEK_AVX512 void direct_tile(float* y, int64_t ldy, const float* x, const Mat& w
           if constexpr (TT == 1)
             _mm_prefetch(wrow[r] + k * esize + kPrefetchT1, _MM_HINT_T1);
           else
-            _mm_prefetch(wrow[r] + (NR * K + k) * esize, _MM_HINT_T0);
+            _mm_prefetch(wrow[r] + (NR * K + k) * esize, _MM_HINT_T1);
         }
         load_chunk<kind, false>(wrow[r], k, m, wv[r]);
       }

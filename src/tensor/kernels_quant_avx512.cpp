@@ -351,7 +351,13 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
 // hide memory latency: the bench model's head took 2.2 ms a token that way and 1.45-1.8 ms 8 KiB ahead
 // (`seek bench` on bench-1b Q4_K_M, alternating runs; 4 KiB gained less, 12-16 KiB no more; the whole
 // decode step's rate moved within this machine's noise). Tiles of 8 KiB or more keep the one-tile distance.
+// Into L2, not L1: when memory is slow (26 GB/s by seek bench's probe on 2026-12-06) prefetches into L1
+// held its few miss buffers for a whole memory latency and the kernels streamed at 0.72-0.86x the bf16
+// kernel (which prefetches into L2); into L2 they stream at 1.05-1.38x of it (bench_kernels --quant,
+// [8192, 4096], T = 1), the bench model's Q8_0 head took 3.2-4.6 ms a token instead of 7.5-8.0, and its
+// decode ran at 89-94 tokens/s instead of 57-61 (seek bench, alternating runs). From cache, no change.
 constexpr int64_t kPrefetchAhead = 8192;
+constexpr auto kPrefetchHint = _MM_HINT_T1;  // into L2
 inline int64_t prefetch_offset(int64_t tile_bytes) {
   return (kPrefetchAhead + tile_bytes - 1) / tile_bytes * tile_bytes;
 }
@@ -417,8 +423,8 @@ SEEK_VNNI void int8_tile(float* y, int64_t ldy, const QuantActs& a, int64_t t0, 
       decode_pair<q>(b0, 2 * pi + 1 < nb ? b0 + BB : b0, &u[r], &ws[r]);
       // The same place in a later tile (prefetch_offset).
       const char* pf = reinterpret_cast<const char*>(b0) + pf_off;
-      _mm_prefetch(pf, _MM_HINT_T0);
-      if constexpr (BB > 32) _mm_prefetch(pf + 64, _MM_HINT_T0);
+      _mm_prefetch(pf, kPrefetchHint);
+      if constexpr (BB > 32) _mm_prefetch(pf + 64, kPrefetchHint);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < TT; t++) {
@@ -618,7 +624,7 @@ SEEK_VNNI void k_tile(float* y, int64_t ldy, const KActs& a, int64_t t0, const M
       const uint8_t* b = wrow[r] + sb * BB;
       // The same place in a later tile (prefetch_offset).
       const char* pf = reinterpret_cast<const char*>(b) + pf_off;
-      for (int l = 0; l < BB; l += 64) _mm_prefetch(pf + l, _MM_HINT_T0);
+      for (int l = 0; l < BB; l += 64) _mm_prefetch(pf + l, kPrefetchHint);
       __m512i u[4], s[4];
       __m256i mn;
       __m128 dd;
