@@ -113,6 +113,8 @@ class GgufFile {
   // Holds the file through `bytes` from now on (the same file opened another way: read, with mapped
   // ranges), the tensors pointing into them; the parsed header is kept. Throws Error if the size differs.
   void replace_bytes(FileBytes bytes);
+  // Gives back the pages of the ranges kept as mappings (the token embedding) after a lookup.
+  void release_lookup_pages() const { bytes_.release_mapped_pages(); }
 
  private:
   std::string path_;

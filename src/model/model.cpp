@@ -15,7 +15,9 @@ namespace seek {
 std::unique_ptr<Model> Model::load(const std::string& dir) {
   if (is_gguf_file(dir)) {
     GgufModel g = load_gguf_model(dir);
-    return std::make_unique<Model>(std::move(g.config), std::move(g.checkpoint));
+    auto m = std::make_unique<Model>(std::move(g.config), std::move(g.checkpoint));
+    m->lookup_file_ = std::move(g.file);
+    return m;
   }
   Config cfg = load_config(dir);
   auto ckpt = std::make_unique<Checkpoint>(dir);
@@ -79,6 +81,7 @@ float* Model::run_blocks(const std::vector<BatchItem>& items, ActivationTrace* t
   }
   float* x = ws_.alloc<float>(N * D);  // [N, D] residual stream
   embed(w_.embed_tokens, ids, N, x);
+  if (lookup_file_) lookup_file_->release_lookup_pages();  // the rows are copied: their pages can go
   if (trace) trace->put("embed", x, N * D);
   const Pass pass{ws_, false, trace};
   const Rows rows{N, pos, &segs_, items[0].cache->form};
@@ -181,6 +184,7 @@ void Model::forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* l
   }
   float* e = ws_.alloc<float>(N * D);
   embed(w_.embed_tokens, ids, N, e);
+  if (lookup_file_) lookup_file_->release_lookup_pages();
   const Pass pass{ws_, false, trace};
   const Rows rows{N, pos, &segs_, items[0].cache->form};
   const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];

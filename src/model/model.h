@@ -17,6 +17,10 @@
 #include "nn/moe.h"
 
 namespace seek {
+class GgufFile;
+}
+
+namespace seek {
 
 struct ParamCount {
   int64_t total = 0;   // every parameter, MTP modules included
@@ -105,6 +109,7 @@ class Model {
   std::vector<MtpItem> one_mtp_;          // forward_mtp()'s
   Workspace ws_;
   ExpertExecutor* experts_ = nullptr;
+  std::shared_ptr<const GgufFile> lookup_file_;  // a GGUF file whose token embedding stays a mapping
 };
 
 }  // namespace seek

@@ -92,6 +92,7 @@ FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::
       throw Error(strfmt("%s: cannot map bytes [%zu, %zu): %s", path.c_str(), b, e, why.c_str()));
     }
     skip.emplace_back(b, e);
+    lookup_.emplace_back(base + b, e - b);
   }
   std::sort(skip.begin(), skip.end());
   size_t next_skip = 0;
@@ -118,11 +119,16 @@ FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::
 
 FileBytes::~FileBytes() { release(); }
 
+void FileBytes::release_mapped_pages() const {
+  for (const auto& [p, n] : lookup_) madvise(p, n, MADV_DONTNEED);  // clean file pages: nothing is lost
+}
+
 void FileBytes::release() {
   if (region_) munmap(region_, region_size_);
   region_ = nullptr;
   data_ = nullptr;
   region_size_ = 0;
+  lookup_.clear();
 }
 
 FileBytes::FileBytes(FileBytes&& o) noexcept { *this = std::move(o); }
@@ -135,6 +141,7 @@ FileBytes& FileBytes::operator=(FileBytes&& o) noexcept {
     region_ = std::exchange(o.region_, nullptr);
     region_size_ = std::exchange(o.region_size_, 0);
     mapped_ = std::exchange(o.mapped_, false);
+    lookup_ = std::exchange(o.lookup_, {});
   }
   return *this;
 }

@@ -265,4 +265,29 @@ TEST(FileBytes, MappedRangesInsideARead) {
   EXPECT_TRUE(file_mapped(f.data() + (2 << 20) + 4096));   // inside the second range
   EXPECT_FALSE(file_mapped(f.data()));                      // before the first range: read
   EXPECT_FALSE(file_mapped(f.data() + (1 << 20) + 8192));  // between the ranges: read
+
+  // release_mapped_pages: the ranges' pages leave this process's resident memory (/proc/self/smaps) and
+  // read the file's bytes again when touched; the read bytes around them are kept.
+  auto resident_kb = [&](const uint8_t* at) {
+    std::ifstream smaps("/proc/self/smaps");
+    bool in = false;
+    for (std::string line; std::getline(smaps, line);) {
+      uintptr_t lo = 0, hi = 0;
+      char dash = 0;
+      if (std::sscanf(line.c_str(), "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-') {
+        const auto a = reinterpret_cast<uintptr_t>(at);
+        in = a >= lo && a < hi;
+      } else if (in && line.rfind("Rss:", 0) == 0) {
+        return std::stol(line.substr(4));
+      }
+    }
+    return -1L;
+  };
+  EXPECT_GT(resident_kb(f.data() + 8192), 0);  // the memcmp above touched every page
+  f.release_mapped_pages();
+  EXPECT_EQ(resident_kb(f.data() + 8192), 0);
+  EXPECT_EQ(resident_kb(f.data() + (2 << 20) + 4096), 0);
+  EXPECT_GT(resident_kb(f.data()), 0);  // read memory is never released
+  EXPECT_EQ(std::memcmp(f.data(), data.data(), data.size()), 0);
+  EXPECT_GT(resident_kb(f.data() + 8192), 0);
 }
