@@ -25,7 +25,11 @@ cd "$(dirname "$0")/../.."
 [ -x build/seek ] || { echo "vs_peer: build first (bash scripts/setup.sh)" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); peer: $peer"
+# The CPU as the kernel names it, since it moves compute-bound ratios: this VM is sold as Zen 5 (family 26),
+# but on 2026-12-06 it reported family 25, model 17 (Zen 4, 512-bit FMAs at half rate), and seek bench's
+# sgemm peak was 184-208 GFLOP/s, against 330-480 on earlier days.
+cpu=$(awk -F': ' '/^cpu family/ {f=$2} /^model\t/ {m=$2} /^model name/ {n=$2} END {print n ", family " f " model " m}' /proc/cpuinfo)
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); cpu: $cpu; peer: $peer"
 for r in $(seq 1 "$rounds"); do
   # shellcheck disable=SC2086
   "$peer" -m "$gguf" -t "$threads" -p 512 -n 128 -r 2 -o json ${PEER_ARGS:-} > "$tmp/peer-$r.json" 2> "$tmp/peer-$r.err" ||
