@@ -17,10 +17,8 @@
 #include "nn/moe.h"
 
 namespace seek {
-class GgufFile;
-}
 
-namespace seek {
+class GgufFile;
 
 struct ParamCount {
   int64_t total = 0;   // every parameter, MTP modules included
