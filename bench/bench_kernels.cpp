@@ -256,7 +256,7 @@ void bench_quant(bool quick, bool in_cache) {
 
 
 // Prefill on block-format weights: GFLOP/s (2 N K T / time) of matmul at T = 512 on the shapes of the
-// R1-Distill-Qwen-1.5B MLP ([8960, 1536] gate/up, [1536, 8960] down): Q4_K and Q6_K through the int8 GEMM
+// R1-Distill-Qwen-1.5B MLP ([8960, 1536] gate/up, [1536, 8960] down): Q8_0, Q4_K and Q6_K through the int8 GEMM
 // (where the CPU has VNNI) and through the exact f32 panels, and cblas_sgemm on f32 weights (the panels'
 // ceiling), in alternating rounds; best time per variant, median per-round ratio to sgemm.
 void bench_quant_prefill(bool quick) {
@@ -265,7 +265,9 @@ void bench_quant_prefill(bool quick) {
   for (auto [N, K] : {std::pair<int64_t, int64_t>{8960, 1536}, {1536, 8960}}) {
     std::vector<float> f(size_t(N * K));
     for (int64_t i = 0; i < N * K; i++) f[size_t(i)] = rand_at(uint64_t(i) + 777);
-    std::vector<uint8_t> q4(dtype_nbytes(DType::Q4_K, K) * size_t(N)), q6(dtype_nbytes(DType::Q6_K, K) * size_t(N));
+    std::vector<uint8_t> q8(dtype_nbytes(DType::Q8_0, K) * size_t(N)), q4(dtype_nbytes(DType::Q4_K, K) * size_t(N)),
+        q6(dtype_nbytes(DType::Q6_K, K) * size_t(N));
+    quantize_rows(DType::Q8_0, f.data(), N, K, q8.data());
     quantize_rows(DType::Q4_K, f.data(), N, K, q4.data());
     quantize_rows(DType::Q6_K, f.data(), N, K, q6.data());
     std::vector<float> x = random_vec(size_t(T * K)), y(size_t(T * N));
@@ -278,6 +280,8 @@ void bench_quant_prefill(bool quick) {
       };
     };
     std::vector<Variant> vs = {{"f32 sgemm", [&] { matmul(y.data(), x.data(), Mat{DType::F32, f.data(), N, K}, T); }}};
+    if (int8) vs.push_back({"Q8_0 int8", quant(DType::Q8_0, q8, false)});
+    vs.push_back({"Q8_0 exact", quant(DType::Q8_0, q8, true)});
     if (int8) vs.push_back({"Q4_K int8", quant(DType::Q4_K, q4, false)});
     vs.push_back({"Q4_K exact", quant(DType::Q4_K, q4, true)});
     if (int8) vs.push_back({"Q6_K int8", quant(DType::Q6_K, q6, false)});

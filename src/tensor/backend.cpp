@@ -114,10 +114,10 @@ void matmul_f32(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, 
   if (bias) add_bias(y, ldy, bias, T, 0, N);
 }
 
-// Whether matmul runs w at T tokens with the K-quants' int8 GEMM.
+// Whether matmul runs w at T tokens with the int8 GEMM.
 bool int8_gemm_path(const Mat& w, int64_t T) {
   return T > avx512::kInt8MaxT && has_avx512() && avx512::int8_gemm_supported(w.dtype) &&
-         avx512::quant_int8_activations();  // K is a multiple of the K-quants' 256 (check_weight_format)
+         avx512::quant_int8_activations();  // K is a multiple of the block (check_weight_format)
 }
 
 // Whether matmul runs w at T tokens with a direct kernel.
@@ -211,7 +211,7 @@ void matmul_direct(const MatmulJob* jobs, int64_t n) {
 void matmul_int8_gemm(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, const float* bias) {
   static thread_local avx512::Int8Acts mine;
   avx512::Int8Acts* acts = &mine;  // the calling thread's, shared with the region's threads
-  avx512::int8_acts_alloc(T, w.cols, acts);
+  avx512::int8_acts_alloc(w.dtype, T, w.cols, acts);
   const int64_t rows = avx512::kInt8GemmPanelRows, panels = (w.rows + rows - 1) / rows;
   const int nt = int(std::min<int64_t>(max_threads(), panels));
   std::atomic<int64_t> next{0};

@@ -80,13 +80,16 @@ bool quant_int8_activations();
 // matmul's direct kernels run (their caller must, if not the backend).
 void next_activations();
 
-// The K-quants' int8 GEMM (prefill, kernels_quant_avx512.cpp): Q4_K, Q5_K and Q6_K weights against activations
-// rounded to 8 bits per block of 256 (f32 scale amax / 127, as llama.cpp's Q8_K), integer dot products
-// in the lanes of 16 tokens. The activations are quantized once per matmul by groups of 16 tokens
-// (int8_acts_alloc, then int8_acts_groups from any threads over disjoint groups), then int8_gemm_rows
-// computes rows [n0, n1) for all T tokens. Needs avx512vnni; K a multiple of 256.
+// The int8 GEMM (prefill, kernels_quant_avx512.cpp): Q8_0, Q4_0 and Q5_0 weights against activations
+// rounded to 8 bits per block of 32 (as the decode path rounds them: llama.cpp's Q8_0 with an f32 scale),
+// Q4_K, Q5_K and Q6_K weights against activations rounded per block of 256 (f32 scale amax / 127, as
+// llama.cpp's Q8_K); integer dot products in the lanes of 16 tokens. The activations are quantized once
+// per matmul by groups of 16 tokens (int8_acts_alloc for the weights' format, then int8_acts_groups from
+// any threads over disjoint groups), then int8_gemm_rows computes rows [n0, n1) for all T tokens. Needs
+// avx512vnni; K a multiple of the weights' block.
 struct Int8Acts {
   int64_t T = 0, K = 0, groups = 0;  // groups of 16 tokens, padded with zero tokens
+  int64_t block = 256;               // activations per scale: 32 or 256
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> bs;
@@ -94,10 +97,10 @@ struct Int8Acts {
 bool int8_gemm_supported(DType t);
 // Rows int8_gemm_rows decodes at a time: callers hand out row ranges in multiples of this.
 constexpr int64_t kInt8GemmPanelRows = 32;
-// The direct kernels' int8 path serves T up to this; above it K-quant weights go to the int8 GEMM
-// (backend.cpp) and the other formats to the exact path.
+// The direct kernels' int8 path serves T up to this; above it the formats int8_gemm_supported names go to
+// the int8 GEMM (backend.cpp) and the others (Q5_1) to the exact path.
 constexpr int64_t kInt8MaxT = 16;
-void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a);
+void int8_acts_alloc(DType t, int64_t T, int64_t K, Int8Acts* a);
 void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a);
 void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
                     const float* bias);

@@ -54,10 +54,14 @@
 // in a later tile, at least 8 KiB ahead (prefetch_offset), which measured better (as issue 12 found for
 // bf16, and short rows need the distance).
 //
-// Int8 GEMM (prefill: the K-quants at T > 16 where the CPU has VNNI; backend.cpp chooses it): see the
-// section's comment below. On the R1-Distill-Qwen-1.5B MLP shapes at T = 512 it ran at 650-900 GFLOP/s
-// on 2 Zen 5 cores against 330-370 for the f32 panels (OpenBLAS's sgemm on exactly decoded weights), in
-// alternating rounds of `bench_kernels --quant-prefill`; the machine's speed moved by ±15% between runs.
+// Int8 GEMM (prefill: Q8_0, Q4_0, Q5_0 and the K-quants at T > 16 where the CPU has VNNI; backend.cpp
+// chooses it): see the section's comment below. On the R1-Distill-Qwen-1.5B MLP shapes at T = 512 the
+// K-quants ran at 650-900 GFLOP/s on 2 Zen 5 cores against 330-370 for the f32 panels (OpenBLAS's sgemm
+// on exactly decoded weights), in alternating rounds of `bench_kernels --quant-prefill`; the machine's
+// speed moved by ±15% between runs. On a Zen 4 host (half-rate 512-bit FMAs; 2026-12-06) the same bench
+// gave Q8_0 557-613, Q4_K 528-571, Q6_K 497 GFLOP/s against 183-198 for sgemm and 148-180 for Q8_0's
+// f32 panels. (Before Q8_0 had the GEMM, its T in (16, 64] went to the exact direct kernel: a quarter of
+// the bench model's prefill time on that host, per perf.)
 //
 // Does not: thread (backend.cpp splits rows), or check shapes (format.cpp does: K is a multiple of the
 // block).
@@ -303,6 +307,18 @@ SEEK_VNNI inline float q8k_round(const float* xs, int8_t* codes, int32_t* sums) 
   return m / 127.0f;
 }
 
+// One block of 32 activations rounded to 8 bits as llama.cpp's Q8_0 rounds them (scale sx = amax / 127,
+// kept in f32 rather than f16; the codes rounded to nearest): the codes in order; returns sx.
+SEEK_VNNI inline float q8_0_round(const float* xs, int8_t* codes) {
+  const __m512 v0 = _mm512_loadu_ps(xs), v1 = _mm512_loadu_ps(xs + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(codes), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, id))));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 16),
+                   _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, id))));
+  return amax / 127.0f;
+}
+
 struct QuantActs {
   const float* x = nullptr;  // the f32 activations these were made from, [T, K]...
   uint64_t epoch = 0;        // ...in this activation epoch
@@ -327,14 +343,7 @@ SEEK_VNNI const QuantActs& quantize_acts(const float* x, int64_t T, int64_t K) {
     int8_t* q = a.q.data() + t * Kp;
     float* sxv = a.sxv.data() + t * Kp / 4;
     for (int64_t c = 0; c < K / 32; c++) {
-      const float* xc = x + t * K + 32 * c;
-      const __m512 v0 = _mm512_loadu_ps(xc), v1 = _mm512_loadu_ps(xc + 16);
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      const float sx = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-      const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
-      const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c), _mm512_cvtepi32_epi8(i0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * c + 16), _mm512_cvtepi32_epi8(i1));
+      const float sx = q8_0_round(x + t * K + 32 * c, q + 32 * c);
       for (int l = 0; l < 8; l++) sxv[16 * (c / 2) + 8 * (c % 2) + l] = sx;
     }
     for (int64_t p = 0; p < Kp / 64; p++) {
@@ -755,12 +764,25 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
   }
 }
 
-// ---- int8 GEMM (prefill) for the K-quants: tokens in the lanes ------------------------------------
-// Activations as llama.cpp's Q8_K: one f32 scale per 256 values (d = amax / 127), int8 codes, and the
-// sums of each 16 codes. Laid out for a GEMM whose 16 vector lanes are 16 tokens: per group of 16
-// tokens, q [K / 4][16 tokens][4 codes] (lane l of a vector at quad i holds token l's codes 4i..4i+3,
-// what vpdpbusd multiplies against 4 bytes of a weight row broadcast to every lane), d [K / 256][16] and
-// the 16-code sums in pairs, bs [K / 256][8][16] (each i32 lane two i16 sums, for vpdpwssd).
+// ---- int8 GEMM (prefill): tokens in the lanes ------------------------------------------------------
+// Activations laid out for a GEMM whose 16 vector lanes are 16 tokens: per group of 16 tokens,
+// q [K / 4][16 tokens][4 codes] (lane l of a vector at quad i holds token l's codes 4i..4i+3, what
+// vpdpbusd multiplies against 4 bytes of a weight row broadcast to every lane), and per block of
+// activations a scale per token, d [K / block][16]. The block is
+// - for the K-quants 256, as llama.cpp's Q8_K: d = amax / 127 per 256 values, with the sums of each 16
+//   codes in pairs, bs [K / 256][8][16] (each i32 lane two i16 sums, for vpdpwssd);
+// - for Q8_0, Q4_0 and Q5_0 32, rounded as the decode path's (q8_0_round, llama.cpp's Q8_0 with an f32
+//   scale), with minus the sum of the block's codes, bs [K / 32][16].
+//
+// Q8_0, Q4_0 and Q5_0: a weight block (32 values) is w = d · (u - 2^s) with u its unsigned code (as the
+// decode path's decode_pair makes it: Q8_0's q + 128, Q4_0's nibble, Q5_0's nibble and fifth bit), so a
+// row's dot with a token over the block is
+//   d · da · (Σ u·q  -  2^s · Σ q)
+// the bracket in exact integers: vpdpbusd's accumulator starts at -(Σ q) << s, and each block ends in a
+// convert, a scale product and an FMA (llama.cpp's vec_dot_q8_0_q8_0 computes the same value, up to f32
+// rounding and its f16 activation scale).
+//
+// The K-quants:
 // A weight row's super-block (256 values) is, for Q4_K and Q6_K alike,
 //   w = d · sc_j · u - dm · mn_j       (value in sub-block j; u its unsigned code)
 // with integer sc_j and mn_j: Q4_K (sub-blocks of 32) sc_j, mn_j = m_j, dm = dmin; Q6_K (sub-blocks of
@@ -770,24 +792,43 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
 // products compute, up to f32 rounding.
 
 struct GemmPanel {  // rows of weights decoded once for all token groups
-  int64_t K = 0, nsb = 0;
+  int64_t K = 0, nsb = 0;       // nsb: blocks per row (super-blocks for the K-quants)
   std::vector<uint8_t> u;       // [rows][K] unsigned codes
-  std::vector<int32_t> sc;      // [rows][nsb][S]
-  std::vector<int32_t> mn;      // [rows][nsb][8], i16 pairs of mn for the 16-code sums (2 jp, 2 jp + 1)
-  std::vector<float> d, dm;     // [rows][nsb]
+  std::vector<int32_t> sc;      // K-quants: [rows][nsb][S]
+  std::vector<int32_t> mn;      // K-quants: [rows][nsb][8], i16 pairs of mn for the 16-code sums (2 jp, 2 jp + 1)
+  std::vector<float> d, dm;     // [rows][nsb] (dm: K-quants)
 };
 
 constexpr int kGemmRows = int(kInt8GemmPanelRows);  // rows decoded per panel
-constexpr int kGemmR = 4;      // rows per register tile
-constexpr int kGemmG = 2;      // 16-token groups per register tile
-constexpr int kGemmSlice = 2;  // super-blocks per slice of K
+constexpr int kGemmR = 4;         // rows per register tile
+constexpr int kGemmG = 2;         // 16-token groups per register tile
+constexpr int kGemmSlice = 512;   // values per slice of K
 
 template <QKind q>
 constexpr int kSubBlocks = kHasMins<q> ? 8 : 16;
 
 inline int32_t i16_pair(int lo, int hi) { return int32_t(uint32_t(uint16_t(int16_t(lo))) | uint32_t(hi) << 16); }
 
-// Row r of the panel from weight row `row`.
+// Row r of the panel from weight row `row` (nb blocks): Q8_0/Q4_0/Q5_0.
+template <QKind q>
+SEEK_VNNI void gemm_decode_small_row(const uint8_t* row, int64_t nb, GemmPanel* p, int64_t r) {
+  constexpr int BB = kBlockBytes<q>;
+  uint8_t* u = p->u.data() + r * p->K;
+  float* d = p->d.data() + r * nb;
+  for (int64_t ib = 0; ib < nb; ib += 2) {  // pairs of blocks, as decode_pair makes them
+    const uint8_t* b0 = row + ib * BB;
+    const bool pair = ib + 1 < nb;
+    __m512i v;
+    __m512 ws;
+    decode_pair<q>(b0, pair ? b0 + BB : b0, &v, &ws);
+    if (pair) _mm512_storeu_si512(u + 32 * ib, v);
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(u + 32 * ib), _mm512_castsi512_si256(v));
+    d[ib] = f16_at(b0);
+    if (pair) d[ib + 1] = f16_at(b0 + BB);
+  }
+}
+
+// The K-quants.
 template <QKind q>
 SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, int64_t r) {
   constexpr int S = kSubBlocks<q>;
@@ -817,8 +858,63 @@ SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, in
   }
 }
 
-// acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of the activations,
-// over super-blocks [sb0, sb1). In registers: R · G sub-block sums, super-block sums and f32 sums (24 of
+// Q8_0/Q4_0/Q5_0: acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of
+// the activations, over blocks [b0, b1). In registers: R · G block sums and f32 sums.
+template <QKind q>
+SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a, int64_t g0, int64_t b0,
+                               int64_t b1, float* acc) {
+  constexpr int R = kGemmR, G = kGemmG;
+  const int64_t K = p.K, nb = p.nsb;
+  const uint8_t* u[R];
+  for (int r = 0; r < R; r++) u[r] = p.u.data() + (r0 + r) * K;
+  const int8_t* aq[G];
+  for (int g = 0; g < G; g++) aq[g] = a.q.data() + (g0 + g) * 16 * K;
+  __m512 facc[R][G];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) facc[r][g] = _mm512_loadu_ps(acc + 16 * (r * G + g));
+  for (int64_t b = b0; b < b1; b++) {
+    __m512i is[R][G], init[G];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++)
+      init[g] = _mm512_slli_epi32(_mm512_loadu_si512(a.bs.data() + ((g0 + g) * nb + b) * 16), kOffsetShift<q>);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) is[r][g] = init[g];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+      const int64_t k = 32 * b + 4 * i;
+      __m512i av[G];
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) av[g] = _mm512_loadu_si512(aq[g] + 16 * k);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        int32_t w4;
+        std::memcpy(&w4, u[r] + k, 4);
+        const __m512i wb = _mm512_set1_epi32(w4);
+#pragma GCC unroll 8
+        for (int g = 0; g < G; g++) is[r][g] = _mm512_dpbusd_epi32(is[r][g], wb, av[g]);
+      }
+    }
+    __m512 ad[G];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; g++) ad[g] = _mm512_loadu_ps(a.d.data() + ((g0 + g) * nb + b) * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 d = _mm512_set1_ps(p.d[size_t((r0 + r) * nb + b)]);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; g++)
+        facc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[r][g]), _mm512_mul_ps(d, ad[g]), facc[r][g]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int g = 0; g < G; g++) _mm512_storeu_ps(acc + 16 * (r * G + g), facc[r][g]);
+}
+
+// The K-quants: acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of the
+// activations, over super-blocks [sb0, sb1). In registers: R · G sub-block sums, super-block sums and f32 sums (24 of
 // the 32 vector registers). Tried and slower here (bench_kernels --quant-prefill, alternating): vpdpbusd
 // with its broadcast folded in ({1to16}, one instruction fewer per two products; ~20% faster in an
 // L1-only loop, ~20% slower in this one), f32 sums kept in memory to free registers for 6 × 2 tiles,
@@ -911,26 +1007,35 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
 template <QKind q>
 SEEK_VNNI void gemm_rows_kind(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
                               const float* bias) {
-  constexpr int S = kSubBlocks<q>, R = kGemmR, G = kGemmG;
-  const int64_t K = w.cols, nsb = K / 256, rb = nsb * kBlockBytes<q>;
+  constexpr int S = kSubBlocks<q>, R = kGemmR, G = kGemmG, BV = kBlockValues<q>;
+  const int64_t K = w.cols, nsb = K / BV, rb = nsb * kBlockBytes<q>;
   thread_local GemmPanel p;
   p.K = K, p.nsb = nsb;
   p.u.resize(size_t(kGemmRows * K));
-  p.sc.resize(size_t(kGemmRows * nsb * S));
-  p.mn.resize(size_t(kGemmRows * nsb * 8));
   p.d.resize(size_t(kGemmRows * nsb));
-  p.dm.resize(size_t(kGemmRows * nsb));
+  if constexpr (!kSmallBlock<q>) {
+    p.sc.resize(size_t(kGemmRows * nsb * S));
+    p.mn.resize(size_t(kGemmRows * nsb * 8));
+    p.dm.resize(size_t(kGemmRows * nsb));
+  }
   for (int64_t b0 = n0; b0 < n1; b0 += kGemmRows) {
     const int64_t nr = min_i64(kGemmRows, n1 - b0), padded = (nr + R - 1) / R * R;
-    for (int64_t r = 0; r < padded; r++)  // rows past the end repeat the last one; their outputs are dropped
-      gemm_decode_row<q>(static_cast<const uint8_t*>(w.data) + min_i64(b0 + r, n1 - 1) * rb, nsb, &p, r);
+    for (int64_t r = 0; r < padded; r++) {  // rows past the end repeat the last one; their outputs are dropped
+      const uint8_t* row = static_cast<const uint8_t*>(w.data) + min_i64(b0 + r, n1 - 1) * rb;
+      if constexpr (kSmallBlock<q>) gemm_decode_small_row<q>(row, nsb, &p, r);
+      else gemm_decode_row<q>(row, nsb, &p, r);
+    }
     for (int64_t g0 = 0; g0 < a.groups; g0 += G) {
       // Slices of kGemmSlice super-blocks across all the panel's row tiles, so that the slice of the
       // activations and of the panel stay in L1 while every row tile reads them.
       alignas(64) float acc[kGemmRows * G * 16] = {};
-      for (int64_t sb0 = 0; sb0 < nsb; sb0 += kGemmSlice)
-        for (int64_t r0 = 0; r0 < padded; r0 += R)
-          gemm_tile<q>(p, r0, a, g0, sb0, min_i64(nsb, sb0 + kGemmSlice), acc + r0 * G * 16);
+      for (int64_t sb0 = 0; sb0 < nsb; sb0 += kGemmSlice / BV) {
+        const int64_t sb1 = min_i64(nsb, sb0 + kGemmSlice / BV);
+        for (int64_t r0 = 0; r0 < padded; r0 += R) {
+          if constexpr (kSmallBlock<q>) gemm_tile_small<q>(p, r0, a, g0, sb0, sb1, acc + r0 * G * 16);
+          else gemm_tile<q>(p, r0, a, g0, sb0, sb1, acc + r0 * G * 16);
+        }
+      }
       for (int64_t r = 0; r < nr; r++) {
         const int64_t n = b0 + r;
         const float b = bias ? bias[n] : 0.0f;
@@ -953,19 +1058,44 @@ bool quant_int8_activations() { return int8_enabled(); }
 
 void next_activations() { g_acts_epoch.fetch_add(1, std::memory_order_relaxed); }
 
-bool int8_gemm_supported(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+bool int8_gemm_supported(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_K || t == DType::Q5_K ||
+         t == DType::Q6_K;
+}
 
-void int8_acts_alloc(int64_t T, int64_t K, Int8Acts* a) {
+void int8_acts_alloc(DType t, int64_t T, int64_t K, Int8Acts* a) {
   a->T = T, a->K = K;
+  a->block = t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q5_0 ? 32 : 256;
   a->groups = (T + 16 * kGemmG - 1) / (16 * kGemmG) * kGemmG;  // whole register tiles of groups
-  const int64_t nsb = K / 256;
+  const int64_t nb = K / a->block;
   a->q.resize(size_t(a->groups * 16 * K));
-  a->d.resize(size_t(a->groups * nsb * 16));
-  a->bs.resize(size_t(a->groups * nsb * 8 * 16));
+  a->d.resize(size_t(a->groups * nb * 16));
+  a->bs.resize(size_t(a->groups * nb * (a->block == 32 ? 1 : 8) * 16));
 }
 
 SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a) {
-  const int64_t K = a->K, nsb = K / 256;
+  const int64_t K = a->K;
+  if (a->block == 32) {
+    const int64_t nb = K / 32;
+    for (int64_t g = g0; g < g1; g++) {
+      int8_t* q = a->q.data() + g * 16 * K;
+      for (int l = 0; l < 16; l++) {
+        const int64_t t = 16 * g + l;
+        for (int64_t b = 0; b < nb; b++) {
+          alignas(64) int8_t codes[32] = {};  // padding tokens: zero codes, scale and sum
+          float d = 0.0f;
+          if (t < a->T) d = q8_0_round(x + t * K + 32 * b, codes);
+          int32_t sum = 0;
+          for (int i = 0; i < 32; i++) sum += codes[i];
+          a->d[size_t((g * nb + b) * 16 + l)] = d;
+          a->bs[size_t((g * nb + b) * 16 + l)] = -sum;
+          for (int i = 0; i < 8; i++) std::memcpy(q + 16 * (32 * b + 4 * i) + 4 * l, codes + 4 * i, 4);
+        }
+      }
+    }
+    return;
+  }
+  const int64_t nsb = K / 256;
   for (int64_t g = g0; g < g1; g++) {
     int8_t* q = a->q.data() + g * 16 * K;
     for (int l = 0; l < 16; l++) {
@@ -991,9 +1121,14 @@ SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts
 
 SEEK_VNNI void int8_gemm_rows(float* y, int64_t ldy, const Int8Acts& a, const Mat& w, int64_t n0, int64_t n1,
                               const float* bias) {
-  if (w.dtype == DType::Q4_K) return gemm_rows_kind<QKind::Q4_K>(y, ldy, a, w, n0, n1, bias);
-  if (w.dtype == DType::Q5_K) return gemm_rows_kind<QKind::Q5_K>(y, ldy, a, w, n0, n1, bias);
-  gemm_rows_kind<QKind::Q6_K>(y, ldy, a, w, n0, n1, bias);
+  switch (w.dtype) {
+    case DType::Q8_0: return gemm_rows_kind<QKind::Q8_0>(y, ldy, a, w, n0, n1, bias);
+    case DType::Q4_0: return gemm_rows_kind<QKind::Q4_0>(y, ldy, a, w, n0, n1, bias);
+    case DType::Q5_0: return gemm_rows_kind<QKind::Q5_0>(y, ldy, a, w, n0, n1, bias);
+    case DType::Q4_K: return gemm_rows_kind<QKind::Q4_K>(y, ldy, a, w, n0, n1, bias);
+    case DType::Q5_K: return gemm_rows_kind<QKind::Q5_K>(y, ldy, a, w, n0, n1, bias);
+    default: return gemm_rows_kind<QKind::Q6_K>(y, ldy, a, w, n0, n1, bias);
+  }
 }
 
 SEEK_AVX512 void direct_rows_q8_0(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,

@@ -347,22 +347,24 @@ TEST_P(QuantKernels, Int8ActivationsWithinRoundingBound) {
   }
 }
 
-// The K-quants' int8 path (AVX-512 VNNI) at every T: the decode kernel (T <= 16) and the GEMM (T > 16),
-// both with activations rounded to 8 bits per block of 256 with scale d = amax / 127 (llama.cpp's Q8_K).
-// Two checks per output:
+// The int8 path (AVX-512 VNNI) at every T: the decode kernel (T <= 16) and the GEMM (T > 16), both with
+// activations rounded to 8 bits per block B with scale d = amax / 127: B = 256 for the K-quants
+// (llama.cpp's Q8_K), 32 for Q8_0, Q4_0 and Q5_0 (its Q8_0). Two checks per output:
 // - against a scalar model of the same arithmetic (the codes rounded as the kernel rounds them, the
 //   dequantized weights, sums in double): equal up to f32 rounding, 1e-5 · Σ|w x|. This pins the
 //   layouts: a code, scale or sum in the wrong place is far outside it;
-// - against matmul_ref (f32 activations): within Σ_k |w[n, k]| · amax(256-block of k) / 254 + 1e-5 · Σ|w x|.
-// On odd row counts (tiles of 4 and panels of 16 with tails), T not a multiple of 16 or 32, with a bias
-// and a row stride wider than N.
+// - against matmul_ref (f32 activations): within Σ_k |w[n, k]| · amax(B-block of k) / 254 + 1e-5 · Σ|w x|.
+// On odd row counts (tiles of 4 and panels of 16 with tails), T not a multiple of 16 or 32, an odd count
+// of 32-blocks (K = 96, 1312), with a bias and a row stride wider than N.
 TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
   const bool on = avx512::quant_int8_activations();
   std::mt19937 rng(29);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   double worst_model = 0, worst_rel = 0;
-  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
-    for (int64_t K : {int64_t(256), int64_t(1280)}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const int64_t B = dtype_block_values(t) == 32 ? 32 : 256;
+    for (int64_t K : {int64_t(96), int64_t(256), int64_t(1280), int64_t(1312)}) {
+      if (K % dtype_block_values(t)) continue;
       const int64_t N = K == 256 ? 37 : 23, ldy = N + 3;
       SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K));
       const QuantMat w = random_quant(rng, t, N, K);
@@ -374,7 +376,7 @@ TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
         std::vector<float> x(size_t(T * K));
         for (float& v : x) v = u(rng);
         for (int64_t i = 0; i < T * K; i += 11) x[size_t(i)] *= 30.0f;  // outliers
-        std::fill(x.begin(), x.begin() + 256, 0.0f);                    // a zero block: scale 0
+        std::fill(x.begin(), x.begin() + B, 0.0f);                      // a zero block: scale 0
         std::vector<float> y(size_t(T * ldy), -7.0f), ref(size_t(T * ldy), -7.0f);
         matmul(y.data(), x.data(), w.mat, T, bias.data(), ldy);
         matmul_ref(ref.data(), x.data(), w.mat, T, bias.data(), ldy);
@@ -383,13 +385,13 @@ TEST_P(QuantKernels, Int8GemmMatchesModelAndBound) {
           for (int64_t n = 0; n < N; n++) {
             const float* wn = wf.data() + n * K;
             double model = bias[size_t(n)], bound = 0, mag = 0;
-            for (int64_t sb = 0; sb < K / 256; sb++) {
+            for (int64_t sb = 0; sb < K / B; sb++) {
               float amax = 0;
-              for (int64_t i = 0; i < 256; i++) amax = std::max(amax, std::fabs(xt[256 * sb + i]));
+              for (int64_t i = 0; i < B; i++) amax = std::max(amax, std::fabs(xt[B * sb + i]));
               const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
               double dot = 0;
-              for (int64_t i = 0; i < 256; i++) {
-                const int64_t k = 256 * sb + i;
+              for (int64_t i = 0; i < B; i++) {
+                const int64_t k = B * sb + i;
                 dot += double(wn[k]) * double(std::nearbyint(xt[k] * id));
                 bound += std::fabs(double(wn[k])) * amax / 254.0;
                 mag += std::fabs(double(wn[k]) * double(xt[k]));
