@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
+#include <vector>
 
 #include "nn/linear.h"
 #include "tensor/backend.h"
@@ -28,15 +30,28 @@ struct Dims {
 const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_lora_rank ? w.q_a_proj : w.q_proj; }
 
 // Absorbed decode of one segment (few new tokens): q̃_h = q_nope_h · W_UK_h beside q_pe, MQA over the
-// latent rows (key dim C + R, value dim C), then W_UV_h per head.
+// latent rows (key dim C + R, value dim C), then W_UV_h per head. W_UK_h and W_UV_h are read from
+// kv_b_proj in its own format (kvb), not from the f32 copy (Wkvb): a decode step is bound by the bytes it
+// reads, and a Q8_0 kv_b_proj is a quarter of the copy's (bench-1b Q8_0: the two products took 1.05 ms of
+// a ~10 ms step from the copy, 0.5 ms so; seek generate, alternating runs). W_UK_h is decoded exactly to
+// f32 where it is used (its product sums over kv_b_proj's rows, which no direct kernel does); W_UV_h's
+// rows go to matmul_many as they are stored (its int8 path for block formats, rounding ctx to 8 bits as
+// llama.cpp does). Formats with 2-D block scales (FP8) cannot be cut into row views: their W_UV_h reads
+// the copy.
 void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float* q, int64_t ldq, const Segment& sg,
-                     const float* Wkvb, const float* latent, int64_t cap, float* out) {
+                     const Mat& kvb, const float* Wkvb, const float* latent, int64_t cap, float* out) {
   Workspace::Frame frame(p.ws);
   const int64_t T = sg.T, L = sg.pos0 + T, CR = d.C + d.R;
   float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
   parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
+    thread_local std::vector<float> decoded;
     for (int64_t h = h0; h < h1; ++h) {
       const float* Wuk = Wkvb + h * d.kvw * d.C;  // [nope, C]
+      if (kvb.dtype != DType::F32) {
+        decoded.resize(size_t(d.nope * d.C));
+        mat_rows_to_f32(kvb, h * d.kvw, d.nope, decoded.data());
+        Wuk = decoded.data();
+      }
       gemm(false, false, T, d.C, d.nope, 1.f, q + h * d.qk, ldq, Wuk, d.C, 0.f, qcat + h * T * CR, CR);
       for (int64_t t = 0; t < T; ++t)
         std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
@@ -47,6 +62,15 @@ void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float
   for (int64_t h = 0; h < d.H; ++h) softmax_causal(S + h * T * L, T, L, L, sg.pos0 + 1);
   float* ctx = p.ws.alloc<float>(d.H * T * d.C);
   gemm(false, false, d.H * T, d.C, L, 1.f, S, L, latent, CR, 0.f, ctx, d.C);  // [H·T, C]
+  if (!weight_format(kvb.dtype).block_scales) {
+    const int64_t rb = row_bytes(kvb);
+    MatmulJob* jobs = p.ws.alloc<MatmulJob>(d.H);
+    for (int64_t h = 0; h < d.H; ++h) {
+      const Mat Wuv{kvb.dtype, static_cast<const uint8_t*>(kvb.data) + (h * d.kvw + d.nope) * rb, d.vd, d.C};
+      new (jobs + h) MatmulJob{out + h * d.vd, ctx + h * T * d.C, Wuv, T, nullptr, d.H * d.vd};
+    }
+    return matmul_many(jobs, d.H);
+  }
   parallel_for(d.H, T * d.C * d.vd, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       const float* Wuv = Wkvb + (h * d.kvw + d.nope) * d.C;  // [v, C]
@@ -119,7 +143,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       }
       const float* qs = q + r0 * ldq;
       if (T < kPrefillDecompress) {
-        absorbed_decode(p, s, d, qs, ldq, sg, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
+        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
         continue;
       }
       // Decompress every cached position's k_nope and v: kv [L, H·kvw] = c_kv · kv_b_projᵀ, then
