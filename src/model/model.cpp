@@ -52,6 +52,11 @@ void Model::check_ids(const int32_t* ids, int64_t T) const {
                          (long long)cfg_.vocab_size));
 }
 
+void Model::embed_ids(const int32_t* ids, int64_t T, float* out) {
+  embed(w_.embed_tokens, ids, T, out);
+  if (lookup_file_) lookup_file_->release_lookup_pages();  // the rows are copied: their pages can go
+}
+
 float* Model::run_blocks(const std::vector<BatchItem>& items, ActivationTrace* trace) {
   const int64_t D = cfg_.hidden_size;
   if (items.empty()) throw Error("forward: no sequences");
@@ -80,8 +85,7 @@ float* Model::run_blocks(const std::vector<BatchItem>& items, ActivationTrace* t
     row += it.n;
   }
   float* x = ws_.alloc<float>(N * D);  // [N, D] residual stream
-  embed(w_.embed_tokens, ids, N, x);
-  if (lookup_file_) lookup_file_->release_lookup_pages();  // the rows are copied: their pages can go
+  embed_ids(ids, N, x);
   if (trace) trace->put("embed", x, N * D);
   const Pass pass{ws_, false, trace};
   const Rows rows{N, pos, &segs_, items[0].cache->form};
@@ -183,8 +187,7 @@ void Model::forward_mtp_batch(int k, const std::vector<MtpItem>& items, float* l
     row += it.n;
   }
   float* e = ws_.alloc<float>(N * D);
-  embed(w_.embed_tokens, ids, N, e);
-  if (lookup_file_) lookup_file_->release_lookup_pages();
+  embed_ids(ids, N, e);
   const Pass pass{ws_, false, trace};
   const Rows rows{N, pos, &segs_, items[0].cache->form};
   const std::string& name = layer_names_[size_t(cfg_.num_hidden_layers + k)];

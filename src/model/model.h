@@ -95,6 +95,8 @@ class Model {
   // caller's workspace frame.
   float* run_blocks(const std::vector<BatchItem>& items, ActivationTrace* trace);
   void check_ids(const int32_t* ids, int64_t T) const;
+  // The token embedding's rows of ids into out [T, D]; a GGUF mapping's pages are given back after.
+  void embed_ids(const int32_t* ids, int64_t T, float* out);
 
   Config cfg_;
   TransformerSpec spec_;
