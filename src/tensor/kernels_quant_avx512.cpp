@@ -679,6 +679,14 @@ SEEK_VNNI void k_rows_tt(float* y, int64_t ldy, const KActs& a, int64_t t0, cons
 template <QKind q>
 SEEK_VNNI void int8_rows_kind(float* y, int64_t ldy, const float* x, const Mat& w, int64_t T, int64_t n0,
                               int64_t n1, const float* bias) {
+  // The kernels prefetch prefetch_offset ahead of what they read, so a range's first tiles would come in
+  // by demand misses; the range is where a thread starts on a piece of a matmul_many (a decode step has
+  // ~50 of them, most a few hundred KiB). Prefetched here, before the activations are quantized:
+  // bench-1b Q8_0 decoded 1.05x faster (median of 8 alternating pairs of `seek generate`, 128 tokens).
+  const int64_t rb = w.cols / kBlockValues<q> * kBlockBytes<q>;
+  const char* start = static_cast<const char*>(w.data) + n0 * rb;
+  for (int64_t off = 0, len = min_i64((n1 - n0) * rb, prefetch_offset(4 * rb)); off < len; off += 64)
+    _mm_prefetch(start + off, kPrefetchHint);
   if constexpr (!kSmallBlock<q>) {
     const KActs& a = k_acts<q>(x, T, w.cols);
     for (int64_t b0 = n0; b0 < n1; b0 += 16) {  // a block of rows stays in cache across token pairs
