@@ -50,8 +50,10 @@ struct MlaParams {
   typename V::Vector kv_a_layernorm{};      // [C]
   typename V::Matrix kv_b_proj{};           // [H·(nope + v), C]: per head, k_nope rows then v rows
   typename V::Matrix o_proj{};              // [D, H·v]
-  // kv_b_proj in f32 [H·(nope + v), C], for the absorbed form's plain f32 GEMMs (weights only: the
-  // matrix itself when it is f32, else a copy the model keeps; ~1% of a layer).
+  // kv_b_proj in f32 [H·(nope + v), C], for the absorbed form's f32 GEMMs: decompressing a long
+  // segment's cache, and W_UV where kv_b_proj has 2-D block scales (FP8); a decode step reads W_UK and
+  // W_UV from kv_b_proj itself (mla.cpp). Weights only: the matrix itself when it is f32, else a copy the
+  // model keeps (~1% of a layer).
   typename V::Vector kv_b_f32{};
 };
 using MlaWeights = MlaParams<WeightView>;
