@@ -866,22 +866,54 @@ SEEK_VNNI void gemm_decode_row(const uint8_t* row, int64_t nsb, GemmPanel* p, in
   }
 }
 
+// A register tile's operands: the panel's rows r0.. and the activations' token groups g0.., with the f32
+// sums acc[r][g] (16 tokens each) loaded from and stored back to acc.
+struct GemmTileRows {
+  const uint8_t* u[kGemmR];
+  const int8_t* aq[kGemmG];
+  __m512 facc[kGemmR][kGemmG];
+
+  SEEK_VNNI GemmTileRows(const GemmPanel& p, int64_t r0, const Int8Acts& a, int64_t g0, const float* acc) {
+    for (int r = 0; r < kGemmR; r++) u[r] = p.u.data() + (r0 + r) * p.K;
+    for (int g = 0; g < kGemmG; g++) aq[g] = a.q.data() + (g0 + g) * 16 * p.K;
+#pragma GCC unroll 8
+    for (int r = 0; r < kGemmR; r++)
+#pragma GCC unroll 8
+      for (int g = 0; g < kGemmG; g++) facc[r][g] = _mm512_loadu_ps(acc + 16 * (r * kGemmG + g));
+  }
+  SEEK_VNNI void store(float* acc) const {
+    for (int r = 0; r < kGemmR; r++)
+      for (int g = 0; g < kGemmG; g++) _mm512_storeu_ps(acc + 16 * (r * kGemmG + g), facc[r][g]);
+  }
+  // is[r][g] += Σ u·q over values [k0, k0 + 4 · N): each 4 bytes of a row broadcast against 16 tokens' 4 codes.
+  template <int N>
+  SEEK_VNNI inline __attribute__((always_inline)) void dot(__m512i (&is)[kGemmR][kGemmG], int64_t k0) const {
+#pragma GCC unroll 16
+    for (int i = 0; i < N; i++) {
+      __m512i av[kGemmG];
+#pragma GCC unroll 8
+      for (int g = 0; g < kGemmG; g++) av[g] = _mm512_loadu_si512(aq[g] + 16 * (k0 + 4 * i));
+#pragma GCC unroll 8
+      for (int r = 0; r < kGemmR; r++) {
+        int32_t w4;
+        std::memcpy(&w4, u[r] + k0 + 4 * i, 4);
+        const __m512i wb = _mm512_set1_epi32(w4);
+#pragma GCC unroll 8
+        for (int g = 0; g < kGemmG; g++) is[r][g] = _mm512_dpbusd_epi32(is[r][g], wb, av[g]);
+      }
+    }
+  }
+};
+
 // Q8_0/Q4_0/Q5_0: acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of
 // the activations, over blocks [b0, b1). In registers: R · G block sums and f32 sums.
 template <QKind q>
 SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a, int64_t g0, int64_t b0,
                                int64_t b1, float* acc) {
   constexpr int R = kGemmR, G = kGemmG;
-  const int64_t K = p.K, nb = p.nsb;
-  const uint8_t* u[R];
-  for (int r = 0; r < R; r++) u[r] = p.u.data() + (r0 + r) * K;
-  const int8_t* aq[G];
-  for (int g = 0; g < G; g++) aq[g] = a.q.data() + (g0 + g) * 16 * K;
-  __m512 facc[R][G];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-    for (int g = 0; g < G; g++) facc[r][g] = _mm512_loadu_ps(acc + 16 * (r * G + g));
+  const int64_t nb = p.nsb;
+  GemmTileRows t(p, r0, a, g0, acc);
+  auto& facc = t.facc;
   for (int64_t b = b0; b < b1; b++) {
     __m512i is[R][G], init[G];
 #pragma GCC unroll 8
@@ -891,21 +923,7 @@ SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
       for (int g = 0; g < G; g++) is[r][g] = init[g];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-      const int64_t k = 32 * b + 4 * i;
-      __m512i av[G];
-#pragma GCC unroll 8
-      for (int g = 0; g < G; g++) av[g] = _mm512_loadu_si512(aq[g] + 16 * k);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; r++) {
-        int32_t w4;
-        std::memcpy(&w4, u[r] + k, 4);
-        const __m512i wb = _mm512_set1_epi32(w4);
-#pragma GCC unroll 8
-        for (int g = 0; g < G; g++) is[r][g] = _mm512_dpbusd_epi32(is[r][g], wb, av[g]);
-      }
-    }
+    t.dot<8>(is, 32 * b);
     __m512 ad[G];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) ad[g] = _mm512_loadu_ps(a.d.data() + ((g0 + g) * nb + b) * 16);
@@ -917,8 +935,7 @@ SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a
         facc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[r][g]), _mm512_mul_ps(d, ad[g]), facc[r][g]);
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int g = 0; g < G; g++) _mm512_storeu_ps(acc + 16 * (r * G + g), facc[r][g]);
+  t.store(acc);
 }
 
 // The K-quants: acc[r][g] (16 tokens each, f32) += rows r0.. of the panel times token groups g0.. of the
@@ -931,16 +948,9 @@ template <QKind q>
 SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int64_t g0, int64_t sb0, int64_t sb1,
                          float* acc) {
   constexpr int S = kSubBlocks<q>, L = 256 / S, R = kGemmR, G = kGemmG;
-  const int64_t K = p.K, nsb = p.nsb;
-  const uint8_t* u[R];
-  for (int r = 0; r < R; r++) u[r] = p.u.data() + (r0 + r) * K;
-  const int8_t* aq[G];
-  for (int g = 0; g < G; g++) aq[g] = a.q.data() + (g0 + g) * 16 * K;
-  __m512 facc[R][G];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-    for (int g = 0; g < G; g++) facc[r][g] = _mm512_loadu_ps(acc + 16 * (r * G + g));
+  const int64_t nsb = p.nsb;
+  GemmTileRows t(p, r0, a, g0, acc);
+  auto& facc = t.facc;
   for (int64_t sb = sb0; sb < sb1; sb++) {
     __m512i iacc[R][G];
 #pragma GCC unroll 8
@@ -953,21 +963,7 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
       for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
         for (int g = 0; g < G; g++) is[r][g] = _mm512_setzero_si512();
-      const int64_t k0 = 256 * sb + L * j;
-#pragma GCC unroll 8
-      for (int i = 0; i < L / 4; i++) {
-        __m512i av[G];
-#pragma GCC unroll 8
-        for (int g = 0; g < G; g++) av[g] = _mm512_loadu_si512(aq[g] + 16 * (k0 + 4 * i));
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-          int32_t w4;
-          std::memcpy(&w4, u[r] + k0 + 4 * i, 4);
-          const __m512i wb = _mm512_set1_epi32(w4);
-#pragma GCC unroll 8
-          for (int g = 0; g < G; g++) is[r][g] = _mm512_dpbusd_epi32(is[r][g], wb, av[g]);
-        }
-      }
+      t.dot<L / 4>(is, 256 * sb + L * j);
 #pragma GCC unroll 8
       for (int r = 0; r < R; r++) {
         const __m512i s = _mm512_set1_epi32(p.sc[size_t(((r0 + r) * nsb + sb) * S + j)]);
@@ -1008,8 +1004,7 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
         facc[r][g] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(dm, ad[g]), facc[r][g]);
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int g = 0; g < G; g++) _mm512_storeu_ps(acc + 16 * (r * G + g), facc[r][g]);
+  t.store(acc);
 }
 
 template <QKind q>
