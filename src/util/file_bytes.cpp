@@ -82,7 +82,6 @@ FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::
   // The ranges left as mappings, whole pages only (base is page-aligned, so memory and file offsets
   // agree modulo the page), sorted; the rest is read around them.
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
-  std::vector<std::pair<size_t, size_t>> skip;  // [begin, end)
   for (const auto& [off, n] : mapped_ranges) {
     const size_t b = (off + page - 1) / page * page, e = std::min(off + n, size_) / page * page;
     if (off + n > size_ || b >= e) continue;
@@ -91,19 +90,18 @@ FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::
       release();
       throw Error(strfmt("%s: cannot map bytes [%zu, %zu): %s", path.c_str(), b, e, why.c_str()));
     }
-    skip.emplace_back(b, e);
-    lookup_.emplace_back(base + b, e - b);
+    lookup_.emplace_back(b, e);
   }
-  std::sort(skip.begin(), skip.end());
+  std::sort(lookup_.begin(), lookup_.end());
   size_t next_skip = 0;
   for (size_t done = 0; done < size_;) {
-    while (next_skip < skip.size() && skip[next_skip].second <= done) next_skip++;
-    if (next_skip < skip.size() && skip[next_skip].first <= done) {
-      done = skip[next_skip].second;
+    while (next_skip < lookup_.size() && lookup_[next_skip].second <= done) next_skip++;
+    if (next_skip < lookup_.size() && lookup_[next_skip].first <= done) {
+      done = lookup_[next_skip].second;
       continue;
     }
     size_t want = std::min<size_t>(size_ - done, size_t(1) << 30);
-    if (next_skip < skip.size()) want = std::min(want, skip[next_skip].first - done);
+    if (next_skip < lookup_.size()) want = std::min(want, lookup_[next_skip].first - done);
     const ssize_t n = ::pread(f.fd, base + done, want, off_t(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -120,7 +118,8 @@ FileBytes::FileBytes(const std::string& path, Mode mode, const std::vector<std::
 FileBytes::~FileBytes() { release(); }
 
 void FileBytes::release_mapped_pages() const {
-  for (const auto& [p, n] : lookup_) madvise(p, n, MADV_DONTNEED);  // clean file pages: nothing is lost
+  auto* base = const_cast<uint8_t*>(data_);
+  for (const auto& [b, e] : lookup_) madvise(base + b, e - b, MADV_DONTNEED);  // clean file pages: nothing is lost
 }
 
 void FileBytes::release() {

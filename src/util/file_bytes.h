@@ -53,7 +53,7 @@ class FileBytes {
   void* region_ = nullptr;  // what munmap releases
   size_t region_size_ = 0;
   bool mapped_ = false;
-  std::vector<std::pair<uint8_t*, size_t>> lookup_;  // the mapped ranges inside a read region
+  std::vector<std::pair<size_t, size_t>> lookup_;  // the mapped ranges inside a read region: [begin, end), sorted
 };
 
 // The mode Auto resolves to for a file of `bytes` (the environment's override, else by free memory).
