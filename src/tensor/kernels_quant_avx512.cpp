@@ -885,6 +885,21 @@ struct GemmTileRows {
     for (int r = 0; r < kGemmR; r++)
       for (int g = 0; g < kGemmG; g++) _mm512_storeu_ps(acc + 16 * (r * kGemmG + g), facc[r][g]);
   }
+  // facc[r][g] += (or -= with kSubtract) f32(sums[r][g]) · ws[r · stride] · ad[g]: a block's integer sums
+  // scaled by the row's weight scale (ws, rows `stride` apart) and the 16 tokens' activation scales.
+  template <bool kSubtract = false>
+  SEEK_VNNI inline __attribute__((always_inline)) void scale_add(const __m512i (&sums)[kGemmR][kGemmG], const float* ws,
+                                                                 int64_t stride, const __m512 (&ad)[kGemmG]) {
+#pragma GCC unroll 8
+    for (int r = 0; r < kGemmR; r++) {
+      const __m512 w = _mm512_set1_ps(ws[r * stride]);
+#pragma GCC unroll 8
+      for (int g = 0; g < kGemmG; g++) {
+        const __m512 v = _mm512_cvtepi32_ps(sums[r][g]), sc = _mm512_mul_ps(w, ad[g]);
+        facc[r][g] = kSubtract ? _mm512_fnmadd_ps(v, sc, facc[r][g]) : _mm512_fmadd_ps(v, sc, facc[r][g]);
+      }
+    }
+  }
   // is[r][g] += Σ u·q over values [k0, k0 + 4 · N): each 4 bytes of a row broadcast against 16 tokens' 4 codes.
   template <int N>
   SEEK_VNNI inline __attribute__((always_inline)) void dot(__m512i (&is)[kGemmR][kGemmG], int64_t k0) const {
@@ -913,7 +928,6 @@ SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a
   constexpr int R = kGemmR, G = kGemmG;
   const int64_t nb = p.nsb;
   GemmTileRows t(p, r0, a, g0, acc);
-  auto& facc = t.facc;
   for (int64_t b = b0; b < b1; b++) {
     __m512i is[R][G], init[G];
 #pragma GCC unroll 8
@@ -927,13 +941,7 @@ SEEK_VNNI void gemm_tile_small(const GemmPanel& p, int64_t r0, const Int8Acts& a
     __m512 ad[G];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) ad[g] = _mm512_loadu_ps(a.d.data() + ((g0 + g) * nb + b) * 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      const __m512 d = _mm512_set1_ps(p.d[size_t((r0 + r) * nb + b)]);
-#pragma GCC unroll 8
-      for (int g = 0; g < G; g++)
-        facc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[r][g]), _mm512_mul_ps(d, ad[g]), facc[r][g]);
-    }
+    t.scale_add(is, p.d.data() + r0 * nb + b, nb, ad);
   }
   t.store(acc);
 }
@@ -950,7 +958,6 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
   constexpr int S = kSubBlocks<q>, L = 256 / S, R = kGemmR, G = kGemmG;
   const int64_t nsb = p.nsb;
   GemmTileRows t(p, r0, a, g0, acc);
-  auto& facc = t.facc;
   for (int64_t sb = sb0; sb < sb1; sb++) {
     __m512i iacc[R][G];
 #pragma GCC unroll 8
@@ -974,15 +981,11 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
     __m512 ad[G];
 #pragma GCC unroll 8
     for (int g = 0; g < G; g++) ad[g] = _mm512_loadu_ps(a.d.data() + ((g0 + g) * nsb + sb) * 16);
+    t.scale_add(iacc, p.d.data() + r0 * nsb + sb, nsb, ad);
 #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      const __m512 d = _mm512_set1_ps(p.d[size_t((r0 + r) * nsb + sb)]);
+    for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-      for (int g = 0; g < G; g++) {
-        facc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(d, ad[g]), facc[r][g]);
-        iacc[r][g] = _mm512_setzero_si512();
-      }
-    }
+      for (int g = 0; g < G; g++) iacc[r][g] = _mm512_setzero_si512();
     // The mins (Q4_K) or the codes' offset of 32 (Q6_K): dm · Σ_j mn_j · (sum of the token's codes in j).
 #pragma GCC unroll 8
     for (int jp = 0; jp < 8; jp++) {
@@ -996,13 +999,7 @@ SEEK_VNNI void gemm_tile(const GemmPanel& p, int64_t r0, const Int8Acts& a, int6
         for (int g = 0; g < G; g++) iacc[r][g] = _mm512_dpwssd_epi32(iacc[r][g], m, bs[g]);
       }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      const __m512 dm = _mm512_set1_ps(p.dm[size_t((r0 + r) * nsb + sb)]);
-#pragma GCC unroll 8
-      for (int g = 0; g < G; g++)
-        facc[r][g] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(dm, ad[g]), facc[r][g]);
-    }
+    t.scale_add<true>(iacc, p.dm.data() + r0 * nsb + sb, nsb, ad);
   }
   t.store(acc);
 }
@@ -1077,46 +1074,28 @@ void int8_acts_alloc(DType t, int64_t T, int64_t K, Int8Acts* a) {
 }
 
 SEEK_VNNI void int8_acts_groups(const float* x, int64_t g0, int64_t g1, Int8Acts* a) {
-  const int64_t K = a->K;
-  if (a->block == 32) {
-    const int64_t nb = K / 32;
-    for (int64_t g = g0; g < g1; g++) {
-      int8_t* q = a->q.data() + g * 16 * K;
-      for (int l = 0; l < 16; l++) {
-        const int64_t t = 16 * g + l;
-        for (int64_t b = 0; b < nb; b++) {
-          alignas(64) int8_t codes[32] = {};  // padding tokens: zero codes, scale and sum
-          float d = 0.0f;
-          if (t < a->T) d = q8_0_round(x + t * K + 32 * b, codes);
-          int32_t sum = 0;
-          for (int i = 0; i < 32; i++) sum += codes[i];
-          a->d[size_t((g * nb + b) * 16 + l)] = d;
-          a->bs[size_t((g * nb + b) * 16 + l)] = -sum;
-          for (int i = 0; i < 8; i++) std::memcpy(q + 16 * (32 * b + 4 * i) + 4 * l, codes + 4 * i, 4);
-        }
-      }
-    }
-    return;
-  }
-  const int64_t nsb = K / 256;
+  const int64_t K = a->K, B = a->block, nb = K / B;
+  const int64_t pairs = B == 32 ? 1 : 8;  // bs entries per block: -Σ codes, or the 16-code sums in pairs
   for (int64_t g = g0; g < g1; g++) {
     int8_t* q = a->q.data() + g * 16 * K;
     for (int l = 0; l < 16; l++) {
       const int64_t t = 16 * g + l;
-      for (int64_t sb = 0; sb < nsb; sb++) {
-        float* d = a->d.data() + (g * nsb + sb) * 16 + l;
-        int32_t* bs = a->bs.data() + (g * nsb + sb) * 128 + l;
-        if (t >= a->T) {  // padding: zero codes, scale and sums, so the padded outputs are zero
-          *d = 0.0f;
-          for (int jp = 0; jp < 8; jp++) bs[16 * jp] = 0;
-          for (int i = 0; i < 64; i++) std::memset(q + 16 * (256 * sb + 4 * i) + 4 * l, 0, 4);
-          continue;
-        }
+      for (int64_t b = 0; b < nb; b++) {
+        // Padding tokens keep zero codes, scale and sums, so their outputs are zero.
         alignas(64) int8_t codes[256];
-        int32_t sums[16];
-        *d = q8k_round(x + t * K + 256 * sb, codes, sums);
-        for (int i = 0; i < 64; i++) std::memcpy(q + 16 * (256 * sb + 4 * i) + 4 * l, codes + 4 * i, 4);
-        for (int jp = 0; jp < 8; jp++) bs[16 * jp] = i16_pair(sums[2 * jp], sums[2 * jp + 1]);
+        std::memset(codes, 0, size_t(B));
+        int32_t sums[16], bs[8] = {};
+        float d = 0.0f;
+        if (t < a->T && B == 32) {
+          d = q8_0_round(x + t * K + 32 * b, codes);
+          for (int i = 0; i < 32; i++) bs[0] -= codes[i];
+        } else if (t < a->T) {
+          d = q8k_round(x + t * K + 256 * b, codes, sums);
+          for (int jp = 0; jp < 8; jp++) bs[jp] = i16_pair(sums[2 * jp], sums[2 * jp + 1]);
+        }
+        a->d[size_t((g * nb + b) * 16 + l)] = d;
+        for (int64_t jp = 0; jp < pairs; jp++) a->bs[size_t(((g * nb + b) * pairs + jp) * 16 + l)] = bs[jp];
+        for (int64_t i = 0; i < B / 4; i++) std::memcpy(q + 16 * (B * b + 4 * i) + 4 * l, codes + 4 * i, 4);
       }
     }
   }
