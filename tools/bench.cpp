@@ -19,6 +19,7 @@
 #include "tensor/backend.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
+#include "tensor/kernels.h"
 #include "tensor/roofline.h"
 #include "util/error.h"
 
@@ -136,7 +137,7 @@ int cmd_bench(const BenchOptions& o) {
   // probe, and the ratio reported is the median of the rounds' ratios.
   KVCache cache = m->new_cache(T + o.decode);
   m->forward(cache, prompt.data(), T, logits.data(), false);
-  int32_t next = argmax(logits.data(), V);
+  int32_t next = int32_t(argmax(logits.data(), V));
   const double peak_rss = double(vm_hwm_bytes());  // the model's own peak, before any probe buffer
   const double wbytes = active_weight_bytes(*m);
   const int64_t rounds = std::min<int64_t>(o.decode, 4);
@@ -150,7 +151,7 @@ int cmd_bench(const BenchOptions& o) {
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) {
       m->forward(cache, &next, 1, logits.data(), false);
-      next = argmax(logits.data(), V);
+      next = int32_t(argmax(logits.data(), V));
     }
     const double dt = seconds_since(t0);
     // The latent cache read per step, at this round's mean context length.
@@ -181,7 +182,7 @@ int cmd_bench(const BenchOptions& o) {
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < o.decode; ++i) {
       m->forward(fresh, &tok, 1, logits.data(), false);
-      tok = argmax(logits.data(), V);
+      tok = int32_t(argmax(logits.data(), V));
     }
     tg_tps += double(o.decode) / seconds_since(t0) / 2;
   }

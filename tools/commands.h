@@ -18,7 +18,6 @@ namespace seek {
 nlohmann::json preset_config(const std::string& name);
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed);
 double seconds_since(std::chrono::steady_clock::time_point t0);
-int argmax(const float* x, int64_t n);  // the first largest
 // The model `seek chat` and `seek serve` use without -m: the recipe's result shipped in the repository
 // (models/seek-tiny), or "" when this build has none.
 std::string default_model_dir();

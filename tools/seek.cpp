@@ -28,6 +28,7 @@
 #include "presets.h"
 #include "tensor/blas.h"
 #include "tensor/cpu.h"
+#include "tensor/kernels.h"
 #include "util/comm.h"
 #include "util/compare.h"
 #include "util/error.h"
@@ -152,13 +153,6 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   return ids;
 }
 
-int argmax(const float* x, int64_t n) {
-  int best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = int(i);
-  return best;
-}
-
 CLI::Option* add_draft_option(CLI::App* cmd, int64_t& draft_tokens, const std::string& when) {
   return cmd
       ->add_option("--draft", draft_tokens,
@@ -273,9 +267,9 @@ int cmd_forward(const std::string& dir, const std::string& ids_flag, int64_t n_r
   }
   std::printf("pos  token  next(argmax)  logit    %s\n", mtp.empty() ? "" : "next+1(MTP)");
   for (int64_t t = 0; t < T; ++t) {
-    int a = argmax(&logits[size_t(t * V)], V);
+    const int a = int(argmax(&logits[size_t(t * V)], V));
     std::printf("%3lld  %5d  %12d  %7.3f", (long long)t, ids[size_t(t)], a, logits[size_t(t * V + a)]);
-    if (!mtp.empty() && t + 1 < T) std::printf("  %11d", argmax(&mtp[size_t(t * V)], V));
+    if (!mtp.empty() && t + 1 < T) std::printf("  %11d", int(argmax(&mtp[size_t(t * V)], V)));
     std::printf("\n");
   }
   std::fprintf(stderr, "forward: %lld tokens in %.3f s (%.1f tokens/s)%s\n", (long long)T, dt, double(T) / dt,

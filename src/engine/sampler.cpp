@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "tensor/kernels.h"
 #include "util/error.h"
 
 namespace seek {
@@ -59,10 +60,7 @@ int64_t Sampler::distribution(float* z, double* total_out) {
     for (int32_t id : out_tokens_) z[id] -= p_.frequency_penalty * float(out_count_[size_t(id)]) + p_.presence_penalty;
 
   if (p_.temperature == 0) {
-    int32_t best = 0;
-    for (int64_t i = 1; i < V; ++i)
-      if (z[i] > z[best]) best = int32_t(i);
-    cand_[0] = best;
+    cand_[0] = int32_t(argmax(z, V));
     prob_[0] = 1;
     *total_out = 1;
     return 1;

@@ -3,20 +3,10 @@
 
 #include <algorithm>
 
+#include "tensor/kernels.h"
 #include "util/error.h"
 
 namespace seek::rl {
-
-namespace {
-
-int32_t argmax_row(const float* x, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;  // ties to the lower id, as the greedy sampler
-  return int32_t(best);
-}
-
-}  // namespace
 
 MtpAcceptance mtp_acceptance(Model& model, const std::vector<std::vector<int32_t>>& texts,
                              const std::vector<int64_t>& score_from, std::vector<MtpDraft>* drafts) {
@@ -44,8 +34,8 @@ MtpAcceptance mtp_acceptance(Model& model, const std::vector<std::vector<int32_t
     model.forward_mtp(0, mtp_cache, hidden.data(), x.data() + 1, T - 1, mtp_logits.data());  // [T−1, V]
     const int64_t from = score_from.empty() ? 0 : score_from[i];
     for (int64_t t = std::max<int64_t>(0, from - 2); t + 2 < T; ++t) {
-      const int32_t draft = argmax_row(&mtp_logits[size_t(t * V)], V);
-      const int32_t main = argmax_row(&logits[size_t((t + 1) * V)], V);
+      const int32_t draft = int32_t(argmax(&mtp_logits[size_t(t * V)], V));
+      const int32_t main = int32_t(argmax(&logits[size_t((t + 1) * V)], V));
       r.count += 1;
       r.accepted += draft == main;
       r.mtp_correct += draft == x[size_t(t + 2)];

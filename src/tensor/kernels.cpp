@@ -406,6 +406,16 @@ void scatter_add_rows(float* dst, const float* src, const int32_t* index, int64_
   });
 }
 
+int64_t argmax(const float* x, int64_t n) {
+  SEEK_ASSERT_MSG(n >= 1, "[argmax] of no values");
+  if (has_avx512()) return avx512::argmax(x, n);
+  float best = -INFINITY;
+  for (int64_t i = 0; i < n; i++) best = x[i] > best ? x[i] : best;  // a NaN never compares greater
+  for (int64_t i = 0; i < n; i++)
+    if (x[i] == best) return i;
+  return 0;  // every value is NaN
+}
+
 void topk(const float* x, int64_t n, int64_t k, int32_t* idx) {
   SEEK_ASSERT_MSG(k >= 0 && k <= n, strfmt("[topk] k = %lld of n = %lld", (long long)k, (long long)n).c_str());
   if (k == 0) return;

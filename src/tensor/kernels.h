@@ -94,6 +94,9 @@ void scatter_add_rows(float* dst, const float* src, const int32_t* index, int64_
 // over a number. k <= n.
 void topk(const float* x, int64_t n, int64_t k, int32_t* idx);
 void topk_ref(const float* x, int64_t n, int64_t k, int32_t* idx);
+// The index of the largest of x[0..n), n >= 1: topk(x, n, 1), in two vector passes (the maximum, then
+// its first index), for the greedy step over a vocabulary.
+int64_t argmax(const float* x, int64_t n);
 
 // ---- embedding ------------------------------------------------------------------------------------
 

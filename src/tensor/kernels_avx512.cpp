@@ -490,6 +490,25 @@ SEEK_AVX512 void softmax_rows(float* x, int64_t T, int64_t n, int64_t stride) {
   }
 }
 
+// The first index of x's largest value (kernels.h's argmax): its maximum over four accumulators, then
+// the first lane equal to it. _mm512_max_ps(a, b) is a > b ? a : b, so a NaN in x never replaces a number.
+SEEK_AVX512 int64_t argmax(const float* x, int64_t n) {
+  const __m512 lowest = _mm512_set1_ps(-INFINITY);
+  __m512 m[4] = {lowest, lowest, lowest, lowest};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int a = 0; a < 4; a++) m[a] = _mm512_max_ps(_mm512_loadu_ps(x + i + 16 * a), m[a]);
+  for (; i + 16 <= n; i += 16) m[0] = _mm512_max_ps(_mm512_loadu_ps(x + i), m[0]);
+  if (i < n) m[0] = _mm512_max_ps(_mm512_mask_loadu_ps(lowest, tail_mask16(n - i), x + i), m[0]);
+  const __m512 best = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]))));
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : tail_mask16(n - i);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, x + i), best, _CMP_EQ_OQ);
+    if (hit) return i + __builtin_ctz(hit);
+  }
+  return 0;  // every value is NaN
+}
+
 // out = silu(gate) · up for n elements; out may alias gate.
 SEEK_AVX512 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.0f);

@@ -497,6 +497,33 @@ TEST_P(Kernels, TopkTiesAndNaN) {
   }
 }
 
+// argmax is topk's first: the largest, the lower index among equals, never a NaN over a number; over
+// lengths around the vector passes' steps (16, 64) and a vocabulary's.
+TEST_P(Kernels, ArgmaxIsTopkFirst) {
+  std::mt19937 rng(23);
+  auto expect_first = [](const std::vector<float>& x, const char* what) {
+    int32_t ref = -1;
+    topk_ref(x.data(), int64_t(x.size()), 1, &ref);
+    EXPECT_EQ(argmax(x.data(), int64_t(x.size())), ref) << what << ", n = " << x.size();
+  };
+  for (int64_t n : {1, 2, 15, 16, 17, 63, 64, 65, 100, 129, 1000, 129280}) {
+    std::vector<float> x = random_floats(rng, size_t(n));
+    expect_first(x, "random");
+    for (int64_t i = 0; i < n; i++) x[size_t(i)] = float(int(rng() % 3));  // ties everywhere
+    expect_first(x, "ties");
+    x[size_t(n - 1)] = 7;  // the largest in the tail
+    expect_first(x, "largest last");
+    x[0] = kNaN;
+    if (n > 5) x[5] = kNaN;
+    expect_first(x, "NaN");
+    std::fill(x.begin(), x.end(), -INFINITY);
+    x[size_t(n / 2)] = kNaN;
+    expect_first(x, "-inf and NaN");
+    std::fill(x.begin(), x.end(), kNaN);
+    expect_first(x, "all NaN");
+  }
+}
+
 TEST_P(Kernels, EmbeddingExact) {
   std::mt19937 rng(20);
   for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
