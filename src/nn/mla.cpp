@@ -33,8 +33,8 @@ const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_
 // latent rows (key dim C + R, value dim C), then W_UV_h per head. W_UK_h and W_UV_h are read from
 // kv_b_proj in its own format (kvb), not from the f32 copy (Wkvb): a decode step is bound by the bytes it
 // reads, and a Q8_0 kv_b_proj is a quarter of the copy's (bench-1b Q8_0: the two products took 1.05 ms of
-// a ~10 ms step from the copy, 0.5 ms so; seek generate, alternating runs). W_UK_h is decoded exactly to
-// f32 where it is used (its product sums over kv_b_proj's rows, which no direct kernel does); W_UV_h's
+// a ~10 ms step from the copy, 0.5 ms so; seek generate, alternating runs). q_nope_h · W_UK_h sums over
+// kv_b_proj's rows: weighted_rows (block formats: decoded and summed in one pass); W_UV_h's
 // rows go to matmul_many as they are stored (its int8 path for block formats, rounding ctx to 8 bits as
 // llama.cpp does). Formats with 2-D block scales (FP8) cannot be cut into row views: their W_UV_h reads
 // the copy.
@@ -44,15 +44,8 @@ void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float
   const int64_t T = sg.T, L = sg.pos0 + T, CR = d.C + d.R;
   float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
   parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
-    thread_local std::vector<float> decoded;
     for (int64_t h = h0; h < h1; ++h) {
-      const float* Wuk = Wkvb + h * d.kvw * d.C;  // [nope, C]
-      if (kvb.dtype != DType::F32) {
-        decoded.resize(size_t(d.nope * d.C));
-        mat_rows_to_f32(kvb, h * d.kvw, d.nope, decoded.data());
-        Wuk = decoded.data();
-      }
-      gemm(false, false, T, d.C, d.nope, 1.f, q + h * d.qk, ldq, Wuk, d.C, 0.f, qcat + h * T * CR, CR);
+      weighted_rows(qcat + h * T * CR, CR, q + h * d.qk, ldq, kvb, h * d.kvw, d.nope, T);  // W_UK_h: [nope, C]
       for (int64_t t = 0; t < T; ++t)
         std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
     }

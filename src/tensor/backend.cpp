@@ -50,6 +50,7 @@ constexpr int64_t kPanelMaxRows = 256;        // matmul: rows of f32 weights per
 constexpr int64_t kPanelMaxBytes = 8 << 20;   // ...and at most this many bytes of them per thread
 constexpr int64_t kPortableTokens = 8;        // portable direct kernel: tokens per pass over a weight row
 constexpr int64_t kPortableMaxT = 4;          // matmul: T up to this uses the portable direct kernel
+constexpr int64_t kWeightedRowsMaxT = 4;      // weighted_rows: T up to this decodes once per token
 constexpr int64_t kParallelMin = 1 << 15;     // below this much work (elements), stay on one thread
 constexpr int64_t kDirectCostBase = 4;        // matmul_many: a row's cost is K · (this + T)
 constexpr int64_t kPieceCost = (1 << 17) * (kDirectCostBase + 1);  // matmul_direct: 256 KiB of bf16 at T = 1
@@ -319,6 +320,25 @@ void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias
   if (w.dtype == DType::F32) return matmul_f32(y, ldy, x, w, T, bias);
   if (int8_gemm_path(w, T)) return matmul_int8_gemm(y, ldy, x, w, T, bias);
   matmul_panels(y, ldy, x, w, T, bias);
+}
+
+void weighted_rows(float* y, int64_t ldy, const float* x, int64_t ldx, const Mat& w, int64_t r0, int64_t nr,
+                   int64_t T) {
+  check_weight_format("weighted_rows", w);
+  SEEK_ASSERT(r0 >= 0 && nr >= 0 && r0 + nr <= w.rows && ldy >= w.cols && ldx >= nr);
+  const int64_t K = w.cols;
+  if (T <= kWeightedRowsMaxT && weight_format(w.dtype).block_values > 1 && has_avx512()) {
+    for (int64_t t = 0; t < T; t++) avx512::quant_rows_weighted(y + t * ldy, x + t * ldx, w, r0, nr);
+    return;
+  }
+  const float* rows = w.dtype == DType::F32 ? w.f32() + r0 * K : nullptr;
+  thread_local std::vector<float> decoded;
+  if (!rows) {
+    decoded.resize(size_t(nr * K));
+    mat_rows_to_f32(w, r0, nr, decoded.data());
+    rows = decoded.data();
+  }
+  gemm(false, false, T, K, nr, 1.f, x, ldx, rows, K, 0.f, y, ldy);
 }
 
 void matmul_many(const MatmulJob* jobs, int64_t n) {

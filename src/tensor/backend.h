@@ -67,6 +67,15 @@ void gemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 void matmul(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr, int64_t ldy = 0);
 void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* bias = nullptr, int64_t ldy = 0);
 
+// y[T, K] = x[T, nr] · w[r0 : r0 + nr, K]: w's rows weighted by x and summed, where matmul takes dot
+// products with them (absorbed MLA's q_nope · W_UK, W_UK being a block of kv_b_proj's rows). x's and y's
+// rows are ldx and ldy apart; y is overwritten. Runs on the calling thread (callers thread over heads).
+// Block formats at T <= 4 with AVX-512 decode each weight exactly into 256 columns of f32 sums, reading
+// the rows once; otherwise the rows are converted to f32 and multiplied by gemm.
+void weighted_rows(float* y, int64_t ldy, const float* x, int64_t ldx, const Mat& w, int64_t r0, int64_t nr, int64_t T);
+void weighted_rows_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const Mat& w, int64_t r0, int64_t nr,
+                       int64_t T);
+
 // One product of matmul_many: y[T, N] = x[T, K] · w[N, K]ᵀ (+ bias), y's rows ldy apart (0: N).
 struct MatmulJob {
   float* y;

@@ -66,6 +66,8 @@ void rows_to_f32_q6_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q5_0(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q5_1(const Mat& w, int64_t r0, int64_t nr, float* dst);
 void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst);
+// y[K] = Σ_{i < nr} a[i] · w[r0 + i] for a block format (any of the above): weighted_rows' fused kernel.
+void quant_rows_weighted(float* y, const float* a, const Mat& w, int64_t r0, int64_t nr);
 
 // The block formats' int8 decode path (kernels_quant_avx512.cpp): for T <= 16 on a CPU with AVX-512 VNNI,
 // the direct kernels round the activations to 8 bits (Q8_0/Q4_0/Q5_0 weights (Q5_1 has only the exact path): per block of 32, an f32 scale each,

@@ -80,6 +80,7 @@
 #include "tensor/cpu.h"
 #include "tensor/kernels_avx512.h"
 #include "tensor/quant.h"
+#include "util/error.h"
 
 #define SEEK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
@@ -772,6 +773,39 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
   }
 }
 
+// y[K] = Σ_i a[i] · w[r0 + i] over i < nr: the rows weighted, decoded exactly as rows_to_f32_kind and
+// summed in f32. 256 columns at a time stay in 16 accumulators while the rows stream past, so the
+// weights are read once and only y is written.
+template <QKind q>
+SEEK_AVX512 void rows_weighted_kind(float* y, const float* a, const Mat& w, int64_t r0, int64_t nr) {
+  constexpr int BV = kBlockValues<q>, BB = kBlockBytes<q>, kGroup = 256 / BV;  // blocks per 256 columns
+  const int64_t nb = w.cols / BV;
+  const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r0 * nb * BB;
+  for (int64_t b0 = 0; b0 < nb; b0 += kGroup) {
+    const int64_t blocks = min_i64(kGroup, nb - b0);
+    __m512 acc[16];
+    for (__m512& v : acc) v = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nr; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      const uint8_t* b = rows + (i * nb + b0) * BB;
+#pragma GCC unroll 8
+      for (int j = 0; j < kGroup; j++) {
+        if (j >= blocks) break;
+        float s[kScalars<q>];
+        block_scalars<q>(b + j * BB, s);
+        for (int c = 0; c < kChunks<q>; c++) {
+          __m512 v[2];
+          decode_chunk<q>(b + j * BB, c, s, v);
+          const int at = 2 * (j * kChunks<q> + c);
+          acc[at] = _mm512_fmadd_ps(ai, v[0], acc[at]);
+          acc[at + 1] = _mm512_fmadd_ps(ai, v[1], acc[at + 1]);
+        }
+      }
+    }
+    for (int64_t j = 0; j < blocks * BV / 16; j++) _mm512_storeu_ps(y + b0 * BV + 16 * j, acc[j]);
+  }
+}
+
 // ---- int8 GEMM (prefill): tokens in the lanes ------------------------------------------------------
 // Activations laid out for a GEMM whose 16 vector lanes are 16 tokens: per group of 16 tokens,
 // q [K / 4][16 tokens][4 codes] (lane l of a vector at quad i holds token l's codes 4i..4i+3, what
@@ -1164,6 +1198,19 @@ SEEK_AVX512 void rows_to_f32_q5_1(const Mat& w, int64_t r0, int64_t nr, float* d
 }
 SEEK_AVX512 void rows_to_f32_q5_k(const Mat& w, int64_t r0, int64_t nr, float* dst) {
   rows_to_f32_kind<QKind::Q5_K>(w, r0, nr, dst);
+}
+
+SEEK_AVX512 void quant_rows_weighted(float* y, const float* a, const Mat& w, int64_t r0, int64_t nr) {
+  switch (w.dtype) {
+    case DType::Q8_0: return rows_weighted_kind<QKind::Q8_0>(y, a, w, r0, nr);
+    case DType::Q4_0: return rows_weighted_kind<QKind::Q4_0>(y, a, w, r0, nr);
+    case DType::Q5_0: return rows_weighted_kind<QKind::Q5_0>(y, a, w, r0, nr);
+    case DType::Q5_1: return rows_weighted_kind<QKind::Q5_1>(y, a, w, r0, nr);
+    case DType::Q4_K: return rows_weighted_kind<QKind::Q4_K>(y, a, w, r0, nr);
+    case DType::Q5_K: return rows_weighted_kind<QKind::Q5_K>(y, a, w, r0, nr);
+    case DType::Q6_K: return rows_weighted_kind<QKind::Q6_K>(y, a, w, r0, nr);
+    default: SEEK_ASSERT_MSG(false, "quant_rows_weighted: not a block format");
+  }
 }
 
 }  // namespace seek::avx512

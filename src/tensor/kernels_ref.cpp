@@ -80,6 +80,16 @@ void matmul_ref(float* y, const float* x, const Mat& w, int64_t T, const float* 
   }
 }
 
+void weighted_rows_ref(float* y, int64_t ldy, const float* x, int64_t ldx, const Mat& w, int64_t r0, int64_t nr,
+                       int64_t T) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t k = 0; k < w.cols; k++) {
+      double acc = 0;
+      for (int64_t i = 0; i < nr; i++) acc += double(x[t * ldx + i]) * double(weight_at(w, r0 + i, k));
+      y[t * ldy + k] = float(acc);
+    }
+}
+
 void gemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   for (int64_t m = 0; m < M; m++) {

@@ -270,6 +270,34 @@ TEST_P(QuantKernels, MatmulAgreesWithRef) {
   std::printf("  worst relative error %.3g\n", worst);
 }
 
+// weighted_rows (the fused decode at T <= 4 on AVX-512, decode + gemm above it or portable) within f32
+// accuracy of weighted_rows_ref: a block of rows in the middle of the matrix, widths with a partial
+// group of 256 columns, x and y rows wider than the product.
+TEST_P(QuantKernels, WeightedRowsAgreesWithRef) {
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (DType t : kQuantTypes) {
+    const int64_t bv = dtype_block_values(t);
+    for (int64_t K : {bv == 32 ? int64_t(96) : int64_t(256), int64_t(512), int64_t(1280)}) {
+      const int64_t N = 70, r0 = 5, nr = 64;
+      const QuantMat w = random_quant(rng, t, N, K);
+      for (int64_t T : {1, 2, 4, 5, 9}) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K) + " T=" + std::to_string(T));
+        const int64_t ldx = nr + 3, ldy = K + 7;
+        std::vector<float> x(size_t(T * ldx));
+        for (float& v : x) v = u(rng);
+        std::vector<float> y(size_t(T * ldy), -7.0f), ref(size_t(T * ldy), -7.0f);
+        weighted_rows(y.data(), ldy, x.data(), ldx, w.mat, r0, nr, T);
+        weighted_rows_ref(ref.data(), ldy, x.data(), ldx, w.mat, r0, nr, T);
+        for (int64_t r = 0; r < T; r++) {
+          EXPECT_LE(rel_err(y.data() + r * ldy, ref.data() + r * ldy, size_t(K)), kTolF32);
+          for (int64_t k = K; k < ldy; k++) EXPECT_EQ(y[size_t(r * ldy + k)], -7.0f);
+        }
+      }
+    }
+  }
+}
+
 // Several quantized products in one parallel region give what matmul gives each, bit for bit.
 TEST_P(QuantKernels, MatmulManyMatchesMatmul) {
   std::mt19937 rng(5);
