@@ -779,15 +779,22 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
 template <QKind q>
 SEEK_AVX512 void rows_weighted_kind(float* y, const float* a, const Mat& w, int64_t r0, int64_t nr) {
   constexpr int BV = kBlockValues<q>, BB = kBlockBytes<q>, kGroup = 256 / BV;  // blocks per 256 columns
-  const int64_t nb = w.cols / BV;
-  const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r0 * nb * BB;
+  const int64_t nb = w.cols / BV, rb = nb * BB;
+  const uint8_t* rows = static_cast<const uint8_t*>(w.data) + r0 * rb;
+  // The rows are one short range (a head's W_UK: 17 KiB of Q8_0), read once: prefetched from the start
+  // and then kPrefetchAhead ahead, as the int8 kernels do.
+  const int64_t ahead = (kPrefetchAhead + rb - 1) / rb;  // rows
+  for (int64_t off = 0, len = min_i64(nr * rb, kPrefetchAhead); off < len; off += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(rows) + off, kPrefetchHint);
   for (int64_t b0 = 0; b0 < nb; b0 += kGroup) {
     const int64_t blocks = min_i64(kGroup, nb - b0);
     __m512 acc[16];
     for (__m512& v : acc) v = _mm512_setzero_ps();
     for (int64_t i = 0; i < nr; i++) {
       const __m512 ai = _mm512_set1_ps(a[i]);
-      const uint8_t* b = rows + (i * nb + b0) * BB;
+      const uint8_t* b = rows + i * rb + b0 * BB;
+      if (i + ahead < nr)
+        for (int64_t l = 0; l < blocks * BB; l += 64) _mm_prefetch(reinterpret_cast<const char*>(b + ahead * rb) + l, kPrefetchHint);
 #pragma GCC unroll 8
       for (int j = 0; j < kGroup; j++) {
         if (j >= blocks) break;
