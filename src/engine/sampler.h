@@ -16,6 +16,7 @@
 //   is. Greedy: the draft is q's argmax, accepted when it is p's.
 // A sampler allocates its buffers once (vocabulary-sized); sample() allocates nothing.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <random>
 #include <utility>
@@ -80,7 +81,8 @@ class Sampler {
   std::vector<int32_t> seen_tokens_; // distinct seen tokens
   std::vector<int32_t> cand_;        // candidate ids (scratch, [V])
   std::vector<float> prob_;          // their probabilities (scratch, [V])
-  std::vector<std::pair<float, int32_t>> pairs_;  // top-p scratch
+  std::vector<std::pair<float, int32_t>> pairs_;  // top-p scratch: the tokens of the bucket it cuts in
+  std::array<double, 4096> bucket_mass_;          // top-p scratch: mass per bucket of probabilities
   std::vector<float> dense_;         // [V] zeros but while verify() holds q in it (scratch)
 };
 

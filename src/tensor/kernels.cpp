@@ -166,6 +166,13 @@ void softmax(float* x, int64_t T, int64_t n, int64_t stride) {
   });
 }
 
+double exp_sum(float* y, const float* x, int64_t n, float shift, float scale) {
+  if (has_avx512()) return avx512::exp_sum(y, x, n, shift, scale);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) total += (y[i] = std::exp((x[i] - shift) * scale));
+  return total;
+}
+
 void softmax_causal(float* x, int64_t rows, int64_t n, int64_t stride, int64_t first) {
   for (int64_t r = 0; r < rows; r++) {
     float* row = x + r * stride;

@@ -43,6 +43,9 @@ void add_rmsnorm(float* h, float* xn, float* rstd, const float* a, const float* 
 // Numerically stable softmax in place over each of T rows of length n (row stride `stride`).
 void softmax(float* x, int64_t T, int64_t n, int64_t stride);
 void softmax_ref(float* x, int64_t T, int64_t n, int64_t stride);
+// y = exp((x − shift) · scale) for n values (y may be x); returns Σ y, summed in double. The sampler's
+// unnormalized probabilities over a vocabulary. AVX-512: softmax's polynomial exp (~2 ulp).
+double exp_sum(float* y, const float* x, int64_t n, float shift, float scale);
 // Causal rows: row r keeps its first `first + r` entries (softmax over them) and zeros the rest of its n.
 void softmax_causal(float* x, int64_t rows, int64_t n, int64_t stride, int64_t first);
 // The softmax's backward in place: d ← scale · p ∘ (d − rowsum(p ∘ d)) for rows of n.

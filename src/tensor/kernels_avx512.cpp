@@ -490,6 +490,20 @@ SEEK_AVX512 void softmax_rows(float* x, int64_t T, int64_t n, int64_t stride) {
   }
 }
 
+// y = exp((x - shift) · scale) for n values; returns their sum, accumulated in double.
+SEEK_AVX512 double exp_sum(float* y, const float* x, int64_t n, float shift, float scale) {
+  const __m512 s = _mm512_set1_ps(shift), k = _mm512_set1_ps(scale);
+  __m512d lo = _mm512_setzero_pd(), hi = lo;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : tail_mask16(n - i);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s), k)));
+    _mm512_mask_storeu_ps(y + i, m, e);
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+}
+
 // The first index of x's largest value (kernels.h's argmax): its maximum over four accumulators, then
 // the first lane equal to it. _mm512_max_ps(a, b) is a > b ? a : b, so a NaN in x never replaces a number.
 SEEK_AVX512 int64_t argmax(const float* x, int64_t n) {

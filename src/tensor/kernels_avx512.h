@@ -29,6 +29,7 @@ void matmul_dpbf16_rows(float* y, const uint16_t* xb, const Mat& w, int64_t T, i
 // Element kernels.
 void softmax_rows(float* x, int64_t T, int64_t n, int64_t stride);
 int64_t argmax(const float* x, int64_t n);
+double exp_sum(float* y, const float* x, int64_t n, float shift, float scale);
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 // dgate, dup (written) for out = silu(gate) · up.
 void silu_mul_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);

@@ -2,8 +2,10 @@
 // probabilities), each truncation (top-k, top-p, min-p), penalties and bias, and parameter errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "engine/sampler.h"
 #include "util/error.h"
@@ -127,6 +129,53 @@ TEST(Sampler, TopPOnALargeVocabulary) {
     first += s2.sample(c.data()) == 1234;
   }
   EXPECT_NEAR(first / 2000.0, 0.5 / 0.75, 0.04);
+}
+
+// The top-p set on a large vocabulary, as draft() reports it, is the definition's: the shortest prefix
+// of the tokens sorted by probability (ties to the lower id) whose mass reaches top_p. Normal logits, and
+// the same rounded to a coarse grid so that many tokens tie, at the cut too.
+TEST(Sampler, TopPKeepsTheShortestSortedPrefix) {
+  const int64_t V = 20000;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> continuous(static_cast<size_t>(V)), grid(static_cast<size_t>(V));
+  for (int64_t i = 0; i < V; ++i) grid[size_t(i)] = std::round((continuous[size_t(i)] = nd(rng)) * 8) / 8;
+  for (const std::vector<float>* logits_at : {&continuous, &grid})
+  for (float top_p : {0.05f, 0.3f, 0.5f, 0.9f, 0.99f}) {
+    for (float t : {1.0f, 0.6f}) {
+      const std::vector<float>& logits = *logits_at;
+      SCOPED_TRACE(std::string(logits_at == &grid ? "grid" : "continuous") + " top_p " + std::to_string(top_p) + " temperature " + std::to_string(t));
+      SamplingParams p;
+      p.top_p = top_p;
+      p.temperature = t;
+      Sampler s(p, V);
+      std::vector<float> z = logits;
+      TokenDist q;
+      s.draft(z.data(), q, nullptr);
+      // The reference: probabilities in double, sorted, the prefix reaching top_p of the total.
+      const double zmax = *std::max_element(logits.begin(), logits.end());
+      std::vector<std::pair<double, int32_t>> order;
+      double total = 0;
+      for (int64_t i = 0; i < V; ++i) {
+        order.push_back({std::exp((logits[size_t(i)] - zmax) / t), int32_t(i)});
+        total += order.back().first;
+      }
+      std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+      std::vector<int32_t> want;
+      double mass = 0;
+      for (const auto& [prob, id] : order) {
+        want.push_back(id);
+        if ((mass += prob) >= top_p * total) break;
+      }
+      std::vector<int32_t> got = q.ids;
+      std::sort(got.begin(), got.end());
+      std::sort(want.begin(), want.end());
+      EXPECT_EQ(got, want);
+      double sum = 0;
+      for (float x : q.probs) sum += x;
+      EXPECT_NEAR(sum, 1.0, 1e-5);
+    }
+  }
 }
 
 TEST(Sampler, PenaltiesAndBias) {
