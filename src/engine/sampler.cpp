@@ -179,11 +179,8 @@ int32_t Sampler::draft(float* z, TokenDist& q, float* confidence) {
   for (int64_t i = 0; i < n; ++i) q.probs[size_t(i)] = float(double(prob_[size_t(i)]) / total);
   if (p_.temperature == 0) {
     if (!confidence) return cand_[0];
-    // The argmax's softmax probability over the (biased, penalized) logits.
-    const float zmax = z[cand_[0]];
-    double sum = 0;
-    for (int64_t v = 0; v < vocab_; ++v) sum += std::exp(double(z[v] - zmax));
-    *confidence = float(1 / sum);
+    // The argmax's softmax probability over the (biased, penalized) logits (prob_ is free: q holds it).
+    *confidence = float(1 / exp_sum(prob_.data(), z, vocab_, z[cand_[0]], 1.0f));
     return cand_[0];
   }
   const int32_t d = draw(n, total);

@@ -178,6 +178,18 @@ TEST(Sampler, TopPKeepsTheShortestSortedPrefix) {
   }
 }
 
+// A greedy draft's confidence is its token's softmax probability at temperature 1.
+TEST(Sampler, GreedyDraftConfidenceIsTheSoftmaxProbability) {
+  SamplingParams p;
+  p.temperature = 0;
+  Sampler s(p, int64_t(kLogits.size()));
+  std::vector<float> z = kLogits;
+  TokenDist q;
+  float confidence = -1;
+  EXPECT_EQ(s.draft(z.data(), q, &confidence), 0);
+  EXPECT_NEAR(confidence, softmax(kLogits, 1.0)[0], 1e-6);
+}
+
 TEST(Sampler, PenaltiesAndBias) {
   SamplingParams p;
   p.temperature = 0;
