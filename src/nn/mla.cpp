@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "nn/linear.h"
@@ -29,42 +30,43 @@ struct Dims {
 const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_lora_rank ? w.q_a_proj : w.q_proj; }
 
 // Absorbed decode of one segment (few new tokens): q̃_h = q_nope_h · W_UK_h beside q_pe, MQA over the
-// latent rows (key dim C + R, value dim C), then W_UV_h per head. Each thread takes whole heads through
-// all of it, one parallel region instead of four (bench-1b Q8_0, 128 tokens: 10-20% less time in this
-// function, and no more at 3000 tokens of context, where each thread's GEMMs read the latent rows
-// that one GEMM over all heads read once). W_UK_h and W_UV_h are read from kv_b_proj in its own
-// format (kvb), not from the f32 copy (Wkvb): a decode step is bound by the bytes it reads, and a Q8_0
-// kv_b_proj is a quarter of the copy's. q_nope_h · W_UK_h sums over kv_b_proj's rows: weighted_rows
-// (block formats: decoded and summed in one pass). W_UV_h's rows go to matmul as they are stored (its
-// int8 path for block formats, rounding ctx to 8 bits as llama.cpp does). Formats with 2-D block scales
-// (FP8) cannot be cut into row views: their W_UV_h reads the copy.
+// latent rows (key dim C + R, value dim C), then W_UV_h per head. W_UK_h and W_UV_h are read from
+// kv_b_proj in its own format (kvb), not from the f32 copy (Wkvb): a decode step is bound by the bytes it
+// reads, and a Q8_0 kv_b_proj is a quarter of the copy's. q_nope_h · W_UK_h sums over kv_b_proj's rows:
+// weighted_rows (block formats: decoded and summed in one pass). The MQA is mqa_decode, 16 heads to a
+// vector and the latent rows split between the threads (through two sgemm calls it took 1.5-2x longer
+// per token at 576 tokens of context). W_UV_h's rows go to matmul_many as they are stored (its int8 path
+// for block formats, rounding ctx to 8 bits as llama.cpp does). Formats with 2-D block scales (FP8)
+// cannot be cut into row views: their W_UV_h reads the copy.
 void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float* q, int64_t ldq, const Segment& sg,
-                     const Mat& kvb, const float* Wkvb, const float* latent, int64_t cap, float* out) {
+                     const Mat& kvb, const float* Wkvb, const float* latent, float* out) {
   Workspace::Frame frame(p.ws);
-  const int64_t T = sg.T, L = sg.pos0 + T, CR = d.C + d.R;
+  const int64_t T = sg.T, CR = d.C + d.R;
   float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
-  float* S = p.ws.alloc<float>(d.H * T * cap);    // [H·T, L], sized for the capacity: a decode never grows it
-  float* ctx = p.ws.alloc<float>(d.H * T * d.C);  // [H·T, C]
-  const bool uv_rows = !weight_format(kvb.dtype).block_scales;
-  const int64_t rb = row_bytes(kvb);
-  parallel_for(d.H, T * (d.C * (d.nope + d.vd) + 2 * L * CR), [&](int64_t h0, int64_t h1) {
+  float* ctx = p.ws.alloc<float>(d.H * T * d.C);  // [H, T, C]
+  parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       weighted_rows(qcat + h * T * CR, CR, q + h * d.qk, ldq, kvb, h * d.kvw, d.nope, T);  // W_UK_h: [nope, C]
       for (int64_t t = 0; t < T; ++t)
         std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
     }
-    const int64_t rows = (h1 - h0) * T;  // this thread's heads' query rows, against the shared latent rows
-    gemm(false, true, rows, L, CR, s.softmax_scale, qcat + h0 * T * CR, CR, latent, CR, 0.f, S + h0 * T * L, L);
-    for (int64_t h = h0; h < h1; ++h) softmax_causal(S + h * T * L, T, L, L, sg.pos0 + 1);
-    gemm(false, false, rows, d.C, L, 1.f, S + h0 * T * L, L, latent, CR, 0.f, ctx + h0 * T * d.C, d.C);
+  });
+  // New token t sees the latent rows up to its own position; its heads' rows are T·(C + R) apart.
+  for (int64_t t = 0; t < T; ++t)
+    mqa_decode(qcat + t * CR, T * CR, latent, CR, d.H, sg.pos0 + t + 1, CR, d.C, s.softmax_scale, ctx + t * d.C, T * d.C);
+  if (!weight_format(kvb.dtype).block_scales) {
+    const int64_t rb = row_bytes(kvb);
+    MatmulJob* jobs = p.ws.alloc<MatmulJob>(d.H);
+    for (int64_t h = 0; h < d.H; ++h) {
+      const Mat Wuv{kvb.dtype, static_cast<const uint8_t*>(kvb.data) + (h * d.kvw + d.nope) * rb, d.vd, d.C};
+      new (jobs + h) MatmulJob{out + h * d.vd, ctx + h * T * d.C, Wuv, T, nullptr, d.H * d.vd};
+    }
+    return matmul_many(jobs, d.H);
+  }
+  parallel_for(d.H, T * d.C * d.vd, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      if (uv_rows) {
-        const Mat Wuv{kvb.dtype, static_cast<const uint8_t*>(kvb.data) + (h * d.kvw + d.nope) * rb, d.vd, d.C};
-        matmul(out + h * d.vd, ctx + h * T * d.C, Wuv, T, nullptr, d.H * d.vd);
-      } else {
-        const float* Wuv = Wkvb + (h * d.kvw + d.nope) * d.C;  // [v, C]
-        gemm(false, true, T, d.vd, d.C, 1.f, ctx + h * T * d.C, d.C, Wuv, d.C, 0.f, out + h * d.vd, d.H * d.vd);
-      }
+      const float* Wuv = Wkvb + (h * d.kvw + d.nope) * d.C;  // [v, C]
+      gemm(false, true, T, d.vd, d.C, 1.f, ctx + h * T * d.C, d.C, Wuv, d.C, 0.f, out + h * d.vd, d.H * d.vd);
     }
   });
 }
@@ -133,7 +135,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       }
       const float* qs = q + r0 * ldq;
       if (T < kPrefillDecompress) {
-        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
+        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, attn + r0 * d.H * d.vd);
         continue;
       }
       // Decompress every cached position's k_nope and v: kv [L, H·kvw] = c_kv · kv_b_projᵀ, then

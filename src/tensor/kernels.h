@@ -122,6 +122,17 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
 // entropy of row t; log-sum-exp in double.
 void log_softmax_pick(float* logp, float* entropy, const float* logits, const int32_t* targets, int64_t T, int64_t V);
 
+// ---- multi-query attention of one new token (absorbed MLA's decode) ---------------------------------
+
+// H heads, one query row each, over L shared keys whose first dv values are also the values:
+//   p_h = softmax_l(scale · q_h·k_l), out_h = Σ_l p_h[l] · k_l[0, dv).
+// q [H, dk], k [L, dk] (dv <= dk), out [H, dv]; each with its own row stride. Threads split the keys
+// (each part's softmax is merged by its maximum and sum); AVX-512 takes 16 heads at a time in the lanes.
+void mqa_decode(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk, int64_t dv,
+                float scale, float* out, int64_t ldo);
+void mqa_decode_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk,
+                    int64_t dv, float scale, float* out, int64_t ldo);
+
 // ---- causal attention of one head (the training form) -----------------------------------------------------
 
 // One head of causal self-attention over positions 0 .. T−1, keeping its probabilities:

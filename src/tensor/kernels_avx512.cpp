@@ -504,6 +504,71 @@ SEEK_AVX512 double exp_sum(float* y, const float* x, int64_t n, float shift, flo
   return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
 }
 
+// ---- multi-query decode over shared keys (kernels.h's mqa_decode) ---------------------------------------
+// One part: keys [0, L) of k (rows ldk apart) against up to 16 heads at once, the heads in the lanes:
+// qt [dk][16] is their queries transposed (unused lanes 0). Writes the heads' largest score m[16], the
+// sum of exp(score - m) s[16], and ctx [16][dv] = Σ_l exp(score_l - m) k[l][0, dv) (unnormalized);
+// scores [L][16] is scratch.
+template <int RB>
+SEEK_AVX512 inline void mqa_scores(const float* qt, const float* k, int64_t ldk, int64_t dk, __m512 scale, float* out,
+                                   __m512* mx) {
+  __m512 acc[RB];
+  for (int r = 0; r < RB; r++) acc[r] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < dk; j++) {
+    const __m512 qv = _mm512_loadu_ps(qt + 16 * j);
+    for (int r = 0; r < RB; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(k[r * ldk + j]), qv, acc[r]);
+  }
+  for (int r = 0; r < RB; r++) {
+    const __m512 s = _mm512_mul_ps(acc[r], scale);
+    _mm512_storeu_ps(out + 16 * r, s);
+    *mx = _mm512_max_ps(*mx, s);
+  }
+}
+
+SEEK_AVX512 void mqa_decode_part(const float* qt, const float* k, int64_t ldk, int64_t L, int64_t dk, int64_t dv,
+                                 int heads, float scale, float* scores, float* m, float* s, float* ctx) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  int64_t l = 0;
+  for (; l + 8 <= L; l += 8) mqa_scores<8>(qt, k + l * ldk, ldk, dk, sc, scores + 16 * l, &mx);
+  for (; l < L; l++) mqa_scores<1>(qt, k + l * ldk, ldk, dk, sc, scores + 16 * l, &mx);
+  __m512 sum = _mm512_setzero_ps();
+  for (l = 0; l < L; l++) {
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(scores + 16 * l), mx));
+    _mm512_storeu_ps(scores + 16 * l, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  _mm512_storeu_ps(m, mx);
+  _mm512_storeu_ps(s, sum);
+  // ctx: two heads by up to 128 columns in 16 accumulators, each key row's vectors shared by both heads.
+  const int64_t nv = (dv + 15) / 16;  // vectors per row, the last masked
+  const __mmask16 last = dv % 16 ? tail_mask16(dv % 16) : __mmask16(0xFFFF);
+  for (int h = 0; h < heads; h += 2) {
+    const bool two = h + 1 < heads;
+    for (int64_t v0 = 0; v0 < nv; v0 += 8) {
+      const int64_t n = min_i64(8, nv - v0);
+      __m512 a0[8], a1[8];
+      for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+      for (l = 0; l < L; l++) {
+        const __m512 b0 = _mm512_set1_ps(scores[16 * l + h]), b1 = _mm512_set1_ps(two ? scores[16 * l + h + 1] : 0.f);
+        const float* row = k + l * ldk + 16 * v0;
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+          if (j >= n) break;
+          const __m512 kv = _mm512_maskz_loadu_ps(v0 + j == nv - 1 ? last : __mmask16(0xFFFF), row + 16 * j);
+          a0[j] = _mm512_fmadd_ps(b0, kv, a0[j]);
+          a1[j] = _mm512_fmadd_ps(b1, kv, a1[j]);
+        }
+      }
+      for (int64_t j = 0; j < n; j++) {
+        const __mmask16 mk = v0 + j == nv - 1 ? last : __mmask16(0xFFFF);
+        _mm512_mask_storeu_ps(ctx + h * dv + 16 * (v0 + j), mk, a0[j]);
+        if (two) _mm512_mask_storeu_ps(ctx + (h + 1) * dv + 16 * (v0 + j), mk, a1[j]);
+      }
+    }
+  }
+}
+
 // The first index of x's largest value (kernels.h's argmax): its maximum over four accumulators, then
 // the first lane equal to it. _mm512_max_ps(a, b) is a > b ? a : b, so a NaN in x never replaces a number.
 SEEK_AVX512 int64_t argmax(const float* x, int64_t n) {

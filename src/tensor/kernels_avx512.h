@@ -30,6 +30,9 @@ void matmul_dpbf16_rows(float* y, const uint16_t* xb, const Mat& w, int64_t T, i
 void softmax_rows(float* x, int64_t T, int64_t n, int64_t stride);
 int64_t argmax(const float* x, int64_t n);
 double exp_sum(float* y, const float* x, int64_t n, float shift, float scale);
+// mqa_decode's part over keys [0, L) for up to 16 heads in the lanes (kernels_avx512.cpp).
+void mqa_decode_part(const float* qt, const float* k, int64_t ldk, int64_t L, int64_t dk, int64_t dv, int heads,
+                     float scale, float* scores, float* m, float* s, float* ctx);
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 // dgate, dup (written) for out = silu(gate) · up.
 void silu_mul_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);

@@ -161,6 +161,25 @@ void topk_ref(const float* x, int64_t n, int64_t k, int32_t* idx) {
   }
 }
 
+void mqa_decode_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk,
+                    int64_t dv, float scale, float* out, int64_t ldo) {
+  std::vector<double> s(static_cast<size_t>(L));
+  for (int64_t h = 0; h < H; h++) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t l = 0; l < L; l++) {
+      double d = 0;
+      for (int64_t j = 0; j < dk; j++) d += double(q[h * ldq + j]) * double(k[l * ldk + j]);
+      mx = std::max(mx, s[size_t(l)] = double(scale) * d);
+    }
+    for (int64_t l = 0; l < L; l++) sum += (s[size_t(l)] = std::exp(s[size_t(l)] - mx));
+    for (int64_t c = 0; c < dv; c++) {
+      double o = 0;
+      for (int64_t l = 0; l < L; l++) o += s[size_t(l)] * double(k[l * ldk + c]);
+      out[h * ldo + c] = float(o / sum);
+    }
+  }
+}
+
 void embedding_ref(float* out, const Mat& table, const int32_t* ids, int64_t T) {
   SEEK_ASSERT_MSG(table.dtype == DType::F32 || table.dtype == DType::BF16 || table.dtype == DType::F16,
                   "embedding tables must be F32, BF16 or F16");
