@@ -39,11 +39,12 @@ const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_
 // for block formats, rounding ctx to 8 bits as llama.cpp does). Formats with 2-D block scales (FP8)
 // cannot be cut into row views: their W_UV_h reads the copy.
 void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float* q, int64_t ldq, const Segment& sg,
-                     const Mat& kvb, const float* Wkvb, const float* latent, float* out) {
+                     const Mat& kvb, const float* Wkvb, const float* latent, int64_t cap, float* out) {
   Workspace::Frame frame(p.ws);
   const int64_t T = sg.T, CR = d.C + d.R;
   float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
   float* ctx = p.ws.alloc<float>(d.H * T * d.C);  // [H, T, C]
+  float* scratch = p.ws.alloc<float>(mqa_decode_scratch(d.H, cap, CR, d.C));  // for the capacity: a decode never grows it
   parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
       weighted_rows(qcat + h * T * CR, CR, q + h * d.qk, ldq, kvb, h * d.kvw, d.nope, T);  // W_UK_h: [nope, C]
@@ -53,7 +54,8 @@ void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float
   });
   // New token t sees the latent rows up to its own position; its heads' rows are T·(C + R) apart.
   for (int64_t t = 0; t < T; ++t)
-    mqa_decode(qcat + t * CR, T * CR, latent, CR, d.H, sg.pos0 + t + 1, CR, d.C, s.softmax_scale, ctx + t * d.C, T * d.C);
+    mqa_decode(qcat + t * CR, T * CR, latent, CR, d.H, sg.pos0 + t + 1, CR, d.C, s.softmax_scale, ctx + t * d.C, T * d.C,
+               scratch);
   if (!weight_format(kvb.dtype).block_scales) {
     const int64_t rb = row_bytes(kvb);
     MatmulJob* jobs = p.ws.alloc<MatmulJob>(d.H);
@@ -135,7 +137,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       }
       const float* qs = q + r0 * ldq;
       if (T < kPrefillDecompress) {
-        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, attn + r0 * d.H * d.vd);
+        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
         continue;
       }
       // Decompress every cached position's k_nope and v: kv [L, H·kvw] = c_kv · kv_b_projᵀ, then

@@ -173,35 +173,42 @@ double exp_sum(float* y, const float* x, int64_t n, float shift, float scale) {
   return total;
 }
 
+namespace {
+
+// mqa_decode's parts: at least kMqaPartKeys keys each, one per thread.
+constexpr int64_t kMqaPartKeys = 32;
+int64_t mqa_parts(int64_t L) { return std::clamp<int64_t>(L / kMqaPartKeys, 1, max_threads()); }
+
+}  // namespace
+
+int64_t mqa_decode_scratch(int64_t H, int64_t L, int64_t dk, int64_t dv) {
+  const int64_t chunks = (H + 15) / 16, parts = mqa_parts(L);
+  // The heads' queries transposed, 16 to a chunk; per part, its results per chunk (maximum, sum,
+  // unnormalized context) and its keys' scores. Every part of a call with fewer keys fits too.
+  return chunks * dk * 16 + max_threads() * (chunks * 16 * (2 + dv) + 16 * ((L + parts - 1) / parts + kMqaPartKeys));
+}
+
 void mqa_decode(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk, int64_t dv,
-                float scale, float* out, int64_t ldo) {
+                float scale, float* out, int64_t ldo, float* scratch) {
   SEEK_ASSERT(L >= 1 && dv <= dk);
-  const int64_t chunks = (H + 15) / 16;
-  // Parts of at least kMqaPartKeys keys, one per thread; each part's results per chunk of 16 heads:
-  // the maximum and sum of its scores and its unnormalized context, merged below.
-  constexpr int64_t kMqaPartKeys = 32;
-  const int64_t parts = std::clamp<int64_t>(L / kMqaPartKeys, 1, max_threads());
-  const int64_t per_part = chunks * 16 * (2 + dv);
-  // The caller's scratch (thread_local: the threads below reach it through these pointers): the heads'
-  // queries transposed, 16 to a chunk, and the parts' results.
-  static thread_local std::vector<float> qt_buf, merged_buf;
-  qt_buf.assign(size_t(chunks * dk * 16), 0.f);
-  merged_buf.resize(size_t(parts * per_part));
-  float* const qt = qt_buf.data();
-  float* const merged = merged_buf.data();
+  const int64_t chunks = (H + 15) / 16, parts = mqa_parts(L);
+  const int64_t per_part = chunks * 16 * (2 + dv), part_keys = (L + parts - 1) / parts;
+  float* const qt = scratch;
+  float* const merged = qt + chunks * dk * 16;
+  float* const all_scores = merged + parts * per_part;
+  std::fill(qt, qt + chunks * dk * 16, 0.f);
   for (int64_t h = 0; h < H; h++)
     for (int64_t j = 0; j < dk; j++) qt[((h / 16) * dk + j) * 16 + h % 16] = q[h * ldq + j];
   const bool simd = has_avx512();
   parallel_for(parts, L * dk * H, [&](int64_t p0, int64_t p1) {
-    static thread_local std::vector<float> scores;
     for (int64_t p = p0; p < p1; p++) {
       const int64_t l0 = L * p / parts, n = L * (p + 1) / parts - l0;
-      scores.resize(size_t(n * 16));
+      float* scores = all_scores + p * 16 * part_keys;
       for (int64_t c = 0; c < chunks; c++) {
         float* m = merged + p * per_part + c * 16 * (2 + dv);
         const int heads = int(std::min<int64_t>(16, H - 16 * c));
         if (simd) {
-          avx512::mqa_decode_part(qt + c * dk * 16, k + l0 * ldk, ldk, n, dk, dv, heads, scale, scores.data(), m,
+          avx512::mqa_decode_part(qt + c * dk * 16, k + l0 * ldk, ldk, n, dk, dv, heads, scale, scores, m,
                                   m + 16, m + 32);
           continue;
         }
@@ -210,13 +217,13 @@ void mqa_decode(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_
           for (int64_t l = 0; l < n; l++) {
             float d = 0;
             for (int64_t j = 0; j < dk; j++) d += qt[(c * dk + j) * 16 + h] * k[(l0 + l) * ldk + j];
-            mx = std::max(mx, scores[size_t(l)] = scale * d);
+            mx = std::max(mx, scores[l] = scale * d);
           }
-          for (int64_t l = 0; l < n; l++) sum += (scores[size_t(l)] = std::exp(scores[size_t(l)] - mx));
+          for (int64_t l = 0; l < n; l++) sum += (scores[l] = std::exp(scores[l] - mx));
           float* ctx = m + 32 + h * dv;
           std::fill(ctx, ctx + dv, 0.f);
           for (int64_t l = 0; l < n; l++)
-            for (int64_t v = 0; v < dv; v++) ctx[v] += scores[size_t(l)] * k[(l0 + l) * ldk + v];
+            for (int64_t v = 0; v < dv; v++) ctx[v] += scores[l] * k[(l0 + l) * ldk + v];
           m[h] = mx;
           m[16 + h] = sum;
         }

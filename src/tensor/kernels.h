@@ -128,8 +128,11 @@ void log_softmax_pick(float* logp, float* entropy, const float* logits, const in
 //   p_h = softmax_l(scale · q_h·k_l), out_h = Σ_l p_h[l] · k_l[0, dv).
 // q [H, dk], k [L, dk] (dv <= dk), out [H, dv]; each with its own row stride. Threads split the keys
 // (each part's softmax is merged by its maximum and sum); AVX-512 takes 16 heads at a time in the lanes.
+// scratch holds mqa_decode_scratch(H, L, dk, dv) floats (the same for any fewer keys), so that a decode
+// step allocates nothing.
+int64_t mqa_decode_scratch(int64_t H, int64_t L, int64_t dk, int64_t dv);
 void mqa_decode(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk, int64_t dv,
-                float scale, float* out, int64_t ldo);
+                float scale, float* out, int64_t ldo, float* scratch);
 void mqa_decode_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_t H, int64_t L, int64_t dk,
                     int64_t dv, float scale, float* out, int64_t ldo);
 

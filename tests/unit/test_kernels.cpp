@@ -561,7 +561,9 @@ TEST_P(Kernels, MqaDecodeMatchesRef) {
     std::vector<float> q = random_floats(rng, size_t(c.H * ldq)), k = random_floats(rng, size_t(c.L * ldk), -2, 2);
     std::vector<float> out(size_t(c.H * ldo), -7.f), ref(size_t(c.H * ldo), -7.f);
     const float scale = 1.0f / std::sqrt(float(c.dk)) * 3;
-    mqa_decode(q.data(), ldq, k.data(), ldk, c.H, c.L, c.dk, c.dv, scale, out.data(), ldo);
+    // The scratch for more keys than the call's, as a decode step sizes it for the cache's capacity.
+    std::vector<float> scratch(size_t(mqa_decode_scratch(c.H, c.L + 50, c.dk, c.dv)), kNaN);
+    mqa_decode(q.data(), ldq, k.data(), ldk, c.H, c.L, c.dk, c.dv, scale, out.data(), ldo, scratch.data());
     mqa_decode_ref(q.data(), ldq, k.data(), ldk, c.H, c.L, c.dk, c.dv, scale, ref.data(), ldo);
     for (int64_t h = 0; h < c.H; h++) {
       for (int64_t v = 0; v < c.dv; v++)
