@@ -179,6 +179,26 @@ namespace {
 constexpr int64_t kMqaPartKeys = 32;
 int64_t mqa_parts(int64_t L) { return std::clamp<int64_t>(L / kMqaPartKeys, 1, max_threads()); }
 
+// avx512::mqa_decode_part's three passes, one head at a time.
+void mqa_decode_part_portable(const float* qt, const float* k, int64_t ldk, int64_t L, int64_t dk, int64_t dv, int heads,
+                              float scale, float* scores, float* m, float* s, float* ctx) {
+  for (int h = 0; h < heads; h++) {
+    float mx = -INFINITY, sum = 0;
+    for (int64_t l = 0; l < L; l++) {
+      float d = 0;
+      for (int64_t j = 0; j < dk; j++) d += qt[j * 16 + h] * k[l * ldk + j];
+      mx = std::max(mx, scores[l] = scale * d);
+    }
+    for (int64_t l = 0; l < L; l++) sum += (scores[l] = std::exp(scores[l] - mx));
+    float* c = ctx + h * dv;
+    std::fill(c, c + dv, 0.f);
+    for (int64_t l = 0; l < L; l++)
+      for (int64_t v = 0; v < dv; v++) c[v] += scores[l] * k[l * ldk + v];
+    m[h] = mx;
+    s[h] = sum;
+  }
+}
+
 }  // namespace
 
 int64_t mqa_decode_scratch(int64_t H, int64_t L, int64_t dk, int64_t dv) {
@@ -207,26 +227,8 @@ void mqa_decode(const float* q, int64_t ldq, const float* k, int64_t ldk, int64_
       for (int64_t c = 0; c < chunks; c++) {
         float* m = merged + p * per_part + c * 16 * (2 + dv);
         const int heads = int(std::min<int64_t>(16, H - 16 * c));
-        if (simd) {
-          avx512::mqa_decode_part(qt + c * dk * 16, k + l0 * ldk, ldk, n, dk, dv, heads, scale, scores, m,
-                                  m + 16, m + 32);
-          continue;
-        }
-        for (int h = 0; h < heads; h++) {  // portable: the same three passes, one head at a time
-          float mx = -INFINITY, sum = 0;
-          for (int64_t l = 0; l < n; l++) {
-            float d = 0;
-            for (int64_t j = 0; j < dk; j++) d += qt[(c * dk + j) * 16 + h] * k[(l0 + l) * ldk + j];
-            mx = std::max(mx, scores[l] = scale * d);
-          }
-          for (int64_t l = 0; l < n; l++) sum += (scores[l] = std::exp(scores[l] - mx));
-          float* ctx = m + 32 + h * dv;
-          std::fill(ctx, ctx + dv, 0.f);
-          for (int64_t l = 0; l < n; l++)
-            for (int64_t v = 0; v < dv; v++) ctx[v] += scores[l] * k[(l0 + l) * ldk + v];
-          m[h] = mx;
-          m[16 + h] = sum;
-        }
+        (simd ? avx512::mqa_decode_part : mqa_decode_part_portable)(qt + c * dk * 16, k + l0 * ldk, ldk, n, dk, dv,
+                                                                    heads, scale, scores, m, m + 16, m + 32);
       }
     }
   });
