@@ -75,14 +75,14 @@ int64_t Sampler::distribution(float* z, double* total_out) {
     std::nth_element(cand_.begin(), cand_.begin() + n - 1, cand_.end(), by_logit);
   }
   const float inv_t = 1.0f / p_.temperature;
-  double total = 0;
-  if (n == V) {  // every id, in order: two vector passes over the vocabulary
-    total = exp_sum(prob_.data(), z, V, z[argmax(z, V)], inv_t);
-  } else {
-    float zmax = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) zmax = std::max(zmax, z[cand_[size_t(i)]]);
-    for (int64_t i = 0; i < n; ++i) total += (prob_[size_t(i)] = std::exp((z[cand_[size_t(i)]] - zmax) * inv_t));
+  // The candidates' logits (all of z, in id order, or the top k gathered into prob_), then their
+  // probabilities in two vector passes: the largest, and exp_sum.
+  const float* zc = z;
+  if (n < V) {
+    for (int64_t i = 0; i < n; ++i) prob_[size_t(i)] = z[cand_[size_t(i)]];
+    zc = prob_.data();
   }
+  double total = exp_sum(prob_.data(), zc, n, zc[argmax(zc, n)], inv_t);
   // min-p: drop what is below min_p × the most likely (whose unnormalized probability is 1).
   if (p_.min_p > 0) {
     int64_t kept = 0;
