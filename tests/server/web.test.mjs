@@ -24,6 +24,13 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  // The model has random weights and the page samples. A reply that began with <|eos|> (id 1), <think>
+  // (6) or </think> (7) would leave the answer or the reasoning empty (CI once drew one; 3 of 512 ids,
+  // ~0.6% a reply if all were equally likely), so every request the page sends forbids them. The Stop
+  // part below relies on no <|eos|> too; the R1-Zero part swaps this route for a canned reply and back.
+  const forbidEmptying = (route) =>
+    route.continue({ postData: JSON.stringify({ ...route.request().postDataJSON(), logit_bias: { 1: -100, 6: -100, 7: -100 } }) });
+  await page.route("**/v1/chat/completions", forbidEmptying);
   await page.goto(server.url + "/");
   assert.equal(await page.title(), "seek chat");
   await page.waitForFunction((name) => [...document.querySelectorAll("#model option")].some((o) => o.textContent === name), MODEL_NAME);
@@ -83,6 +90,7 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   const pieces = ["So 47 + 85 = 132.\n<ans", "wer>13", "2</ans", "wer>"];
   const sse = pieces.map((p) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: p } }] })}\n\n`).join("") +
     `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`;
+  await page.unroute("**/v1/chat/completions");
   await page.route("**/v1/chat/completions", (route) =>
     route.fulfill({ status: 200, headers: { "content-type": "text/event-stream" }, body: sse }));
   await page.uncheck("#think");
@@ -92,13 +100,12 @@ test("send a message, watch it stream, see usage and cache hits", async () => {
   assert.equal(await page.evaluate(() => [...document.querySelectorAll(".msg.assistant")].pop().querySelector(".answer").textContent),
                "So 47 + 85 = 132.\n132");
   await page.unroute("**/v1/chat/completions");
+  await page.route("**/v1/chat/completions", forbidEmptying);
 
   // Stop: a long reply is cut short by the Stop button, and the server drops the sequence.
   await page.uncheck("#think");
   await page.fill("#max", "600");
-  // No end-of-sequence token for this one (the demo tokenizer's <|eos|> is id 1), so it would run long.
-  await page.route("**/v1/chat/completions", (route) =>
-    route.continue({ postData: JSON.stringify({ ...route.request().postDataJSON(), logit_bias: { 1: -100 } }) }));
+  // No end-of-sequence token (forbidEmptying), so this one would run long.
   await page.fill("#input", "Now a very long answer, please.");
   await page.press("#input", "Enter");
   await page.waitForFunction(() => {
