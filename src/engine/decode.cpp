@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/kernels.h"
 #include "util/error.h"
 
 namespace seek {
@@ -248,23 +249,19 @@ int64_t Decoder::step(std::span<Sequence* const> seqs, int64_t prefill_budget,
     };
     const int k = s.req_.top_logprobs;
     if (k < 0) return pick();
-    // Log-probabilities from the raw logits (before penalties and temperature), over the usable vocabulary.
+    // Log-probabilities from the raw logits (before penalties and temperature; pick() changes z_ in
+    // place) over the usable vocabulary: the chosen token's and the k largest, less the log-sum-exp,
+    // which takes the sampler's two vector passes (the largest, then exp_sum, here in place over raw_).
     raw_.assign(z_.begin(), z_.begin() + usable_vocab_);
-    const float mx = *std::max_element(raw_.begin(), raw_.end());
-    double sum = 0;
-    for (float x : raw_) sum += std::exp(double(x - mx));
-    const float lse = mx + float(std::log(sum));
     const int32_t tok = pick();
-    ev.logprob = raw_[size_t(tok)] - lse;
-    const int64_t kk = std::min<int64_t>(k, usable_vocab_);
-    if (kk > 0) {
-      std::vector<std::pair<float, int32_t>> best;
-      best.reserve(size_t(usable_vocab_));
-      for (int64_t v = 0; v < usable_vocab_; ++v) best.push_back({raw_[size_t(v)], int32_t(v)});
-      std::partial_sort(best.begin(), best.begin() + kk, best.end(),
-                        [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      for (int64_t i = 0; i < kk; ++i) ev.top.push_back({best[size_t(i)].second, best[size_t(i)].first - lse});
-    }
+    top_ids_.resize(size_t(std::min<int64_t>(k, usable_vocab_)));
+    topk(raw_.data(), usable_vocab_, int64_t(top_ids_.size()), top_ids_.data());
+    const float mx = raw_[size_t(top_ids_.empty() ? argmax(raw_.data(), usable_vocab_) : top_ids_[0])];
+    ev.logprob = raw_[size_t(tok)];
+    for (int32_t id : top_ids_) ev.top.push_back({id, raw_[size_t(id)]});
+    const float lse = mx + float(std::log(exp_sum(raw_.data(), raw_.data(), usable_vocab_, mx, 1.0f)));
+    ev.logprob -= lse;
+    for (auto& [id, lp] : ev.top) lp -= lse;
     return tok;
   };
   // The main model's hidden states at the rows [row0, row0 + n) of this step, which its cache kept, and

@@ -187,6 +187,7 @@ class Decoder {
   std::vector<int64_t> item_of_, logit_row_;
   std::vector<int32_t> inputs_, toks_;
   std::vector<float> logits_, z_, raw_;  // the step's logits; one row being sampled; its raw copy (logprobs)
+  std::vector<int32_t> top_ids_;         // logprobs: the raw row's most likely ids
   std::vector<float> hidden_;            // the step's normed hidden states, when a sequence drafts
   bool drafting_on_ = true;
   std::vector<Model::MtpItem> mtp_items_;

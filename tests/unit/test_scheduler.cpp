@@ -3,6 +3,8 @@
 // slot, refusals (queue full, too large), and prefix-cache hits that keep greedy output unchanged.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include "engine/generator.h"
@@ -164,6 +166,58 @@ TEST(Scheduler, CancellationFreesTheSlotAtOnce) {
   sc->cancel();
   EXPECT_EQ(drain(*sd).final.finish_reason, "cancelled");
   EXPECT_EQ(drain(*sc).final.finish_reason, "cancelled");
+}
+
+// logprobs: each generated token's event carries the log-softmax of the model's raw logits at that
+// position (before the request's bias, penalties and temperature) for the token and for the k most
+// likely ids, best first. Checked against the same model's logits from one forward pass over the prompt
+// and the tokens it generated, normalized in double here. The bias pushes the sampler towards an id the
+// raw logits rank low, so logprobs taken after the bias would fail.
+TEST(Scheduler, LogprobsAreTheRawLogitsLogSoftmax) {
+  Fixture f;
+  Scheduler engine(*f.model, nullptr, nullptr, SchedulerOptions{});
+  GenerationRequest r;
+  r.prompt = prompt(9, 4, f.V);
+  r.sampling.temperature = 1.3f;
+  r.sampling.seed = 11;
+  r.sampling.presence_penalty = 1.0f;
+  r.sampling.logit_bias = {{5, 6.0f}};
+  r.stop.max_new_tokens = 8;
+  r.top_logprobs = 4;
+  auto stream = engine.submit(r).stream;
+  std::vector<StreamEvent> evs, got;
+  while (stream->next(evs, 50ms)) {
+    for (StreamEvent& e : evs)
+      if (e.token >= 0) got.push_back(e);
+    evs.clear();
+  }
+  ASSERT_EQ(got.size(), 8u);
+
+  std::vector<int32_t> ids = r.prompt;
+  for (const StreamEvent& e : got) ids.push_back(e.token);
+  KVCache cache = f.model->new_cache(int64_t(ids.size()));
+  std::vector<float> logits(ids.size() * size_t(f.V));
+  f.model->forward(cache, ids.data(), int64_t(ids.size()), logits.data());
+  int below_top = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float* z = logits.data() + (r.prompt.size() - 1 + i) * size_t(f.V);
+    double mx = z[0], sum = 0;
+    for (int64_t v = 0; v < f.V; ++v) mx = std::max(mx, double(z[v]));
+    for (int64_t v = 0; v < f.V; ++v) sum += std::exp(double(z[v]) - mx);
+    auto logp = [&](int32_t v) { return double(z[v]) - mx - std::log(sum); };
+    std::vector<int32_t> order(size_t(f.V));
+    for (int32_t v = 0; v < int32_t(f.V); ++v) order[size_t(v)] = v;
+    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
+    const StreamEvent& e = got[i];
+    EXPECT_NEAR(e.logprob, logp(e.token), 1e-3) << "token " << i;
+    ASSERT_EQ(e.top.size(), 4u);
+    for (size_t j = 0; j < 4; ++j) {
+      EXPECT_EQ(e.top[j].first, order[j]) << "token " << i << ", rank " << j;
+      EXPECT_NEAR(e.top[j].second, logp(order[j]), 1e-3) << "token " << i << ", rank " << j;
+    }
+    below_top += e.logprob < e.top[0].second - 1.0f;
+  }
+  EXPECT_GT(below_top, 0) << "every sampled token was near the raw top: the test cannot tell raw from biased logits";
 }
 
 TEST(Scheduler, RefusesWhenTheQueueIsFullOrTheRequestTooLarge) {
