@@ -533,15 +533,20 @@ SEEK_VNNI inline __m512i kquant_codes(const uint8_t* b, int p) {
     const __m512i u = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), m15);
     if constexpr (q == QKind::Q5_K) return q5k_add_fifth_bits(u, b + 16, 2 * p, 2 * p + 1);
     return u;
-  } else {  // ql low 4 bits, qh the 2 high ones (as dequantize_row_q6_K)
+  } else {
+    // As dequantize_row_q6_K: value 128 h + 64 pp + i takes its low 4 bits from ql[64 h + i] (the low
+    // nibble for pp = 0, the high one for pp = 1) and its 2 high bits from qh[32 h + i % 32], bits
+    // 4 pp + 2 (i / 32), +1. One shift per 16-bit lane brings those to bits 4, 5 (16-bit shifts move no
+    // wanted bit across bytes), and one ternary op merges: (ql bits & 15) | (qh bits & 48).
     const int h = p / 2, pp = p % 2;
     __m512i lo = _mm512_loadu_si512(b + 64 * h);
     if (pp) lo = _mm512_srli_epi16(lo, 4);
-    lo = _mm512_and_si512(lo, m15);
     __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
-    if (pp) hi = _mm512_srli_epi16(hi, 4);
-    hi = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hi, _mm512_srli_epi16(hi, 2)), _mm512_set1_epi8(3));
-    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+    // shifts for values i < 32 | i >= 32: pp = 0 bits 0, 1 | 2, 3 up; pp = 1 bits 4, 5 | 6, 7 down
+    const __m512i up = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i down = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    hi = pp ? _mm512_srlv_epi16(hi, down) : _mm512_sllv_epi16(hi, up);
+    return _mm512_ternarylogic_epi32(lo, _mm512_and_si512(hi, _mm512_set1_epi8(48)), m15, 0xEC);  // (a & c) | b
   }
 }
 
