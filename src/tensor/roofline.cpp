@@ -7,6 +7,9 @@
 #include "tensor/roofline.h"
 
 #include <cblas.h>
+// GCC 12's avx512fintrin.h trips -Wuninitialized on its own "undefined" vectors (see kernels_avx512.cpp).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <omp.h>
 

@@ -39,7 +39,7 @@ TEST(Shards, RoundTripBothWidths) {
   test::TempDir dir;
   for (int64_t vocab : {300, 65536, 65537, 129280}) {
     auto docs = sample_docs(vocab);
-    std::string path = dir / ("s" + std::to_string(vocab) + ".tok");
+    std::string path = dir / (std::string("s") + std::to_string(vocab) + ".tok");
     ShardInfo w = write_shard(path, docs, vocab);
     EXPECT_EQ(w.token_bytes, vocab <= 65536 ? 2 : 4);
     ShardReader r = ShardReader::open(path);
