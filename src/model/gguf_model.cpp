@@ -295,14 +295,19 @@ GgufModel load_gguf_model(const std::string& path) {
     std::vector<float> k(size_t(H * C * nope)), vv(size_t(H * v * C));
     mat_rows_to_f32(mat_of(*kb), 0, H * C, k.data());
     mat_rows_to_f32(mat_of(*vb), 0, H * v, vv.data());
-    TensorInfo& kvb = owned(*kb, "model.layers." + std::to_string(layer) + ".self_attn.kv_b_proj.weight", DType::F32,
-                            {H * (nope + v), C});
+    const std::string p = "model.layers." + std::to_string(layer) + ".self_attn.";
+    TensorInfo& kvb = owned(*kb, p + "kv_b_proj.weight", DType::F32, {H * (nope + v), C});
     float* out = static_cast<float*>(const_cast<void*>(kvb.data));
     for (int64_t h = 0; h < H; h++) {
       for (int64_t r = 0; r < nope; r++)
         for (int64_t cc = 0; cc < C; cc++) out[(h * (nope + v) + r) * C + cc] = k[size_t((h * C + cc) * nope + r)];
       std::memcpy(out + (h * (nope + v) + nope) * C, vv.data() + h * v * C, size_t(v * C) * 4);
     }
+    // And the split matrices as stored, per head W_UK_hᵀ and W_UV_h: what a decode step reads (nn/mla.h).
+    add(*kb, p + "k_b_proj.weight");
+    tensors.back().shape = {H * C, nope};
+    add(*vb, p + "v_b_proj.weight");
+    tensors.back().shape = {H * v, C};
   }
 
   // Llama's q and k rows back in Hugging Face's order (whole rows: any format).

@@ -8,7 +8,9 @@
 // The mapping, and where it is not a plain rename:
 // - the 3-D expert stacks ffn_{gate,up,down}_exps [E, N, K] become E views mlp.experts.e.*, zero-copy;
 // - the split attn_k_b [H, C, nope] and attn_v_b [H, v, C] are put back into kv_b_proj [H·(nope+v), C]
-//   in f32 (seek converts kv_b to f32 at load anyway, nn/mla.h);
+//   in f32 (seek converts kv_b to f32 at load anyway, nn/mla.h), and kept as they are, viewed as
+//   self_attn.k_b_proj [H·C, nope] and self_attn.v_b_proj [H·v, C] (names no Hugging Face file has), for
+//   decode;
 // - Llama's q and k rows: llama.cpp's converter interleaves each head's two rotary halves (Meta's
 //   order, for its NORM rope); they are put back in Hugging Face's order (a row permutation: whole rows,
 //   so a block-quantized matrix is permuted without requantizing), and permuted again on writing;

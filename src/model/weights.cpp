@@ -28,6 +28,8 @@ void bind_mla(Src& src, const Config& c, const std::string& p, MlaParams<V>& w) 
   w.kv_a_layernorm = src.vec(p + "self_attn.kv_a_layernorm.weight", C);
   w.kv_b_proj = src.mat(p + "self_attn.kv_b_proj.weight", H * (c.qk_nope_head_dim + v), C);
   w.kv_b_f32 = src.f32(w.kv_b_proj);
+  w.k_b = src.optional_mat(p + "self_attn.k_b_proj.weight", H * C, c.qk_nope_head_dim);
+  w.v_b = src.optional_mat(p + "self_attn.v_b_proj.weight", H * v, C);
   w.o_proj = src.mat(p + "self_attn.o_proj.weight", D, H * v);
 }
 
@@ -122,6 +124,7 @@ struct NameSource {
     return nullptr;
   }
   const float* f32(const Mat&) { return nullptr; }
+  Mat optional_mat(const std::string&, int64_t, int64_t) { return {}; }  // no Hugging Face file has one
 };
 
 // A checkpoint: every tensor checked; vectors and kv_b converted into the store.
@@ -171,6 +174,9 @@ struct CheckpointSource {
     to_f32(t.dtype, t.data, v.data(), size_t(n));
     return v.data();
   }
+  Mat optional_mat(const std::string& name, int64_t rows, int64_t cols) {
+    return ck.find(name) ? mat(name, rows, cols) : Mat{};
+  }
   const float* f32(const Mat& m) {
     if (m.dtype == DType::F32) return m.f32();
     std::vector<float>& v = store.emplace_back(size_t(m.rows * m.cols));
@@ -208,6 +214,10 @@ struct ArenaSource {
     else return Mat{DType::F32, p, rows, cols};
   }
   Ptr vec(const std::string&, int64_t n) { return take(n); }
+  auto optional_mat(const std::string&, int64_t, int64_t) {  // never in an arena
+    if constexpr (Mutable) return Ptr{};
+    else return Mat{};
+  }
   Ptr f32(const auto& m) {
     if constexpr (Mutable) return nullptr;  // kv_b's f32 copy is a weight view only
     else return m.f32();

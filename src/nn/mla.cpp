@@ -29,45 +29,61 @@ struct Dims {
 
 const Mat& first_projection(const MlaSpec& s, const MlaWeights& w) { return s.q_lora_rank ? w.q_a_proj : w.q_proj; }
 
+// Rows [r0, r0 + n) of w, a view (formats with 2-D block scales, FP8, cannot be cut so).
+Mat row_view(const Mat& w, int64_t r0, int64_t n) {
+  SEEK_ASSERT(!weight_format(w.dtype).block_scales && r0 >= 0 && r0 + n <= w.rows);
+  return {w.dtype, static_cast<const uint8_t*>(w.data) + r0 * row_bytes(w), n, w.cols};
+}
+
 // Absorbed decode of one segment (few new tokens): q̃_h = q_nope_h · W_UK_h beside q_pe, MQA over the
-// latent rows (key dim C + R, value dim C), then W_UV_h per head. W_UK_h and W_UV_h are read from
-// kv_b_proj in its own format (kvb), not from the f32 copy (Wkvb): a decode step is bound by the bytes it
-// reads, and a Q8_0 kv_b_proj is a quarter of the copy's. q_nope_h · W_UK_h sums over kv_b_proj's rows:
-// weighted_rows (block formats: decoded and summed in one pass). The MQA is mqa_decode, 16 heads to a
+// latent rows (key dim C + R, value dim C), then W_UV_h per head. W_UK_h and W_UV_h are read in their
+// stored format, not from the f32 copy (kv_b_f32): a decode step is bound by the bytes it reads, and a
+// Q8_0 matrix is a quarter of the copy's. From kv_b_proj, q_nope_h · W_UK_h sums over its rows:
+// weighted_rows (block formats: decoded and summed in one pass); from the split layout's k_b_h = W_UK_hᵀ
+// it is a product per head (matmul_many, as llama.cpp computes it). The MQA is mqa_decode, 16 heads to a
 // vector and the latent rows split between the threads (through two sgemm calls it took 1.5-2x longer
-// per token at 576 tokens of context). W_UV_h's rows go to matmul_many as they are stored (its int8 path
-// for block formats, rounding ctx to 8 bits as llama.cpp does). Formats with 2-D block scales (FP8)
-// cannot be cut into row views: their W_UV_h reads the copy.
+// per token at 576 tokens of context). W_UV_h's rows (of v_b, or of kv_b_proj) go to matmul_many as
+// they are stored (its int8 path for block formats, rounding ctx to 8 bits as llama.cpp does). FP8's
+// 2-D block scales cannot be cut into row views: its W_UV_h reads the copy.
 void absorbed_decode(const Pass& p, const MlaSpec& s, const Dims& d, const float* q, int64_t ldq, const Segment& sg,
-                     const Mat& kvb, const float* Wkvb, const float* latent, int64_t cap, float* out) {
+                     const MlaWeights& w, const float* latent, int64_t cap, float* out) {
   Workspace::Frame frame(p.ws);
   const int64_t T = sg.T, CR = d.C + d.R;
   float* qcat = p.ws.alloc<float>(d.H * T * CR);  // [H, T, C + R]
   float* ctx = p.ws.alloc<float>(d.H * T * d.C);  // [H, T, C]
   float* scratch = p.ws.alloc<float>(mqa_decode_scratch(d.H, cap, CR, d.C));  // for the capacity: a decode never grows it
-  parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
-    for (int64_t h = h0; h < h1; ++h) {
-      weighted_rows(qcat + h * T * CR, CR, q + h * d.qk, ldq, kvb, h * d.kvw, d.nope, T);  // W_UK_h: [nope, C]
+  MatmulJob* jobs = p.ws.alloc<MatmulJob>(d.H);
+  if (w.k_b.data) {
+    float* qn = p.ws.alloc<float>(d.H * T * d.nope);  // [H, T, nope]: each head's q_nope rows together
+    for (int64_t h = 0; h < d.H; ++h) {
       for (int64_t t = 0; t < T; ++t)
-        std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
+        std::memcpy(qn + (h * T + t) * d.nope, q + t * ldq + h * d.qk, sizeof(float) * size_t(d.nope));
+      new (jobs + h) MatmulJob{qcat + h * T * CR, qn + h * T * d.nope, row_view(w.k_b, h * d.C, d.C), T, nullptr, CR};
     }
-  });
+    matmul_many(jobs, d.H);
+  } else {
+    parallel_for(d.H, T * d.C * d.nope, [&](int64_t h0, int64_t h1) {
+      for (int64_t h = h0; h < h1; ++h)  // W_UK_h: kv_b_proj's rows [h·kvw, h·kvw + nope)
+        weighted_rows(qcat + h * T * CR, CR, q + h * d.qk, ldq, w.kv_b_proj, h * d.kvw, d.nope, T);
+    });
+  }
+  for (int64_t h = 0; h < d.H; ++h)
+    for (int64_t t = 0; t < T; ++t)
+      std::memcpy(qcat + (h * T + t) * CR + d.C, q + t * ldq + h * d.qk + d.nope, sizeof(float) * size_t(d.R));
   // New token t sees the latent rows up to its own position; its heads' rows are T·(C + R) apart.
   for (int64_t t = 0; t < T; ++t)
     mqa_decode(qcat + t * CR, T * CR, latent, CR, d.H, sg.pos0 + t + 1, CR, d.C, s.softmax_scale, ctx + t * d.C, T * d.C,
                scratch);
-  if (!weight_format(kvb.dtype).block_scales) {
-    const int64_t rb = row_bytes(kvb);
-    MatmulJob* jobs = p.ws.alloc<MatmulJob>(d.H);
+  if (w.v_b.data || !weight_format(w.kv_b_proj.dtype).block_scales) {
     for (int64_t h = 0; h < d.H; ++h) {
-      const Mat Wuv{kvb.dtype, static_cast<const uint8_t*>(kvb.data) + (h * d.kvw + d.nope) * rb, d.vd, d.C};
+      const Mat Wuv = w.v_b.data ? row_view(w.v_b, h * d.vd, d.vd) : row_view(w.kv_b_proj, h * d.kvw + d.nope, d.vd);
       new (jobs + h) MatmulJob{out + h * d.vd, ctx + h * T * d.C, Wuv, T, nullptr, d.H * d.vd};
     }
     return matmul_many(jobs, d.H);
   }
   parallel_for(d.H, T * d.C * d.vd, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      const float* Wuv = Wkvb + (h * d.kvw + d.nope) * d.C;  // [v, C]
+      const float* Wuv = w.kv_b_f32 + (h * d.kvw + d.nope) * d.C;  // [v, C]
       gemm(false, true, T, d.vd, d.C, 1.f, ctx + h * T * d.C, d.C, Wuv, d.C, 0.f, out + h * d.vd, d.H * d.vd);
     }
   });
@@ -137,7 +153,7 @@ void mla_forward(const Pass& p, const MlaSpec& s, const MlaWeights& w, const flo
       }
       const float* qs = q + r0 * ldq;
       if (T < kPrefillDecompress) {
-        absorbed_decode(p, s, d, qs, ldq, sg, w.kv_b_proj, Wkvb, latent, cap, attn + r0 * d.H * d.vd);
+        absorbed_decode(p, s, d, qs, ldq, sg, w, latent, cap, attn + r0 * d.H * d.vd);
         continue;
       }
       // Decompress every cached position's k_nope and v: kv [L, H·kvw] = c_kv · kv_b_projᵀ, then

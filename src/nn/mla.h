@@ -55,6 +55,11 @@ struct MlaParams {
   // W_UV from kv_b_proj itself (mla.cpp). Weights only: the matrix itself when it is f32, else a copy the
   // model keeps (~1% of a layer).
   typename V::Vector kv_b_f32{};
+  // GGUF files in mainline llama.cpp's split layout also keep their attn_k_b as k_b [H·C, nope] (per head
+  // W_UK_hᵀ) and attn_v_b as v_b [H·v, C] (per head W_UV_h), in their stored formats: a decode step reads
+  // those rather than the f32 kv_b_proj rebuilt from them. Empty for every other source.
+  typename V::Matrix k_b{};
+  typename V::Matrix v_b{};
 };
 using MlaWeights = MlaParams<WeightView>;
 using MlaGrads = MlaParams<GradView>;

@@ -117,13 +117,27 @@ TEST(GgufModels, QuantizedLogitsMatchLlamaCppWithinActivationRounding) {
   }
 }
 
-// Both deepseek2 layouts carry the same weights: the rebuilt kv_b gives the same logits as the stored one.
+// Both deepseek2 layouts carry the same weights: the split one's decode (W_UK from attn_k_b, W_UV from
+// attn_v_b, a product per head) gives the same logits as the single attn_kv_b (W_UK summed over its rows).
+// A split file's decode reads k_b and v_b in their stored format, not the f32 kv_b rebuilt from them.
 TEST(GgufModels, SplitAndLegacyMlaLayoutsAgree) {
   auto split = Model::load(fixture("deepseek-small-f32.gguf"));
   auto legacy = Model::load(fixture("deepseek-small-legacy-f32.gguf"));
   EXPECT_EQ(split->config().kv_lora_rank, legacy->config().kv_lora_rank);
   EXPECT_EQ(split->config().model_type, ModelType::DeepseekV3);
   EXPECT_LT(rel_err(seek_logits(*split), seek_logits(*legacy)), 1e-6);
+  for (const auto& layer : legacy->weights().layers) EXPECT_EQ(layer.mla.k_b.data, nullptr);
+  const Config& c = split->config();
+  const int64_t H = c.num_attention_heads, C = c.kv_lora_rank;
+  auto quantized = Model::load(fixture("deepseek-small-q8_0.gguf"));
+  for (const auto& layer : quantized->weights().layers) {
+    EXPECT_EQ(layer.mla.k_b.dtype, DType::Q8_0);
+    EXPECT_EQ(layer.mla.k_b.rows, H * C);
+    EXPECT_EQ(layer.mla.k_b.cols, c.qk_nope_head_dim);
+    EXPECT_EQ(layer.mla.v_b.dtype, DType::Q8_0);
+    EXPECT_EQ(layer.mla.v_b.rows, H * c.v_head_dim);
+    EXPECT_EQ(layer.mla.v_b.cols, C);
+  }
 }
 
 // Llama 3.1's rope scaling, which llama.cpp's converter stores as the rope_freqs tensor: seek reads the
