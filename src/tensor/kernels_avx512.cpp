@@ -525,6 +525,33 @@ SEEK_AVX512 inline void mqa_scores(const float* qt, const float* k, int64_t ldk,
   }
 }
 
+// ctx rows c0 (head h) and c1 (head h + 1, when `two`) over the columns [16 v0, 16 (v0 + NV)) of
+// Σ_l scores[l][h] · k[l]: NV vectors per key row in 2·NV accumulators (a constant count, so that they
+// stay in registers), the row's vectors shared by both heads. `last` masks the block's last vector.
+template <int NV>
+SEEK_AVX512 inline void mqa_ctx(const float* scores, int h, bool two, const float* k, int64_t ldk, int64_t L,
+                                int64_t v0, __mmask16 last, float* c0, float* c1) {
+  __m512 a0[NV], a1[NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; j++) a0[j] = a1[j] = _mm512_setzero_ps();
+  for (int64_t l = 0; l < L; l++) {
+    const __m512 b0 = _mm512_set1_ps(scores[16 * l + h]), b1 = _mm512_set1_ps(two ? scores[16 * l + h + 1] : 0.f);
+    const float* row = k + l * ldk + 16 * v0;
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++) {
+      const __m512 kv = _mm512_maskz_loadu_ps(j == NV - 1 ? last : __mmask16(0xFFFF), row + 16 * j);
+      a0[j] = _mm512_fmadd_ps(b0, kv, a0[j]);
+      a1[j] = _mm512_fmadd_ps(b1, kv, a1[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; j++) {
+    const __mmask16 mk = j == NV - 1 ? last : __mmask16(0xFFFF);
+    _mm512_mask_storeu_ps(c0 + 16 * (v0 + j), mk, a0[j]);
+    if (two) _mm512_mask_storeu_ps(c1 + 16 * (v0 + j), mk, a1[j]);
+  }
+}
+
 SEEK_AVX512 void mqa_decode_part(const float* qt, const float* k, int64_t ldk, int64_t L, int64_t dk, int64_t dv,
                                  int heads, float scale, float* scores, float* m, float* s, float* ctx) {
   const __m512 sc = _mm512_set1_ps(scale);
@@ -540,32 +567,17 @@ SEEK_AVX512 void mqa_decode_part(const float* qt, const float* k, int64_t ldk, i
   }
   _mm512_storeu_ps(m, mx);
   _mm512_storeu_ps(s, sum);
-  // ctx: two heads by up to 128 columns in 16 accumulators, each key row's vectors shared by both heads.
-  const int64_t nv = (dv + 15) / 16;  // vectors per row, the last masked
-  const __mmask16 last = dv % 16 ? tail_mask16(dv % 16) : __mmask16(0xFFFF);
+  // ctx: two heads at a time, by 8 vectors (128 columns) and then one at a time; the row's last vector masked.
+  const int64_t nv = (dv + 15) / 16;  // vectors per row
+  const __mmask16 tail = dv % 16 ? tail_mask16(dv % 16) : __mmask16(0xFFFF);
   for (int h = 0; h < heads; h += 2) {
     const bool two = h + 1 < heads;
-    for (int64_t v0 = 0; v0 < nv; v0 += 8) {
-      const int64_t n = min_i64(8, nv - v0);
-      __m512 a0[8], a1[8];
-      for (int j = 0; j < 8; j++) a0[j] = a1[j] = _mm512_setzero_ps();
-      for (l = 0; l < L; l++) {
-        const __m512 b0 = _mm512_set1_ps(scores[16 * l + h]), b1 = _mm512_set1_ps(two ? scores[16 * l + h + 1] : 0.f);
-        const float* row = k + l * ldk + 16 * v0;
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-          if (j >= n) break;
-          const __m512 kv = _mm512_maskz_loadu_ps(v0 + j == nv - 1 ? last : __mmask16(0xFFFF), row + 16 * j);
-          a0[j] = _mm512_fmadd_ps(b0, kv, a0[j]);
-          a1[j] = _mm512_fmadd_ps(b1, kv, a1[j]);
-        }
-      }
-      for (int64_t j = 0; j < n; j++) {
-        const __mmask16 mk = v0 + j == nv - 1 ? last : __mmask16(0xFFFF);
-        _mm512_mask_storeu_ps(ctx + h * dv + 16 * (v0 + j), mk, a0[j]);
-        if (two) _mm512_mask_storeu_ps(ctx + (h + 1) * dv + 16 * (v0 + j), mk, a1[j]);
-      }
-    }
+    float* c0 = ctx + h * dv;
+    float* c1 = ctx + (h + 1) * dv;
+    int64_t v0 = 0;
+    for (; v0 + 8 <= nv; v0 += 8)
+      mqa_ctx<8>(scores, h, two, k, ldk, L, v0, v0 + 8 == nv ? tail : __mmask16(0xFFFF), c0, c1);
+    for (; v0 < nv; v0++) mqa_ctx<1>(scores, h, two, k, ldk, L, v0, v0 + 1 == nv ? tail : __mmask16(0xFFFF), c0, c1);
   }
 }
 

@@ -549,12 +549,13 @@ TEST_P(Kernels, ExpSumMatchesStdExp) {
 }
 
 // mqa_decode against the double-precision reference: head counts around the 16 lanes, key counts from
-// one to several parts, value widths with a partial vector, and strides wider than the rows.
+// one to several parts, value widths with a partial vector (alone, closing a block of 8 vectors, after
+// one), and strides wider than the rows.
 TEST_P(Kernels, MqaDecodeMatchesRef) {
   std::mt19937 rng(37);
   struct Shape { int64_t H, L, dk, dv; };
   for (const Shape& c : {Shape{16, 1, 288, 256}, Shape{16, 100, 288, 256}, Shape{20, 257, 72, 40}, Shape{4, 33, 24, 24},
-                         Shape{32, 1000, 96, 64}, Shape{1, 70, 17, 9}}) {
+                         Shape{32, 1000, 96, 64}, Shape{1, 70, 17, 9}, Shape{16, 40, 144, 120}, Shape{3, 50, 160, 136}}) {
     SCOPED_TRACE("H " + std::to_string(c.H) + " L " + std::to_string(c.L) + " dk " + std::to_string(c.dk) + " dv " +
                  std::to_string(c.dv));
     const int64_t ldq = c.dk + 3, ldk = c.dk + 5, ldo = c.dv + 2;
