@@ -778,9 +778,41 @@ SEEK_AVX512 void rows_to_f32_kind(const Mat& w, int64_t r0, int64_t nr, float* d
   }
 }
 
+// Columns [b0·BV, (b0 + NB)·BV) of y = Σ_i a[i] · rows[i] over i < nr (rows rb bytes apart): NB blocks,
+// a constant count so that the accumulators stay in registers while the rows stream past.
+template <QKind q, int NB>
+SEEK_AVX512 inline void rows_weighted_blocks(float* y, const float* a, const uint8_t* rows, int64_t rb, int64_t nr,
+                                             int64_t b0, int64_t ahead) {
+  constexpr int BV = kBlockValues<q>, BB = kBlockBytes<q>, NA = NB * BV / 16;
+  __m512 acc[NA];
+#pragma GCC unroll 16
+  for (int j = 0; j < NA; j++) acc[j] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nr; i++) {
+    const __m512 ai = _mm512_set1_ps(a[i]);
+    const uint8_t* b = rows + i * rb + b0 * BB;
+    if (i + ahead < nr)
+      for (int64_t l = 0; l < NB * BB; l += 64) _mm_prefetch(reinterpret_cast<const char*>(b + ahead * rb) + l, kPrefetchHint);
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; j++) {
+      float s[kScalars<q>];
+      block_scalars<q>(b + j * BB, s);
+#pragma GCC unroll 8
+      for (int c = 0; c < kChunks<q>; c++) {
+        __m512 v[2];
+        decode_chunk<q>(b + j * BB, c, s, v);
+        const int at = 2 * (j * kChunks<q> + c);
+        acc[at] = _mm512_fmadd_ps(ai, v[0], acc[at]);
+        acc[at + 1] = _mm512_fmadd_ps(ai, v[1], acc[at + 1]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NA; j++) _mm512_storeu_ps(y + b0 * BV + 16 * j, acc[j]);
+}
+
 // y[K] = Σ_i a[i] · w[r0 + i] over i < nr: the rows weighted, decoded exactly as rows_to_f32_kind and
 // summed in f32. 256 columns at a time stay in 16 accumulators while the rows stream past, so the
-// weights are read once and only y is written.
+// weights are read once and only y is written; a last partial group block by block.
 template <QKind q>
 SEEK_AVX512 void rows_weighted_kind(float* y, const float* a, const Mat& w, int64_t r0, int64_t nr) {
   constexpr int BV = kBlockValues<q>, BB = kBlockBytes<q>, kGroup = 256 / BV;  // blocks per 256 columns
@@ -791,31 +823,9 @@ SEEK_AVX512 void rows_weighted_kind(float* y, const float* a, const Mat& w, int6
   const int64_t ahead = (kPrefetchAhead + rb - 1) / rb;  // rows
   for (int64_t off = 0, len = min_i64(nr * rb, kPrefetchAhead); off < len; off += 64)
     _mm_prefetch(reinterpret_cast<const char*>(rows) + off, kPrefetchHint);
-  for (int64_t b0 = 0; b0 < nb; b0 += kGroup) {
-    const int64_t blocks = min_i64(kGroup, nb - b0);
-    __m512 acc[16];
-    for (__m512& v : acc) v = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nr; i++) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
-      const uint8_t* b = rows + i * rb + b0 * BB;
-      if (i + ahead < nr)
-        for (int64_t l = 0; l < blocks * BB; l += 64) _mm_prefetch(reinterpret_cast<const char*>(b + ahead * rb) + l, kPrefetchHint);
-#pragma GCC unroll 8
-      for (int j = 0; j < kGroup; j++) {
-        if (j >= blocks) break;
-        float s[kScalars<q>];
-        block_scalars<q>(b + j * BB, s);
-        for (int c = 0; c < kChunks<q>; c++) {
-          __m512 v[2];
-          decode_chunk<q>(b + j * BB, c, s, v);
-          const int at = 2 * (j * kChunks<q> + c);
-          acc[at] = _mm512_fmadd_ps(ai, v[0], acc[at]);
-          acc[at + 1] = _mm512_fmadd_ps(ai, v[1], acc[at + 1]);
-        }
-      }
-    }
-    for (int64_t j = 0; j < blocks * BV / 16; j++) _mm512_storeu_ps(y + b0 * BV + 16 * j, acc[j]);
-  }
+  int64_t b0 = 0;
+  for (; b0 + kGroup <= nb; b0 += kGroup) rows_weighted_blocks<q, kGroup>(y, a, rows, rb, nr, b0, ahead);
+  for (; b0 < nb; b0++) rows_weighted_blocks<q, 1>(y, a, rows, rb, nr, b0, ahead);
 }
 
 // ---- int8 GEMM (prefill): tokens in the lanes ------------------------------------------------------
