@@ -568,15 +568,21 @@ SEEK_VNNI inline void k_block(const uint8_t* b, __m512i* u, __m512i* s, __m256i*
     const __m128i hi = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(raw, _MM_SHUFFLE(1, 1, 0, 0)), 2),
                                      _mm_set_epi32(0x30303030, 0, 0x30303030, 0));
     const __m128i packed = _mm_or_si128(lo, hi);  // bytes sc0..7, m0..7
-    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(packed));
-    // vector 2h + e (e = 0 low nibbles, 1 high) of half h: sub-blocks 4h + e and 4h + e + 2
+    // Each 16-bit scale is one byte of `packed`, zero-extended: a byte shuffle (its index, then 0x80 for
+    // the zero high byte) of `packed` in every 128-bit lane, no widening and no cross-lane permute.
+    const __m512i pk = _mm512_broadcast_i32x4(packed);
+    // vector 2h + e (e = 0 low nibbles, 1 high) of half h: sub-blocks 4h + e (lanes 0-15) and 4h + e + 2
     for (int k = 0; k < 4; k++) {
-      const int lo_j = 4 * (k / 2) + k % 2;
-      s[k] = _mm512_permutexvar_epi16(
-          _mm512_inserti64x4(_mm512_set1_epi16(short(lo_j)), _mm256_set1_epi16(short(lo_j + 2)), 1), sc16);
+      const short lo_j = short(4 * (k / 2) + k % 2), z = short(0x8000);
+      s[k] = _mm512_shuffle_epi8(pk, _mm512_inserti64x4(_mm512_set1_epi16(short(z | lo_j)),
+                                                        _mm256_set1_epi16(short(z | (lo_j + 2))), 1));
     }
-    *mn = _mm256_cvtepu8_epi16(
-        _mm_shuffle_epi8(packed, _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8)));
+    // the mins, each twice (i16 lane i: m_{i/2}, byte 8 + i/2 of `packed`)
+    *mn = _mm256_shuffle_epi8(_mm512_castsi512_si256(pk),
+                              _mm256_set_epi16(short(0x800F), short(0x800F), short(0x800E), short(0x800E),
+                                               short(0x800D), short(0x800D), short(0x800C), short(0x800C),
+                                               short(0x800B), short(0x800B), short(0x800A), short(0x800A),
+                                               short(0x8009), short(0x8009), short(0x8008), short(0x8008)));
     for (int h = 0; h < 2; h++) {
       const __m512i w = _mm512_loadu_si512(b + kNibbles<q> + 64 * h);
       u[2 * h] = _mm512_and_si512(w, m15);
