@@ -52,8 +52,8 @@ struct MlaParams {
   typename V::Matrix o_proj{};              // [D, H·v]
   // kv_b_proj in f32 [H·(nope + v), C], for the absorbed form's f32 GEMMs: decompressing a long
   // segment's cache, and W_UV where kv_b_proj has 2-D block scales (FP8); a decode step reads W_UK and
-  // W_UV from kv_b_proj itself (mla.cpp). Weights only: the matrix itself when it is f32, else a copy the
-  // model keeps (~1% of a layer).
+  // W_UV from kv_b_proj itself, or from k_b and v_b below (mla.cpp). Weights only: the matrix itself when
+  // it is f32, else a copy the model keeps (~1% of a layer).
   typename V::Vector kv_b_f32{};
   // GGUF files in mainline llama.cpp's split layout also keep their attn_k_b as k_b [H·C, nope] (per head
   // W_UK_hᵀ) and attn_v_b as v_b [H·v, C] (per head W_UV_h), in their stored formats: a decode step reads
